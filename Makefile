@@ -1,0 +1,160 @@
+# softmax-to-flash: build, test, benchmark, plot.
+#
+#   make            build every stage (CPU-only when nvcc is missing)
+#   make test       build and run the cmocka tests (installs libcmocka-dev if missing)
+#   make bench      build, run every stage and sweep, draw the plots (installs gnuplot-nox)
+#   make plots      redraw the plots from the CSV files in $(BENCH_DIR)
+#   make profile STAGE=01   run one stage under Nsight Compute (ncu), report in build/profile/
+#
+# Variables: CUDA_ARCH=90 (the SM generation to build for; machine code and PTX
+# are embedded), NVCC=path/to/nvcc (empty: CPU-only build), BENCH_DIR, DEVICE.
+
+SHELL := /bin/bash
+BUILD ?= build
+BENCH_DIR ?= $(BUILD)/bench
+DEVICE ?= auto
+
+NVCC ?= $(shell command -v nvcc 2>/dev/null || { test -x /usr/local/cuda/bin/nvcc && echo /usr/local/cuda/bin/nvcc; })
+CUDA_ARCH ?= 90
+HAVE_CUDA := $(if $(strip $(NVCC)),1,0)
+CUDA_HOME ?= $(patsubst %/bin/nvcc,%,$(NVCC))
+
+CC ?= gcc
+CFLAGS := -std=c11 -O2 -g -Wall -Wextra -Werror -D_POSIX_C_SOURCE=200809L -DHAVE_CUDA=$(HAVE_CUDA) -Icommon -MMD -MP
+LDLIBS := -lm -ldl -lpthread
+
+ifeq ($(HAVE_CUDA),1)
+CFLAGS += -I$(CUDA_HOME)/include
+NVFLAGS := -O3 -std=c++17 -DHAVE_CUDA=1 -Icommon -lineinfo \
+           -gencode arch=compute_$(CUDA_ARCH),code=[sm_$(CUDA_ARCH),compute_$(CUDA_ARCH)] \
+           -Xcompiler -Wall,-Wextra -Werror all-warnings
+CUDA_LIBDIR := $(firstword $(wildcard $(CUDA_HOME)/lib64 $(CUDA_HOME)/targets/x86_64-linux/lib))
+# cudart is linked statically: the programs start (and fall back to the CPU)
+# on machines without a CUDA driver. cuBLAS is shared, found through the rpath.
+LDLIBS := -L$(CUDA_LIBDIR) -Wl,-rpath,$(CUDA_LIBDIR) -lcublas -lcudart_static -lrt -lstdc++ $(LDLIBS)
+endif
+
+# ---------------------------------------------------------------- sources
+COMMON_C  := $(wildcard common/*.c)
+COMMON_CU := $(if $(filter 1,$(HAVE_CUDA)),$(wildcard common/*.cu))
+COMMON_OBJ := $(COMMON_C:%.c=$(BUILD)/obj/%.o) $(COMMON_CU:%.cu=$(BUILD)/obj/%.cu.o)
+
+STAGES := $(sort $(notdir $(wildcard stages/[0-9][0-9]_*)))
+# Objects of a stage: every .c but main.c, and its .cu files when CUDA is on.
+stage_objs = $(patsubst %.c,$(BUILD)/obj/%.o,$(filter-out %/main.c,$(wildcard stages/$(1)/*.c))) \
+             $(if $(filter 1,$(HAVE_CUDA)),$(patsubst %.cu,$(BUILD)/obj/%.cu.o,$(wildcard stages/$(1)/*.cu)))
+stage_lib = $(BUILD)/lib/lib$(1).a
+# A stage links its own library and every earlier one (stage N uses N-1).
+libs_upto = $(foreach s,$(STAGES),$(if $(filter $(s),$(firstword $(sort $(s) $(1)))),$(call stage_lib,$(s))))
+ALL_STAGE_LIBS := $(foreach s,$(STAGES),$(call stage_lib,$(s)))
+# Reverse order for linking: later stages first, so their references into
+# earlier stages resolve.
+reverse = $(if $(1),$(call reverse,$(wordlist 2,$(words $(1)),$(1))) $(firstword $(1)))
+
+STAGE_BINS := $(STAGES:%=$(BUILD)/bin/%)
+
+TEST_SRC := $(wildcard tests/test_*.c)
+TEST_CU  := $(if $(filter 1,$(HAVE_CUDA)),$(wildcard tests/*.cu))
+TEST_HELPERS := $(filter-out tests/test_%.c,$(wildcard tests/*.c))
+TEST_OBJ_EXTRA := $(TEST_HELPERS:%.c=$(BUILD)/obj/%.o) $(TEST_CU:%.cu=$(BUILD)/obj/%.cu.o)
+TEST_BINS := $(TEST_SRC:tests/%.c=$(BUILD)/bin/%)
+
+.PHONY: all test bench plots profile clean check-cmocka check-gnuplot banner
+.DEFAULT_GOAL := all
+
+all: banner $(STAGE_BINS)
+
+banner:
+ifeq ($(HAVE_CUDA),0)
+	@echo "note: nvcc not found (PATH, /usr/local/cuda/bin): building the CPU-only programs."
+endif
+
+$(BUILD)/obj/%.o: %.c
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) -c $< -o $@
+
+$(BUILD)/obj/%.cu.o: %.cu
+	@mkdir -p $(@D)
+	$(NVCC) $(NVFLAGS) -MD -MF $(@:.o=.d) -c $< -o $@
+
+$(BUILD)/lib/libcommon.a: $(COMMON_OBJ)
+	@mkdir -p $(@D)
+	rm -f $@ && ar rcs $@ $^
+
+define STAGE_RULES
+$(call stage_lib,$(1)): $(call stage_objs,$(1))
+	@mkdir -p $$(@D)
+	rm -f $$@ && ar rcs $$@ $$^
+$(BUILD)/bin/$(1): $(BUILD)/obj/stages/$(1)/main.o $(call libs_upto,$(1)) $(BUILD)/lib/libcommon.a
+	@mkdir -p $$(@D)
+	$(CC) $$< $(call reverse,$(call libs_upto,$(1))) $(BUILD)/lib/libcommon.a $(LDLIBS) -o $$@
+endef
+$(foreach s,$(STAGES),$(eval $(call STAGE_RULES,$(s))))
+
+# ---------------------------------------------------------------- tests
+# The tests carry libcmocka.so.0 beside them (rpath $ORIGIN), so the binaries
+# also run on a machine that has no cmocka installed (the GPU machine).
+CMOCKA_SO := $(firstword $(wildcard /usr/lib/x86_64-linux-gnu/libcmocka.so.0 /usr/lib/*/libcmocka.so.0 /usr/lib/libcmocka.so.0))
+
+$(BUILD)/bin/test_%: $(BUILD)/obj/tests/test_%.o $(TEST_OBJ_EXTRA) $(ALL_STAGE_LIBS) $(BUILD)/lib/libcommon.a | check-cmocka
+	@mkdir -p $(@D)
+	$(CC) $< $(TEST_OBJ_EXTRA) $(call reverse,$(ALL_STAGE_LIBS)) $(BUILD)/lib/libcommon.a \
+	    -lcmocka -Wl,-rpath,'$$ORIGIN' $(LDLIBS) -o $@
+	@cp -L $(or $(CMOCKA_SO),$(firstword $(wildcard /usr/lib/*/libcmocka.so.0))) $(@D)/ 2>/dev/null || true
+
+$(BUILD)/obj/tests/%.o: CFLAGS += -Wno-unused-parameter
+
+check-cmocka:
+	@if [ ! -f /usr/include/cmocka.h ]; then \
+	    if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	        echo "cmocka is missing: installing it with 'apt-get install -y libcmocka-dev'"; \
+	        DEBIAN_FRONTEND=noninteractive apt-get install -y libcmocka-dev >/dev/null 2>&1 || \
+	        { apt-get update >/dev/null 2>&1 && DEBIAN_FRONTEND=noninteractive apt-get install -y libcmocka-dev >/dev/null; } || \
+	        { echo "error: could not install libcmocka-dev; run: sudo apt-get install -y libcmocka-dev"; exit 1; }; \
+	    elif command -v sudo >/dev/null && sudo -n true 2>/dev/null; then \
+	        echo "cmocka is missing: installing it with 'sudo apt-get install -y libcmocka-dev'"; \
+	        sudo apt-get install -y libcmocka-dev >/dev/null || { echo "error: run: sudo apt-get install -y libcmocka-dev"; exit 1; }; \
+	    else \
+	        echo "error: the tests need cmocka. Install it with: sudo apt-get install -y libcmocka-dev"; exit 1; \
+	    fi; \
+	fi
+
+check-gnuplot:
+	@if ! command -v gnuplot >/dev/null; then \
+	    if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	        echo "gnuplot is missing: installing it with 'apt-get install -y gnuplot-nox'"; \
+	        DEBIAN_FRONTEND=noninteractive apt-get install -y gnuplot-nox >/dev/null 2>&1 || \
+	        { apt-get update >/dev/null 2>&1 && DEBIAN_FRONTEND=noninteractive apt-get install -y gnuplot-nox >/dev/null; } || \
+	        { echo "error: could not install gnuplot-nox; run: sudo apt-get install -y gnuplot-nox"; exit 1; }; \
+	    elif command -v sudo >/dev/null && sudo -n true 2>/dev/null; then \
+	        echo "gnuplot is missing: installing it with 'sudo apt-get install -y gnuplot-nox'"; \
+	        sudo apt-get install -y gnuplot-nox >/dev/null || { echo "error: run: sudo apt-get install -y gnuplot-nox"; exit 1; }; \
+	    else \
+	        echo "error: the plots need gnuplot. Install it with: sudo apt-get install -y gnuplot-nox"; exit 1; \
+	    fi; \
+	fi
+
+tests: $(TEST_BINS)
+
+test: banner check-cmocka $(STAGE_BINS) $(TEST_BINS)
+	@fail=0; for t in $(TEST_BINS); do \
+	    echo "== $$t"; STF_BIN_DIR=$(BUILD)/bin $$t || fail=1; \
+	done; \
+	if [ $$fail = 0 ]; then echo "all test programs passed"; else echo "some tests FAILED"; exit 1; fi
+
+# ---------------------------------------------------------------- bench
+bench: banner check-gnuplot $(STAGE_BINS)
+	@BUILD=$(BUILD) BENCH_DIR=$(BENCH_DIR) DEVICE=$(DEVICE) bash plots/bench.sh
+	@$(MAKE) --no-print-directory plots
+
+plots: check-gnuplot
+	@BENCH_DIR=$(BENCH_DIR) bash plots/draw.sh
+
+profile: $(STAGE_BINS)
+	@test -n "$(STAGE)" || { echo "usage: make profile STAGE=NN (one of: $(STAGES))"; exit 2; }
+	@BUILD=$(BUILD) STAGE=$(STAGE) bash plots/profile.sh
+
+clean:
+	rm -rf $(BUILD)
+
+-include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)

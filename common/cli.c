@@ -1,0 +1,227 @@
+#include "cli.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "gpu.h"
+
+enum {
+    OPT_DEVICE = 1000, OPT_DTYPE, OPT_ROWS, OPT_COLS, OPT_ITERS, OPT_WARMUP,
+    OPT_SEED, OPT_SCALE, OPT_CSV, OPT_SAVE, OPT_LOAD, OPT_HELP, OPT_SWEEP,
+    OPT_BATCH, OPT_HEADS, OPT_KV_HEADS, OPT_SEQ, OPT_DIM, OPT_CAUSAL,
+};
+
+/* Largest accepted dimension: keeps every product of two of them inside
+ * 64-bit arithmetic; whether the data fits in memory is checked later. */
+#define CLI_MAX_DIM (1LL << 31)
+
+int cli_parse_count(const char *s, long long max, long long *out)
+{
+    if (!s || !*s) return -1;
+    for (const char *p = s; *p; p++)
+        if (*p < '0' || *p > '9') return -1; /* rejects signs, spaces, "1e3" */
+    errno = 0;
+    char *end = NULL;
+    long long v = strtoll(s, &end, 10);
+    if (errno || *end || v <= 0 || v > max) return -1;
+    *out = v;
+    return 0;
+}
+
+static void usage(const cli_spec_t *spec, FILE *f)
+{
+    fprintf(f, "usage: %s [options]\n%s\n\noptions:\n", spec->prog, spec->summary);
+    fprintf(f,
+            "  --device auto|cpu|gpu  where to run (auto: the GPU when one is usable)\n"
+            "  --dtype fp32|fp16|bf16 storage type of inputs and outputs (arithmetic is fp32)\n");
+    if (spec->kind == CLI_SOFTMAX)
+        fprintf(f,
+                "  --rows N, --cols N     matrix shape; softmax runs along each row\n"
+                "  --sweep                run cols = 1024, 2048, ..., 1048576 at the same\n"
+                "                         rows x cols as the chosen (or default) shape\n"
+                "  --scale S              logits are S * U[-1, 1) (default 1); large S shows overflow\n");
+    else
+        fprintf(f,
+                "  --batch B, --heads H   batch size and query heads\n"
+                "  --kv-heads G           key/value heads (default H; must divide H)\n"
+                "  --seq N, --dim D       sequence length and head dimension\n"
+                "  --causal               mask keys after the query (causal attention)\n"
+                "  --sweep                run N = 1024 ... 16384 at B*N = 16384 tokens\n"
+                "  --scale S              inputs are S * U[-1, 1) (default 1)\n");
+    fprintf(f,
+            "  --iters N              timed runs; the median is reported (default 20 GPU, 5 CPU)\n"
+            "  --warmup N             untimed runs first (default 3 GPU, 1 CPU)\n"
+            "  --seed N               random seed (printed with every run)\n"
+            "  --csv FILE             append the table rows to FILE, with an environment stamp\n"
+            "  --save-npy DIR         write the input and each output as .npy files in DIR\n"
+            "  --load-npy DIR         read the input from DIR (float32 .npy) instead of generating it\n"
+            "  --help                 this text\n");
+    if (spec->extra_help) fprintf(f, "\n%s", spec->extra_help);
+}
+
+static int bad(FILE *err, const char *prog, const char *opt, const char *val, const char *want)
+{
+    fprintf(err, "%s: invalid value '%s' for %s: expected %s\n", prog, val, opt, want);
+    return 2;
+}
+
+int cli_parse(const cli_spec_t *spec, int argc, char **argv, opts_t *o, FILE *err)
+{
+    memset(o, 0, sizeof *o);
+    o->device = DEV_AUTO;
+    o->dtype = DT_F32;
+    o->seed = 20261128;
+    o->scale = 1.0;
+
+    static const struct option common_opts[] = {
+        { "device", required_argument, 0, OPT_DEVICE },
+        { "dtype", required_argument, 0, OPT_DTYPE },
+        { "iters", required_argument, 0, OPT_ITERS },
+        { "warmup", required_argument, 0, OPT_WARMUP },
+        { "seed", required_argument, 0, OPT_SEED },
+        { "scale", required_argument, 0, OPT_SCALE },
+        { "csv", required_argument, 0, OPT_CSV },
+        { "save-npy", required_argument, 0, OPT_SAVE },
+        { "load-npy", required_argument, 0, OPT_LOAD },
+        { "sweep", no_argument, 0, OPT_SWEEP },
+        { "help", no_argument, 0, OPT_HELP },
+    };
+    static const struct option softmax_opts[] = {
+        { "rows", required_argument, 0, OPT_ROWS },
+        { "cols", required_argument, 0, OPT_COLS },
+    };
+    static const struct option attention_opts[] = {
+        { "batch", required_argument, 0, OPT_BATCH },
+        { "heads", required_argument, 0, OPT_HEADS },
+        { "kv-heads", required_argument, 0, OPT_KV_HEADS },
+        { "seq", required_argument, 0, OPT_SEQ },
+        { "dim", required_argument, 0, OPT_DIM },
+        { "causal", no_argument, 0, OPT_CAUSAL },
+    };
+    struct option longopts[32];
+    size_t n = 0;
+    for (size_t i = 0; i < sizeof common_opts / sizeof *common_opts; i++) longopts[n++] = common_opts[i];
+    if (spec->kind == CLI_SOFTMAX)
+        for (size_t i = 0; i < sizeof softmax_opts / sizeof *softmax_opts; i++) longopts[n++] = softmax_opts[i];
+    else
+        for (size_t i = 0; i < sizeof attention_opts / sizeof *attention_opts; i++) longopts[n++] = attention_opts[i];
+    memset(&longopts[n], 0, sizeof longopts[n]);
+
+    const char *P = spec->prog;
+    opterr = 0; /* our own messages */
+    optind = 1; /* allow repeated parsing (tests) */
+    int c;
+    long long v;
+    while ((c = getopt_long(argc, argv, ":", longopts, NULL)) != -1) {
+        const char *a = optarg;
+        switch (c) {
+        case OPT_DEVICE:
+            if (!strcmp(a, "auto")) o->device = DEV_AUTO;
+            else if (!strcmp(a, "cpu")) o->device = DEV_CPU;
+            else if (!strcmp(a, "gpu")) o->device = DEV_GPU;
+            else return bad(err, P, "--device", a, "auto, cpu or gpu");
+            break;
+        case OPT_DTYPE:
+            if (dtype_parse(a, &o->dtype)) return bad(err, P, "--dtype", a, "fp32, fp16 or bf16");
+            break;
+        case OPT_ROWS:
+            if (cli_parse_count(a, CLI_MAX_DIM, &o->rows)) return bad(err, P, "--rows", a, "an integer from 1 to 2^31");
+            o->given |= GIVEN_ROWS;
+            break;
+        case OPT_COLS:
+            if (cli_parse_count(a, CLI_MAX_DIM, &o->cols)) return bad(err, P, "--cols", a, "an integer from 1 to 2^31");
+            o->given |= GIVEN_COLS;
+            break;
+        case OPT_BATCH:
+            if (cli_parse_count(a, 1 << 20, &o->batch)) return bad(err, P, "--batch", a, "an integer from 1 to 2^20");
+            o->given |= GIVEN_BATCH;
+            break;
+        case OPT_HEADS:
+            if (cli_parse_count(a, 1 << 16, &o->heads)) return bad(err, P, "--heads", a, "an integer from 1 to 65536");
+            o->given |= GIVEN_HEADS;
+            break;
+        case OPT_KV_HEADS:
+            if (cli_parse_count(a, 1 << 16, &o->kv_heads)) return bad(err, P, "--kv-heads", a, "an integer from 1 to 65536");
+            o->given |= GIVEN_KV_HEADS;
+            break;
+        case OPT_SEQ:
+            if (cli_parse_count(a, 1 << 24, &o->seq)) return bad(err, P, "--seq", a, "an integer from 1 to 2^24");
+            o->given |= GIVEN_SEQ;
+            break;
+        case OPT_DIM:
+            if (cli_parse_count(a, 1 << 16, &o->dim)) return bad(err, P, "--dim", a, "a positive integer");
+            o->given |= GIVEN_DIM;
+            break;
+        case OPT_CAUSAL: o->causal = 1; break;
+        case OPT_ITERS:
+            if (cli_parse_count(a, 100000, &v)) return bad(err, P, "--iters", a, "an integer from 1 to 100000");
+            o->iters = (int)v;
+            o->given |= GIVEN_ITERS;
+            break;
+        case OPT_WARMUP:
+            if (!strcmp(a, "0")) v = 0;
+            else if (cli_parse_count(a, 10000, &v)) return bad(err, P, "--warmup", a, "an integer from 0 to 10000");
+            o->warmup = (int)v;
+            o->given |= GIVEN_WARMUP;
+            break;
+        case OPT_SEED: {
+            char *end = NULL;
+            errno = 0;
+            if (!*a || *a == '-' || *a == '+') return bad(err, P, "--seed", a, "a non-negative integer");
+            unsigned long long s = strtoull(a, &end, 0);
+            if (errno || *end) return bad(err, P, "--seed", a, "a non-negative integer");
+            o->seed = s;
+            break;
+        }
+        case OPT_SCALE: {
+            char *end = NULL;
+            errno = 0;
+            double s = strtod(a, &end);
+            if (errno || !*a || *end || !isfinite(s) || s <= 0 || s > 1e30)
+                return bad(err, P, "--scale", a, "a finite number > 0");
+            o->scale = s;
+            o->given |= GIVEN_SCALE;
+            break;
+        }
+        case OPT_CSV: o->csv = a; break;
+        case OPT_SAVE: o->save_npy = a; break;
+        case OPT_LOAD: o->load_npy = a; break;
+        case OPT_SWEEP: o->sweep = 1; break;
+        case OPT_HELP: usage(spec, stdout); return 1;
+        case ':':
+            fprintf(err, "%s: option '%s' needs a value (see --help)\n", P, argv[optind - 1]);
+            return 2;
+        default:
+            fprintf(err, "%s: unknown option '%s' (see --help)\n", P, argv[optind - 1]);
+            return 2;
+        }
+    }
+    if (optind < argc) {
+        fprintf(err, "%s: unexpected argument '%s' (see --help)\n", P, argv[optind]);
+        return 2;
+    }
+    if (o->sweep && o->load_npy) {
+        fprintf(err, "%s: --sweep and --load-npy cannot be combined: the file fixes the shape\n", P);
+        return 2;
+    }
+    if (o->sweep && o->save_npy) {
+        fprintf(err, "%s: --sweep and --save-npy cannot be combined: pick one shape to save\n", P);
+        return 2;
+    }
+    return 0;
+}
+
+int cli_resolve_device(opts_t *o, FILE *err)
+{
+    if (o->device == DEV_CPU) return 0;
+    int ok = gpu_available();
+    if (o->device == DEV_GPU && !ok) {
+        fprintf(err, "error: --device gpu, but no GPU can be used: %s\n", gpu_unavailable_reason());
+        return 2;
+    }
+    o->device = ok ? DEV_GPU : DEV_CPU;
+    return 0;
+}

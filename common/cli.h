@@ -1,0 +1,60 @@
+/* Option parsing shared by every stage executable (getopt_long).
+ *
+ * Every value is validated; a bad one gets a one-line message naming the
+ * option and the accepted range, and the program exits with status 2. */
+#ifndef STF_CLI_H
+#define STF_CLI_H
+
+#include <stdint.h>
+#include <stdio.h>
+
+#include "dtype.h"
+
+typedef enum { DEV_AUTO = 0, DEV_CPU = 1, DEV_GPU = 2 } device_sel_t;
+
+/* Which family of options a program takes. */
+enum { CLI_SOFTMAX = 1, CLI_ATTENTION = 2 };
+
+/* Bits of opts_t.given: which options the user set explicitly. */
+enum {
+    GIVEN_ROWS = 1u << 0, GIVEN_COLS = 1u << 1, GIVEN_ITERS = 1u << 2,
+    GIVEN_WARMUP = 1u << 3, GIVEN_BATCH = 1u << 4, GIVEN_HEADS = 1u << 5,
+    GIVEN_SEQ = 1u << 6, GIVEN_DIM = 1u << 7, GIVEN_KV_HEADS = 1u << 8,
+    GIVEN_SCALE = 1u << 9,
+};
+
+typedef struct {
+    device_sel_t device;
+    dtype_t dtype;
+    long long rows, cols;          /* softmax */
+    long long batch, heads, kv_heads, seq, dim; /* attention */
+    int causal;
+    int iters, warmup;
+    uint64_t seed;
+    double scale;
+    int sweep;
+    const char *csv;
+    const char *save_npy;
+    const char *load_npy;
+    unsigned given;
+} opts_t;
+
+typedef struct {
+    const char *prog;    /* e.g. "01_naive_softmax" */
+    const char *summary; /* one line for --help */
+    int kind;            /* CLI_SOFTMAX or CLI_ATTENTION */
+    const char *extra_help; /* stage-specific lines for --help, or NULL */
+} cli_spec_t;
+
+/* Returns 0 when the program should run, 1 when --help was printed (exit 0),
+ * 2 on bad input (the message is already on `err`). */
+int cli_parse(const cli_spec_t *spec, int argc, char **argv, opts_t *o, FILE *err);
+
+/* Parses a strictly positive integer no larger than max: 0 on success. */
+int cli_parse_count(const char *s, long long max, long long *out);
+
+/* Resolves DEV_AUTO to DEV_CPU or DEV_GPU. Returns 2 (after a message) when
+ * --device gpu was asked for and no GPU can be used. */
+int cli_resolve_device(opts_t *o, FILE *err);
+
+#endif

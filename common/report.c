@@ -1,0 +1,127 @@
+#include "report.h"
+
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include "gpu.h"
+
+static void read_cmd(const char *cmd, char *out, size_t n)
+{
+    out[0] = 0;
+    FILE *p = popen(cmd, "r");
+    if (!p) return;
+    if (fgets(out, (int)n, p)) out[strcspn(out, "\r\n")] = 0;
+    pclose(p);
+}
+
+void env_stamp_fill(env_stamp_t *e, int gpu)
+{
+    memset(e, 0, sizeof *e);
+    if (gpu) {
+        gpu_info_t g;
+        gpu_info(&g);
+        snprintf(e->device, sizeof e->device, "%s", g.name);
+        snprintf(e->driver, sizeof e->driver, "%d.%d", g.driver_version / 1000, (g.driver_version % 1000) / 10);
+        snprintf(e->runtime, sizeof e->runtime, "%d.%d", g.runtime_version / 1000, (g.runtime_version % 1000) / 10);
+    } else {
+        char model[200] = "";
+        FILE *f = fopen("/proc/cpuinfo", "r");
+        char line[512];
+        while (f && fgets(line, sizeof line, f)) {
+            if (!strncmp(line, "model name", 10)) {
+                char *c = strchr(line, ':');
+                if (c) {
+                    c++;
+                    while (*c == ' ') c++;
+                    snprintf(model, sizeof model, "%s", c);
+                    model[strcspn(model, "\r\n")] = 0;
+                }
+                break;
+            }
+        }
+        if (f) fclose(f);
+        snprintf(e->device, sizeof e->device, "CPU %s", model[0] ? model : "(unknown model)");
+        snprintf(e->driver, sizeof e->driver, "-");
+        snprintf(e->runtime, sizeof e->runtime, "-");
+    }
+    read_cmd("git rev-parse --short HEAD 2>/dev/null", e->commit, sizeof e->commit);
+    if (!e->commit[0]) snprintf(e->commit, sizeof e->commit, "unknown");
+    char dirty[8];
+    read_cmd("git status --porcelain --untracked-files=no 2>/dev/null | head -c 1", dirty, sizeof dirty);
+    if (dirty[0]) strncat(e->commit, "+dirty", sizeof e->commit - strlen(e->commit) - 1);
+    time_t t = time(NULL);
+    strftime(e->date, sizeof e->date, "%Y-%m-%dT%H:%M:%SZ", gmtime(&t));
+    /* commas would break the CSV */
+    for (char *c = e->device; *c; c++) if (*c == ',') *c = ';';
+}
+
+void report_init(report_t *r, const report_col_t *cols, int ncols)
+{
+    memset(r, 0, sizeof *r);
+    r->cols = cols;
+    r->ncols = ncols < REPORT_MAX_COLS ? ncols : REPORT_MAX_COLS;
+}
+
+void report_row(report_t *r, ...)
+{
+    if (r->nrows >= REPORT_MAX_ROWS) return;
+    va_list ap;
+    va_start(ap, r);
+    for (int c = 0; c < r->ncols; c++) {
+        const char *s = va_arg(ap, const char *);
+        snprintf(r->cells[r->nrows][c], REPORT_CELL, "%s", s ? s : "");
+    }
+    va_end(ap);
+    r->nrows++;
+}
+
+const char *fmt(const char *f, ...)
+{
+    static char buf[8][REPORT_CELL];
+    static int k;
+    char *b = buf[k++ & 7];
+    va_list ap;
+    va_start(ap, f);
+    vsnprintf(b, REPORT_CELL, f, ap);
+    va_end(ap);
+    return b;
+}
+
+void report_print(const report_t *r, FILE *f)
+{
+    for (int c = 0; c < r->ncols; c++) fprintf(f, "%*s%s", r->cols[c].width, r->cols[c].title, c + 1 < r->ncols ? " " : "\n");
+    for (int c = 0; c < r->ncols; c++) {
+        for (int i = 0; i < r->cols[c].width; i++) fputc('-', f);
+        fputc(c + 1 < r->ncols ? ' ' : '\n', f);
+    }
+    for (int i = 0; i < r->nrows; i++)
+        for (int c = 0; c < r->ncols; c++)
+            fprintf(f, "%*s%s", r->cols[c].width, r->cells[i][c], c + 1 < r->ncols ? " " : "\n");
+}
+
+int report_csv_append(const report_t *r, const char *path, const env_stamp_t *e)
+{
+    struct stat st;
+    int fresh = stat(path, &st) != 0 || st.st_size == 0;
+    FILE *f = fopen(path, "a");
+    if (!f) {
+        perror(path);
+        return -1;
+    }
+    if (fresh) {
+        for (int c = 0; c < r->ncols; c++) fprintf(f, "%s,", r->cols[c].key);
+        fprintf(f, "device_name,driver,runtime,commit,date\n");
+    }
+    for (int i = 0; i < r->nrows; i++) {
+        for (int c = 0; c < r->ncols; c++) fprintf(f, "%s,", r->cells[i][c]);
+        fprintf(f, "%s,%s,%s,%s,%s\n", e->device, e->driver, e->runtime, e->commit, e->date);
+    }
+    if (fclose(f)) {
+        perror(path);
+        return -1;
+    }
+    return 0;
+}

@@ -1,0 +1,46 @@
+/* One table on stdout per run, and the same rows appended to a CSV file with
+ * an environment stamp (device, driver and runtime versions, git commit, date),
+ * so every figure in the notes can be traced to the run that produced it. */
+#ifndef STF_REPORT_H
+#define STF_REPORT_H
+
+#include <stdio.h>
+
+#define REPORT_MAX_COLS 32
+#define REPORT_MAX_ROWS 64
+#define REPORT_CELL 48
+
+typedef struct {
+    const char *key;   /* CSV column name */
+    const char *title; /* table header */
+    int width;
+} report_col_t;
+
+typedef struct {
+    char device[256];
+    char driver[32];
+    char runtime[32];
+    char commit[48];
+    char date[32];
+} env_stamp_t;
+
+typedef struct {
+    const report_col_t *cols;
+    int ncols;
+    int nrows;
+    char cells[REPORT_MAX_ROWS][REPORT_MAX_COLS][REPORT_CELL];
+} report_t;
+
+/* device_is_gpu: fill device/driver/runtime from the GPU, else from the CPU. */
+void env_stamp_fill(env_stamp_t *e, int device_is_gpu);
+void report_init(report_t *r, const report_col_t *cols, int ncols);
+/* Adds a row; the variadic arguments are ncols strings. */
+void report_row(report_t *r, ...);
+/* printf-style helper that returns a static rotating buffer (8 slots). */
+const char *fmt(const char *f, ...) __attribute__((format(printf, 1, 2)));
+void report_print(const report_t *r, FILE *f);
+/* Appends the rows to path (writing the header first when the file is new or
+ * empty). Returns 0, or -1 after printing why. */
+int report_csv_append(const report_t *r, const char *path, const env_stamp_t *e);
+
+#endif
