@@ -20,7 +20,7 @@ HAVE_CUDA := $(if $(strip $(NVCC)),1,0)
 CUDA_HOME ?= $(patsubst %/bin/nvcc,%,$(NVCC))
 
 CC ?= gcc
-CFLAGS := -std=c11 -O2 -g -Wall -Wextra -Werror -D_POSIX_C_SOURCE=200809L -DHAVE_CUDA=$(HAVE_CUDA) -Icommon -MMD -MP
+CFLAGS := $(EXTRA_CFLAGS) -std=c11 -O2 -g -Wall -Wextra -Werror -D_POSIX_C_SOURCE=200809L -DHAVE_CUDA=$(HAVE_CUDA) -Icommon -MMD -MP
 LDLIBS := -lm -ldl -lpthread
 
 ifeq ($(HAVE_CUDA),1)

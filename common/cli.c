@@ -16,7 +16,7 @@ enum {
 
 /* Largest accepted dimension: keeps every product of two of them inside
  * 64-bit arithmetic; whether the data fits in memory is checked later. */
-#define CLI_MAX_DIM (1LL << 31)
+#define CLI_MAX_DIM ((1LL << 31) - 1)
 
 int cli_parse_count(const char *s, long long max, long long *out)
 {
@@ -128,11 +128,11 @@ int cli_parse(const cli_spec_t *spec, int argc, char **argv, opts_t *o, FILE *er
             if (dtype_parse(a, &o->dtype)) return bad(err, P, "--dtype", a, "fp32, fp16 or bf16");
             break;
         case OPT_ROWS:
-            if (cli_parse_count(a, CLI_MAX_DIM, &o->rows)) return bad(err, P, "--rows", a, "an integer from 1 to 2^31");
+            if (cli_parse_count(a, CLI_MAX_DIM, &o->rows)) return bad(err, P, "--rows", a, "an integer from 1 to 2^31-1");
             o->given |= GIVEN_ROWS;
             break;
         case OPT_COLS:
-            if (cli_parse_count(a, CLI_MAX_DIM, &o->cols)) return bad(err, P, "--cols", a, "an integer from 1 to 2^31");
+            if (cli_parse_count(a, CLI_MAX_DIM, &o->cols)) return bad(err, P, "--cols", a, "an integer from 1 to 2^31-1");
             o->given |= GIVEN_COLS;
             break;
         case OPT_BATCH:

@@ -10,6 +10,10 @@
 
 #include "dtype.h"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 typedef enum { DEV_AUTO = 0, DEV_CPU = 1, DEV_GPU = 2 } device_sel_t;
 
 /* Which family of options a program takes. */
@@ -56,5 +60,9 @@ int cli_parse_count(const char *s, long long max, long long *out);
 /* Resolves DEV_AUTO to DEV_CPU or DEV_GPU. Returns 2 (after a message) when
  * --device gpu was asked for and no GPU can be used. */
 int cli_resolve_device(opts_t *o, FILE *err);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

@@ -10,6 +10,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 typedef enum { DT_F32 = 0, DT_F16 = 1, DT_BF16 = 2 } dtype_t;
 
 size_t dtype_size(dtype_t dt);
@@ -50,5 +54,9 @@ static inline void dtype_set(void *p, dtype_t dt, size_t i, float v)
     default: ((float *)p)[i] = v; break;
     }
 }
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

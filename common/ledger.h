@@ -14,6 +14,10 @@
 
 #include "dtype.h"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 typedef struct {
     uint64_t bytes_read;
     uint64_t bytes_written;
@@ -65,5 +69,9 @@ static inline void hbm_st(hbm_t *a, size_t i, float v)
  * would exceed the budget or the host is out of memory. */
 void *sram_alloc(ledger_t *lg, size_t bytes);
 void sram_free(ledger_t *lg, void *p, size_t bytes);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

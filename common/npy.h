@@ -6,6 +6,10 @@
 
 #include <stddef.h>
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 #define NPY_MAX_DIMS 4
 
 /* Returns 0, or -1 after printing why. */
@@ -16,5 +20,9 @@ int npy_write_f32(const char *path, const float *data, const size_t *shape, int 
 int npy_read_f32(const char *path, int want_ndim, float **data, size_t *shape);
 /* mkdir -p for one level; 0 when the directory exists afterwards. */
 int ensure_dir(const char *path);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

@@ -8,6 +8,10 @@
 
 #include "dtype.h"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 /* Safe softmax of one stored row, computed in fp64 from the stored values.
  * A row of all -inf gives NaN everywhere (0/0), a NaN anywhere gives a row of
  * NaN: the conventions every stage follows (and torch.softmax too). */
@@ -49,5 +53,9 @@ int check_ok(const check_t *c);
  * Comput. 41(5), 2019) for an n-term fp32 sum, lambda = 8, which holds except
  * with probability below 2n exp(-32). */
 double softmax_tolerance(dtype_t dt, size_t cols, double range, int k);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

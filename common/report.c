@@ -80,9 +80,9 @@ void report_row(report_t *r, ...)
 
 const char *fmt(const char *f, ...)
 {
-    static char buf[8][REPORT_CELL];
+    static char buf[64][REPORT_CELL]; /* more than one report_row takes */
     static int k;
-    char *b = buf[k++ & 7];
+    char *b = buf[k++ & 63];
     va_list ap;
     va_start(ap, f);
     vsnprintf(b, REPORT_CELL, f, ap);

@@ -6,6 +6,10 @@
 
 #include <stdio.h>
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 #define REPORT_MAX_COLS 32
 #define REPORT_MAX_ROWS 64
 #define REPORT_CELL 48
@@ -36,11 +40,15 @@ void env_stamp_fill(env_stamp_t *e, int device_is_gpu);
 void report_init(report_t *r, const report_col_t *cols, int ncols);
 /* Adds a row; the variadic arguments are ncols strings. */
 void report_row(report_t *r, ...);
-/* printf-style helper that returns a static rotating buffer (8 slots). */
+/* printf-style helper that returns a static rotating buffer (64 slots: enough for every cell of one row). */
 const char *fmt(const char *f, ...) __attribute__((format(printf, 1, 2)));
 void report_print(const report_t *r, FILE *f);
 /* Appends the rows to path (writing the header first when the file is new or
  * empty). Returns 0, or -1 after printing why. */
 int report_csv_append(const report_t *r, const char *path, const env_stamp_t *e);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

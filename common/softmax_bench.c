@@ -1,0 +1,352 @@
+/* See softmax_bench.h. The checked run and the timed runs are separate: the
+ * output is poisoned (all bytes 0xff, NaN in every type) before the checked
+ * run, so an element an implementation failed to write shows up as NaN. On
+ * the GPU the input is generated in place by the counter-based generator and
+ * the CPU regenerates nothing: it copies back only the checked rows. */
+#include "softmax_bench.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cli.h"
+#include "gpu.h"
+#include "hwcounters.h"
+#include "npy.h"
+#include "reference.h"
+#include "report.h"
+#include "rng.h"
+#include "timing.h"
+
+#define CHECK_ROWS_MAX 64
+
+static const report_col_t COLS[] = {
+    { "stage", "stage", 5 },      { "impl", "impl", 13 },        { "device", "dev", 3 },
+    { "dtype", "dtype", 5 },      { "rows", "rows", 7 },         { "cols", "cols", 7 },
+    { "passes", "passes", 6 },    { "acc_per_elem", "acc/el", 6 }, { "model_bytes", "model MB", 9 },
+    { "counted_bytes", "ledger MB", 9 }, { "measured_bytes", "HBM meas MB", 11 },
+    { "time_ms", "time ms", 9 },  { "gbps", "GB/s", 7 },        { "pct_copy", "%copy", 6 },
+    { "copy_gbps", "copy GB/s", 9 }, { "speedup", "vs prev", 7 }, { "max_rel_err", "max rel err", 11 },
+    { "tolerance", "tol", 8 },    { "nonfinite", "inf/nan", 8 }, { "ok", "ok", 4 },
+    { "seed", "seed", 10 },       { "scale", "scale", 6 },
+};
+#define NCOLS ((int)(sizeof COLS / sizeof COLS[0]))
+
+typedef struct {
+    const softmax_impl_t *impl;
+    const void *dx;
+    void *dy;
+    size_t rows, cols;
+    dtype_t dt;
+    hbm_t *x, *y; /* CPU */
+} run_arg_t;
+
+static void run_gpu(void *p)
+{
+    run_arg_t *a = p;
+    a->impl->gpu(a->dx, a->dy, a->rows, a->cols, a->dt);
+}
+
+static void run_cpu(void *p)
+{
+    run_arg_t *a = p;
+    a->impl->cpu(a->x, a->y, a->rows, a->cols);
+}
+
+/* Rows that get checked against fp64: all of them when few, else 64 spread
+ * evenly from the first to the last. */
+static size_t pick_rows(size_t rows, size_t *idx)
+{
+    size_t n = rows < CHECK_ROWS_MAX ? rows : CHECK_ROWS_MAX;
+    for (size_t i = 0; i < n; i++) idx[i] = n == 1 ? 0 : i * (rows - 1) / (n - 1);
+    return n;
+}
+
+static int fits_host(size_t bytes, const char *prog, const char *what)
+{
+    long pages = sysconf(_SC_PHYS_PAGES), psz = sysconf(_SC_PAGE_SIZE);
+    double phys = pages > 0 && psz > 0 ? (double)pages * (double)psz : 0;
+    if (phys > 0 && (double)bytes > 0.75 * phys) {
+        fprintf(stderr, "%s: %s needs %.2f GiB of host memory; this machine has %.2f GiB. Choose a smaller shape.\n",
+                prog, what, bytes / 1073741824.0, phys / 1073741824.0);
+        return 0;
+    }
+    return 1;
+}
+
+static const char *mb(double bytes) { return fmt("%.2f", bytes / 1e6); }
+
+/* Returns 0 on success, 2 on bad input, 1 on a failed check. */
+static int run_shape(const softmax_stage_t *st, const opts_t *o, size_t rows, size_t cols,
+                     const float *loaded, report_t *rep)
+{
+    const int gpu = o->device == DEV_GPU;
+    const dtype_t dt = o->dtype;
+    const size_t es = dtype_size(dt), n = rows * cols, bytes = n * es;
+    const float scale = (float)o->scale;
+    int failed = 0;
+
+    if (!fits_host(gpu ? 0 : 2 * bytes + cols * 8, st->prog, "the input and output")) return 2;
+
+    size_t check_idx[CHECK_ROWS_MAX];
+    size_t nchk = pick_rows(rows, check_idx);
+    /* The checked rows of the input, their references and tolerances. */
+    void *xr = malloc(nchk * cols * es), *yr = malloc(nchk * cols * es);
+    double *ref = malloc(nchk * cols * sizeof(double)), *tol = malloc(nchk * sizeof(double));
+    void *hx = NULL, *hy = NULL, *dx = NULL, *dy = NULL;
+    if (!xr || !yr || !ref || !tol) {
+        fprintf(stderr, "%s: out of host memory for the check buffers\n", st->prog);
+        free(xr); free(yr); free(ref); free(tol);
+        return 2;
+    }
+    double copy_gbps;
+    if (gpu) {
+        size_t fr = 0, tot = 0;
+        gpu_mem_info(&fr, &tot);
+        double need = 2.0 * (double)bytes + (double)(256u << 20);
+        if (need > (double)fr) {
+            fprintf(stderr, "%s: rows x cols = %zu x %zu in %s needs %.2f GiB of device memory (input and output); "
+                            "%.2f GiB of %.2f GiB are free. Choose a smaller shape.\n",
+                    st->prog, rows, cols, dtype_name(dt), need / 1073741824.0, fr / 1073741824.0, tot / 1073741824.0);
+            free(xr); free(yr); free(ref); free(tol);
+            return 2;
+        }
+        copy_gbps = gpu_copy_gbps();
+        dx = gpu_malloc(bytes, "the input");
+        dy = gpu_malloc(bytes, "the output");
+        if (loaded) {
+            void *tmp = malloc(bytes);
+            if (!tmp) { fprintf(stderr, "%s: out of host memory\n", st->prog); exit(2); }
+            for (size_t i = 0; i < n; i++) dtype_set(tmp, dt, i, loaded[i]);
+            gpu_h2d(dx, tmp, bytes);
+            free(tmp);
+        } else {
+            gpu_fill_logits(dx, dt, n, o->seed, 0, scale);
+        }
+        for (size_t r = 0; r < nchk; r++) gpu_d2h_rows((char *)xr + r * cols * es, dx, check_idx[r], 1, cols * es);
+    } else {
+        copy_gbps = cpu_copy_gbps(bytes);
+        hx = malloc(bytes);
+        hy = malloc(bytes);
+        if (!hx || !hy) {
+            fprintf(stderr, "%s: out of host memory for %zu x %zu\n", st->prog, rows, cols);
+            exit(2);
+        }
+        for (size_t i = 0; i < n; i++)
+            dtype_set(hx, dt, i, loaded ? loaded[i] : rng_logit(o->seed, 0, i, scale));
+        for (size_t r = 0; r < nchk; r++) memcpy((char *)xr + r * cols * es, (char *)hx + check_idx[r] * cols * es, cols * es);
+    }
+    for (size_t r = 0; r < nchk; r++) {
+        const void *row = (char *)xr + r * cols * es;
+        softmax_ref_row(row, dt, cols, ref + r * cols);
+        tol[r] = row_range(row, dt, cols); /* the tolerance itself depends on the implementation */
+    }
+
+    if (o->save_npy) {
+        float *f = malloc(n * sizeof(float));
+        void *tmp = gpu ? malloc(bytes) : hx;
+        if (!f || !tmp) { fprintf(stderr, "%s: out of host memory for --save-npy\n", st->prog); exit(2); }
+        if (gpu) gpu_d2h(tmp, dx, bytes);
+        for (size_t i = 0; i < n; i++) f[i] = dtype_get(tmp, dt, i);
+        char path[4096];
+        size_t shape[2] = { rows, cols };
+        snprintf(path, sizeof path, "%s/x.npy", o->save_npy);
+        if (ensure_dir(o->save_npy) || npy_write_f32(path, f, shape, 2)) exit(2);
+        if (gpu) free(tmp);
+        free(f);
+    }
+
+    double base_ms = 0;
+    for (int k = 0; k < st->nimpls; k++) {
+        const softmax_impl_t *im = st->impls[k];
+        char why[256] = "";
+        const char *stage = fmt("%s", im->stage), *dev = gpu ? "gpu" : "cpu";
+        if (im->applies && !im->applies(cols, dt, why, sizeof why)) {
+            printf("  %-13s does not apply: %s\n", im->name, why);
+            report_row(rep, stage, im->name, dev, dtype_name(dt), fmt("%zu", rows), fmt("%zu", cols),
+                       fmt("%d", im->passes), fmt("%d", im->loads + im->stores), "n/a", "n/a", "n/a", "n/a",
+                       "n/a", "n/a", fmt("%.0f", copy_gbps), "n/a", "n/a", "n/a", "n/a", "n/a",
+                       fmt("%llu", (unsigned long long)o->seed), fmt("%g", o->scale));
+            continue;
+        }
+        if (gpu && !im->gpu) continue;
+        run_arg_t a = { im, dx, dy, rows, cols, dt, NULL, NULL };
+        ledger_t lg = { 0 };
+        hbm_t hxa, hya;
+        char counted[32] = "-", measured[32] = "-";
+        size_t nonfinite;
+
+        /* The checked run, from a poisoned output. */
+        if (gpu) {
+            gpu_poison(dy, bytes);
+            run_gpu(&a);
+            gpu_sync();
+            nonfinite = gpu_count_nonfinite(dy, dt, n);
+            for (size_t r = 0; r < nchk; r++) gpu_d2h_rows((char *)yr + r * cols * es, dy, check_idx[r], 1, cols * es);
+        } else {
+            memset(hy, 0xff, bytes);
+            hxa = hbm_wrap(&lg, "x", hx, n, dt);
+            hya = hbm_wrap(&lg, "y", hy, n, dt);
+            a.x = &hxa;
+            a.y = &hya;
+            if (im->cpu(&hxa, &hya, rows, cols)) { failed = 1; continue; }
+            snprintf(counted, sizeof counted, "%s", mb((double)ledger_total(&lg)));
+            nonfinite = 0;
+            for (size_t i = 0; i < n; i++) nonfinite += !isfinite(dtype_get(hy, dt, i));
+            for (size_t r = 0; r < nchk; r++) memcpy((char *)yr + r * cols * es, (char *)hy + check_idx[r] * cols * es, cols * es);
+        }
+
+        check_t c;
+        check_init(&c);
+        for (size_t r = 0; r < nchk; r++) {
+            const void *yrow = (char *)yr + r * cols * es;
+            if (im->is_copy) {
+                int same = !memcmp(yrow, (char *)xr + r * cols * es, cols * es);
+                c.rows++;
+                if (!same) c.max_rel = c.worst_ratio = INFINITY;
+                for (size_t j = 0; j < cols; j++) c.nonfinite += !isfinite(dtype_get(yrow, dt, j));
+                c.max_tol = 0;
+            } else {
+                check_row(&c, yrow, dt, ref + r * cols, cols, softmax_tolerance(dt, cols, tol[r], im->round_k));
+            }
+        }
+        int ok = im->is_copy ? c.worst_ratio == 0 : check_ok(&c);
+        /* An implementation that shows overflow (stage 01 on large logits) is
+         * reported, not failed: that is the demonstration. */
+
+        if (gpu && hwc_available()) {
+            double rd = 0, wr = 0;
+            gpu_sync();
+            if (hwc_begin() == 0) {
+                run_gpu(&a);
+                if (hwc_end(&rd, &wr) == 0) snprintf(measured, sizeof measured, "%s", mb(rd + wr));
+            }
+        } else if (gpu) {
+            snprintf(measured, sizeof measured, "n/a");
+        }
+
+        double ms = gpu ? gpu_time_median_ms(run_gpu, &a, o->warmup, o->iters, 1)
+                        : cpu_time_median_ms(run_cpu, &a, o->warmup, o->iters);
+        if (k == 0) base_ms = ms;
+        double model = (double)(im->loads + im->stores) * (double)bytes;
+        double gbps = 2.0 * (double)bytes / (ms * 1e-3) / 1e9;
+
+        if (o->save_npy) {
+            char path[4096];
+            float *f = malloc(n * sizeof(float));
+            void *tmp = gpu ? malloc(bytes) : hy;
+            if (!f || !tmp) { fprintf(stderr, "%s: out of host memory for --save-npy\n", st->prog); exit(2); }
+            if (gpu) gpu_d2h(tmp, dy, bytes); /* the timed runs rewrote the same values */
+            for (size_t i = 0; i < n; i++) f[i] = dtype_get(tmp, dt, i);
+            size_t shape[2] = { rows, cols };
+            snprintf(path, sizeof path, "%s/y_%s.npy", o->save_npy, im->name);
+            if (npy_write_f32(path, f, shape, 2)) exit(2);
+            if (k == st->own) {
+                snprintf(path, sizeof path, "%s/y.npy", o->save_npy);
+                if (npy_write_f32(path, f, shape, 2)) exit(2);
+            }
+            if (gpu) free(tmp);
+            free(f);
+        }
+
+        report_row(rep, stage, im->name, dev, dtype_name(dt), fmt("%zu", rows), fmt("%zu", cols),
+                   fmt("%d", im->passes), fmt("%d", im->loads + im->stores), mb(model), counted, measured,
+                   fmt("%.4f", ms), fmt("%.1f", gbps), fmt("%.1f", 100.0 * gbps / copy_gbps),
+                   fmt("%.0f", copy_gbps), fmt("%.2f", base_ms / ms), fmt("%.2e", c.max_rel),
+                   im->is_copy ? "exact" : fmt("%.1e", c.max_tol), fmt("%zu", nonfinite), ok ? "yes" : "NO",
+                   fmt("%llu", (unsigned long long)o->seed), fmt("%g", o->scale));
+        if (!ok && !nonfinite) failed = 1; /* wrong without overflow: a real failure */
+    }
+
+    if (gpu) { gpu_free(dx); gpu_free(dy); }
+    free(hx); free(hy); free(xr); free(yr); free(ref); free(tol);
+    return failed;
+}
+
+int softmax_stage_main(const softmax_stage_t *st, int argc, char **argv)
+{
+    cli_spec_t spec = { st->prog, st->summary, CLI_SOFTMAX, NULL };
+    opts_t o;
+    int rc = cli_parse(&spec, argc, argv, &o, stderr);
+    if (rc == 1) return 0;
+    if (rc) return rc;
+    if (cli_resolve_device(&o, stderr)) return 2;
+    const int gpu = o.device == DEV_GPU;
+    if (!(o.given & GIVEN_ITERS)) o.iters = gpu ? 20 : 5;
+    if (!(o.given & GIVEN_WARMUP)) o.warmup = gpu ? 3 : 1;
+
+    float *loaded = NULL;
+    size_t rows = gpu ? 16384 : 1024, cols = gpu ? 16384 : 1024; /* GPU: 1 GiB of fp32, 17x the L2 */
+    if (o.given & GIVEN_ROWS) rows = (size_t)o.rows;
+    if (o.given & GIVEN_COLS) cols = (size_t)o.cols;
+    if (o.load_npy) {
+        if (o.given & (GIVEN_ROWS | GIVEN_COLS)) {
+            fprintf(stderr, "%s: --rows/--cols cannot be combined with --load-npy: the file gives the shape\n", st->prog);
+            return 2;
+        }
+        char path[4096];
+        size_t shape[NPY_MAX_DIMS];
+        snprintf(path, sizeof path, "%s/x.npy", o.load_npy);
+        if (npy_read_f32(path, 2, &loaded, shape)) return 2;
+        rows = shape[0];
+        cols = shape[1];
+    }
+    if (rows > ((size_t)1 << 40) / cols) {
+        fprintf(stderr, "%s: rows x cols = %zu x %zu is too large (more than 2^40 elements)\n", st->prog, rows, cols);
+        free(loaded);
+        return 2;
+    }
+
+    env_stamp_t env;
+    env_stamp_fill(&env, gpu);
+    printf("%s: %s\n", st->prog, st->summary);
+    printf("device: %s", env.device);
+    if (gpu) {
+        gpu_info_t g;
+        gpu_info(&g);
+        printf(" (%d SMs, %.0f MB L2, driver %s, runtime %s)", g.sm_count, g.l2_bytes / 1e6, env.driver, env.runtime);
+    }
+    printf("\ndtype %s, seed %llu, logits = %g * U[-1,1), median of %d runs after %d warm-up, commit %s, %s\n",
+           dtype_name(o.dtype), (unsigned long long)o.seed, o.scale, o.iters, o.warmup, env.commit, env.date);
+    if (gpu && !hwc_available()) printf("HBM measured: n/a (%s)\n", hwc_reason());
+    printf("GB/s counts the matrix read once and written once; %%copy is against the measured %s copy.\n\n",
+           gpu ? "device-to-device" : "memcpy");
+
+    size_t shapes[16][2];
+    int nshapes = 0;
+    if (o.sweep) {
+        size_t total = rows * cols;
+        for (size_t c = 1024; c <= ((size_t)1 << 20); c *= 2) {
+            shapes[nshapes][0] = total / c ? total / c : 1;
+            shapes[nshapes][1] = c;
+            nshapes++;
+        }
+    } else {
+        shapes[0][0] = rows;
+        shapes[0][1] = cols;
+        nshapes = 1;
+    }
+
+    int worst = 0;
+    for (int s = 0; s < nshapes; s++) {
+        report_t rep;
+        report_init(&rep, COLS, NCOLS);
+        if (gpu) {
+            gpu_info_t g;
+            gpu_info(&g);
+            if (shapes[s][0] < (size_t)g.sm_count)
+                printf("note: %zu rows on %d SMs: one block per row leaves SMs idle\n", shapes[s][0], g.sm_count);
+        }
+        rc = run_shape(st, &o, shapes[s][0], shapes[s][1], loaded, &rep);
+        if (rc == 2) { free(loaded); return 2; }
+        if (rc > worst) worst = rc;
+        report_print(&rep, stdout);
+        printf("\n");
+        if (o.csv && report_csv_append(&rep, o.csv, &env)) { free(loaded); return 2; }
+    }
+    free(loaded);
+    if (worst) fprintf(stderr, "%s: an implementation gave a wrong result (see the ok column)\n", st->prog);
+    return worst;
+}

@@ -1,0 +1,159 @@
+/* Device helpers shared by the softmax kernels of stages 01-03 (and reused by
+ * stage 04): storage-type conversion, 16-byte vector access, the (max, sum)
+ * merge that online softmax is built on, and block-wide reductions.
+ *
+ * Storage types: float, __half, __nv_bfloat16; arithmetic is always fp32. */
+#ifndef STF_SOFTMAX_DEVICE_CUH
+#define STF_SOFTMAX_DEVICE_CUH
+
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <math.h>
+#include <stdint.h>
+
+#include "dtype.h"
+
+template <typename T> __device__ __forceinline__ float to_f(T v);
+template <> __device__ __forceinline__ float to_f<float>(float v) { return v; }
+template <> __device__ __forceinline__ float to_f<__half>(__half v) { return __half2float(v); }
+template <> __device__ __forceinline__ float to_f<__nv_bfloat16>(__nv_bfloat16 v) { return __bfloat162float(v); }
+
+template <typename T> __device__ __forceinline__ T from_f(float v);
+template <> __device__ __forceinline__ float from_f<float>(float v) { return v; }
+template <> __device__ __forceinline__ __half from_f<__half>(float v) { return __float2half_rn(v); }
+template <> __device__ __forceinline__ __nv_bfloat16 from_f<__nv_bfloat16>(float v) { return __float2bfloat16_rn(v); }
+
+/* VEC consecutive elements moved as one access: 16 bytes when VEC * sizeof(T)
+ * is 16 (one LDG.128 per thread, the widest load), a single element when
+ * VEC is 1 (rows whose length breaks 16-byte alignment). */
+template <typename T, int VEC> struct alignas(sizeof(T) * VEC) vec_t { T v[VEC]; };
+
+template <typename T, int VEC>
+__device__ __forceinline__ vec_t<T, VEC> ld_vec(const T *p) { return *reinterpret_cast<const vec_t<T, VEC> *>(p); }
+template <typename T, int VEC>
+__device__ __forceinline__ void st_vec(T *p, const vec_t<T, VEC> &v) { *reinterpret_cast<vec_t<T, VEC> *>(p) = v; }
+
+/* Streaming loads for data read exactly once (evict-first): keeps a kernel's
+ * single pass from pushing re-read data out of L2. */
+template <typename T, int VEC>
+__device__ __forceinline__ vec_t<T, VEC> ld_vec_stream(const T *p)
+{
+    vec_t<T, VEC> r;
+    if constexpr (sizeof(T) * VEC == 16) {
+        int4 q = __ldcs(reinterpret_cast<const int4 *>(p));
+        r = *reinterpret_cast<vec_t<T, VEC> *>(&q);
+    } else {
+        r = *reinterpret_cast<const vec_t<T, VEC> *>(p);
+    }
+    return r;
+}
+
+/* The online-softmax state of a set of elements: m = their maximum, d = the
+ * sum of e^(x - m). Two states merge into the state of the union:
+ *   M = max(m1, m2),  d = d1 e^(m1 - M) + d2 e^(m2 - M).
+ * While no finite element has been seen, m = -inf; the exponent is then
+ * taken against 0 instead (ms below), so that an all -inf prefix contributes
+ * d = 0 and not e^(-inf - (-inf)) = NaN. */
+struct md_t { float m, d; };
+
+__device__ __forceinline__ float finite_or_zero(float m) { return m == -INFINITY ? 0.0f : m; }
+
+__device__ __forceinline__ md_t md_merge(md_t a, md_t b)
+{
+    float M = fmaxf(a.m, b.m); /* fmaxf ignores NaN; a NaN input poisons d instead */
+    float ms = finite_or_zero(M);
+    md_t r;
+    r.m = M;
+    r.d = a.d * expf(a.m - ms) + b.d * expf(b.m - ms);
+    return r;
+}
+
+__device__ __forceinline__ md_t md_shfl_xor(md_t v, int o)
+{
+    md_t r;
+    r.m = __shfl_xor_sync(0xffffffffu, v.m, o);
+    r.d = __shfl_xor_sync(0xffffffffu, v.d, o);
+    return r;
+}
+
+struct op_max { __device__ __forceinline__ float operator()(float a, float b) const { return fmaxf(a, b); } };
+struct op_add { __device__ __forceinline__ float operator()(float a, float b) const { return a + b; } };
+struct op_md { __device__ __forceinline__ md_t operator()(md_t a, md_t b) const { return md_merge(a, b); } };
+
+template <typename V> __device__ __forceinline__ V shfl_xor(V v, int o) { return __shfl_xor_sync(0xffffffffu, v, o); }
+template <> __device__ __forceinline__ md_t shfl_xor<md_t>(md_t v, int o) { return md_shfl_xor(v, o); }
+
+template <typename V, typename Op> __device__ __forceinline__ V warp_reduce(V v, Op op)
+{
+    for (int o = 16; o; o >>= 1) v = op(v, shfl_xor(v, o));
+    return v;
+}
+
+/* Reduces v over the whole block (blockDim.x a multiple of 32, at most 1024)
+ * and returns the result to every thread. `scratch` holds 32 values; the
+ * trailing barrier lets the caller reuse it at once. */
+template <typename V, typename Op> __device__ __forceinline__ V block_reduce(V v, Op op, V *scratch)
+{
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nwarps = blockDim.x >> 5;
+    v = warp_reduce(v, op);
+    if (nwarps == 1) return v;
+    if (lane == 0) scratch[warp] = v;
+    __syncthreads();
+    V r = scratch[0];
+    for (int w = 1; w < nwarps; w++) r = op(r, scratch[w]);
+    __syncthreads();
+    return r;
+}
+
+/* Threads per block for the multi-pass kernels (one block per row): about
+ * four vectors per thread per pass, between 64 and 1024 threads. */
+static inline int multipass_threads(size_t nvec)
+{
+    size_t t = 64;
+    while (t < 1024 && t * 4 < nvec) t *= 2;
+    return (int)t;
+}
+
+/* Dispatch on the storage type and on whether rows allow 16-byte vectors
+ * (cols a multiple of 16 / sizeof(T); cudaMalloc'd bases are 256-byte aligned). */
+#define STF_DISPATCH(dt, cols, ...)                                                \
+    do {                                                                                    \
+        if ((dt) == DT_F16) {                                                               \
+            typedef __half T;                                                               \
+            if ((cols) % 8 == 0) { const int VEC = 8; __VA_ARGS__; }                        \
+            else { const int VEC = 1; __VA_ARGS__; }                                        \
+        } else if ((dt) == DT_BF16) {                                                       \
+            typedef __nv_bfloat16 T;                                                        \
+            if ((cols) % 8 == 0) { const int VEC = 8; __VA_ARGS__; }                        \
+            else { const int VEC = 1; __VA_ARGS__; }                                        \
+        } else {                                                                            \
+            typedef float T;                                                                \
+            if ((cols) % 4 == 0) { const int VEC = 4; __VA_ARGS__; }                        \
+            else { const int VEC = 1; __VA_ARGS__; }                                        \
+        }                                                                                   \
+    } while (0)
+
+
+
+/* One sweep of a block over a row of nvec vectors: thread t takes vectors
+ * t, t + blockDim, ...; U of them are loaded before any is used, so each
+ * thread keeps U independent 16-byte loads in flight. f(i, v) gets the vector
+ * index and the loaded vector. STREAM selects evict-first loads for a sweep
+ * whose data is not read again. */
+template <typename T, int VEC, int U, bool STREAM = false, typename F>
+__device__ __forceinline__ void sweep_row(const T *row, int nvec, F f)
+{
+    int i = threadIdx.x;
+    const int s = blockDim.x;
+    for (; i + (U - 1) * s < nvec; i += U * s) {
+        vec_t<T, VEC> v[U];
+#pragma unroll
+        for (int u = 0; u < U; u++)
+            v[u] = STREAM ? ld_vec_stream<T, VEC>(row + (size_t)(i + u * s) * VEC)
+                          : ld_vec<T, VEC>(row + (size_t)(i + u * s) * VEC);
+#pragma unroll
+        for (int u = 0; u < U; u++) f(i + u * s, v[u]);
+    }
+    for (; i < nvec; i += s) f(i, STREAM ? ld_vec_stream<T, VEC>(row + (size_t)i * VEC) : ld_vec<T, VEC>(row + (size_t)i * VEC));
+}
+#endif

@@ -1,0 +1,150 @@
+/* Stage 03 on the GPU.
+ *
+ * online_kernel: what changes from stage 02 is that the max sweep and the sum
+ * sweep are one: each thread carries (m, d) and updates it once per 16-byte
+ * vector (the vector's own maximum first, so one rescaling exp per vector
+ * instead of one per element); the block merges the threads' states with
+ * md_merge, then a second sweep normalises. 2 loads + 1 store per element.
+ *
+ * onchip_kernel: the row stays in registers between the two sweeps, so it is
+ * read from memory once: 1 load + 1 store, the floor. RT threads share a row,
+ * each holding PER vectors; rows of up to 1024 elements (fp32) take one warp
+ * each, four rows per block, and need no shared memory at all. Each thread
+ * reduces its own registers to (m, d) in two short loops (max, then sum: no
+ * rescaling needed, the data is already there), and a single merge reduction
+ * across the row replaces stage 02's two reductions.
+ *
+ * Run: build/bin/03_online_softmax [--dtype fp16] [--cols 8192] [--sweep] */
+#include "gpu_check.h"
+#include "online.h"
+#include "softmax_device.cuh"
+
+template <typename T, int VEC>
+__global__ void online_kernel(const T *__restrict__ x, T *__restrict__ y, int cols)
+{
+    __shared__ md_t scratch[32];
+    const T *xr = x + (size_t)blockIdx.x * cols;
+    T *yr = y + (size_t)blockIdx.x * cols;
+    const int nvec = cols / VEC;
+
+    md_t s = { -INFINITY, 0.0f };
+    sweep_row<T, VEC, 4>(xr, nvec, [&](int, const vec_t<T, VEC> &v) {
+        float vm = to_f(v.v[0]);
+#pragma unroll
+        for (int k = 1; k < VEC; k++) vm = fmaxf(vm, to_f(v.v[k]));
+        const float mn = fmaxf(s.m, vm), ms = finite_or_zero(mn);
+        float add = 0.0f;
+#pragma unroll
+        for (int k = 0; k < VEC; k++) add += expf(to_f(v.v[k]) - ms);
+        s.d = s.d * expf(s.m - ms) + add;
+        s.m = mn;
+    });
+    s = block_reduce(s, op_md(), scratch);
+    const float ms = finite_or_zero(s.m), inv = 1.0f / s.d;
+
+    sweep_row<T, VEC, 4, true>(xr, nvec, [&](int i, const vec_t<T, VEC> &v) {
+        vec_t<T, VEC> o;
+#pragma unroll
+        for (int k = 0; k < VEC; k++) o.v[k] = from_f<T>(expf(to_f(v.v[k]) - ms) * inv);
+        st_vec<T, VEC>(yr + (size_t)i * VEC, o);
+    });
+}
+
+extern "C" void softmax_online_gpu(const void *x, void *y, size_t rows, size_t cols, dtype_t dt)
+{
+    STF_DISPATCH(dt, cols, {
+        online_kernel<T, VEC><<<(unsigned)rows, multipass_threads(cols / VEC)>>>((const T *)x, (T *)y, (int)cols);
+    });
+    LAUNCH_CHECK();
+}
+
+template <int RT> struct onchip_rows { static constexpr int value = RT == 32 ? 4 : 1; };
+/* Ask for at least 1024 resident threads per SM (64 registers a thread):
+ * with a whole row in flight per block, a second block is what keeps memory
+ * busy while the first reduces. */
+template <int RT> struct onchip_min_blocks { static constexpr int value = RT >= 1024 ? 1 : 1024 / (RT * onchip_rows<RT>::value); };
+
+template <typename T, int VEC, int RT, int PER>
+__global__ void __launch_bounds__(RT * onchip_rows<RT>::value, onchip_min_blocks<RT>::value)
+onchip_kernel(const T *__restrict__ x, T *__restrict__ y, size_t rows, int cols)
+{
+    constexpr int RPB = onchip_rows<RT>::value;
+    __shared__ md_t scratch[32];
+    const int lane = threadIdx.x % RT;
+    const size_t row = (size_t)blockIdx.x * RPB + threadIdx.x / RT;
+    if (RPB > 1 && row >= rows) return; /* warp-per-row: no block barrier follows */
+    const T *xr = x + row * cols;
+    T *yr = y + row * cols;
+    const int nvec = cols / VEC;
+
+    vec_t<T, VEC> v[PER];
+#pragma unroll
+    for (int p = 0; p < PER; p++) {
+        const int i = p * RT + lane;
+        if (i < nvec) v[p] = ld_vec_stream<T, VEC>(xr + (size_t)i * VEC);
+        else
+            for (int k = 0; k < VEC; k++) v[p].v[k] = from_f<T>(0.0f);
+    }
+    float m = -INFINITY;
+#pragma unroll
+    for (int p = 0; p < PER; p++)
+        if (p * RT + lane < nvec)
+#pragma unroll
+            for (int k = 0; k < VEC; k++) m = fmaxf(m, to_f(v[p].v[k]));
+    float ms = finite_or_zero(m), d = 0.0f;
+#pragma unroll
+    for (int p = 0; p < PER; p++)
+        if (p * RT + lane < nvec)
+#pragma unroll
+            for (int k = 0; k < VEC; k++) d += expf(to_f(v[p].v[k]) - ms);
+    md_t s = { m, d };
+    s = RT == 32 ? warp_reduce(s, op_md()) : block_reduce(s, op_md(), scratch);
+    ms = finite_or_zero(s.m);
+    const float inv = 1.0f / s.d;
+#pragma unroll
+    for (int p = 0; p < PER; p++) {
+        const int i = p * RT + lane;
+        if (i < nvec) {
+            vec_t<T, VEC> o;
+#pragma unroll
+            for (int k = 0; k < VEC; k++) o.v[k] = from_f<T>(expf(to_f(v[p].v[k]) - ms) * inv);
+            st_vec<T, VEC>(yr + (size_t)i * VEC, o);
+        }
+    }
+}
+
+template <typename T, int VEC, int RT, int PER>
+static void launch_onchip(const T *x, T *y, size_t rows, int cols)
+{
+    constexpr int RPB = onchip_rows<RT>::value;
+    onchip_kernel<T, VEC, RT, PER><<<(unsigned)((rows + RPB - 1) / RPB), RT * RPB>>>(x, y, rows, cols);
+}
+
+/* The smallest (threads per row, vectors per thread) that holds the row:
+ * few threads per row with full registers keep the reduction short. */
+template <typename T, int VEC>
+static void dispatch_onchip(const T *x, T *y, size_t rows, int cols)
+{
+    constexpr int P = VEC == 1 ? 32 : 8; /* vectors per thread at full size */
+    const int nvec = cols / VEC;
+    if (nvec <= 32 * 1) launch_onchip<T, VEC, 32, 1>(x, y, rows, cols);
+    else if (nvec <= 32 * (P / 4)) launch_onchip<T, VEC, 32, P / 4>(x, y, rows, cols);
+    else if (nvec <= 32 * (P / 2)) launch_onchip<T, VEC, 32, P / 2>(x, y, rows, cols);
+    else if (nvec <= 32 * P) launch_onchip<T, VEC, 32, P>(x, y, rows, cols);
+    else if (nvec <= 64 * P) launch_onchip<T, VEC, 64, P>(x, y, rows, cols);
+    else if (nvec <= 128 * P) launch_onchip<T, VEC, 128, P>(x, y, rows, cols);
+    else if (nvec <= 256 * P) launch_onchip<T, VEC, 256, P>(x, y, rows, cols);
+    else if (nvec <= 512 * P) launch_onchip<T, VEC, 512, P>(x, y, rows, cols);
+    else launch_onchip<T, VEC, 1024, P>(x, y, rows, cols);
+}
+
+extern "C" void softmax_online_onchip_gpu(const void *x, void *y, size_t rows, size_t cols, dtype_t dt)
+{
+    char why[256];
+    if (!online_onchip_applies(cols, dt, why, sizeof why)) {
+        fprintf(stderr, "online-onchip: %s\n", why); /* the driver asks applies() first */
+        exit(2);
+    }
+    STF_DISPATCH(dt, cols, { dispatch_onchip<T, VEC>((const T *)x, (T *)y, rows, (int)cols); });
+    LAUNCH_CHECK();
+}

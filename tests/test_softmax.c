@@ -1,0 +1,288 @@
+/* Stages 01-03: every softmax implementation, CPU and GPU, against the fp64
+ * reference; the ledger's counts against the access model; overflow; -inf,
+ * all -inf and NaN rows; and, so that none of these checks is vacuous,
+ * deliberately broken implementations that the same checks must reject.
+ * GPU cases skip (cmocka skip) where no GPU can be used. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../stages/01_naive_softmax/naive.h"
+#include "../stages/02_safe_softmax/safe.h"
+#include "../stages/03_online_softmax/online.h"
+#include "gpu.h"
+#include "reference.h"
+#include "rng.h"
+#include "harness.h"
+
+static const softmax_impl_t *const SOFTMAXES[] = { &IMPL_NAIVE, &IMPL_SAFE, &IMPL_ONLINE, &IMPL_ONLINE_ONCHIP };
+#define NSOFT (sizeof SOFTMAXES / sizeof SOFTMAXES[0])
+static const size_t ODD_COLS[] = { 1, 17, 1000, 65537 };
+static const dtype_t DTYPES[] = { DT_F32, DT_F16, DT_BF16 };
+
+static void *random_matrix(dtype_t dt, size_t rows, size_t cols, uint32_t stream, float scale)
+{
+    void *x = malloc(rows * cols * dtype_size(dt));
+    for (size_t i = 0; i < rows * cols; i++) dtype_set(x, dt, i, rng_logit(test_seed(), stream, i, scale));
+    return x;
+}
+
+/* Random inputs, odd sizes, every dtype: each implementation within its
+ * stated tolerance of fp64 (the on-chip variant must refuse rows it cannot
+ * hold, and only those). */
+static void accuracy(int gpu)
+{
+    for (size_t k = 0; k < NSOFT; k++)
+        for (size_t d = 0; d < 3; d++)
+            for (size_t c = 0; c < 4; c++) {
+                const softmax_impl_t *im = SOFTMAXES[k];
+                const size_t cols = ODD_COLS[c], rows = cols > 5000 ? 3 : 7;
+                const dtype_t dt = DTYPES[d];
+                void *x = random_matrix(dt, rows, cols, (uint32_t)(10 * c + d), 8.0f);
+                void *y = malloc(rows * cols * dtype_size(dt));
+                int rc = test_run_softmax(im, gpu, dt, rows, cols, x, y, NULL);
+                char why[256];
+                if (im->applies && !im->applies(cols, dt, why, sizeof why)) {
+                    assert_int_equal(rc, -1);
+                } else {
+                    assert_int_equal(rc, 0);
+                    double ratio = test_check_softmax(im, dt, rows, cols, x, y);
+                    if (ratio > 1.0)
+                        print_message("%s %s cols=%zu %s: error/tolerance = %.3g\n", gpu ? "gpu" : "cpu", im->name,
+                                      cols, dtype_name(dt), ratio);
+                    assert_true(ratio <= 1.0);
+                }
+                free(x);
+                free(y);
+            }
+}
+
+static void test_accuracy_cpu(void **state) { (void)state; accuracy(0); }
+static void test_accuracy_gpu(void **state) { (void)state; SKIP_WITHOUT_GPU(); accuracy(1); }
+
+/* The GPU kernels take other paths for rows that are a multiple of the
+ * 16-byte vector, for long rows (several vectors per thread) and for every
+ * on-chip configuration: sweep those lengths too. */
+static void test_vector_paths_gpu(void **state)
+{
+    (void)state;
+    SKIP_WITHOUT_GPU();
+    static const size_t cols_list[] = { 8, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384, 32768, 65536, 262144 };
+    for (size_t k = 0; k < NSOFT; k++)
+        for (size_t d = 0; d < 2; d++)
+            for (size_t c = 0; c < sizeof cols_list / sizeof *cols_list; c++) {
+                const softmax_impl_t *im = SOFTMAXES[k];
+                const size_t cols = cols_list[c], rows = cols >= 65536 ? 3 : 9;
+                const dtype_t dt = DTYPES[d];
+                char why[256];
+                if (im->applies && !im->applies(cols, dt, why, sizeof why)) continue;
+                void *x = random_matrix(dt, rows, cols, (uint32_t)(100 + c), 6.0f);
+                void *y = malloc(rows * cols * dtype_size(dt));
+                assert_int_equal(test_run_softmax(im, 1, dt, rows, cols, x, y, NULL), 0);
+                double ratio = test_check_softmax(im, dt, rows, cols, x, y);
+                if (ratio > 1.0) print_message("gpu %s cols=%zu %s: error/tol = %.3g\n", im->name, cols, dtype_name(dt), ratio);
+                assert_true(ratio <= 1.0);
+                free(x);
+                free(y);
+            }
+}
+
+/* The ledger counts exactly the model: loads and stores per element. */
+static void test_ledger_counts(void **state)
+{
+    (void)state;
+    const softmax_impl_t *all[] = { &IMPL_COPY, &IMPL_NAIVE, &IMPL_SAFE, &IMPL_ONLINE, &IMPL_ONLINE_ONCHIP };
+    for (size_t k = 0; k < 5; k++)
+        for (size_t d = 0; d < 2; d++) {
+            const dtype_t dt = DTYPES[d];
+            const size_t rows = 5, cols = 1000, n = rows * cols, es = dtype_size(dt);
+            void *x = random_matrix(dt, rows, cols, 7, 4.0f), *y = malloc(n * es);
+            ledger_t lg;
+            assert_int_equal(test_run_softmax(all[k], 0, dt, rows, cols, x, y, &lg), 0);
+            assert_int_equal(lg.bytes_read, (uint64_t)all[k]->loads * n * es);
+            assert_int_equal(lg.bytes_written, (uint64_t)all[k]->stores * n * es);
+            free(x);
+            free(y);
+        }
+    /* Milakov & Gimelshein's counts, and the row-on-chip floor */
+    assert_int_equal(IMPL_NAIVE.loads + IMPL_NAIVE.stores, 3);
+    assert_int_equal(IMPL_SAFE.loads + IMPL_SAFE.stores, 4);
+    assert_int_equal(IMPL_ONLINE.loads + IMPL_ONLINE.stores, 3);
+    assert_int_equal(IMPL_ONLINE_ONCHIP.loads + IMPL_ONLINE_ONCHIP.stores, 2);
+}
+
+/* The on-chip variant keeps its row inside the simulated on-chip budget. */
+static void test_onchip_budget(void **state)
+{
+    (void)state;
+    const size_t cols = 32768, rows = 2;
+    void *x = random_matrix(DT_F32, rows, cols, 9, 2.0f), *y = malloc(rows * cols * 4);
+    ledger_t lg;
+    assert_int_equal(test_run_softmax(&IMPL_ONLINE_ONCHIP, 0, DT_F32, rows, cols, x, y, &lg), 0);
+    assert_int_equal(lg.sram_peak, cols * 4);
+    assert_true(lg.sram_peak <= ONCHIP_MAX_BYTES);
+    free(x);
+    free(y);
+    char why[256];
+    assert_false(online_onchip_applies(32769, DT_F32, why, sizeof why));
+    assert_true(online_onchip_applies(65536, DT_F16, why, sizeof why));
+    assert_false(online_onchip_applies(65537, DT_F16, why, sizeof why));
+}
+
+/* Q2: e^x overflows the storage type in stage 01 only.
+ * fp16: e^11 = 59874 fits (max 65504), e^12 = 162755 does not.
+ * fp32: e^88 fits, e^89 = 4.5e38 does not (max 3.4e38). */
+static void overflow_case(int gpu, dtype_t dt, float big, int naive_overflows)
+{
+    const size_t cols = 17;
+    float v[17];
+    for (size_t j = 0; j < cols; j++) v[j] = (float)j * 0.5f - 4.0f;
+    v[5] = big;
+    uint16_t buf16[17], out16[17];
+    float buf32[17], out32[17];
+    void *x = dt == DT_F32 ? (void *)buf32 : (void *)buf16, *y = dt == DT_F32 ? (void *)out32 : (void *)out16;
+    for (size_t j = 0; j < cols; j++) dtype_set(x, dt, j, v[j]);
+    for (size_t k = 0; k < NSOFT; k++) {
+        assert_int_equal(test_run_softmax(SOFTMAXES[k], gpu, dt, 1, cols, x, y, NULL), 0);
+        size_t bad = 0;
+        for (size_t j = 0; j < cols; j++) bad += !isfinite(dtype_get(y, dt, j));
+        if (SOFTMAXES[k] == &IMPL_NAIVE && naive_overflows) {
+            assert_true(bad > 0);
+        } else {
+            assert_int_equal(bad, 0);
+            assert_true(test_check_softmax(SOFTMAXES[k], dt, 1, cols, x, y) <= 1.0);
+        }
+    }
+}
+
+static void overflow_all(int gpu)
+{
+    overflow_case(gpu, DT_F16, 11.0f, 0);
+    overflow_case(gpu, DT_F16, 12.0f, 1);
+    overflow_case(gpu, DT_F32, 88.0f, 0);
+    overflow_case(gpu, DT_F32, 89.0f, 1);
+    overflow_case(gpu, DT_BF16, 89.0f, 1); /* bf16 has fp32's range */
+}
+static void test_overflow_cpu(void **state) { (void)state; overflow_all(0); }
+static void test_overflow_gpu(void **state) { (void)state; SKIP_WITHOUT_GPU(); overflow_all(1); }
+
+/* -inf entries give exactly 0 and leave the rest a softmax of the finite
+ * entries, also when they come first (the online running max starts at
+ * -inf); an all -inf row is NaN (0/0) and a NaN makes the whole row NaN, in
+ * every stage. */
+static void special_rows(int gpu)
+{
+    const size_t cols = 1000, rows = 4;
+    for (size_t d = 0; d < 3; d++) {
+        const dtype_t dt = DTYPES[d];
+        void *x = random_matrix(dt, rows, cols, 33, 5.0f), *y = malloc(rows * cols * dtype_size(dt));
+        for (size_t j = 0; j < 40; j++) dtype_set(x, dt, j, -INFINITY);          /* row 0: a -inf prefix */
+        for (size_t j = 0; j < cols; j += 3) dtype_set(x, dt, cols + j, -INFINITY); /* row 1: scattered */
+        for (size_t j = 0; j < cols; j++) dtype_set(x, dt, 2 * cols + j, -INFINITY); /* row 2: all -inf */
+        dtype_set(x, dt, 3 * cols + 500, NAN);                                      /* row 3: one NaN */
+        for (size_t k = 0; k < NSOFT; k++) {
+            const softmax_impl_t *im = SOFTMAXES[k];
+            assert_int_equal(test_run_softmax(im, gpu, dt, rows, cols, x, y, NULL), 0);
+            for (size_t j = 0; j < 40; j++) assert_true(dtype_get(y, dt, j) == 0.0f);
+            for (size_t j = 0; j < cols; j += 3) assert_true(dtype_get(y, dt, cols + j) == 0.0f);
+            for (size_t j = 0; j < cols; j++) assert_true(isnan(dtype_get(y, dt, 2 * cols + j)));
+            for (size_t j = 0; j < cols; j++) assert_true(isnan(dtype_get(y, dt, 3 * cols + j)));
+            /* rows 0 and 1 match the reference; rows 2 and 3 match its NaN */
+            double ratio = test_check_softmax(im, dt, rows, cols, x, y);
+            if (ratio > 1.0) print_message("%s %s %s: ratio %.3g\n", gpu ? "gpu" : "cpu", im->name, dtype_name(dt), ratio);
+            assert_true(ratio <= 1.0);
+        }
+        free(x);
+        free(y);
+    }
+}
+static void test_special_rows_cpu(void **state) { (void)state; special_rows(0); }
+static void test_special_rows_gpu(void **state) { (void)state; SKIP_WITHOUT_GPU(); special_rows(1); }
+
+/* ---- Broken implementations: the checks above must catch each of them. */
+
+/* Online softmax that forgets to rescale d when the maximum grows. */
+static int broken_no_rescale(hbm_t *x, hbm_t *y, size_t rows, size_t cols)
+{
+    for (size_t r = 0; r < rows; r++) {
+        float m = -INFINITY, d = 0;
+        for (size_t j = 0; j < cols; j++) {
+            float v = hbm_ld(x, r * cols + j);
+            m = fmaxf(m, v);
+            d += expf(v - m);
+        }
+        for (size_t j = 0; j < cols; j++) hbm_st(y, r * cols + j, expf(hbm_ld(x, r * cols + j) - m) / d);
+    }
+    return 0;
+}
+
+/* Safe softmax whose sum misses the last element of the row. */
+static int broken_off_by_one(hbm_t *x, hbm_t *y, size_t rows, size_t cols)
+{
+    for (size_t r = 0; r < rows; r++) {
+        float m = -INFINITY, d = 0;
+        for (size_t j = 0; j < cols; j++) m = fmaxf(m, hbm_ld(x, r * cols + j));
+        for (size_t j = 0; j + 1 < cols; j++) d += expf(hbm_ld(x, r * cols + j) - m);
+        for (size_t j = 0; j < cols; j++) hbm_st(y, r * cols + j, expf(hbm_ld(x, r * cols + j) - m) / d);
+    }
+    return 0;
+}
+
+/* Leaves the last element of every row unwritten (still poisoned). */
+static int broken_unwritten(hbm_t *x, hbm_t *y, size_t rows, size_t cols)
+{
+    softmax_safe_cpu(x, y, rows, cols);
+    for (size_t r = 0; r < rows; r++) dtype_set(y->data, y->dt, r * cols + cols - 1, NAN);
+    return 0;
+}
+
+/* Sums in fp16 instead of fp32: loses precision far beyond the tolerance. */
+static int broken_half_sum(hbm_t *x, hbm_t *y, size_t rows, size_t cols)
+{
+    for (size_t r = 0; r < rows; r++) {
+        float m = -INFINITY, d = 0;
+        for (size_t j = 0; j < cols; j++) m = fmaxf(m, hbm_ld(x, r * cols + j));
+        for (size_t j = 0; j < cols; j++) d = dtype_round(DT_F16, d + expf(hbm_ld(x, r * cols + j) - m));
+        for (size_t j = 0; j < cols; j++) hbm_st(y, r * cols + j, expf(hbm_ld(x, r * cols + j) - m) / d);
+    }
+    return 0;
+}
+
+static void test_checks_reject_broken(void **state)
+{
+    (void)state;
+    softmax_impl_t broken[4];
+    int (*fns[4])(hbm_t *, hbm_t *, size_t, size_t) = { broken_no_rescale, broken_off_by_one, broken_unwritten, broken_half_sum };
+    for (int b = 0; b < 4; b++) {
+        broken[b] = IMPL_SAFE;
+        broken[b].cpu = fns[b];
+        const size_t rows = 7, cols = 1000;
+        void *x = random_matrix(DT_F32, rows, cols, 55, 8.0f), *y = malloc(rows * cols * 4);
+        assert_int_equal(test_run_softmax(&broken[b], 0, DT_F32, rows, cols, x, y, NULL), 0);
+        double ratio = test_check_softmax(&broken[b], DT_F32, rows, cols, x, y);
+        print_message("broken implementation %d: error/tolerance = %.3g (must exceed 1)\n", b, ratio);
+        assert_true(ratio > 1.0);
+        free(x);
+        free(y);
+    }
+}
+
+int main(void)
+{
+    test_seed();
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_accuracy_cpu),
+        cmocka_unit_test(test_ledger_counts),
+        cmocka_unit_test(test_onchip_budget),
+        cmocka_unit_test(test_overflow_cpu),
+        cmocka_unit_test(test_special_rows_cpu),
+        cmocka_unit_test(test_checks_reject_broken),
+        cmocka_unit_test(test_accuracy_gpu),
+        cmocka_unit_test(test_vector_paths_gpu),
+        cmocka_unit_test(test_overflow_gpu),
+        cmocka_unit_test(test_special_rows_gpu),
+    };
+    if (getenv("STF_GPU_ONLY")) cmocka_set_test_filter("*_gpu");
+    return cmocka_run_group_tests_name("softmax stages 01-03", tests, NULL, NULL);
+}
