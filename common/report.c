@@ -90,16 +90,22 @@ const char *fmt(const char *f, ...)
     return b;
 }
 
+/* Columns of width 0 go to the CSV only. */
 void report_print(const report_t *r, FILE *f)
 {
-    for (int c = 0; c < r->ncols; c++) fprintf(f, "%*s%s", r->cols[c].width, r->cols[c].title, c + 1 < r->ncols ? " " : "\n");
+    for (int c = 0; c < r->ncols; c++)
+        if (r->cols[c].width) fprintf(f, "%*s ", r->cols[c].width, r->cols[c].title);
+    fputc('\n', f);
     for (int c = 0; c < r->ncols; c++) {
         for (int i = 0; i < r->cols[c].width; i++) fputc('-', f);
-        fputc(c + 1 < r->ncols ? ' ' : '\n', f);
+        if (r->cols[c].width) fputc(' ', f);
     }
-    for (int i = 0; i < r->nrows; i++)
+    fputc('\n', f);
+    for (int i = 0; i < r->nrows; i++) {
         for (int c = 0; c < r->ncols; c++)
-            fprintf(f, "%*s%s", r->cols[c].width, r->cells[i][c], c + 1 < r->ncols ? " " : "\n");
+            if (r->cols[c].width) fprintf(f, "%*s ", r->cols[c].width, r->cells[i][c]);
+        fputc('\n', f);
+    }
 }
 
 int report_csv_append(const report_t *r, const char *path, const env_stamp_t *e)

@@ -17,7 +17,7 @@ extern "C" {
 typedef struct {
     const char *key;   /* CSV column name */
     const char *title; /* table header */
-    int width;
+    int width;         /* 0: CSV only */
 } report_col_t;
 
 typedef struct {
