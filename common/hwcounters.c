@@ -822,6 +822,12 @@ static int probe(void)
 int hwc_available(void)
 {
     if (g.state >= 0) return g.state;
+    if (getenv("STF_NO_HWC")) {
+        /* Another profiler (ncu) owns the counters: stay out of its way. */
+        snprintf(g.reason, sizeof g.reason, "unavailable: disabled by STF_NO_HWC");
+        g.state = 0;
+        return 0;
+    }
     g.state = probe();
     if (!g.state) {
         /* Prefix in place (cutting the tail if it must): every path above
