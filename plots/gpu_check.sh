@@ -22,7 +22,7 @@ for t in "$BUILD"/bin/test_*; do
     STF_GPU_ONLY=1 timeout 300 "$t" >>"$OUT/tests.log" 2>&1
     rc=$?
     [ $rc = 0 ] || rc_all=1
-    note "$(basename "$t"): exit $rc ($(grep -c '^\[       OK \]' <(STF_GPU_ONLY=1 true; tail -n 400 "$OUT/tests.log")) OK lines so far)"
+    note "$(basename "$t"): exit $rc"
 done
 grep -E '^\[  (PASSED|FAILED|SKIPPED) \]|FAILED|error' "$OUT/tests.log" | tail -n 20
 
