@@ -574,8 +574,12 @@ static int measure_begin(void)
         return -1;
     }
 
-    if (!g.counter) {
-        /* One range, one nesting level: the image holds exactly one result. */
+    {
+        /* Asked after every Enable: each Enable makes a new profiler object,
+         * and this call is what tells that object which metrics it collects.
+         * Skipping it on the second measurement made CounterDataImageInitialize
+         * crash (seen on an H200, CUDA 13.0). One range, one nesting level:
+         * the image holds exactly one result. */
         CUpti_RangeProfiler_GetCounterDataSize_Params sz;
         memset(&sz, 0, sizeof sz);
         sz.structSize = CUpti_RangeProfiler_GetCounterDataSize_Params_STRUCT_SIZE;
@@ -589,6 +593,7 @@ static int measure_begin(void)
             set_reason("cuptiRangeProfilerGetCounterDataSize reported an empty image");
             goto fail;
         }
+        free(g.counter); /* and a fresh image for the fresh object (5-6 KB) */
         g.counter = malloc(sz.counterDataSize);
         if (!g.counter) {
             set_reason("out of host memory (%zu bytes for the counter data image)", sz.counterDataSize);

@@ -61,5 +61,5 @@ int check_ok(const check_t *c) { return c->rows > 0 && c->worst_ratio <= 1.0; }
 double softmax_tolerance(dtype_t dt, size_t cols, double range, int k)
 {
     const double u32 = 1.0 / 16777216.0;
-    return k * dtype_unit_roundoff(dt) + u32 * (range + 16.0 + 8.0 * sqrt((double)cols));
+    return k * dtype_unit_roundoff(dt) + u32 * (4.0 * range + 16.0 + 8.0 * sqrt((double)cols));
 }

@@ -42,16 +42,21 @@ void check_row(check_t *c, const void *y, dtype_t dt, const double *ref, size_t 
 int check_ok(const check_t *c);
 
 /* The tolerance for a softmax output row:
- *   tol = k * u_s + u_32 * (range + 16 + 8 * sqrt(cols))
+ *   tol = k * u_s + u_32 * (4 * range + 16 + 8 * sqrt(cols))
  * u_s: unit roundoff of the storage type; k: how many times a value on the
  * path is rounded to it (1 when only the output is stored; 3 for stage 01,
  * whose e^x is a value of the storage type as in the formula, and whose
- * denominator and output inherit that rounding); range: row_range(); 16 u
- * covers two fp32 exponentials (<= 2 ulp each, CUDA Programming Guide,
- * Table "single-precision mathematical functions") and the division;
- * 8 sqrt(n) u is the probabilistic bound of Higham & Mary (SIAM J. Sci.
- * Comput. 41(5), 2019) for an n-term fp32 sum, lambda = 8, which holds except
- * with probability below 2n exp(-32). */
+ * denominator and output inherit that rounding). range = row_range().
+ * 2 u range: the exponent argument x - m is rounded when formed, and (GPU)
+ *   again when scaled by log2 e; each rounding of an argument t costs a
+ *   relative u |t| in e^t, and |t| <= range.
+ * 2 u range: online softmax's rescalings e^(m - m') of the running sum; their
+ *   arguments add up to at most the range.
+ * 16 u: the exponentials themselves (exp2f and glibc's expf are within 2 ulp,
+ *   at most 4 u; two on any path) and the division.
+ * 8 sqrt(n) u: the probabilistic bound of Higham & Mary (SIAM J. Sci. Comput.
+ *   41(5), 2019) for an n-term fp32 sum with lambda = 8, which holds except
+ *   with probability below 2n exp(-32). */
 double softmax_tolerance(dtype_t dt, size_t cols, double range, int k);
 
 #ifdef __cplusplus

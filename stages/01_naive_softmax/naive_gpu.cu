@@ -13,7 +13,7 @@
 #include "softmax_device.cuh"
 
 template <typename T>
-__device__ __forceinline__ float exp_in_type(float x) { return to_f<T>(from_f<T>(expf(x))); }
+__device__ __forceinline__ float exp_in_type(float x) { return to_f<T>(from_f<T>(fexp(x))); }
 
 template <typename T, int VEC>
 __global__ void naive_kernel(const T *__restrict__ x, T *__restrict__ y, int cols)

@@ -25,7 +25,7 @@ __global__ void safe_kernel(const T *__restrict__ x, T *__restrict__ y, int cols
     float d = 0.0f;
     sweep_row<T, VEC, 4>(xr, nvec, [&](int, const vec_t<T, VEC> &v) {
 #pragma unroll
-        for (int k = 0; k < VEC; k++) d += expf(to_f(v.v[k]) - m);
+        for (int k = 0; k < VEC; k++) d += fexp(to_f(v.v[k]) - m);
     });
     d = block_reduce(d, op_add(), scratch);
     const float inv = 1.0f / d;
@@ -33,7 +33,7 @@ __global__ void safe_kernel(const T *__restrict__ x, T *__restrict__ y, int cols
     sweep_row<T, VEC, 4, true>(xr, nvec, [&](int i, const vec_t<T, VEC> &v) {
         vec_t<T, VEC> o;
 #pragma unroll
-        for (int k = 0; k < VEC; k++) o.v[k] = from_f<T>(expf(to_f(v.v[k]) - m) * inv);
+        for (int k = 0; k < VEC; k++) o.v[k] = from_f<T>(fexp(to_f(v.v[k]) - m) * inv);
         st_vec<T, VEC>(yr + (size_t)i * VEC, o);
     });
 }

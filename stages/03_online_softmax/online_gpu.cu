@@ -1,10 +1,11 @@
 /* Stage 03 on the GPU.
  *
  * online_kernel: what changes from stage 02 is that the max sweep and the sum
- * sweep are one: each thread carries (m, d) and updates it once per 16-byte
- * vector (the vector's own maximum first, so one rescaling exp per vector
- * instead of one per element); the block merges the threads' states with
- * md_merge, then a second sweep normalises. 2 loads + 1 store per element.
+ * sweep are one: each thread carries (m, d) and updates it once per group of
+ * four 16-byte vectors (the group's own maximum first, so one rescaling
+ * exponential per group instead of one per element); the block merges the
+ * threads' states with md_merge, then a second sweep normalises.
+ * 2 loads + 1 store per element.
  *
  * onchip_kernel: the row stays in registers between the two sweeps, so it is
  * read from memory once: 1 load + 1 store, the floor. RT threads share a row,
@@ -28,24 +29,42 @@ __global__ void online_kernel(const T *__restrict__ x, T *__restrict__ y, int co
     const int nvec = cols / VEC;
 
     md_t s = { -INFINITY, 0.0f };
-    sweep_row<T, VEC, 4>(xr, nvec, [&](int, const vec_t<T, VEC> &v) {
-        float vm = to_f(v.v[0]);
+    /* Pass 1, U vectors at a time: their joint maximum first, then one
+     * rescaling of d for all U * VEC elements. Updating per vector made each
+     * update wait on the previous one's exponential (measured: 63% of copy
+     * bandwidth at 16384 columns, against 99% for the three-sweep safe
+     * kernel). */
+    constexpr int U = 4;
+    int i = threadIdx.x;
+    const int stride = blockDim.x;
+    for (; i < nvec; i += U * stride) {
+        vec_t<T, VEC> v[U];
 #pragma unroll
-        for (int k = 1; k < VEC; k++) vm = fmaxf(vm, to_f(v.v[k]));
-        const float mn = fmaxf(s.m, vm), ms = finite_or_zero(mn);
+        for (int u = 0; u < U; u++)
+            if (i + u * stride < nvec) v[u] = ld_vec<T, VEC>(xr + (size_t)(i + u * stride) * VEC);
+        float bm = -INFINITY;
+#pragma unroll
+        for (int u = 0; u < U; u++)
+            if (i + u * stride < nvec)
+#pragma unroll
+                for (int k = 0; k < VEC; k++) bm = fmaxf(bm, to_f(v[u].v[k]));
+        const float mn = fmaxf(s.m, bm), ms = finite_or_zero(mn);
         float add = 0.0f;
 #pragma unroll
-        for (int k = 0; k < VEC; k++) add += expf(to_f(v.v[k]) - ms);
-        s.d = s.d * expf(s.m - ms) + add;
+        for (int u = 0; u < U; u++)
+            if (i + u * stride < nvec)
+#pragma unroll
+                for (int k = 0; k < VEC; k++) add += fexp(to_f(v[u].v[k]) - ms);
+        s.d = s.d * fexp(s.m - ms) + add;
         s.m = mn;
-    });
+    }
     s = block_reduce(s, op_md(), scratch);
     const float ms = finite_or_zero(s.m), inv = 1.0f / s.d;
 
     sweep_row<T, VEC, 4, true>(xr, nvec, [&](int i, const vec_t<T, VEC> &v) {
         vec_t<T, VEC> o;
 #pragma unroll
-        for (int k = 0; k < VEC; k++) o.v[k] = from_f<T>(expf(to_f(v.v[k]) - ms) * inv);
+        for (int k = 0; k < VEC; k++) o.v[k] = from_f<T>(fexp(to_f(v.v[k]) - ms) * inv);
         st_vec<T, VEC>(yr + (size_t)i * VEC, o);
     });
 }
@@ -96,7 +115,7 @@ onchip_kernel(const T *__restrict__ x, T *__restrict__ y, size_t rows, int cols)
     for (int p = 0; p < PER; p++)
         if (p * RT + lane < nvec)
 #pragma unroll
-            for (int k = 0; k < VEC; k++) d += expf(to_f(v[p].v[k]) - ms);
+            for (int k = 0; k < VEC; k++) d += fexp(to_f(v[p].v[k]) - ms);
     md_t s = { m, d };
     s = RT == 32 ? warp_reduce(s, op_md()) : block_reduce(s, op_md(), scratch);
     ms = finite_or_zero(s.m);
@@ -107,7 +126,7 @@ onchip_kernel(const T *__restrict__ x, T *__restrict__ y, size_t rows, int cols)
         if (i < nvec) {
             vec_t<T, VEC> o;
 #pragma unroll
-            for (int k = 0; k < VEC; k++) o.v[k] = from_f<T>(expf(to_f(v[p].v[k]) - ms) * inv);
+            for (int k = 0; k < VEC; k++) o.v[k] = from_f<T>(fexp(to_f(v[p].v[k]) - ms) * inv);
             st_vec<T, VEC>(yr + (size_t)i * VEC, o);
         }
     }

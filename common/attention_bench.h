@@ -1,0 +1,67 @@
+/* The driver shared by the attention stages (04-06), the counterpart of
+ * softmax_bench.h: each stage lists its implementations (the previous
+ * stage's first, then its own) and calls attention_stage_main. The driver
+ * generates Q, K, V (or loads them), runs every implementation on the same
+ * input, checks each against the fp64 reference (common/attention_ref.h),
+ * times it, and prints one table per shape (and appends it to --csv). */
+#ifndef STF_ATTENTION_BENCH_H
+#define STF_ATTENTION_BENCH_H
+
+#include <stddef.h>
+
+#include "attention_ref.h"
+#include "dtype.h"
+#include "ledger.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct {
+    const char *name;  /* "standard", "one-pass", ... */
+    const char *stage; /* the stage that introduces it: "04", ... */
+    unsigned rounding; /* ATT_ROUND_* flags: enters the tolerance */
+    /* Bytes of intermediates it needs beside Q, K, V, O (the N x N arrays S
+     * and P of standard attention); NULL: none. The driver allocates them, so
+     * it can say "does not fit" before running. */
+    size_t (*ws_bytes)(const attn_shape_t *s);
+    /* The HBM traffic model, in bytes: what the ledger must count exactly. */
+    double (*model_bytes)(const attn_shape_t *s);
+    /* CPU implementation; every HBM access through the ledger (q->lg), the
+     * intermediates in ws. Returns 0, or -1 when it cannot run (reason printed). */
+    int (*cpu)(const attn_shape_t *s, hbm_t *q, hbm_t *k, hbm_t *v, hbm_t *o, void *ws);
+    /* GPU launcher (asynchronous, stream 0), or NULL in a build without CUDA. */
+    void (*gpu)(const attn_shape_t *s, const void *q, const void *k, const void *v, void *o, void *ws);
+    /* One line describing a shape-dependent choice (printed under the table),
+     * or NULL. */
+    const char *(*describe)(const attn_shape_t *s);
+} attn_impl_t;
+
+typedef struct {
+    const char *prog;    /* "04_one_pass_attention" */
+    const char *summary; /* one line for --help and the table title */
+    const attn_impl_t *const *impls;
+    int nimpls;
+    int own;             /* index of the stage's own first implementation (o.npy) */
+    const int *dims;     /* supported head dimensions, 0-terminated */
+    int gqa;             /* 1 when --kv-heads may differ from --heads (stage 06) */
+} attn_stage_t;
+
+int attention_stage_main(const attn_stage_t *st, int argc, char **argv);
+
+/* Shared with the tests: 1 when d is in the 0-terminated list. */
+int attn_dim_listed(const int *dims, size_t d);
+
+#ifndef GPU_FN
+#if HAVE_CUDA
+#define GPU_FN(f) f
+#else
+#define GPU_FN(f) NULL
+#endif
+#endif
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif
