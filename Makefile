@@ -60,6 +60,8 @@ TEST_OBJ_EXTRA := $(TEST_HELPERS:%.c=$(BUILD)/obj/%.o) $(TEST_CU:%.cu=$(BUILD)/o
 TEST_BINS := $(TEST_SRC:tests/%.c=$(BUILD)/bin/%)
 
 .PHONY: all test bench plots profile clean check-cmocka check-gnuplot banner
+# Keep the objects that pattern chains would otherwise delete as intermediates.
+.SECONDARY:
 .DEFAULT_GOAL := all
 
 all: banner $(STAGE_BINS)

@@ -165,8 +165,10 @@ static int run_shape(const softmax_stage_t *st, const opts_t *o, size_t rows, si
         const softmax_impl_t *im = st->impls[k];
         char why[256] = "";
         const char *stage = fmt("%s", im->stage), *dev = gpu ? "gpu" : "cpu";
-        if (im->applies && !im->applies(cols, dt, why, sizeof why)) {
-            printf("  %-13s does not apply: %s\n", im->name, why);
+        const int applies = !im->applies || im->applies(cols, dt, why, sizeof why);
+        if (im->applies && applies) printf("%s applies: %s\n", im->name, why);
+        if (!applies) {
+            printf("%s does not apply: %s\n", im->name, why);
             report_row(rep, st->prog, stage, im->name, dev, dtype_name(dt), fmt("%zu", rows), fmt("%zu", cols),
                        fmt("%d", im->passes), fmt("%d", im->loads + im->stores), "n/a", "n/a", "n/a", "n/a",
                        "n/a", "n/a", fmt("%.0f", copy_gbps), "n/a", "n/a", "n/a", "n/a", "n/a",

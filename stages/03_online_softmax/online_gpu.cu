@@ -80,11 +80,14 @@ extern "C" void softmax_online_gpu(const void *x, void *y, size_t rows, size_t c
 template <int RT> struct onchip_rows { static constexpr int value = RT == 32 ? 4 : 1; };
 /* Ask for at least 1024 resident threads per SM (64 registers a thread):
  * with a whole row in flight per block, a second block is what keeps memory
- * busy while the first reduces. */
-template <int RT> struct onchip_min_blocks { static constexpr int value = RT >= 1024 ? 1 : 1024 / (RT * onchip_rows<RT>::value); };
+ * busy while the first reduces. 1024-thread blocks holding at most 64 bytes
+ * a thread (16-bit rows) are asked to fit twice (32 registers a thread). */
+template <int RT, int BYTES> struct onchip_min_blocks {
+    static constexpr int value = RT >= 1024 ? (BYTES <= 64 ? 2 : 1) : 1024 / (RT * onchip_rows<RT>::value);
+};
 
 template <typename T, int VEC, int RT, int PER>
-__global__ void __launch_bounds__(RT * onchip_rows<RT>::value, onchip_min_blocks<RT>::value)
+__global__ void __launch_bounds__(RT * onchip_rows<RT>::value, onchip_min_blocks<RT, PER * VEC * (int)sizeof(T)>::value)
 onchip_kernel(const T *__restrict__ x, T *__restrict__ y, size_t rows, int cols)
 {
     constexpr int RPB = onchip_rows<RT>::value;
@@ -140,20 +143,25 @@ static void launch_onchip(const T *x, T *y, size_t rows, int cols)
 }
 
 /* The smallest (threads per row, vectors per thread) that holds the row:
- * few threads per row with full registers keep the reduction short. */
+ * few threads per row with full registers keep the reduction short. Rows of
+ * 16-bit elements take at most 32 elements a thread (4 vectors) until 1024
+ * threads are in use, as fp32 rows do: at 64 a thread the per-thread
+ * conversions and exponentials held fp16 rows of 16384 to 89% of copy. */
 template <typename T, int VEC>
 static void dispatch_onchip(const T *x, T *y, size_t rows, int cols)
 {
-    constexpr int P = VEC == 1 ? 32 : 8; /* vectors per thread at full size */
+    constexpr int P = VEC == 1 ? 32 : 8;          /* vectors per thread at full size */
+    constexpr int Q = VEC * sizeof(T) == 16 && sizeof(T) == 2 ? 4 : P; /* below 1024 threads */
     const int nvec = cols / VEC;
     if (nvec <= 32 * 1) launch_onchip<T, VEC, 32, 1>(x, y, rows, cols);
-    else if (nvec <= 32 * (P / 4)) launch_onchip<T, VEC, 32, P / 4>(x, y, rows, cols);
-    else if (nvec <= 32 * (P / 2)) launch_onchip<T, VEC, 32, P / 2>(x, y, rows, cols);
-    else if (nvec <= 32 * P) launch_onchip<T, VEC, 32, P>(x, y, rows, cols);
-    else if (nvec <= 64 * P) launch_onchip<T, VEC, 64, P>(x, y, rows, cols);
-    else if (nvec <= 128 * P) launch_onchip<T, VEC, 128, P>(x, y, rows, cols);
-    else if (nvec <= 256 * P) launch_onchip<T, VEC, 256, P>(x, y, rows, cols);
-    else if (nvec <= 512 * P) launch_onchip<T, VEC, 512, P>(x, y, rows, cols);
+    else if (nvec <= 32 * (Q / 4)) launch_onchip<T, VEC, 32, Q / 4>(x, y, rows, cols);
+    else if (nvec <= 32 * (Q / 2)) launch_onchip<T, VEC, 32, Q / 2>(x, y, rows, cols);
+    else if (nvec <= 32 * Q) launch_onchip<T, VEC, 32, Q>(x, y, rows, cols);
+    else if (nvec <= 64 * Q) launch_onchip<T, VEC, 64, Q>(x, y, rows, cols);
+    else if (nvec <= 128 * Q) launch_onchip<T, VEC, 128, Q>(x, y, rows, cols);
+    else if (nvec <= 256 * Q) launch_onchip<T, VEC, 256, Q>(x, y, rows, cols);
+    else if (nvec <= 512 * Q) launch_onchip<T, VEC, 512, Q>(x, y, rows, cols);
+    else if (nvec <= 1024 * Q) launch_onchip<T, VEC, 1024, Q>(x, y, rows, cols);
     else launch_onchip<T, VEC, 1024, P>(x, y, rows, cols);
 }
 
