@@ -1,5 +1,6 @@
-/* Host fp16/bf16 conversion, written out bit by bit so that it is portable C11
- * and matches the GPU's round-to-nearest-even conversions exactly. */
+/* Host fp16/bf16 conversion. fp16 goes through C's _Float16 where the
+ * compiler has it, and otherwise through a bit-level version written out in
+ * portable C11; both round to nearest even, as the GPU's __float2half_rn. */
 #include "dtype.h"
 
 #include <float.h>
@@ -50,7 +51,7 @@ double dtype_max_finite(dtype_t dt)
 static uint32_t f32_bits(float f) { uint32_t u; memcpy(&u, &f, 4); return u; }
 static float bits_f32(uint32_t u) { float f; memcpy(&f, &u, 4); return f; }
 
-uint16_t f32_to_f16(float f)
+uint16_t f32_to_f16_portable(float f)
 {
     uint32_t x = f32_bits(f);
     uint16_t sign = (uint16_t)((x >> 16) & 0x8000u);
@@ -80,7 +81,7 @@ uint16_t f32_to_f16(float f)
     return (uint16_t)(sign | h);
 }
 
-float f16_to_f32(uint16_t h)
+float f16_to_f32_portable(uint16_t h)
 {
     uint32_t sign = ((uint32_t)h & 0x8000u) << 16;
     uint32_t exp = (h >> 10) & 0x1fu;
@@ -93,6 +94,32 @@ float f16_to_f32(uint16_t h)
         return sign ? -v : v;
     }
     return bits_f32(sign | ((exp - 15 + 127) << 23) | (man << 13));
+}
+
+/* Where the compiler has C's _Float16 (GCC 12+ and Clang on x86-64 and
+ * AArch64), conversion is its job; tests/test_common.c checks the portable
+ * version against it, bit for bit. */
+uint16_t f32_to_f16(float f)
+{
+#if defined(__FLT16_MAX__)
+    _Float16 h = (_Float16)f;
+    uint16_t b;
+    memcpy(&b, &h, 2);
+    return b;
+#else
+    return f32_to_f16_portable(f);
+#endif
+}
+
+float f16_to_f32(uint16_t b)
+{
+#if defined(__FLT16_MAX__)
+    _Float16 h;
+    memcpy(&h, &b, 2);
+    return (float)h;
+#else
+    return f16_to_f32_portable(b);
+#endif
 }
 
 uint16_t f32_to_bf16(float f)

@@ -3,7 +3,8 @@
  * Every stage stores its arrays in one of three types and computes in fp32.
  * fp16 and bf16 are held on the host as uint16_t bit patterns; conversion
  * rounds to nearest, ties to even, exactly as the GPU's __float2half_rn and
- * __float2bfloat16_rn do, so CPU and GPU see bit-identical inputs. */
+ * __float2bfloat16_rn do, so CPU and GPU see bit-identical inputs. fp16 uses
+ * C's _Float16 where the compiler has it. */
 #ifndef STF_DTYPE_H
 #define STF_DTYPE_H
 
@@ -30,6 +31,9 @@ double dtype_max_finite(dtype_t dt);
 
 uint16_t f32_to_f16(float f);
 float f16_to_f32(uint16_t h);
+/* The bit-level conversions used where _Float16 is missing. */
+uint16_t f32_to_f16_portable(float f);
+float f16_to_f32_portable(uint16_t h);
 uint16_t f32_to_bf16(float f);
 float bf16_to_f32(uint16_t b);
 

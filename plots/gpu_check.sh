@@ -34,17 +34,31 @@ for t in "$BUILD"/bin/test_*; do
     note "memcheck $(basename "$t"): exit $? ($(grep -m1 'ERROR SUMMARY' <(tail -n 5 "$OUT/sanitizer.log")))"
 done
 
+# racecheck on the softmax kernels: their block reductions share memory
+# between warps, and a missing barrier shows up here before it shows up as
+# a wrong answer.
+STF_GPU_ONLY=1 STF_NO_HWC=1 timeout 400 compute-sanitizer --tool racecheck "$BUILD"/bin/test_softmax >>"$OUT/sanitizer.log" 2>&1
+note "racecheck test_softmax: exit $? ($(grep -m1 'RACECHECK SUMMARY\|ERROR SUMMARY' <(tail -n 5 "$OUT/sanitizer.log")))"
+
 # 3. benchmarks
 BUILD=$BUILD BENCH_DIR=$OUT DEVICE=gpu bash plots/bench.sh >/dev/null 2>&1
 note "bench: exit $? (log in bench.log)"
 
 # 4. ncu against the in-process counters, on the copy kernel of stage 01
 if command -v ncu >/dev/null; then
-    STF_NO_HWC=1 timeout 200 ncu --clock-control none --metrics dram__bytes_read.sum,dram__bytes_write.sum \
-        -k regex:copy16 -c 1 "$BUILD"/bin/01_naive_softmax --device gpu --iters 1 --warmup 0 >"$OUT/ncu.log" 2>&1
+    # The same kernels, same shape, measured by ncu (one launch each) and by
+    # the program's own counters (its "HBM meas" column).
+    shape="--cols 262144 --rows 1024"
+    for pk in 01_naive_softmax:copy16 01_naive_softmax:naive_kernel 02_safe_softmax:safe_kernel; do
+        STF_NO_HWC=1 timeout 200 ncu --clock-control none --print-units base \
+            --metrics dram__bytes_read.sum,dram__bytes_write.sum -k "regex:${pk#*:}" -c 1 \
+            "$BUILD/bin/${pk%%:*}" --device gpu --iters 1 --warmup 0 $shape >>"$OUT/ncu.log" 2>&1
+    done
     note "ncu: exit $?"
-    grep -E 'dram__bytes_(read|write).sum' "$OUT/ncu.log"
-    grep -E ' copy ' "$OUT/bench.log" | head -n 2
+    grep -E '^  [a-z_]+.*\(|dram__bytes_(read|write).sum' "$OUT/ncu.log"
+    for p in 01_naive_softmax 02_safe_softmax; do
+        "$BUILD"/bin/$p --device gpu --iters 3 $shape | grep -E '^ +0[0-2] '
+    done | tee -a "$OUT/ncu.log"
 fi
 
 echo
