@@ -126,7 +126,9 @@ double attention_tolerance(dtype_t dt, size_t d, const attn_row_stats_t *st, uns
     const double C = st->cmax, n = (double)st->n;
     double D = (8.0 * sqrt((double)d) + 1.0) * u * C;
     if (rounding & ATT_ROUND_S) D += us * (C + mn);
-    double tol = expm1(2.0 * D) + u * (4.0 * C + 16.0 + 16.0 * sqrt(n)) + us;
+    /* the fp32 part, then the final rounding: |fl(x) - r| <= u_s |x| + |x - r|
+     * <= u_s A + (1 + u_s) |x - r| */
+    double tol = (1.0 + us) * (expm1(2.0 * D) + u * (8.0 * C + 16.0 + 16.0 * sqrt(n))) + us;
     if (rounding & ATT_ROUND_P) tol += us * (1.0 + n * mn * st->vmax / denominator(dt, st));
     if ((rounding & ATT_MMA_LOWP) && dt != DT_F32) tol += 2.0 * u * (ceil((double)d / 16) + ceil(n / 16));
     return tol;

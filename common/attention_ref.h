@@ -90,7 +90,7 @@ double attention_row_error(const void *o, dtype_t dt, const double *ref, const a
 /* The tolerance for that error (u = 2^-24, u_s = unit roundoff of dt,
  * n = visible keys, C, A, vmax from the row's statistics, A' = max(A, min_normal)):
  *
- *   tol = (e^{2 D} - 1) + u (4 C + 16 + 16 sqrt(n)) + u_s + [P] u_s (1 + n min_normal vmax / A')
+ *   tol = (1 + u_s) [(e^{2 D} - 1) + u (8 C + 16 + 16 sqrt(n))] + u_s + [P] u_s (1 + n min_normal vmax / A')
  *         + [MMA, dt != fp32] 2 u (ceil(d/16) + ceil(n/16))
  *   D   = (8 sqrt(d) + 1) u C + [S] u_s (C + min_normal)
  *
@@ -103,14 +103,17 @@ double attention_row_error(const void *o, dtype_t dt, const double *ref, const a
  *  - Logit errors delta_j change p_j to p_j e^{delta_j} / sum_i p_i e^{delta_i}:
  *    relative change at most e^{2 max|delta|} - 1, hence an output change of
  *    at most (e^{2D} - 1) sum_j p_j |v_j| <= (e^{2D} - 1) A.
- *  - The softmax in fp32: each exponent argument s_j - m rounds (u |s_j - m|
- *    <= 2u C); the rescalings e^{m - m'} telescope (their arguments sum to at
- *    most 2C: another 2u C); exp and the division contribute 16 u as in
- *    stage 03; the two n-term sums l and sum p_j v_j, each 8 sqrt(n) u.
+ *  - The softmax in fp32: each exponent argument s_j - m rounds when formed
+ *    and again when a GPU kernel scales it by log2 e for exp2f (stage 03's
+ *    fexp): 2u |s_j - m| <= 4u C; the rescalings e^{m - m'} telescope (their
+ *    arguments sum to at most 2C, each rounded twice: another 4u C); exp and
+ *    the division contribute 16 u as in stage 03; the two n-term sums l and
+ *    sum p_j v_j, each 8 sqrt(n) u.
  *    The rescale count is O(log n) for keys in random order; an adversarial
  *    order (logits sorted increasingly) rescales at every key and could exceed
  *    the sqrt(n) model, which assumes independent rounding errors.
- *  - O stored: u_s |o_k| <= u_s A.
+ *  - O stored: u_s |o_k| <= u_s A; the fp32 error before it is scaled by
+ *    (1 + u_s), since |fl(x) - r| <= u_s |x| + |x - r| and |x| <= A + |x - r|.
  *  - P stored: relative u_s per p_j gives u_s A; below the smallest normal the
  *    error is absolute, u_s min_normal per p_j, n of them times vmax.
  *  - Tensor cores may truncate (round toward zero) inside each k = 16 step of

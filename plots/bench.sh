@@ -4,7 +4,7 @@
 #   softmax.csv        stages 01-03 at their default shape, fp32 and fp16
 #   softmax_sweep.csv  stages 01-03, cols = 1024 ... 1048576 at a fixed rows x cols
 #   overflow.csv       Q2: naive vs safe softmax on logits past the overflow point
-#   attention.csv      stage 04's sweep over N (when stage 04 is built)
+#   attention.csv      stage 04: sweeps over N (d = 64 fp32, d = 128 bf16), one causal run
 # Called by `make bench`; BUILD and BENCH_DIR come from the Makefile.
 set -euo pipefail
 BUILD=${BUILD:-build}
@@ -32,8 +32,11 @@ run "$BIN/02_safe_softmax" --device "$DEVICE" --dtype fp16 --scale 12 --rows 256
 run "$BIN/02_safe_softmax" --device "$DEVICE" --dtype fp32 --scale 100 --rows 256 --cols 4096 --csv "$OUT/overflow.csv"
 
 if [ -x "$BIN/04_one_pass_attention" ]; then
-    for d in 64 128; do
-        run "$BIN/04_one_pass_attention" --device "$DEVICE" --sweep --dim "$d" --csv "$OUT/attention.csv"
-    done
+    # Q1/Q4: standard vs one-pass attention. The sweep keeps B x N fixed
+    # (16384 tokens on a GPU, 2048 on the CPU), H = 16 (GPU) or 2 (CPU).
+    A=(--device "$DEVICE" --iters 10 --warmup 2 --csv "$OUT/attention.csv")
+    run "$BIN/04_one_pass_attention" "${A[@]}" --sweep --dim 64
+    run "$BIN/04_one_pass_attention" "${A[@]}" --sweep --dim 128 --dtype bf16
+    run "$BIN/04_one_pass_attention" "${A[@]}" --causal
 fi
 echo "CSV and logs in $OUT"

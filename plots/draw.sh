@@ -50,8 +50,11 @@ if [ -s "$DIR/softmax_sweep.csv" ]; then
     done
 fi
 
-if [ -s "$DIR/attention.csv" ] && [ -f "$HERE/attention_traffic.gp" ]; then
-    gnuplot -e "csv='$DIR/attention.csv'; out='$DIR/attention_traffic.png'" "$HERE/attention_traffic.gp" && drawn=$((drawn + 1))
+if [ -s "$DIR/attention.csv" ]; then
+    for d in 64 128; do
+        gnuplot -e "csv='$DIR/attention.csv'; out='$DIR/attention_traffic_d$d.png'; dim=$d" "$HERE/attention_traffic.gp" &&
+            drawn=$((drawn + 1))
+    done
 fi
 
 if [ "$drawn" = 0 ]; then

@@ -30,9 +30,20 @@ grep -E '^\[  (PASSED|FAILED|SKIPPED) \]|FAILED|error' "$OUT/tests.log" | tail -
 # and the profiler cannot both hold the device)
 for t in "$BUILD"/bin/test_*; do
     case $t in *hwcounters*) continue ;; esac
-    STF_GPU_ONLY=1 STF_NO_HWC=1 timeout 400 compute-sanitizer --tool memcheck --leak-check full "$t" >>"$OUT/sanitizer.log" 2>&1
+    # STF_TEST_SMALL: the attention tests keep N <= 100 under the sanitizer
+    STF_GPU_ONLY=1 STF_TEST_SMALL=1 STF_NO_HWC=1 timeout 400 compute-sanitizer --tool memcheck --leak-check full "$t" \
+        >>"$OUT/sanitizer.log" 2>&1
     note "memcheck $(basename "$t"): exit $? ($(grep -m1 'ERROR SUMMARY' <(tail -n 5 "$OUT/sanitizer.log")))"
 done
+# and every stage program once, end to end, on a small odd shape
+for p in 01_naive_softmax 02_safe_softmax 03_online_softmax; do
+    STF_NO_HWC=1 timeout 120 compute-sanitizer --tool memcheck --leak-check full "$BUILD/bin/$p" --device gpu \
+        --rows 37 --cols 1000 --iters 1 --warmup 0 --dtype fp16 >>"$OUT/sanitizer.log" 2>&1
+    note "memcheck $p: exit $? ($(grep -m1 'ERROR SUMMARY' <(tail -n 5 "$OUT/sanitizer.log")))"
+done
+STF_NO_HWC=1 timeout 120 compute-sanitizer --tool memcheck --leak-check full "$BUILD/bin/04_one_pass_attention" --device gpu \
+    --batch 2 --heads 3 --seq 100 --dim 80 --causal --dtype fp16 --iters 1 --warmup 0 >>"$OUT/sanitizer.log" 2>&1
+note "memcheck 04_one_pass_attention: exit $? ($(grep -m1 'ERROR SUMMARY' <(tail -n 5 "$OUT/sanitizer.log")))"
 
 # racecheck on the softmax kernels: their block reductions share memory
 # between warps, and a missing barrier shows up here before it shows up as
@@ -64,5 +75,5 @@ fi
 echo
 echo "================ summary"
 printf '%s\n' "${summary[@]}"
-grep -E '^ +0[0-3] ' "$OUT/bench.log" | awk '$5 ~ /^[0-9]+$/' | head -n 30
+grep -E '^ +0[0-4] ' "$OUT/bench.log" | head -n 40
 exit $rc_all

@@ -1,0 +1,109 @@
+/* Stage 04, standard attention on the GPU: cuBLAS for the two GEMMs, stage
+ * 03's softmax in between, the N x N arrays S and P in device memory.
+ *     S = Q K^T * scale   cublasGemmStridedBatchedEx, B H batches
+ *     [causal: mask_kernel writes -inf above the diagonal of S]
+ *     P = softmax(S)      softmax_online_onchip_gpu (rows of N on chip) or
+ *                         softmax_online_gpu, on S viewed as B H N rows of N
+ *     O = P V             cublasGemmStridedBatchedEx
+ * What changes from stage 03: the softmax is the middle of three kernels.
+ * Inputs fp32, fp16 or bf16; every GEMM accumulates in fp32
+ * (CUBLAS_COMPUTE_32F). For fp32 that means no TF32: the check against fp64
+ * stays at fp32's tolerance. For fp16/bf16 the tensor cores run, and
+ * reductions in reduced precision (split-K partial sums stored in fp16) are
+ * forbidden, because the tolerance assumes fp32 accumulation throughout.
+ *
+ * Memory traffic (model, as standard_cpu.c):
+ *   bytes = es (4 B H N d + (3 + r) B H N^2 + [causal] B H N (N - 1) / 2)
+ * r = 1 (row-on-chip softmax, N <= 32768) or 2. The GEMMs' operand re-reads
+ * are assumed to hit the L2; the measured HBM bytes say whether they do.
+ * Device memory: S and P take 2 B H N^2 es bytes (the driver allocates them,
+ * and reports "does not fit" when they cannot be).
+ *
+ * cuBLAS is column-major; a row-major [N, d] array is a column-major d x N
+ * matrix (its transpose). So S (row-major N x N) is computed as the
+ * column-major S^T = K Q^T: A = K with op T, B = Q with op N. And O
+ * (row-major N x d) as the column-major O^T = V^T P^T: A = V, B = P, both op N.
+ *
+ * Run: build/bin/04_one_pass_attention [--dtype fp16] [--seq 8192] [--causal] */
+#include <cublas_v2.h>
+#include <math.h>
+
+#include "../03_online_softmax/online.h"
+#include "attention.h"
+#include "gpu_check.h"
+#include "softmax_device.cuh"
+
+static void cublas_check(cublasStatus_t st, const char *what, const char *file, int line)
+{
+    if (st != CUBLAS_STATUS_SUCCESS) {
+        fprintf(stderr, "%s:%d: cuBLAS error %d (%s)\n  in: %s\n", file, line, (int)st, cublasGetStatusString(st), what);
+        exit(1);
+    }
+}
+#define CUBLAS_CHECK(call) cublas_check((call), #call, __FILE__, __LINE__)
+
+/* One handle for the process, created on first use (the untimed checked
+ * run), on the legacy default stream like every other launch here. It is
+ * destroyed at exit, before the CUDA runtime's own teardown (registered
+ * earlier, so run later), so that a leak check sees no cuBLAS workspace left. */
+static cublasHandle_t g_handle;
+
+static void destroy_handle(void)
+{
+    if (g_handle) (void)cublasDestroy(g_handle); /* nothing useful to do on failure at exit */
+    g_handle = NULL;
+}
+
+static cublasHandle_t handle(void)
+{
+    cublasHandle_t &h = g_handle;
+    if (!h) {
+        CUBLAS_CHECK(cublasCreate(&h));
+        atexit(destroy_handle);
+        CUBLAS_CHECK(cublasSetMathMode(h, (cublasMath_t)(CUBLAS_DEFAULT_MATH |
+                                                         CUBLAS_MATH_DISALLOW_REDUCED_PRECISION_REDUCTION)));
+    }
+    return h;
+}
+
+/* Writes -inf at every j > i of every row of S: only the masked half is
+ * touched (writes, no reads). One block per query row. */
+template <typename T>
+__global__ void mask_kernel(T *S, int N)
+{
+    const unsigned long long row = blockIdx.x;
+    const int i = (int)(row % (unsigned)N);
+    T *sr = S + row * (unsigned long long)N;
+    for (int j = i + 1 + (int)threadIdx.x; j < N; j += (int)blockDim.x) sr[j] = from_f<T>(-INFINITY);
+}
+
+extern "C" void attention_standard_gpu(const attn_shape_t *s, const void *q, const void *k, const void *v, void *o,
+                                       void *ws)
+{
+    const int N = (int)s->seq, d = (int)s->dim, batches = (int)(s->batch * s->heads);
+    const long long nn = (long long)N * N, nd = (long long)N * d;
+    const size_t es = dtype_size(s->dt), rows = (size_t)batches * (size_t)N;
+    const cudaDataType_t ty = s->dt == DT_F16 ? CUDA_R_16F : s->dt == DT_BF16 ? CUDA_R_16BF : CUDA_R_32F;
+    void *S = ws, *P = (char *)ws + (size_t)batches * (size_t)nn * es;
+    const float alpha = s->scale, one = 1.0f, zero = 0.0f;
+    if (s->kv_heads != s->heads) {
+        fprintf(stderr, "standard: grouped K/V heads are stage 06's\n");
+        exit(2);
+    }
+    cublasHandle_t h = handle();
+
+    /* S^T (N x N, col-major) = K (op T of the d x N col-major K^T) * Q^T (d x N) */
+    CUBLAS_CHECK(cublasGemmStridedBatchedEx(h, CUBLAS_OP_T, CUBLAS_OP_N, N, N, d, &alpha, k, ty, d, nd, q, ty, d, nd,
+                                            &zero, S, ty, N, nn, batches, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+    if (s->causal) {
+        if (s->dt == DT_F16) mask_kernel<__half><<<(unsigned)rows, 256>>>((__half *)S, N);
+        else if (s->dt == DT_BF16) mask_kernel<__nv_bfloat16><<<(unsigned)rows, 256>>>((__nv_bfloat16 *)S, N);
+        else mask_kernel<float><<<(unsigned)rows, 256>>>((float *)S, N);
+        LAUNCH_CHECK();
+    }
+    if (attention_standard_onchip(s)) softmax_online_onchip_gpu(S, P, rows, (size_t)N, s->dt);
+    else softmax_online_gpu(S, P, rows, (size_t)N, s->dt);
+    /* O^T (d x N) = V^T (d x N) * P^T (N x N) */
+    CUBLAS_CHECK(cublasGemmStridedBatchedEx(h, CUBLAS_OP_N, CUBLAS_OP_N, d, N, N, &one, v, ty, d, nd, P, ty, N, nn,
+                                            &zero, o, ty, d, nd, batches, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+}

@@ -1,0 +1,639 @@
+/* Stage 04: standard and one-pass attention, CPU and GPU, against the fp64
+ * reference (common/attention_ref.h) with the stated tolerance; the merge's
+ * associativity; invariance under a joint permutation of keys and values;
+ * large logits; the ledger against the traffic models; bad input to the
+ * program; and, so that none of these checks is vacuous, deliberately broken
+ * implementations that the same check must reject.
+ * GPU cases skip (cmocka skip) where no GPU can be used.
+ * STF_TEST_SMALL=1 shrinks the GPU matrix (for compute-sanitizer). */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "../stages/04_one_pass_attention/attention.h"
+#include "attention_ref.h"
+#include "gpu.h"
+#include "harness.h"
+#include "npy.h"
+#include "rng.h"
+
+static const dtype_t DTYPES[] = { DT_F32, DT_F16, DT_BF16 };
+static const attn_impl_t *const IMPLS[] = { &IMPL_ATTN_STANDARD, &IMPL_ATTN_ONE_PASS };
+
+static int small_mode(void) { return getenv("STF_TEST_SMALL") != NULL; }
+
+static void *rand_array(dtype_t dt, size_t n, uint32_t stream, float scale)
+{
+    void *x = malloc(n * dtype_size(dt));
+    assert_non_null(x);
+    for (size_t i = 0; i < n; i++) dtype_set(x, dt, i, rng_logit(test_seed(), stream, i, scale));
+    return x;
+}
+
+/* One problem: inputs, and the fp64 reference of every row. */
+typedef struct {
+    attn_shape_t s;
+    void *q, *k, *v;
+    double *ref;
+    attn_row_stats_t *st;
+} problem_t;
+
+static void problem_make(problem_t *p, size_t B, size_t H, size_t N, size_t d, int causal, dtype_t dt, float scale,
+                         uint32_t stream)
+{
+    attn_shape_init(&p->s, B, H, H, N, d, causal, dt);
+    p->q = rand_array(dt, (size_t)attn_q_elems(&p->s), stream, scale);
+    p->k = rand_array(dt, (size_t)attn_kv_elems(&p->s), stream + 1, scale);
+    p->v = rand_array(dt, (size_t)attn_kv_elems(&p->s), stream + 2, scale);
+    p->ref = NULL;
+    p->st = NULL;
+}
+
+static void problem_ref(problem_t *p)
+{
+    const uint64_t rows = attn_rows(&p->s);
+    free(p->ref);
+    free(p->st);
+    p->ref = malloc((size_t)rows * p->s.dim * sizeof *p->ref);
+    p->st = malloc((size_t)rows * sizeof *p->st);
+    assert_non_null(p->ref);
+    assert_non_null(p->st);
+    for (uint64_t r = 0; r < rows; r++) attention_ref_at(&p->s, p->q, p->k, p->v, r, p->ref + r * p->s.dim, &p->st[r]);
+}
+
+static void problem_free(problem_t *p)
+{
+    free(p->q); free(p->k); free(p->v); free(p->ref); free(p->st);
+}
+
+/* What a CPU run leaves behind: the ledger and each array's counts. */
+typedef struct {
+    ledger_t lg;
+    hbm_t q, k, v, o;
+} counts_t;
+
+/* Runs im on p's inputs into o (poisoned first). gpu = 0: through a ledger
+ * (returned in *cnt when not NULL); gpu = 1: on the device. */
+static int run_impl(const attn_impl_t *im, int gpu, const problem_t *p, void *o, counts_t *cnt)
+{
+    const attn_shape_t *s = &p->s;
+    const size_t es = dtype_size(s->dt), qb = (size_t)attn_q_elems(s) * es, kvb = (size_t)attn_kv_elems(s) * es;
+    const size_t wsb = im->ws_bytes ? im->ws_bytes(s) : 0;
+    int rc = 0;
+    if (!gpu) {
+        counts_t c;
+        memset(&c, 0, sizeof c);
+        void *ws = wsb ? malloc(wsb) : NULL;
+        memset(o, 0xff, qb);
+        c.q = hbm_wrap(&c.lg, "Q", p->q, (size_t)attn_q_elems(s), s->dt);
+        c.k = hbm_wrap(&c.lg, "K", p->k, (size_t)attn_kv_elems(s), s->dt);
+        c.v = hbm_wrap(&c.lg, "V", p->v, (size_t)attn_kv_elems(s), s->dt);
+        c.o = hbm_wrap(&c.lg, "O", o, (size_t)attn_q_elems(s), s->dt);
+        rc = im->cpu(s, &c.q, &c.k, &c.v, &c.o, ws);
+        free(ws);
+        if (cnt) *cnt = c;
+        return rc;
+    }
+    void *dq = gpu_malloc(qb, "Q"), *dk = gpu_malloc(kvb, "K"), *dv = gpu_malloc(kvb, "V"), *dout = gpu_malloc(qb, "O");
+    void *ws = wsb ? gpu_malloc(wsb, "S and P") : NULL;
+    gpu_h2d(dq, p->q, qb);
+    gpu_h2d(dk, p->k, kvb);
+    gpu_h2d(dv, p->v, kvb);
+    gpu_poison(dout, qb);
+    im->gpu(s, dq, dk, dv, dout, ws);
+    gpu_sync();
+    gpu_d2h(o, dout, qb);
+    gpu_free(dq); gpu_free(dk); gpu_free(dv); gpu_free(dout); gpu_free(ws);
+    return rc;
+}
+
+/* Worst error / tolerance over every row of o (<= 1 passes). */
+static double check_output(const problem_t *p, const void *o, unsigned rounding, attn_check_t *out)
+{
+    const size_t d = p->s.dim, es = dtype_size(p->s.dt);
+    attn_check_t c;
+    attn_check_init(&c);
+    for (uint64_t r = 0; r < attn_rows(&p->s); r++)
+        attn_check_row(&c, (const char *)o + r * d * es, p->s.dt, p->ref + r * d, &p->st[r], d, rounding);
+    if (out) *out = c;
+    return c.worst_ratio;
+}
+
+/* ---- accuracy: N in 1, 17, 100, 1000, d in 16, 32, 64, 80, 128 (GPU: and
+ * 96, 256, every kernel instance), causal or not, fp32/fp16/bf16. */
+static void accuracy(int gpu)
+{
+    static const size_t Ns[] = { 1, 17, 100, 1000 };
+    static const size_t dims_cpu[] = { 16, 32, 64, 80, 128 }, dims_gpu[] = { 16, 32, 64, 80, 96, 128, 256 };
+    const size_t *dims = gpu ? dims_gpu : dims_cpu;
+    const size_t ndims = gpu ? 7 : 5, nN = small_mode() ? 3 : 4;
+    double worst[2] = { 0, 0 };
+    for (size_t a = 0; a < nN; a++)
+        for (size_t b = 0; b < ndims; b++)
+            for (int causal = 0; causal < 2; causal++)
+                for (size_t t = 0; t < 3; t++) {
+                    const size_t N = Ns[a], d = dims[b];
+                    /* several (b, h) slices where cheap: the slice indexing is checked too */
+                    const size_t B = N >= 1000 ? 1 : N >= 100 ? 1 : 2, H = N >= 1000 ? 1 : N >= 100 ? 2 : 3;
+                    problem_t p;
+                    problem_make(&p, B, H, N, d, causal, DTYPES[t], 1.5f, (uint32_t)(100 * a + 10 * b + t));
+                    problem_ref(&p);
+                    void *o = malloc((size_t)attn_q_elems(&p.s) * dtype_size(DTYPES[t]));
+                    for (int k = 0; k < 2; k++) {
+                        assert_int_equal(run_impl(IMPLS[k], gpu, &p, o, NULL), 0);
+                        attn_check_t c;
+                        double ratio = check_output(&p, o, IMPLS[k]->rounding, &c);
+                        if (ratio > worst[k]) worst[k] = ratio;
+                        if (ratio > 1.0 || c.nonfinite)
+                            print_message("%s %s N=%zu d=%zu causal=%d %s: error %.3g, tolerance %.3g (ratio %.3g), "
+                                          "%zu non-finite\n", gpu ? "gpu" : "cpu", IMPLS[k]->name, N, d, causal,
+                                          dtype_name(DTYPES[t]), c.max_err, c.max_tol, ratio, c.nonfinite);
+                        assert_true(ratio <= 1.0);
+                        assert_int_equal(c.nonfinite, 0);
+                    }
+                    free(o);
+                    problem_free(&p);
+                }
+    print_message("%s: worst error/tolerance: standard %.3g, one-pass %.3g\n", gpu ? "gpu" : "cpu", worst[0], worst[1]);
+}
+static void test_accuracy_cpu(void **state) { (void)state; accuracy(0); }
+static void test_accuracy_gpu(void **state) { (void)state; SKIP_WITHOUT_GPU(); accuracy(1); }
+
+/* ---- the reference itself, on cases with a known answer */
+static void test_reference_known_cases(void **state)
+{
+    (void)state;
+    const size_t d = 16, N = 9;
+    float q[16], k[9 * 16], v[9 * 16];
+    double out[16];
+    attn_row_stats_t st;
+    for (size_t i = 0; i < N * d; i++) {
+        k[i] = rng_logit(test_seed(), 7, i, 1.0f);
+        v[i] = rng_logit(test_seed(), 8, i, 1.0f);
+    }
+    for (size_t c = 0; c < d; c++) q[c] = rng_logit(test_seed(), 9, c, 1.0f);
+    /* one key: the output is its value row, exactly */
+    attention_ref_row(q, k, v, DT_F32, 1, d, 0.25f, out, &st);
+    for (size_t c = 0; c < d; c++) assert_true(out[c] == (double)v[c]);
+    assert_int_equal(st.n, 1);
+    /* q = 0: every key equally likely, the output is the mean of V */
+    for (size_t c = 0; c < d; c++) q[c] = 0.0f;
+    attention_ref_row(q, k, v, DT_F32, N, d, 0.25f, out, &st);
+    for (size_t c = 0; c < d; c++) {
+        double mean = 0;
+        for (size_t j = 0; j < N; j++) mean += v[j * d + c];
+        assert_true(fabs(out[c] - mean / N) <= 1e-15);
+    }
+    assert_true(st.cmax == 0.0);
+    /* a NaN in V makes the row NaN, and NaN matches NaN in the check */
+    v[3] = NAN;
+    attention_ref_row(q, k, v, DT_F32, N, d, 0.25f, out, &st);
+    for (size_t c = 0; c < d; c++) assert_true(isnan(out[c]));
+}
+
+/* ---- the merge */
+
+/* Keys [j0, j1) of one row, as a partial state; k, v wrapped for the range function. */
+static void partial(hbm_t *k, hbm_t *v, size_t d, float scale, const float *q, size_t j0, size_t j1, attn_state_t *st,
+                    float *o)
+{
+    attn_state_init(st, o, d);
+    attention_one_pass_range(k, v, 0, d, scale, q, j0, j1, st);
+}
+
+/* Random splits of the key range, merged in a random order (random pairs
+ * until one state is left), give the one-pass output within the one-pass
+ * tolerance (each is an fp32 evaluation of the same sum in a different
+ * association; the tolerance bounds either against fp64). And the per-key
+ * recurrence is, bit for bit, attn_merge with one-key states. */
+static void test_merge_associative(void **state)
+{
+    (void)state;
+    const size_t N = 500, d = 64;
+    problem_t p;
+    problem_make(&p, 1, 1, N, d, 0, DT_F32, 2.0f, 300);
+    problem_ref(&p);
+    ledger_t lg = { 0 };
+    hbm_t k = hbm_wrap(&lg, "K", p.k, N * d, DT_F32), v = hbm_wrap(&lg, "V", p.v, N * d, DT_F32);
+    rng_t rng = { test_seed() ^ 0x51ed };
+    float q[64], one[64], out1[64], out2[64];
+    enum { MAXPARTS = 16 };
+    float ostore[MAXPARTS][64];
+    double worst = 0;
+    for (size_t row = 0; row < N; row += 37) {
+        for (size_t c = 0; c < d; c++) q[c] = ((const float *)p.q)[row * d + c];
+        attn_state_t ref1;
+        partial(&k, &v, d, p.s.scale, q, 0, N, &ref1, one);
+        attn_state_finish(&ref1, d, out1);
+        const double tol = attention_tolerance(DT_F32, d, &p.st[row], 0);
+        for (int trial = 0; trial < 20; trial++) {
+            /* cut points */
+            const size_t parts = 2 + (size_t)rng_below(&rng, MAXPARTS - 1);
+            size_t cut[MAXPARTS + 1];
+            cut[0] = 0;
+            cut[parts] = N;
+            for (size_t i = 1; i < parts; i++) cut[i] = (size_t)rng_below(&rng, N + 1);
+            for (size_t i = 1; i < parts; i++) /* sort; empty parts allowed: they must merge as the identity */
+                for (size_t j = i + 1; j < parts; j++)
+                    if (cut[j] < cut[i]) { size_t t = cut[i]; cut[i] = cut[j]; cut[j] = t; }
+            attn_state_t stt[MAXPARTS];
+            for (size_t i = 0; i < parts; i++) partial(&k, &v, d, p.s.scale, q, cut[i], cut[i + 1], &stt[i], ostore[i]);
+            size_t live = parts;
+            while (live > 1) { /* merge two random states, in a random order */
+                size_t a = (size_t)rng_below(&rng, live), b = (size_t)rng_below(&rng, live - 1);
+                if (b >= a) b++;
+                attn_merge(&stt[a], &stt[b], d);
+                stt[b] = stt[live - 1];
+                live--;
+            }
+            attn_state_finish(&stt[0], d, out2);
+            double e = 0;
+            for (size_t c = 0; c < d; c++) e = fmax(e, fabs((double)out2[c] - out1[c]) / p.st[row].amax);
+            if (e / tol > worst) worst = e / tol;
+            assert_true(e <= tol);
+        }
+        /* the recurrence is the merge with one-key states (s, 1, v_j): bit for bit */
+        attn_state_t acc, key;
+        float oacc[64], okey[64];
+        attn_state_init(&acc, oacc, d);
+        for (size_t j = 0; j < N; j++) {
+            float dot = 0.0f;
+            for (size_t c = 0; c < d; c++) dot += q[c] * ((const float *)p.k)[j * d + c];
+            key.m = p.s.scale * dot;
+            key.l = 1.0f;
+            key.o = okey;
+            for (size_t c = 0; c < d; c++) okey[c] = ((const float *)p.v)[j * d + c];
+            attn_merge(&acc, &key, d);
+        }
+        attn_state_finish(&acc, d, out2);
+        assert_memory_equal(out1, out2, d * sizeof(float));
+        /* the empty state is the identity, on either side */
+        attn_state_t empty, copy;
+        float oempty[64], ocopy[64];
+        attn_state_init(&empty, oempty, d);
+        copy = ref1;
+        copy.o = ocopy;
+        memcpy(ocopy, one, sizeof ocopy);
+        attn_merge(&copy, &empty, d);
+        assert_true(copy.m == ref1.m && copy.l == ref1.l);
+        assert_memory_equal(ocopy, one, d * sizeof(float));
+        attn_merge(&empty, &ref1, d);
+        assert_true(empty.m == ref1.m && empty.l == ref1.l);
+        assert_memory_equal(oempty, one, d * sizeof(float));
+    }
+    print_message("random splits merged in random order: worst |difference| / tolerance = %.3g\n", worst);
+    problem_free(&p);
+}
+
+/* ---- keys and values permuted together: the output is unchanged (each
+ * result is within tol of the same exact value, so within 2 tol of each other). */
+static void permutation(int gpu)
+{
+    const size_t B = 1, H = 2, N = 300, d = 64;
+    for (size_t t = 0; t < 3; t++) {
+        problem_t p, pp;
+        problem_make(&p, B, H, N, d, 0, DTYPES[t], 2.0f, 400);
+        problem_ref(&p);
+        problem_make(&pp, B, H, N, d, 0, DTYPES[t], 2.0f, 400);
+        size_t perm[300];
+        rng_t rng = { test_seed() + 77 };
+        for (size_t j = 0; j < N; j++) perm[j] = j;
+        for (size_t j = N - 1; j > 0; j--) { /* Fisher-Yates */
+            size_t r = (size_t)rng_below(&rng, j + 1), x = perm[j];
+            perm[j] = perm[r];
+            perm[r] = x;
+        }
+        const size_t es = dtype_size(DTYPES[t]);
+        for (size_t bh = 0; bh < B * H; bh++)
+            for (size_t j = 0; j < N; j++) {
+                memcpy((char *)pp.k + ((bh * N + j) * d) * es, (char *)p.k + ((bh * N + perm[j]) * d) * es, d * es);
+                memcpy((char *)pp.v + ((bh * N + j) * d) * es, (char *)p.v + ((bh * N + perm[j]) * d) * es, d * es);
+            }
+        const size_t n = (size_t)attn_q_elems(&p.s);
+        void *o1 = malloc(n * es), *o2 = malloc(n * es);
+        for (int k = 0; k < 2; k++) {
+            assert_int_equal(run_impl(IMPLS[k], gpu, &p, o1, NULL), 0);
+            assert_int_equal(run_impl(IMPLS[k], gpu, &pp, o2, NULL), 0);
+            double worst = 0;
+            for (uint64_t r = 0; r < attn_rows(&p.s); r++) {
+                const double tol = attention_tolerance(DTYPES[t], d, &p.st[r], IMPLS[k]->rounding);
+                double e = 0;
+                for (size_t c = 0; c < d; c++)
+                    e = fmax(e, fabs((double)dtype_get(o1, DTYPES[t], r * d + c) - dtype_get(o2, DTYPES[t], r * d + c)) /
+                                    fmax(p.st[r].amax, dtype_min_normal(DTYPES[t])));
+                if (e / (2 * tol) > worst) worst = e / (2 * tol);
+            }
+            if (worst > 1.0)
+                print_message("%s %s %s: permuted output differs, |difference| / (2 tol) = %.3g\n", gpu ? "gpu" : "cpu",
+                              IMPLS[k]->name, dtype_name(DTYPES[t]), worst);
+            assert_true(worst <= 1.0);
+        }
+        free(o1);
+        free(o2);
+        problem_free(&p);
+        problem_free(&pp);
+    }
+}
+static void test_permutation_cpu(void **state) { (void)state; permutation(0); }
+static void test_permutation_gpu(void **state) { (void)state; SKIP_WITHOUT_GPU(); permutation(1); }
+
+/* ---- large logits: inputs 30 * U[-1, 1) give logits of several hundred
+ * (e^300 overflows every type); nothing overflows, and everything that keeps
+ * S in fp32 stays within tolerance. At 300 * U[-1, 1), the logits exceed
+ * fp16's 65504: standard attention in fp16 stores S and overflows (Q2 again),
+ * while one-pass, which keeps s in fp32 registers, does not. */
+static void large_logits(int gpu)
+{
+    for (size_t t = 0; t < 3; t++)
+        for (int causal = 0; causal < 2; causal++) {
+            problem_t p;
+            problem_make(&p, 1, 2, 256, 64, causal, DTYPES[t], 30.0f, 500);
+            problem_ref(&p);
+            void *o = malloc((size_t)attn_q_elems(&p.s) * dtype_size(DTYPES[t]));
+            for (int k = 0; k < 2; k++) {
+                assert_int_equal(run_impl(IMPLS[k], gpu, &p, o, NULL), 0);
+                attn_check_t c;
+                double ratio = check_output(&p, o, IMPLS[k]->rounding, &c);
+                assert_int_equal(c.nonfinite, 0);
+                /* standard attention in fp16/bf16 rounds logits of ~1000 to a
+                 * spacing of 0.5 (fp16) or 8 (bf16): its bound is vacuous there */
+                if (IMPLS[k] == &IMPL_ATTN_ONE_PASS || DTYPES[t] == DT_F32) {
+                    if (ratio > 1.0) print_message("%s %s %s: ratio %.3g\n", gpu ? "gpu" : "cpu", IMPLS[k]->name,
+                                                   dtype_name(DTYPES[t]), ratio);
+                    assert_true(ratio <= 1.0);
+                }
+            }
+            free(o);
+            problem_free(&p);
+        }
+    problem_t p;
+    problem_make(&p, 1, 1, 64, 64, 0, DT_F16, 300.0f, 600);
+    problem_ref(&p);
+    void *o = malloc((size_t)attn_q_elems(&p.s) * 2);
+    attn_check_t c;
+    assert_int_equal(run_impl(&IMPL_ATTN_STANDARD, gpu, &p, o, NULL), 0);
+    check_output(&p, o, IMPL_ATTN_STANDARD.rounding, &c);
+    assert_true(c.nonfinite > 0);
+    assert_int_equal(run_impl(&IMPL_ATTN_ONE_PASS, gpu, &p, o, NULL), 0);
+    assert_true(check_output(&p, o, IMPL_ATTN_ONE_PASS.rounding, &c) <= 1.0);
+    assert_int_equal(c.nonfinite, 0);
+    free(o);
+    problem_free(&p);
+}
+static void test_large_logits_cpu(void **state) { (void)state; large_logits(0); }
+static void test_large_logits_gpu(void **state) { (void)state; SKIP_WITHOUT_GPU(); large_logits(1); }
+
+/* ---- the ledger counts exactly the traffic models; one-pass touches no
+ * N x N array (it has none: no workspace, nothing on the simulated chip). */
+static void test_ledger_models(void **state)
+{
+    (void)state;
+    for (size_t t = 0; t < 2; t++)
+        for (int causal = 0; causal < 2; causal++) {
+            problem_t p;
+            problem_make(&p, 2, 3, 50, 32, causal, DTYPES[t], 1.0f, 700);
+            const attn_shape_t *s = &p.s;
+            const uint64_t es = dtype_size(s->dt), E = attn_q_elems(s), pairs = attn_pairs(s);
+            const uint64_t bh = s->batch * s->heads, N = s->seq, d = s->dim;
+            void *o = malloc(E * es);
+            counts_t c;
+
+            assert_null(IMPL_ATTN_ONE_PASS.ws_bytes);
+            assert_int_equal(run_impl(&IMPL_ATTN_ONE_PASS, 0, &p, o, &c), 0);
+            assert_int_equal(ledger_total(&c.lg), (uint64_t)IMPL_ATTN_ONE_PASS.model_bytes(s));
+            assert_int_equal(c.q.bytes_read, E * es);
+            assert_int_equal(c.k.bytes_read, d * pairs * es); /* every visible K row, once per query row */
+            assert_int_equal(c.v.bytes_read, d * pairs * es);
+            assert_int_equal(c.o.bytes_written, E * es);
+            assert_int_equal(c.q.bytes_written + c.k.bytes_written + c.v.bytes_written + c.o.bytes_read, 0);
+            /* every byte is accounted for by Q, K, V, O: no other array exists */
+            assert_int_equal(ledger_total(&c.lg), c.q.bytes_read + c.k.bytes_read + c.v.bytes_read + c.o.bytes_written);
+            assert_int_equal(c.lg.sram_peak, 0);
+
+            assert_int_equal(IMPL_ATTN_STANDARD.ws_bytes(s), 2 * bh * N * N * es);
+            assert_int_equal(run_impl(&IMPL_ATTN_STANDARD, 0, &p, o, &c), 0);
+            assert_int_equal(ledger_total(&c.lg), (uint64_t)IMPL_ATTN_STANDARD.model_bytes(s));
+            assert_int_equal(c.q.bytes_read, E * es);
+            assert_int_equal(c.k.bytes_read, E * es);
+            assert_int_equal(c.v.bytes_read, E * es);
+            assert_int_equal(c.o.bytes_written, E * es);
+            /* the rest is S and P: 4 B H N^2 (row-on-chip softmax) plus the mask */
+            assert_true(attention_standard_onchip(s));
+            const uint64_t nn = bh * N * N, mask = causal ? bh * N * (N - 1) / 2 : 0;
+            assert_int_equal(ledger_total(&c.lg) - 4 * E * es, (4 * nn + mask) * es);
+            free(o);
+            problem_free(&p);
+        }
+    /* Dao et al.'s comparison in numbers: at d = 64 one-pass moves more
+     * (2 d pairs of K/V) than standard's N^2 terms, until tiling (stage 05). */
+    attn_shape_t s;
+    attn_shape_init(&s, 4, 16, 16, 4096, 64, 0, DT_F16);
+    assert_true(IMPL_ATTN_ONE_PASS.model_bytes(&s) > IMPL_ATTN_STANDARD.model_bytes(&s));
+}
+
+/* ---- the program on bad input: exit 2 with a message that names the problem */
+static int run_prog(const char *args, char *out, size_t n, int want_stdout)
+{
+    const char *dir = getenv("STF_BIN_DIR") ? getenv("STF_BIN_DIR") : "build/bin";
+    char cmd[1024];
+    snprintf(cmd, sizeof cmd, "%s/04_one_pass_attention %s %s; echo \"rc=$?\"", dir, args,
+             want_stdout ? "2>/dev/null" : "2>&1 >/dev/null");
+    FILE *p = popen(cmd, "r");
+    assert_non_null(p);
+    size_t len = 0;
+    out[0] = 0;
+    while (len + 1 < n && fgets(out + len, (int)(n - len), p)) len += strlen(out + len);
+    int st = pclose(p);
+    assert_true(WIFEXITED(st));
+    const char *rc = strstr(out, "rc=");
+    while (rc && strstr(rc + 1, "rc=")) rc = strstr(rc + 1, "rc=");
+    assert_non_null(rc);
+    const int code = atoi(rc + 3);
+    out[rc - out] = 0; /* the caller sees the program's output only */
+    return code;
+}
+
+static void test_program_rejects_bad_input(void **state)
+{
+    (void)state;
+    static const char *cases[][2] = {
+        { "--seq 0", "--seq" },
+        { "--dim 7", "supported d: 16, 32, 64, 80, 96, 128, 256" },
+        { "--kv-heads 3 --heads 4", "stage 06" },
+        { "--device cpu --seq 2000000 --batch 1000", "memory" },
+        { "--device cpu --batch 1048576 --heads 65536 --seq 16777216", "too large" },
+        { "--sweep --seq 512", "cannot be combined" },
+        { "--load-npy /nonexistent", "cannot open" },
+    };
+    char msg[4096];
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        int rc = run_prog(cases[i][0], msg, sizeof msg, 0);
+        print_message("%s -> %d: %s", cases[i][0], rc, msg);
+        assert_int_equal(rc, 2);
+        assert_non_null(strstr(msg, cases[i][1]));
+    }
+}
+
+/* ---- the program end to end on the CPU: --save-npy then --load-npy gives the
+ * same output, bit for bit. */
+static void test_program_npy_roundtrip_cpu(void **state)
+{
+    (void)state;
+    char d1[] = "/tmp/stf_attn_XXXXXX", d2[] = "/tmp/stf_attn_XXXXXX", args[512], out[8192];
+    assert_non_null(mkdtemp(d1));
+    assert_non_null(mkdtemp(d2));
+    snprintf(args, sizeof args, "--device cpu --batch 2 --heads 2 --seq 33 --dim 32 --causal --dtype fp16 --iters 1 "
+                                "--save-npy %s", d1);
+    assert_int_equal(run_prog(args, out, sizeof out, 1), 0);
+    snprintf(args, sizeof args, "--device cpu --dtype fp16 --iters 1 --causal --load-npy %s --save-npy %s", d1, d2);
+    assert_int_equal(run_prog(args, out, sizeof out, 1), 0);
+    char p1[600], p2[600];
+    float *o1 = NULL, *o2 = NULL;
+    size_t sh1[4], sh2[4];
+    snprintf(p1, sizeof p1, "%s/o.npy", d1);
+    snprintf(p2, sizeof p2, "%s/o.npy", d2);
+    assert_int_equal(npy_read_f32(p1, 4, &o1, sh1), 0);
+    assert_int_equal(npy_read_f32(p2, 4, &o2, sh2), 0);
+    assert_memory_equal(sh1, sh2, sizeof sh1);
+    assert_int_equal(sh1[0] * sh1[1] * sh1[2] * sh1[3], 2 * 2 * 33 * 32);
+    assert_memory_equal(o1, o2, 2 * 2 * 33 * 32 * sizeof(float));
+    free(o1);
+    free(o2);
+    snprintf(args, sizeof args, "rm -rf %s %s", d1, d2);
+    assert_int_equal(system(args), 0);
+}
+
+/* ---- the standard intermediates do not fit the device: the program says so,
+ * marks the row, and still runs one-pass (N = 131072, H = 2, fp32: S and P
+ * need 256 GiB). */
+static void test_program_does_not_fit_gpu(void **state)
+{
+    (void)state;
+    SKIP_WITHOUT_GPU();
+    if (small_mode()) skip();
+    char out[16384];
+    int rc = run_prog("--device gpu --batch 1 --heads 2 --seq 131072 --dim 64 --iters 1 --warmup 0", out, sizeof out, 1);
+    print_message("%s", out);
+    assert_int_equal(rc, 0);
+    assert_non_null(strstr(out, "does not fit"));
+    const char *op = strstr(out, "one-pass gpu"), *eol = op ? strchr(op, '\n') : NULL;
+    assert_non_null(op);
+    const char *yes = strstr(op, " yes");
+    assert_true(yes && (!eol || yes < eol)); /* the one-pass row itself passed */
+}
+
+/* ---- broken implementations: the same check must reject each of them. */
+
+/* o is not rescaled when m grows (l is): early keys keep their stale weight. */
+static int broken_no_rescale_o(const attn_shape_t *s, hbm_t *q, hbm_t *k, hbm_t *v, hbm_t *o, void *ws)
+{
+    (void)ws;
+    const size_t d = s->dim, N = s->seq;
+    float qr[256], acc[256];
+    for (uint64_t r = 0; r < attn_rows(s); r++) {
+        for (size_t c = 0; c < d; c++) qr[c] = hbm_ld(q, r * d + c), acc[c] = 0;
+        float m = -INFINITY, l = 0;
+        const size_t base = attn_kv_slice(s, r) * N * d;
+        for (size_t j = 0; j < attn_visible(s, r); j++) {
+            float dot = 0;
+            for (size_t c = 0; c < d; c++) dot += qr[c] * hbm_ld(k, base + j * d + c);
+            const float sj = s->scale * dot, mn = fmaxf(m, sj);
+            l = l * expf(m - mn) + expf(sj - mn);
+            for (size_t c = 0; c < d; c++) acc[c] += expf(sj - mn) * hbm_ld(v, base + j * d + c);
+            m = mn;
+        }
+        for (size_t c = 0; c < d; c++) hbm_st(o, r * d + c, acc[c] / l);
+    }
+    return 0;
+}
+
+/* Forgets the 1/sqrt(d) scale. */
+static int broken_no_scale(const attn_shape_t *s, hbm_t *q, hbm_t *k, hbm_t *v, hbm_t *o, void *ws)
+{
+    attn_shape_t t = *s;
+    t.scale = 1.0f;
+    return attention_one_pass_cpu(&t, q, k, v, o, ws);
+}
+
+/* Causal off by one: query i also sees key i + 1. */
+static int broken_causal_off_by_one(const attn_shape_t *s, hbm_t *q, hbm_t *k, hbm_t *v, hbm_t *o, void *ws)
+{
+    (void)ws;
+    const size_t d = s->dim, N = s->seq;
+    float qr[256], acc[256], out[256];
+    for (uint64_t r = 0; r < attn_rows(s); r++) {
+        for (size_t c = 0; c < d; c++) qr[c] = hbm_ld(q, r * d + c);
+        attn_state_t st;
+        attn_state_init(&st, acc, d);
+        size_t n = attn_visible(s, r) + 1;
+        if (n > N) n = N;
+        attention_one_pass_range(k, v, attn_kv_slice(s, r) * N * d, d, s->scale, qr, 0, n, &st);
+        attn_state_finish(&st, d, out);
+        for (size_t c = 0; c < d; c++) hbm_st(o, r * d + c, out[c]);
+    }
+    return 0;
+}
+
+/* An fp32 run whose output went through bf16 on the way: fp32 results must
+ * meet fp32's bound, not bf16's (the tolerance is not so loose that a lost
+ * 16 bits of precision slips through). */
+static int broken_bf16_p(const attn_shape_t *s, hbm_t *q, hbm_t *k, hbm_t *v, hbm_t *o, void *ws)
+{
+    int rc = attention_one_pass_cpu(s, q, k, v, o, ws);
+    for (size_t i = 0; i < o->n; i++) dtype_set(o->data, o->dt, i, dtype_round(DT_BF16, dtype_get(o->data, o->dt, i)));
+    return rc;
+}
+
+static void test_checks_reject_broken(void **state)
+{
+    (void)state;
+    int (*fns[4])(const attn_shape_t *, hbm_t *, hbm_t *, hbm_t *, hbm_t *, void *) = {
+        broken_no_rescale_o, broken_no_scale, broken_causal_off_by_one, broken_bf16_p,
+    };
+    static const char *names[4] = { "no rescale of o", "no 1/sqrt(d)", "causal off by one", "bf16 rounding in fp32" };
+    for (int b = 0; b < 4; b++) {
+        attn_impl_t broken = IMPL_ATTN_ONE_PASS;
+        broken.cpu = fns[b];
+        problem_t p;
+        problem_make(&p, 1, 2, 300, 64, b == 2, DT_F32, 2.0f, 800);
+        problem_ref(&p);
+        void *o = malloc((size_t)attn_q_elems(&p.s) * 4);
+        assert_int_equal(run_impl(&broken, 0, &p, o, NULL), 0);
+        double ratio = check_output(&p, o, broken.rounding, NULL);
+        print_message("broken one-pass (%s): error/tolerance = %.3g (must exceed 1)\n", names[b], ratio);
+        assert_true(ratio > 1.0);
+        free(o);
+        problem_free(&p);
+    }
+}
+
+int main(void)
+{
+    test_seed();
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_reference_known_cases),
+        cmocka_unit_test(test_accuracy_cpu),
+        cmocka_unit_test(test_merge_associative),
+        cmocka_unit_test(test_permutation_cpu),
+        cmocka_unit_test(test_large_logits_cpu),
+        cmocka_unit_test(test_ledger_models),
+        cmocka_unit_test(test_program_rejects_bad_input),
+        cmocka_unit_test(test_program_npy_roundtrip_cpu),
+        cmocka_unit_test(test_checks_reject_broken),
+        cmocka_unit_test(test_accuracy_gpu),
+        cmocka_unit_test(test_permutation_gpu),
+        cmocka_unit_test(test_large_logits_gpu),
+        cmocka_unit_test(test_program_does_not_fit_gpu),
+    };
+    if (getenv("STF_GPU_ONLY")) cmocka_set_test_filter("*_gpu");
+    return cmocka_run_group_tests_name("attention stage 04", tests, NULL, NULL);
+}
