@@ -241,6 +241,28 @@ static int run_shape(const attn_stage_t *st, const opts_t *o, const attn_shape_t
         const double model = im->model_bytes(s), peak = in_bytes + (double)ws_bytes;
         const char *stage = fmt("%s", im->stage);
         if (im->describe && nnotes < 16) notes[nnotes++] = im->describe(s);
+        if (ws_bytes) {
+            /* The largest N (power of two) whose intermediates would fit now,
+             * for this B and H: where the N^2 term ends standard attention. */
+            double avail;
+            if (gpu) {
+                size_t fr = 0, tot = 0;
+                gpu_mem_info(&fr, &tot);
+                avail = (double)fr - (double)GPU_MARGIN + in_bytes; /* this run's Q, K, V, O are already allocated */
+            } else {
+                avail = 0.75 * host_bytes() - in_bytes - chk_bytes;
+            }
+            attn_shape_t t = *s;
+            size_t nmax = 0;
+            for (size_t n = 1; n <= ((size_t)1 << 24); n *= 2) {
+                t.seq = n;
+                const double qkvo = (double)in_bytes / (double)s->seq * (double)n;
+                if ((double)im->ws_bytes(&t) + (gpu ? qkvo : 0.0) > avail) break;
+                nmax = n;
+            }
+            printf("%s: its N x N intermediates fit in %s memory up to N = %zu (powers of two) for B = %zu, H = %zu, %s\n",
+                   im->name, gpu ? "device" : "host", nmax, s->batch, s->heads, dtype_name(dt));
+        }
 
         /* The N x N intermediates: allocated here, so that a shape whose
          * intermediates do not fit is reported and the rest still runs. */
