@@ -483,15 +483,8 @@ int attention_stage_main(const attn_stage_t *st, int argc, char **argv)
     }
 
     env_stamp_t env;
-    env_stamp_fill(&env, gpu);
-    printf("%s: %s\n", st->prog, st->summary);
-    printf("device: %s", env.device);
-    if (gpu) {
-        gpu_info_t g;
-        gpu_info(&g);
-        printf(" (%d SMs, %.0f MB L2, driver %s, runtime %s)", g.sm_count, g.l2_bytes / 1e6, env.driver, env.runtime);
-    }
-    printf("\ndtype %s, seed %llu, Q, K, V = %g * U[-1,1)%s, softmax scale 1/sqrt(d), median of %d runs after %d "
+    print_run_header(st->prog, st->summary, gpu, &env);
+    printf("dtype %s, seed %llu, Q, K, V = %g * U[-1,1)%s, softmax scale 1/sqrt(d), median of %d runs after %d "
            "warm-up, commit %s, %s\n",
            dtype_name(o.dtype), (unsigned long long)o.seed, o.scale, o.load_npy ? " (replaced by --load-npy)" : "",
            o.iters, o.warmup, env.commit, env.date);

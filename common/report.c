@@ -60,6 +60,19 @@ void env_stamp_fill(env_stamp_t *e, int gpu)
     for (char *c = e->device; *c; c++) if (*c == ',') *c = ';';
 }
 
+void print_run_header(const char *prog, const char *summary, int gpu, env_stamp_t *env)
+{
+    env_stamp_fill(env, gpu);
+    printf("%s: %s\n", prog, summary);
+    printf("device: %s", env->device);
+    if (gpu) {
+        gpu_info_t g;
+        gpu_info(&g);
+        printf(" (%d SMs, %.0f MB L2, driver %s, runtime %s)", g.sm_count, g.l2_bytes / 1e6, env->driver, env->runtime);
+    }
+    printf("\n");
+}
+
 void report_init(report_t *r, const report_col_t *cols, int ncols)
 {
     memset(r, 0, sizeof *r);

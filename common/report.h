@@ -37,6 +37,9 @@ typedef struct {
 
 /* device_is_gpu: fill device/driver/runtime from the GPU, else from the CPU. */
 void env_stamp_fill(env_stamp_t *e, int device_is_gpu);
+/* The first lines of every stage's output: program, summary, the device (with
+ * SMs, L2, driver and runtime on a GPU). Fills env. */
+void print_run_header(const char *prog, const char *summary, int device_is_gpu, env_stamp_t *env);
 void report_init(report_t *r, const report_col_t *cols, int ncols);
 /* Adds a row; the variadic arguments are ncols strings. */
 void report_row(report_t *r, ...);

@@ -304,15 +304,8 @@ int softmax_stage_main(const softmax_stage_t *st, int argc, char **argv)
     }
 
     env_stamp_t env;
-    env_stamp_fill(&env, gpu);
-    printf("%s: %s\n", st->prog, st->summary);
-    printf("device: %s", env.device);
-    if (gpu) {
-        gpu_info_t g;
-        gpu_info(&g);
-        printf(" (%d SMs, %.0f MB L2, driver %s, runtime %s)", g.sm_count, g.l2_bytes / 1e6, env.driver, env.runtime);
-    }
-    printf("\ndtype %s, seed %llu, logits = %g * U[-1,1), median of %d runs after %d warm-up, commit %s, %s\n",
+    print_run_header(st->prog, st->summary, gpu, &env);
+    printf("dtype %s, seed %llu, logits = %g * U[-1,1), median of %d runs after %d warm-up, commit %s, %s\n",
            dtype_name(o.dtype), (unsigned long long)o.seed, o.scale, o.iters, o.warmup, env.commit, env.date);
     if (gpu && !hwc_available()) printf("HBM measured: n/a (%s)\n", hwc_reason());
     printf("GB/s counts the matrix read once and written once; %%copy is against the measured %s copy.\n\n",

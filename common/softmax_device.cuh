@@ -184,4 +184,17 @@ __device__ __forceinline__ void sweep_row(const T *row, int nvec, F f)
     }
     for (; i < nvec; i += s) f(i, STREAM ? ld_vec_stream<T, VEC>(row + (size_t)i * VEC) : ld_vec<T, VEC>(row + (size_t)i * VEC));
 }
+/* The last sweep of safe and online softmax: y = e^(x - ms) / d, written as a
+ * multiplication by inv = 1/d. The row is not read again: evict-first loads. */
+template <typename T, int VEC>
+__device__ __forceinline__ void normalise_row(const T *xr, T *yr, int nvec, float ms, float inv)
+{
+    sweep_row<T, VEC, 4, true>(xr, nvec, [&](int i, const vec_t<T, VEC> &v) {
+        vec_t<T, VEC> o;
+#pragma unroll
+        for (int k = 0; k < VEC; k++) o.v[k] = from_f<T>(fexp(to_f(v.v[k]) - ms) * inv);
+        st_vec<T, VEC>(yr + (size_t)i * VEC, o);
+    });
+}
+
 #endif

@@ -30,12 +30,7 @@ __global__ void safe_kernel(const T *__restrict__ x, T *__restrict__ y, int cols
     d = block_reduce(d, op_add(), scratch);
     const float inv = 1.0f / d;
 
-    sweep_row<T, VEC, 4, true>(xr, nvec, [&](int i, const vec_t<T, VEC> &v) {
-        vec_t<T, VEC> o;
-#pragma unroll
-        for (int k = 0; k < VEC; k++) o.v[k] = from_f<T>(fexp(to_f(v.v[k]) - m) * inv);
-        st_vec<T, VEC>(yr + (size_t)i * VEC, o);
-    });
+    normalise_row<T, VEC>(xr, yr, nvec, m, inv);
 }
 
 extern "C" void softmax_safe_gpu(const void *x, void *y, size_t rows, size_t cols, dtype_t dt)

@@ -61,12 +61,7 @@ __global__ void online_kernel(const T *__restrict__ x, T *__restrict__ y, int co
     s = block_reduce(s, op_md(), scratch);
     const float ms = finite_or_zero(s.m), inv = 1.0f / s.d;
 
-    sweep_row<T, VEC, 4, true>(xr, nvec, [&](int i, const vec_t<T, VEC> &v) {
-        vec_t<T, VEC> o;
-#pragma unroll
-        for (int k = 0; k < VEC; k++) o.v[k] = from_f<T>(fexp(to_f(v.v[k]) - ms) * inv);
-        st_vec<T, VEC>(yr + (size_t)i * VEC, o);
-    });
+    normalise_row<T, VEC>(xr, yr, nvec, ms, inv);
 }
 
 extern "C" void softmax_online_gpu(const void *x, void *y, size_t rows, size_t cols, dtype_t dt)
