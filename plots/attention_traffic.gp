@@ -2,7 +2,7 @@
 # attention against the sequence length N, log-log, from the CSV that
 # `04_one_pass_attention --sweep --csv FILE` appends to.
 #
-#   gnuplot -e "csv='build/bench/attn.csv'; out='build/bench/attention_traffic.png'" plots/attention_traffic.gp
+#   gnuplot -e "csv='build/bench/attention.csv'; out='build/bench/attention_traffic.png'" plots/attention_traffic.gp
 #
 # Optional: dim=128 (default 64), causal='yes' (default 'no'), dtype='bf16'
 # (default: any; pick one when the CSV mixes types at the same dim).
