@@ -165,7 +165,7 @@ static int run_shape(const softmax_stage_t *st, const opts_t *o, size_t rows, si
         const softmax_impl_t *im = st->impls[k];
         char why[256] = "";
         const char *stage = fmt("%s", im->stage), *dev = gpu ? "gpu" : "cpu";
-        const int applies = !im->applies || im->applies(cols, dt, why, sizeof why);
+        const int applies = !im->applies || im->applies(rows, cols, dt, gpu, why, sizeof why);
         if (im->applies && applies) printf("%s applies: %s\n", im->name, why);
         if (!applies) {
             printf("%s does not apply: %s\n", im->name, why);

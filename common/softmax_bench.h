@@ -28,8 +28,11 @@ typedef struct {
     /* GPU launcher (asynchronous, stream 0), or NULL in a build without CUDA. */
     void (*gpu)(const void *x, void *y, size_t rows, size_t cols, dtype_t dt);
     /* NULL when the implementation takes any shape; otherwise returns 1 when it
-     * applies to rows of `cols` elements of dt, else 0 with the reason in why. */
-    int (*applies)(size_t cols, dtype_t dt, char *why, size_t why_len);
+     * applies to `rows` rows of `cols` elements of dt on the given device
+     * (gpu = 1: the GPU launcher, 0: the CPU implementation), else 0 with the
+     * reason in why. A GPU-only path (a thread-block cluster, say) declines
+     * on the CPU; a path for few long rows declines many short ones. */
+    int (*applies)(size_t rows, size_t cols, dtype_t dt, int gpu, char *why, size_t why_len);
 } softmax_impl_t;
 
 typedef struct {

@@ -34,7 +34,7 @@ int test_run_softmax(const softmax_impl_t *im, int gpu, dtype_t dt, size_t rows,
     }
     if (im->applies) {
         char why[256];
-        if (!im->applies(cols, dt, why, sizeof why)) return -1;
+        if (!im->applies(rows, cols, dt, gpu, why, sizeof why)) return -1;
     }
     void *dx = gpu_malloc(bytes, "test input"), *dy = gpu_malloc(bytes, "test output");
     gpu_h2d(dx, hx, bytes);

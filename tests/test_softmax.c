@@ -43,7 +43,7 @@ static void accuracy(int gpu)
                 void *y = malloc(rows * cols * dtype_size(dt));
                 int rc = test_run_softmax(im, gpu, dt, rows, cols, x, y, NULL);
                 char why[256];
-                if (im->applies && !im->applies(cols, dt, why, sizeof why)) {
+                if (im->applies && !im->applies(rows, cols, dt, gpu, why, sizeof why)) {
                     assert_int_equal(rc, -1);
                 } else {
                     assert_int_equal(rc, 0);
@@ -77,7 +77,7 @@ static void test_vector_paths_gpu(void **state)
                 if (getenv("STF_TEST_SMALL") && cols > 16384) continue; /* under a sanitizer */
                 const dtype_t dt = DTYPES[d];
                 char why[256];
-                if (im->applies && !im->applies(cols, dt, why, sizeof why)) continue;
+                if (im->applies && !im->applies(rows, cols, dt, 1, why, sizeof why)) continue;
                 void *x = random_matrix(dt, rows, cols, (uint32_t)(100 + c), 6.0f);
                 void *y = malloc(rows * cols * dtype_size(dt));
                 assert_int_equal(test_run_softmax(im, 1, dt, rows, cols, x, y, NULL), 0);

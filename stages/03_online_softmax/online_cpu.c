@@ -96,6 +96,13 @@ int softmax_online_onchip_cpu(hbm_t *x, hbm_t *y, size_t rows, size_t cols)
     return 0;
 }
 
+static int onchip_impl_applies(size_t rows, size_t cols, dtype_t dt, int gpu, char *why, size_t n)
+{
+    (void)rows;
+    (void)gpu;
+    return online_onchip_applies(cols, dt, why, n);
+}
+
 const softmax_impl_t IMPL_ONLINE = {
     .name = "online", .stage = "03", .passes = 2, .loads = 2, .stores = 1, .round_k = 1, .is_copy = 0,
     .cpu = softmax_online_cpu, .gpu = GPU_FN(softmax_online_gpu), .applies = NULL,
@@ -103,5 +110,5 @@ const softmax_impl_t IMPL_ONLINE = {
 
 const softmax_impl_t IMPL_ONLINE_ONCHIP = {
     .name = "online-onchip", .stage = "03", .passes = 1, .loads = 1, .stores = 1, .round_k = 1, .is_copy = 0,
-    .cpu = softmax_online_onchip_cpu, .gpu = GPU_FN(softmax_online_onchip_gpu), .applies = online_onchip_applies,
+    .cpu = softmax_online_onchip_cpu, .gpu = GPU_FN(softmax_online_onchip_gpu), .applies = onchip_impl_applies,
 };
