@@ -27,6 +27,13 @@ typedef struct {
     size_t (*ws_bytes)(const attn_shape_t *s);
     /* The HBM traffic model, in bytes: what the ledger must count exactly. */
     double (*model_bytes)(const attn_shape_t *s);
+    /* NULL when it takes every shape the stage accepts; otherwise 1 when it
+     * can run shape s on the device (gpu = 1) or the CPU (gpu = 0), else 0
+     * with the reason in why (head dim, dtype, tile limits, GPU only, ...).
+     * The table then shows "n/a: why" and the other implementations run. The
+     * launchers and CPU functions are only called on shapes it accepts, and
+     * never exit(). */
+    int (*supports)(const attn_shape_t *s, int gpu, char *why, size_t why_len);
     /* CPU implementation; every HBM access through the ledger (q->lg), the
      * intermediates in ws. Returns 0, or -1 when it cannot run (reason printed). */
     int (*cpu)(const attn_shape_t *s, hbm_t *q, hbm_t *k, hbm_t *v, hbm_t *o, void *ws);
@@ -35,6 +42,8 @@ typedef struct {
     /* One line describing a shape-dependent choice (printed under the table),
      * or NULL. */
     const char *(*describe)(const attn_shape_t *s);
+    /* The tile shape for the "tiles" column ("64x64"), or NULL (untiled). */
+    const char *(*tiles)(const attn_shape_t *s, int gpu);
 } attn_impl_t;
 
 typedef struct {
@@ -43,7 +52,8 @@ typedef struct {
     const attn_impl_t *const *impls;
     int nimpls;
     int own;             /* index of the stage's own first implementation (o.npy) */
-    const int *dims;     /* supported head dimensions, 0-terminated */
+    const int *dims;     /* head dimensions the stage accepts, 0-terminated (an
+                            implementation may decline some through supports) */
     int gqa;             /* 1 when --kv-heads may differ from --heads (stage 06) */
 } attn_stage_t;
 

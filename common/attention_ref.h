@@ -2,11 +2,15 @@
  * the tolerance, with its derivation (notes/04_one_pass_attention.md, section
  * "How results are checked").
  *
- *   O = softmax(Q K^T * scale) V,  scale = 1/sqrt(d),  on [B, H, N, d] arrays
+ *   O = softmax(Q K^T * scale) V,  scale = 1/sqrt(d)
  *
- * Layout: Q and O are [B, H, N, d], K and V are [B, Hkv, N, d], row-major,
- * in the storage type. Query head h reads K/V head h / (H / Hkv) (stage 06;
- * until then Hkv = H). Causal: key j is visible to query i iff j <= i. */
+ * Layout: Q and O are [B, H, Nq, d], K and V are [B, Hkv, Nk, d], row-major,
+ * in the storage type (Nq = seq_q query rows, Nk = seq_kv keys; decode is
+ * Nq = 1). Query head h reads K/V head h / (H / Hkv) (stage 06; Hkv = H is
+ * MHA). Causal masks align bottom-right, as FlashAttention does: key j is
+ * visible to query i iff j <= i + (Nk - Nq), so the last query sees every
+ * key. A query row with no visible key (causal, Nq > Nk, i < Nq - Nk) has
+ * output 0, FlashAttention's convention. */
 #ifndef STF_ATTENTION_REF_H
 #define STF_ATTENTION_REF_H
 
@@ -19,27 +23,44 @@
 extern "C" {
 #endif
 
+/* Tuning knobs of the tiled stages (05-07), set from --br, --bc, --sram,
+ * --splits; 0 means "the implementation chooses". Not part of the problem:
+ * the reference ignores them, and the output must not depend on them beyond
+ * rounding. */
 typedef struct {
-    size_t batch, heads, kv_heads, seq, dim; /* B, H, Hkv, N, d */
+    size_t br, bc;  /* query rows and key rows per tile */
+    size_t sram;    /* simulated on-chip bytes (CPU tiling) */
+    size_t splits;  /* K/V splits (split-KV decoding) */
+} attn_tune_t;
+
+typedef struct {
+    size_t batch, heads, kv_heads, seq_q, seq_kv, dim; /* B, H, Hkv, Nq, Nk, d */
     int causal;
     /* 1/sqrt(d) rounded to fp32 once: every implementation multiplies its fp32
      * dot products by this value and the reference uses the same value, so the
      * problem solved is identical and the scale's own rounding is no error. */
     float scale;
     dtype_t dt;
+    attn_tune_t tune;
 } attn_shape_t;
 
-/* Fills every field; scale = (float)(1/sqrt(dim)). */
-void attn_shape_init(attn_shape_t *s, size_t B, size_t H, size_t Hkv, size_t N, size_t d, int causal, dtype_t dt);
+/* Fills every field; scale = (float)(1/sqrt(dim)); tune all 0. */
+void attn_shape_init(attn_shape_t *s, size_t B, size_t H, size_t Hkv, size_t Nq, size_t Nk, size_t d, int causal,
+                     dtype_t dt);
 
-/* Element counts: of Q (= of O), of K (= of V); query rows B*H*N; (query, key)
- * pairs that are visible: B H N^2, or B H N (N+1)/2 when causal. */
+/* Element counts: of Q (= of O), of K (= of V); query rows B H Nq; visible
+ * (query, key) pairs: B H Nq Nk, or when causal B H times the sum over i of
+ * attn_visible_keys(i) (B H N (N+1)/2 when Nq = Nk = N). */
 uint64_t attn_q_elems(const attn_shape_t *s);
 uint64_t attn_kv_elems(const attn_shape_t *s);
 uint64_t attn_rows(const attn_shape_t *s);
 uint64_t attn_pairs(const attn_shape_t *s);
-/* FLOPs as every table counts them: 4 B H N^2 d (two GEMMs of 2 N^2 d per
- * head), halved when causal. */
+/* Keys visible to query i (0 <= i < Nq) of one head. */
+size_t attn_visible_keys(const attn_shape_t *s, size_t i);
+/* FLOPs as every table counts them: 4 d per visible (query, key) pair (two
+ * GEMMs of 2 d each): 4 B H Nq Nk d, or when causal, with Nq = Nk = N,
+ * 4 B H d N (N+1)/2, which is the "halved when causal" of FlashAttention's
+ * benchmarks up to a factor 1 + 1/N. */
 double attn_flops(const attn_shape_t *s);
 
 /* Row statistics the tolerance is built from, computed in fp64 alongside the
@@ -50,21 +71,27 @@ typedef struct {
     double cmax; /* C = scale * max_j sum_k |q_k k_jk|: bounds every |s_j| and the
                     condition of each fp32 dot product */
     double vmax; /* max |v_jk| over the visible keys */
+    double smax; /* max_j |s_j|, the largest scaled logit: where storing S overflows */
+    double psq;  /* sum_j p_j^2 of the normalised weights: 1/n for uniform attention, 1 for one key */
+    double pv;   /* max_k sqrt(sum_j p_j^2 v_jk^2): the scale of independent errors in the weights */
+    double dev;  /* max_k sqrt(sum_j p_j^2 (v_jk - o_k)^2): the same for errors in the logits */
+    double rmax; /* max_k |r_k| of the reference output row: the error an all-zero row would have is rmax / A' */
 } attn_row_stats_t;
 
 /* The fp64 reference for one query row: q (d stored elements), k and v (the
  * first n rows, of d stored elements each, of its K/V slice), n visible keys.
  * out: d doubles; st (may be NULL): the row's statistics. A NaN anywhere in
- * the inputs gives a NaN output row. */
+ * the inputs gives a NaN output row; n = 0, or every logit -inf, gives zeros
+ * (FlashAttention's convention for a fully masked row). */
 void attention_ref_row(const void *q, const void *k, const void *v, dtype_t dt, size_t n, size_t d, float scale,
                        double *out, attn_row_stats_t *st);
 
-/* The same for row r of the whole problem (r = (b H + h) N + i) of full
+/* The same for row r of the whole problem (r = (b H + h) Nq + i) of full
  * arrays Q, K, V in the shape's layout. */
 void attention_ref_at(const attn_shape_t *s, const void *Q, const void *K, const void *V, uint64_t r, double *out,
                       attn_row_stats_t *st);
-/* Index (in rows of d elements) of the K/V slice row r reads, and how many of
- * its keys are visible. */
+/* Index of the K/V slice (one (b, kv head) pair: Nk rows of d elements) that
+ * query row r reads, and how many of its keys are visible. */
 uint64_t attn_kv_slice(const attn_shape_t *s, uint64_t r);
 size_t attn_visible(const attn_shape_t *s, uint64_t r);
 
@@ -88,18 +115,19 @@ enum {
 double attention_row_error(const void *o, dtype_t dt, const double *ref, const attn_row_stats_t *st, size_t d);
 
 /* The tolerance for that error (u = 2^-24, u_s = unit roundoff of dt,
- * n = visible keys, C, A, vmax from the row's statistics, A' = max(A, min_normal)):
+ * n = visible keys, C, A, vmax, smax, psq, rmax from the row's statistics,
+ * A' = max(A, min_normal), lambda = 8):
  *
- *   tol = (1 + u_s) [(e^{2 D} - 1) + u (8 C + 16 + 16 sqrt(n))] + u_s + [P] u_s (1 + n min_normal vmax / A')
+ *   tol = (1 + u_s) [(e^{2 D} - 1) + u (8 C + 16 + 16 sqrt(n))] + u_s rmax / A'
+ *         + [S] min(lambda u_s smax dev / A', e^{2 u_s (smax + min_normal)} - 1)
+ *         + [P] min(lambda u_s pv / A', u_s) + u_s n min_normal vmax / A'
  *         + [MMA, dt != fp32] 2 u (ceil(d/16) + ceil(n/16))
- *   D   = (8 sqrt(d) + 1) u C + [S] u_s (C + min_normal)
+ *   D   = (8 sqrt(d) + 1) u C
  *
  * Derivation (first order, fp32 arithmetic everywhere):
  *  - D bounds the absolute error of every logit s_j: an fp32 dot product of d
  *    terms (Higham & Mary's probabilistic bound, lambda = 8, as in stage 03:
- *    8 sqrt(d) u sum_k |q_k k_jk|) and the scale multiply (u |s_j| <= u C);
- *    when S is stored, its rounding (u_s |s_j|, or the absolute half-spacing
- *    u_s min_normal of subnormals).
+ *    8 sqrt(d) u sum_k |q_k k_jk|) and the scale multiply (u |s_j| <= u C).
  *  - Logit errors delta_j change p_j to p_j e^{delta_j} / sum_i p_i e^{delta_i}:
  *    relative change at most e^{2 max|delta|} - 1, hence an output change of
  *    at most (e^{2D} - 1) sum_j p_j |v_j| <= (e^{2D} - 1) A.
@@ -109,32 +137,61 @@ double attention_row_error(const void *o, dtype_t dt, const double *ref, const a
  *    arguments sum to at most 2C, each rounded twice: another 4u C); exp and
  *    the division contribute 16 u as in stage 03; the two n-term sums l and
  *    sum p_j v_j, each 8 sqrt(n) u.
- *    The rescale count is O(log n) for keys in random order; an adversarial
- *    order (logits sorted increasingly) rescales at every key and could exceed
- *    the sqrt(n) model, which assumes independent rounding errors.
- *  - O stored: u_s |o_k| <= u_s A; the fp32 error before it is scaled by
- *    (1 + u_s), since |fl(x) - r| <= u_s |x| + |x - r| and |x| <= A + |x - r|.
- *  - P stored: relative u_s per p_j gives u_s A; below the smallest normal the
- *    error is absolute, u_s min_normal per p_j, n of them times vmax.
+ *  - O stored: the rounding of the output itself is u_s |o_k| <= u_s rmax
+ *    (relative to its own size, not to A: attention over many random V rows
+ *    averages towards 0, and a bound in units of A would exceed the output);
+ *    the fp32 error before it is scaled by (1 + u_s).
+ *  - S stored (ATT_ROUND_S): delta_j = s_j eps_j, |eps_j| <= u_s, which to first
+ *    order moves the output by sum_j p_j delta_j (v_j - o). Round-to-nearest
+ *    errors are modelled as independent and mean zero (the model of every
+ *    sqrt(n) term here), so per output element
+ *    |sum| <= lambda sqrt(sum_j p_j^2 delta_j^2 (v_jk - o_k)^2) <= lambda u_s smax dev.
+ *    (With one key, v_j - o = 0: a logit error cannot move the output.)
+ *    The worst case, all errors of one sign, is e^{2 u_s (smax + min_normal)} - 1
+ *    (relative change of the weights, as for D); for few keys it is the
+ *    smaller of the two. When u_s smax > 1/16 the first order
+ *    no longer holds and the deterministic bound is used instead:
+ *    D += u_s (smax + min_normal), the absolute error of the stored logit.
+ *  - P stored or fed to an MMA in dt (ATT_ROUND_P): p_j eps_j per weight (the
+ *    denominator keeps the unrounded weights), the same model:
+ *    lambda sqrt(sum_j p_j^2 eps_j^2 v_jk^2) <= lambda u_s pv, or at worst
+ *    u_s sum_j p_j |v_jk| <= u_s A; below the smallest normal the error
+ *    is absolute, u_s min_normal per p_j, n of them times vmax.
  *  - Tensor cores may truncate (round toward zero) inside each k = 16 step of
  *    the accumulation (Fasi et al., PeerJ CS 2021): up to 2u per step, all of
  *    one sign, so linear in the step count, not sqrt.
- * The probabilistic terms hold except with probability below 2n e^{-32}. */
+ * The probabilistic terms hold except with probability below 2n e^{-32}.
+ * The rescale count is O(log n) for keys in random order; an adversarial
+ * order (logits sorted increasingly) rescales at every key and could exceed
+ * the sqrt(n) model. */
 double attention_tolerance(dtype_t dt, size_t d, const attn_row_stats_t *st, unsigned rounding);
 
-/* Accumulates checked rows (like reference.h's check_t for softmax). */
+/* Accumulates checked rows (like reference.h's check_t for softmax; the same
+ * rules: NaN is a failure, a tolerance above CHECK_TOL_CAP is a failure). */
 typedef struct {
-    double max_err;     /* worst row error */
-    double worst_ratio; /* max over rows of error / tolerance */
+    double max_err;     /* worst row error (NaN and inf propagate) */
+    double worst_ratio; /* max over judged rows of error / tolerance; inf when unresolved */
     double max_tol;     /* largest tolerance used */
     size_t nonfinite;   /* inf or NaN elements in the checked rows */
-    size_t rows;
+    size_t rows;        /* rows checked */
+    size_t excused;     /* rows not judged: S stored in a 16-bit type overflows there (the lesson) */
+    size_t unresolved;  /* rows whose tolerance is not finite or above CHECK_TOL_CAP */
 } attn_check_t;
+
+/* 1 when storing this row's logits in dt overflows (max |s_j| > the largest
+ * finite value) and the implementation does store them (ATT_ROUND_S): the
+ * only case in which a wrong row is excused. */
+int attn_row_overflows_s(dtype_t dt, const attn_row_stats_t *st, unsigned rounding);
 
 void attn_check_init(attn_check_t *c);
 /* Checks one output row o (d stored elements) against ref; returns its error. */
 double attn_check_row(attn_check_t *c, const void *o, dtype_t dt, const double *ref, const attn_row_stats_t *st,
                       size_t d, unsigned rounding);
+/* 1 when every judged row is within its tolerance, no row was unresolved,
+ * and at least one row was checked. A row is unresolved when its tolerance is
+ * not finite, above CHECK_TOL_CAP, or not below half the error an all-zero
+ * output would have (rmax / A'): then a check of that row could pass a wrong
+ * answer, and a check that can pass a wrong answer fails instead. */
 int attn_check_ok(const attn_check_t *c);
 
 #ifdef __cplusplus

@@ -12,6 +12,7 @@ enum {
     OPT_DEVICE = 1000, OPT_DTYPE, OPT_ROWS, OPT_COLS, OPT_ITERS, OPT_WARMUP,
     OPT_SEED, OPT_SCALE, OPT_CSV, OPT_SAVE, OPT_LOAD, OPT_HELP, OPT_SWEEP,
     OPT_BATCH, OPT_HEADS, OPT_KV_HEADS, OPT_SEQ, OPT_DIM, OPT_CAUSAL,
+    OPT_SEQ_Q, OPT_SEQ_KV, OPT_DECODE, OPT_KERNEL, OPT_BR, OPT_BC, OPT_SRAM, OPT_SPLITS,
 };
 
 /* Largest accepted dimension: keeps every product of two of them inside
@@ -47,8 +48,15 @@ static void usage(const cli_spec_t *spec, FILE *f)
         fprintf(f,
                 "  --batch B, --heads H   batch size and query heads\n"
                 "  --kv-heads G           key/value heads (default H; must divide H)\n"
-                "  --seq N, --dim D       sequence length and head dimension\n"
-                "  --causal               mask keys after the query (causal attention)\n"
+                "  --seq N, --dim D       sequence length (queries and keys) and head dimension\n"
+                "  --seq-q N, --seq-kv N  query rows and keys separately (decode: --seq-q 1)\n"
+                "  --decode               one query row per head (--seq-q 1) against --seq-kv keys\n"
+                "  --causal               mask keys after the query, aligned bottom-right: query i\n"
+                "                         sees keys j <= i + seq_kv - seq_q\n"
+                "  --kernel A,B           run only these implementations (names as in the table)\n"
+                "  --br N, --bc N         query rows and key rows per tile (tiled stages)\n"
+                "  --sram BYTES           simulated on-chip memory of the CPU tiling (tiled stages)\n"
+                "  --splits N             K/V splits (split-KV decoding)\n"
                 "  --sweep                run N = 1024 ... 16384 at B*N = 16384 tokens\n"
                 "  --scale S              inputs are S * U[-1, 1) (default 1)\n");
     fprintf(f,
@@ -100,6 +108,14 @@ int cli_parse(const cli_spec_t *spec, int argc, char **argv, opts_t *o, FILE *er
         { "seq", required_argument, 0, OPT_SEQ },
         { "dim", required_argument, 0, OPT_DIM },
         { "causal", no_argument, 0, OPT_CAUSAL },
+        { "seq-q", required_argument, 0, OPT_SEQ_Q },
+        { "seq-kv", required_argument, 0, OPT_SEQ_KV },
+        { "decode", no_argument, 0, OPT_DECODE },
+        { "kernel", required_argument, 0, OPT_KERNEL },
+        { "br", required_argument, 0, OPT_BR },
+        { "bc", required_argument, 0, OPT_BC },
+        { "sram", required_argument, 0, OPT_SRAM },
+        { "splits", required_argument, 0, OPT_SPLITS },
     };
     struct option longopts[32];
     size_t n = 0;
@@ -156,6 +172,39 @@ int cli_parse(const cli_spec_t *spec, int argc, char **argv, opts_t *o, FILE *er
             o->given |= GIVEN_DIM;
             break;
         case OPT_CAUSAL: o->causal = 1; break;
+        case OPT_SEQ_Q:
+            if (cli_parse_count(a, 1 << 24, &o->seq_q)) return bad(err, P, "--seq-q", a, "an integer from 1 to 2^24");
+            o->given |= GIVEN_SEQ_Q;
+            break;
+        case OPT_SEQ_KV:
+            if (cli_parse_count(a, 1 << 24, &o->seq_kv)) return bad(err, P, "--seq-kv", a, "an integer from 1 to 2^24");
+            o->given |= GIVEN_SEQ_KV;
+            break;
+        case OPT_DECODE:
+            o->seq_q = 1;
+            o->given |= GIVEN_SEQ_Q;
+            break;
+        case OPT_KERNEL:
+            if (!*a || strspn(a, "abcdefghijklmnopqrstuvwxyz0123456789-_,") != strlen(a))
+                return bad(err, P, "--kernel", a, "implementation names separated by commas (see the table)");
+            o->kernels = a;
+            break;
+        case OPT_BR:
+            if (cli_parse_count(a, 4096, &o->br)) return bad(err, P, "--br", a, "an integer from 1 to 4096");
+            o->given |= GIVEN_BR;
+            break;
+        case OPT_BC:
+            if (cli_parse_count(a, 4096, &o->bc)) return bad(err, P, "--bc", a, "an integer from 1 to 4096");
+            o->given |= GIVEN_BC;
+            break;
+        case OPT_SRAM:
+            if (cli_parse_count(a, 1LL << 30, &o->sram)) return bad(err, P, "--sram", a, "bytes, from 1 to 2^30");
+            o->given |= GIVEN_SRAM;
+            break;
+        case OPT_SPLITS:
+            if (cli_parse_count(a, 1 << 16, &o->splits)) return bad(err, P, "--splits", a, "an integer from 1 to 65536");
+            o->given |= GIVEN_SPLITS;
+            break;
         case OPT_ITERS:
             if (cli_parse_count(a, 100000, &v)) return bad(err, P, "--iters", a, "an integer from 1 to 100000");
             o->iters = (int)v;
@@ -205,6 +254,10 @@ int cli_parse(const cli_spec_t *spec, int argc, char **argv, opts_t *o, FILE *er
     }
     if (o->sweep && o->load_npy) {
         fprintf(err, "%s: --sweep and --load-npy cannot be combined: the file fixes the shape\n", P);
+        return 2;
+    }
+    if ((o->given & GIVEN_SEQ) && (o->given & (GIVEN_SEQ_Q | GIVEN_SEQ_KV))) {
+        fprintf(err, "%s: --seq sets both lengths; use either --seq or --seq-q/--seq-kv/--decode\n", P);
         return 2;
     }
     if (o->sweep && o->save_npy) {

@@ -24,7 +24,8 @@ enum {
     GIVEN_ROWS = 1u << 0, GIVEN_COLS = 1u << 1, GIVEN_ITERS = 1u << 2,
     GIVEN_WARMUP = 1u << 3, GIVEN_BATCH = 1u << 4, GIVEN_HEADS = 1u << 5,
     GIVEN_SEQ = 1u << 6, GIVEN_DIM = 1u << 7, GIVEN_KV_HEADS = 1u << 8,
-    GIVEN_SCALE = 1u << 9,
+    GIVEN_SCALE = 1u << 9, GIVEN_SEQ_Q = 1u << 10, GIVEN_SEQ_KV = 1u << 11,
+    GIVEN_BR = 1u << 12, GIVEN_BC = 1u << 13, GIVEN_SRAM = 1u << 14, GIVEN_SPLITS = 1u << 15,
 };
 
 typedef struct {
@@ -32,6 +33,9 @@ typedef struct {
     dtype_t dtype;
     long long rows, cols;          /* softmax */
     long long batch, heads, kv_heads, seq, dim; /* attention */
+    long long seq_q, seq_kv;       /* --seq-q, --seq-kv (--seq sets both; --decode: seq_q = 1) */
+    long long br, bc, sram, splits; /* tiling knobs of stages 05-07 */
+    const char *kernels;           /* --kernel a,b,c: run only these implementations */
     int causal;
     int iters, warmup;
     uint64_t seed;

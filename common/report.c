@@ -80,17 +80,29 @@ void report_init(report_t *r, const report_col_t *cols, int ncols)
     r->ncols = ncols < REPORT_MAX_COLS ? ncols : REPORT_MAX_COLS;
 }
 
-void report_row(report_t *r, ...)
+int report_add_row(report_t *r)
 {
-    if (r->nrows >= REPORT_MAX_ROWS) return;
-    va_list ap;
-    va_start(ap, r);
-    for (int c = 0; c < r->ncols; c++) {
-        const char *s = va_arg(ap, const char *);
-        snprintf(r->cells[r->nrows][c], REPORT_CELL, "%s", s ? s : "");
+    if (r->nrows >= REPORT_MAX_ROWS) {
+        fprintf(stderr, "report: more than %d rows in one table; the rest are dropped\n", REPORT_MAX_ROWS);
+        return -1;
     }
+    for (int c = 0; c < r->ncols; c++) r->cells[r->nrows][c][0] = 0;
+    return r->nrows++;
+}
+
+void report_set(report_t *r, int row, const char *key, const char *f, ...)
+{
+    int c = 0;
+    while (c < r->ncols && strcmp(r->cols[c].key, key)) c++;
+    if (c == r->ncols) {
+        fprintf(stderr, "report: no column '%s' in this table (a bug in the caller)\n", key);
+        abort();
+    }
+    if (row < 0 || row >= r->nrows) return;
+    va_list ap;
+    va_start(ap, f);
+    vsnprintf(r->cells[row][c], REPORT_CELL, f, ap);
     va_end(ap);
-    r->nrows++;
 }
 
 const char *fmt(const char *f, ...)

@@ -41,8 +41,12 @@ void env_stamp_fill(env_stamp_t *e, int device_is_gpu);
  * SMs, L2, driver and runtime on a GPU). Fills env. */
 void print_run_header(const char *prog, const char *summary, int device_is_gpu, env_stamp_t *env);
 void report_init(report_t *r, const report_col_t *cols, int ncols);
-/* Adds a row; the variadic arguments are ncols strings. */
-void report_row(report_t *r, ...);
+/* Adds a row of empty cells and returns its index (-1 when the table is full:
+ * report_set then ignores it). Cells are set by column name with report_set;
+ * a name that is not a column is a programming error: the message names it
+ * and the program aborts, so a misspelt key cannot silently drop a figure. */
+int report_add_row(report_t *r);
+void report_set(report_t *r, int row, const char *key, const char *f, ...) __attribute__((format(printf, 4, 5)));
 /* printf-style helper that returns a static rotating buffer (64 slots: enough for every cell of one row). */
 const char *fmt(const char *f, ...) __attribute__((format(printf, 1, 2)));
 void report_print(const report_t *r, FILE *f);

@@ -11,6 +11,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "bench_run.h"
 #include "cli.h"
 #include "gpu.h"
 #include "hwcounters.h"
@@ -41,6 +42,7 @@ typedef struct {
     size_t rows, cols;
     dtype_t dt;
     hbm_t *x, *y; /* CPU */
+    int rc;       /* CPU: the last run's return code */
 } run_arg_t;
 
 static void run_gpu(void *p)
@@ -52,7 +54,7 @@ static void run_gpu(void *p)
 static void run_cpu(void *p)
 {
     run_arg_t *a = p;
-    a->impl->cpu(a->x, a->y, a->rows, a->cols);
+    a->rc = a->impl->cpu(a->x, a->y, a->rows, a->cols);
 }
 
 /* Rows that get checked against fp64: all of them when few, else 64 spread
@@ -160,44 +162,59 @@ static int run_shape(const softmax_stage_t *st, const opts_t *o, size_t rows, si
         free(f);
     }
 
+    /* Which checked rows may be excused for the implementation whose overflow
+     * is the lesson (naive softmax): those whose input does overflow it. */
+    unsigned char *overflows = calloc(nchk ? nchk : 1, 1);
+    if (!overflows) { fprintf(stderr, "%s: out of host memory\n", st->prog); exit(2); }
+    for (size_t r = 0; r < nchk; r++) overflows[r] = (unsigned char)softmax_row_overflows_naive((char *)xr + r * cols * es, dt, cols);
+
     double base_ms = 0;
     for (int k = 0; k < st->nimpls; k++) {
         const softmax_impl_t *im = st->impls[k];
         char why[256] = "";
-        const char *stage = fmt("%s", im->stage), *dev = gpu ? "gpu" : "cpu";
+        if (gpu && !im->gpu) continue;
+        const int row = report_add_row(rep);
+        report_set(rep, row, "run_by", "%s", st->prog);
+        report_set(rep, row, "stage", "%s", im->stage);
+        report_set(rep, row, "impl", "%s", im->name);
+        report_set(rep, row, "device", "%s", gpu ? "gpu" : "cpu");
+        report_set(rep, row, "dtype", "%s", dtype_name(dt));
+        report_set(rep, row, "rows", "%zu", rows);
+        report_set(rep, row, "cols", "%zu", cols);
+        report_set(rep, row, "passes", "%d", im->passes);
+        report_set(rep, row, "acc_per_elem", "%d", im->loads + im->stores);
+        report_set(rep, row, "copy_gbps", "%.0f", copy_gbps);
+        report_set(rep, row, "seed", "%llu", (unsigned long long)o->seed);
+        report_set(rep, row, "scale", "%g", o->scale);
         const int applies = !im->applies || im->applies(rows, cols, dt, gpu, why, sizeof why);
         if (im->applies && applies) printf("%s applies: %s\n", im->name, why);
         if (!applies) {
             printf("%s does not apply: %s\n", im->name, why);
-            report_row(rep, st->prog, stage, im->name, dev, dtype_name(dt), fmt("%zu", rows), fmt("%zu", cols),
-                       fmt("%d", im->passes), fmt("%d", im->loads + im->stores), "n/a", "n/a", "n/a", "n/a",
-                       "n/a", "n/a", fmt("%.0f", copy_gbps), "n/a", "n/a", "n/a", "n/a", "n/a",
-                       fmt("%llu", (unsigned long long)o->seed), fmt("%g", o->scale));
+            report_set(rep, row, "ok", "n/a");
             continue;
         }
-        if (gpu && !im->gpu) continue;
-        run_arg_t a = { im, dx, dy, rows, cols, dt, NULL, NULL };
+        run_arg_t a = { im, dx, dy, rows, cols, dt, NULL, NULL, 0 };
         ledger_t lg = { 0 };
         hbm_t hxa, hya;
-        char counted[32] = "-", measured[32] = "-";
-        size_t nonfinite;
-
-        /* The checked run, from a poisoned output. */
-        if (gpu) {
-            gpu_poison(dy, bytes);
-            run_gpu(&a);
-            gpu_sync();
-            nonfinite = gpu_count_nonfinite(dy, dt, n);
-            for (size_t r = 0; r < nchk; r++) gpu_d2h_rows((char *)yr + r * cols * es, dy, check_idx[r], 1, cols * es);
-        } else {
-            memset(hy, 0xff, bytes);
+        if (!gpu) {
             hxa = hbm_wrap(&lg, "x", hx, n, dt);
             hya = hbm_wrap(&lg, "y", hy, n, dt);
             a.x = &hxa;
             a.y = &hya;
-            if (im->cpu(&hxa, &hya, rows, cols)) { failed = 1; continue; }
-            snprintf(counted, sizeof counted, "%s", mb((double)ledger_total(&lg)));
-            nonfinite = 0;
+        }
+        bench_job_t job = { gpu, gpu ? run_gpu : run_cpu, &a, gpu ? dy : hy, bytes, o->warmup, o->iters };
+        bench_checked_run(&job);
+        size_t nonfinite = 0;
+        if (gpu) {
+            nonfinite = gpu_count_nonfinite(dy, dt, n);
+            for (size_t r = 0; r < nchk; r++) gpu_d2h_rows((char *)yr + r * cols * es, dy, check_idx[r], 1, cols * es);
+        } else {
+            if (a.rc) {
+                report_set(rep, row, "ok", "NO: error");
+                failed = 1;
+                continue;
+            }
+            report_set(rep, row, "counted_mb", "%s", mb((double)ledger_total(&lg)));
             for (size_t i = 0; i < n; i++) nonfinite += !isfinite(dtype_get(hy, dt, i));
             for (size_t r = 0; r < nchk; r++) memcpy((char *)yr + r * cols * es, (char *)hy + check_idx[r] * cols * es, cols * es);
         }
@@ -207,35 +224,23 @@ static int run_shape(const softmax_stage_t *st, const opts_t *o, size_t rows, si
         for (size_t r = 0; r < nchk; r++) {
             const void *yrow = (char *)yr + r * cols * es;
             if (im->is_copy) {
-                int same = !memcmp(yrow, (char *)xr + r * cols * es, cols * es);
-                c.rows++;
-                if (!same) c.max_rel = c.worst_ratio = INFINITY;
+                const int same = !memcmp(yrow, (char *)xr + r * cols * es, cols * es);
+                c.rows++; /* bit for bit: memcmp, no tolerance */
                 for (size_t j = 0; j < cols; j++) c.nonfinite += !isfinite(dtype_get(yrow, dt, j));
-                c.max_tol = 0;
+                if (!same) c.max_rel = c.worst_ratio = INFINITY;
+            } else if (im->overflow_lesson && overflows[r]) {
+                check_row_excused(&c, yrow, dt, cols);
             } else {
                 check_row(&c, yrow, dt, ref + r * cols, cols, softmax_tolerance(dt, cols, tol[r], im->round_k));
             }
         }
-        int ok = im->is_copy ? c.worst_ratio == 0 : check_ok(&c);
-        /* An implementation that shows overflow (stage 01 on large logits) is
-         * reported, not failed: that is the demonstration. */
+        const int ok = check_ok(&c);
 
-        if (gpu && hwc_available()) {
-            double rd = 0, wr = 0;
-            gpu_sync();
-            if (hwc_begin() == 0) {
-                run_gpu(&a);
-                if (hwc_end(&rd, &wr) == 0) snprintf(measured, sizeof measured, "%s", mb(rd + wr));
-            }
-        } else if (gpu) {
-            snprintf(measured, sizeof measured, "n/a");
-        }
-
-        double ms = gpu ? gpu_time_median_ms(run_gpu, &a, o->warmup, o->iters, 1)
-                        : cpu_time_median_ms(run_cpu, &a, o->warmup, o->iters);
-        if (k == 0) base_ms = ms;
-        double model = (double)(im->loads + im->stores) * (double)bytes;
-        double gbps = 2.0 * (double)bytes / (ms * 1e-3) / 1e9;
+        bench_meas_t m;
+        bench_measure(&job, &m);
+        if (base_ms == 0) base_ms = m.ms;
+        const double model = (double)(im->loads + im->stores) * (double)bytes;
+        const double gbps = 2.0 * (double)bytes / (m.ms * 1e-3) / 1e9;
 
         if (o->save_npy) {
             char path[4096];
@@ -246,23 +251,35 @@ static int run_shape(const softmax_stage_t *st, const opts_t *o, size_t rows, si
             for (size_t i = 0; i < n; i++) f[i] = dtype_get(tmp, dt, i);
             size_t shape[2] = { rows, cols };
             snprintf(path, sizeof path, "%s/y_%s.npy", o->save_npy, im->name);
-            if (npy_write_f32(path, f, shape, 2)) exit(2);
-            if (k == st->own) {
+            int bad = npy_write_f32(path, f, shape, 2);
+            if (!bad && k == st->own) {
                 snprintf(path, sizeof path, "%s/y.npy", o->save_npy);
-                if (npy_write_f32(path, f, shape, 2)) exit(2);
+                bad = npy_write_f32(path, f, shape, 2);
             }
             if (gpu) free(tmp);
             free(f);
+            if (bad) exit(2);
         }
 
-        report_row(rep, st->prog, stage, im->name, dev, dtype_name(dt), fmt("%zu", rows), fmt("%zu", cols),
-                   fmt("%d", im->passes), fmt("%d", im->loads + im->stores), mb(model), counted, measured,
-                   fmt("%.4f", ms), fmt("%.1f", gbps), fmt("%.1f", 100.0 * gbps / copy_gbps),
-                   fmt("%.0f", copy_gbps), fmt("%.2f", base_ms / ms), fmt("%.2e", c.max_rel),
-                   im->is_copy ? "exact" : fmt("%.1e", c.max_tol), fmt("%zu", nonfinite), ok ? "yes" : "NO",
-                   fmt("%llu", (unsigned long long)o->seed), fmt("%g", o->scale));
-        if (!ok && !nonfinite) failed = 1; /* wrong without overflow: a real failure */
+        report_set(rep, row, "model_mb", "%s", mb(model));
+        report_set(rep, row, "measured_mb", "%s", m.measured);
+        report_set(rep, row, "time_ms", "%.4f", m.ms);
+        report_set(rep, row, "gbps", "%.1f", gbps);
+        report_set(rep, row, "pct_copy", "%.1f", 100.0 * gbps / copy_gbps);
+        report_set(rep, row, "speedup", "%.2f", base_ms / m.ms);
+        report_set(rep, row, "max_rel_err", "%.2e", c.max_rel);
+        report_set(rep, row, "tolerance", "%s", im->is_copy ? "exact" : fmt("%.1e", c.max_tol));
+        report_set(rep, row, "nonfinite", "%zu", nonfinite);
+        report_set(rep, row, "ok", "%s", bench_ok_cell(ok, c.excused, c.unresolved));
+        if (c.excused)
+            printf("%s: %zu of %zu checked rows overflow the formula (e^x beyond the largest %s, or a sum beyond "
+                   "fp32's): the lesson of Q2, reported, not judged\n", im->name, c.excused, nchk, dtype_name(dt));
+        if (c.unresolved)
+            printf("%s: %zu checked rows need a tolerance above %g: the check cannot resolve this input, a failure\n",
+                   im->name, c.unresolved, CHECK_TOL_CAP);
+        if (!ok) failed = 1;
     }
+    free(overflows);
 
     if (gpu) { gpu_free(dx); gpu_free(dy); }
     free(hx); free(hy); free(xr); free(yr); free(ref); free(tol);

@@ -22,6 +22,11 @@ typedef struct {
     int loads, stores; /* memory accesses per element, the model */
     int round_k;       /* roundings to the storage type on the path (tolerance) */
     int is_copy;       /* output must equal input bit for bit */
+    /* 1 only for naive softmax: its overflow is the lesson of Q2, so a row
+     * whose input really overflows the formula (reference.h,
+     * softmax_row_overflows_naive) is reported, not judged. Every other
+     * implementation is judged on every row. */
+    int overflow_lesson;
     /* CPU implementation; every HBM access goes through the ledger. Returns 0,
      * or -1 when it cannot run this shape (the reason printed). */
     int (*cpu)(hbm_t *x, hbm_t *y, size_t rows, size_t cols);

@@ -50,7 +50,7 @@ typedef struct {
 static void problem_make(problem_t *p, size_t B, size_t H, size_t N, size_t d, int causal, dtype_t dt, float scale,
                          uint32_t stream)
 {
-    attn_shape_init(&p->s, B, H, H, N, d, causal, dt);
+    attn_shape_init(&p->s, B, H, H, N, N, d, causal, dt);
     p->q = rand_array(dt, (size_t)attn_q_elems(&p->s), stream, scale);
     p->k = rand_array(dt, (size_t)attn_kv_elems(&p->s), stream + 1, scale);
     p->v = rand_array(dt, (size_t)attn_kv_elems(&p->s), stream + 2, scale);
@@ -383,9 +383,18 @@ static void large_logits(int gpu)
     assert_int_equal(run_impl(&IMPL_ATTN_STANDARD, gpu, &p, o, NULL), 0);
     check_output(&p, o, IMPL_ATTN_STANDARD.rounding, &c);
     assert_true(c.nonfinite > 0);
+    print_message("standard fp16 at 300 U[-1,1): %zu of %zu rows overflow S (excused), worst ratio of the rest %.3g, "
+                  "%zu unresolved\n", c.excused, c.rows, c.worst_ratio, c.unresolved);
+    assert_true(c.excused > 0); /* rows whose logits pass 65504: the lesson, excused, not judged */
+    assert_false(attn_check_ok(&c)); /* the other rows: unresolved, never a pass */
     assert_int_equal(run_impl(&IMPL_ATTN_ONE_PASS, gpu, &p, o, NULL), 0);
-    assert_true(check_output(&p, o, IMPL_ATTN_ONE_PASS.rounding, &c) <= 1.0);
-    assert_int_equal(c.nonfinite, 0);
+    check_output(&p, o, IMPL_ATTN_ONE_PASS.rounding, &c);
+    assert_int_equal(c.nonfinite, 0); /* s stays in fp32 registers: nothing overflows */
+    /* but logits of ~1e5 carry fp32 rounding errors of order 1e-2 in the
+     * exponent: the derived tolerance exceeds what the check can resolve, so
+     * the check says so (unresolved, a failure), never "ok" */
+    assert_true(c.unresolved > 0);
+    assert_false(attn_check_ok(&c));
     free(o);
     problem_free(&p);
 }
@@ -403,7 +412,7 @@ static void test_ledger_models(void **state)
             problem_make(&p, 2, 3, 50, 32, causal, DTYPES[t], 1.0f, 700);
             const attn_shape_t *s = &p.s;
             const uint64_t es = dtype_size(s->dt), E = attn_q_elems(s), pairs = attn_pairs(s);
-            const uint64_t bh = s->batch * s->heads, N = s->seq, d = s->dim;
+            const uint64_t bh = s->batch * s->heads, N = s->seq_q, d = s->dim;
             void *o = malloc(E * es);
             counts_t c;
 
@@ -436,7 +445,7 @@ static void test_ledger_models(void **state)
     /* Dao et al.'s comparison in numbers: at d = 64 one-pass moves more
      * (2 d pairs of K/V) than standard's N^2 terms, until tiling (stage 05). */
     attn_shape_t s;
-    attn_shape_init(&s, 4, 16, 16, 4096, 64, 0, DT_F16);
+    attn_shape_init(&s, 4, 16, 16, 4096, 4096, 64, 0, DT_F16);
     assert_true(IMPL_ATTN_ONE_PASS.model_bytes(&s) > IMPL_ATTN_STANDARD.model_bytes(&s));
 }
 
@@ -537,7 +546,7 @@ static void test_program_does_not_fit_gpu(void **state)
 static int broken_no_rescale_o(const attn_shape_t *s, hbm_t *q, hbm_t *k, hbm_t *v, hbm_t *o, void *ws)
 {
     (void)ws;
-    const size_t d = s->dim, N = s->seq;
+    const size_t d = s->dim, N = s->seq_kv;
     float qr[256], acc[256];
     for (uint64_t r = 0; r < attn_rows(s); r++) {
         for (size_t c = 0; c < d; c++) qr[c] = hbm_ld(q, r * d + c), acc[c] = 0;
@@ -568,7 +577,7 @@ static int broken_no_scale(const attn_shape_t *s, hbm_t *q, hbm_t *k, hbm_t *v, 
 static int broken_causal_off_by_one(const attn_shape_t *s, hbm_t *q, hbm_t *k, hbm_t *v, hbm_t *o, void *ws)
 {
     (void)ws;
-    const size_t d = s->dim, N = s->seq;
+    const size_t d = s->dim, N = s->seq_kv;
     float qr[256], acc[256], out[256];
     for (uint64_t r = 0; r < attn_rows(s); r++) {
         for (size_t c = 0; c < d; c++) qr[c] = hbm_ld(q, r * d + c);

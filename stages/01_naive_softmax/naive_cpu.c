@@ -34,6 +34,6 @@ int softmax_naive_cpu(hbm_t *x, hbm_t *y, size_t rows, size_t cols)
 }
 
 const softmax_impl_t IMPL_NAIVE = {
-    .name = "naive", .stage = "01", .passes = 2, .loads = 2, .stores = 1, .round_k = 3, .is_copy = 0,
+    .name = "naive", .stage = "01", .passes = 2, .loads = 2, .stores = 1, .round_k = 3, .is_copy = 0, .overflow_lesson = 1,
     .cpu = softmax_naive_cpu, .gpu = GPU_FN(softmax_naive_gpu), .applies = NULL,
 };

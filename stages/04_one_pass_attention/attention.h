@@ -45,7 +45,7 @@ typedef struct {
 void attn_state_init(attn_state_t *st, float *o, size_t d);
 /* a <- the state of the union of a's keys and b's keys. */
 void attn_merge(attn_state_t *a, const attn_state_t *b, size_t d);
-/* out[c] = o[c] / l. */
+/* out[c] = o[c] / l; 0 for the empty state (l = 0). out may be st->o. */
 void attn_state_finish(const attn_state_t *st, size_t d, float *out);
 
 /* ---- one-pass (one_pass_cpu.c, one_pass_gpu.cu) */

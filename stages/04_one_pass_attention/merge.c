@@ -47,7 +47,9 @@ void attn_merge(attn_state_t *a, const attn_state_t *b, size_t d)
     a->m = M;
 }
 
+/* l = 0 only for the empty state (no visible key, or every logit -inf):
+ * the output is 0 there, FlashAttention's convention, not 0/0. */
 void attn_state_finish(const attn_state_t *st, size_t d, float *out)
 {
-    for (size_t c = 0; c < d; c++) out[c] = st->o[c] / st->l;
+    for (size_t c = 0; c < d; c++) out[c] = st->l == 0.0f ? 0.0f : st->o[c] / st->l;
 }

@@ -14,9 +14,9 @@
  * operation, so the two give bit-identical results (a test checks it).
  *
  * Memory traffic (elements of the storage type; the ledger counts it exactly):
- * per query row q once (d), every visible K row and V row (2 n_i d, n_i = N,
- * or i + 1 when causal), o once (d):
- *     bytes = es (2 B H N d + 2 d pairs),  pairs = B H N^2 (causal B H N(N+1)/2)
+ * per query row q once (d), every visible K row and V row (2 n_i d, n_i = Nk,
+ * or i + 1 + Nk - Nq clamped to [0, Nk] when causal), o once (d):
+ *     bytes = es (2 B H Nq d + 2 d pairs),  pairs = B H Nq Nk (causal, Nq = Nk = N: B H N(N+1)/2)
  * Without tiling every query row re-reads all of K and V: 2 N^2 d elements
  * per head, against standard attention's O(N^2 + N d). The GPU's caches
  * (L1 across the warps of a block, the L2 across blocks) hide much of it;
@@ -59,7 +59,7 @@ void attention_one_pass_range(hbm_t *k, hbm_t *v, size_t base, size_t d, float s
 int attention_one_pass_cpu(const attn_shape_t *s, hbm_t *q, hbm_t *k, hbm_t *v, hbm_t *o, void *ws)
 {
     (void)ws; /* nothing of size N x N */
-    const size_t d = s->dim, N = s->seq;
+    const size_t d = s->dim, Nk = s->seq_kv;
     const uint64_t rows = attn_rows(s);
     float *qr = malloc(d * sizeof *qr), *acc = malloc(d * sizeof *acc); /* a GPU keeps these in registers */
     if (!qr || !acc) {
@@ -72,8 +72,9 @@ int attention_one_pass_cpu(const attn_shape_t *s, hbm_t *q, hbm_t *k, hbm_t *v, 
         for (size_t c = 0; c < d; c++) qr[c] = hbm_ld(q, (size_t)r * d + c);
         attn_state_t st;
         attn_state_init(&st, acc, d);
-        attention_one_pass_range(k, v, (size_t)attn_kv_slice(s, r) * N * d, d, s->scale, qr, 0, attn_visible(s, r), &st);
-        for (size_t c = 0; c < d; c++) hbm_st(o, (size_t)r * d + c, acc[c] / st.l);
+        attention_one_pass_range(k, v, (size_t)attn_kv_slice(s, r) * Nk * d, d, s->scale, qr, 0, attn_visible(s, r), &st);
+        attn_state_finish(&st, d, acc); /* o / l; zeros for a row with no visible key */
+        for (size_t c = 0; c < d; c++) hbm_st(o, (size_t)r * d + c, acc[c]);
     }
     free(qr);
     free(acc);
@@ -98,7 +99,18 @@ static const char *one_pass_describe(const attn_shape_t *s)
     return buf;
 }
 
+static int one_pass_supports(const attn_shape_t *s, int gpu, char *why, size_t n)
+{
+    if (gpu && attn_rows(s) > 0x7fffffffull) {
+        snprintf(why, n, "%llu query rows: the kernel's grid holds at most 2^31 - 1 of them",
+                 (unsigned long long)attn_rows(s));
+        return 0;
+    }
+    return 1;
+}
+
 const attn_impl_t IMPL_ATTN_ONE_PASS = {
+    .supports = one_pass_supports,
     .name = "one-pass", .stage = "04", .rounding = 0, .ws_bytes = NULL,
     .model_bytes = attention_one_pass_model_bytes, .cpu = attention_one_pass_cpu,
     .gpu = GPU_FN(attention_one_pass_gpu), .describe = one_pass_describe,

@@ -60,7 +60,7 @@ __device__ __forceinline__ void load_chunk(const T *p, float (&x)[EPL])
 template <typename T, int D>
 __global__ void __launch_bounds__(OP_THREADS)
 one_pass_kernel(const T *__restrict__ q, const T *__restrict__ k, const T *__restrict__ v, T *__restrict__ o,
-                unsigned long long rows, int N, int heads_per_kv, float scale, int causal)
+                unsigned long long rows, int Nq, int Nk, int heads_per_kv, float scale, int causal)
 {
     constexpr int G = attn04_lanes_per_row(D, (int)sizeof(T));
     constexpr int EPL = D / G;
@@ -70,13 +70,14 @@ one_pass_kernel(const T *__restrict__ q, const T *__restrict__ k, const T *__res
     const bool live = g < rows;
     /* causal: longest rows first, so the slowest blocks start first */
     const unsigned long long row = !live ? 0 : causal ? rows - 1 - g : g;
-    const unsigned long long bh = row / (unsigned)N;
-    const int i = (int)(row % (unsigned)N);
-    const int n = !live ? 0 : causal ? i + 1 : N;
+    const unsigned long long bh = row / (unsigned)Nq;
+    const int i = (int)(row % (unsigned)Nq);
+    /* causal, bottom-right: keys j <= i + Nk - Nq, clamped to [0, Nk] */
+    const int n = !live ? 0 : causal ? max(0, min(Nk, i + 1 + Nk - Nq)) : Nk;
     /* K/V slice: query head h of batch b reads K/V head h / heads_per_kv */
     const unsigned long long kvs = bh / heads_per_kv;
-    const T *kb = k + kvs * (unsigned long long)N * D + sub * EPL;
-    const T *vb = v + kvs * (unsigned long long)N * D + sub * EPL;
+    const T *kb = k + kvs * (unsigned long long)Nk * D + sub * EPL;
+    const T *vb = v + kvs * (unsigned long long)Nk * D + sub * EPL;
 
     /* Every lane of the warp runs the same number of steps: the shuffles
      * below need the whole warp. */
@@ -141,7 +142,7 @@ one_pass_kernel(const T *__restrict__ q, const T *__restrict__ k, const T *__res
     for (int e = 0; e < EPL; e += VEC) {
         vec_t<T, VEC> w;
 #pragma unroll
-        for (int t = 0; t < VEC; t++) w.v[t] = from_f<T>(acc[e + t] / l);
+        for (int t = 0; t < VEC; t++) w.v[t] = from_f<T>(l == 0.0f ? 0.0f : acc[e + t] / l); /* no visible key: 0 */
         st_vec<T, VEC>(orow + e, w);
     }
 }
@@ -153,13 +154,9 @@ static void launch(const attn_shape_t *s, const void *q, const void *k, const vo
     static_assert(D % G == 0 && 32 % G == 0, "a row's lanes must divide d and the warp");
     const unsigned long long rows = attn_rows(s);
     const unsigned long long blocks = (rows * G + OP_THREADS - 1) / OP_THREADS;
-    if (blocks > 0x7fffffffull) {
-        fprintf(stderr, "one-pass: %llu query rows need more than 2^31 - 1 blocks\n", rows);
-        exit(2);
-    }
     one_pass_kernel<T, D><<<(unsigned)blocks, OP_THREADS>>>((const T *)q, (const T *)k, (const T *)v, (T *)o, rows,
-                                                           (int)s->seq, (int)(s->heads / s->kv_heads), s->scale,
-                                                           s->causal);
+                                                           (int)s->seq_q, (int)s->seq_kv,
+                                                           (int)(s->heads / s->kv_heads), s->scale, s->causal);
     LAUNCH_CHECK();
 }
 
@@ -174,9 +171,9 @@ static void dispatch_dim(const attn_shape_t *s, const void *q, const void *k, co
     case 96: launch<T, 96>(s, q, k, v, o); break;
     case 128: launch<T, 128>(s, q, k, v, o); break;
     case 256: launch<T, 256>(s, q, k, v, o); break;
-    default:
-        fprintf(stderr, "one-pass: head dimension %zu has no kernel (the driver checks ATTN04_DIMS first)\n", s->dim);
-        exit(2);
+    default: /* unreachable: one_pass_supports declines every other d */
+        fprintf(stderr, "one-pass: head dimension %zu has no kernel\n", s->dim);
+        break;
     }
 }
 

@@ -66,44 +66,41 @@ static cublasHandle_t handle(void)
     return h;
 }
 
-/* Writes -inf at every j > i of every row of S: only the masked half is
- * touched (writes, no reads). One block per query row. */
+/* Writes -inf at every key j > i + Nk - Nq of every row of S (bottom-right
+ * alignment): only the masked part is touched (writes, no reads). One block
+ * per query row. */
 template <typename T>
-__global__ void mask_kernel(T *S, int N)
+__global__ void mask_kernel(T *S, int Nq, int Nk)
 {
     const unsigned long long row = blockIdx.x;
-    const int i = (int)(row % (unsigned)N);
-    T *sr = S + row * (unsigned long long)N;
-    for (int j = i + 1 + (int)threadIdx.x; j < N; j += (int)blockDim.x) sr[j] = from_f<T>(-INFINITY);
+    const int i = (int)(row % (unsigned)Nq);
+    T *sr = S + row * (unsigned long long)Nk;
+    for (int j = i + 1 + (Nk - Nq) + (int)threadIdx.x; j < Nk; j += (int)blockDim.x) sr[j] = from_f<T>(-INFINITY);
 }
 
 extern "C" void attention_standard_gpu(const attn_shape_t *s, const void *q, const void *k, const void *v, void *o,
                                        void *ws)
 {
-    const int N = (int)s->seq, d = (int)s->dim, batches = (int)(s->batch * s->heads);
-    const long long nn = (long long)N * N, nd = (long long)N * d;
-    const size_t es = dtype_size(s->dt), rows = (size_t)batches * (size_t)N;
+    const int Nq = (int)s->seq_q, Nk = (int)s->seq_kv, d = (int)s->dim, batches = (int)(s->batch * s->heads);
+    const long long nn = (long long)Nq * Nk, ndq = (long long)Nq * d, ndk = (long long)Nk * d;
+    const size_t es = dtype_size(s->dt), rows = (size_t)batches * (size_t)Nq;
     const cudaDataType_t ty = s->dt == DT_F16 ? CUDA_R_16F : s->dt == DT_BF16 ? CUDA_R_16BF : CUDA_R_32F;
     void *S = ws, *P = (char *)ws + (size_t)batches * (size_t)nn * es;
     const float alpha = s->scale, one = 1.0f, zero = 0.0f;
-    if (s->kv_heads != s->heads) {
-        fprintf(stderr, "standard: grouped K/V heads are stage 06's\n");
-        exit(2);
-    }
     cublasHandle_t h = handle();
 
-    /* S^T (N x N, col-major) = K (op T of the d x N col-major K^T) * Q^T (d x N) */
-    CUBLAS_CHECK(cublasGemmStridedBatchedEx(h, CUBLAS_OP_T, CUBLAS_OP_N, N, N, d, &alpha, k, ty, d, nd, q, ty, d, nd,
-                                            &zero, S, ty, N, nn, batches, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+    /* S^T (Nk x Nq, col-major) = K (op T of the d x Nk col-major K^T) * Q^T (d x Nq) */
+    CUBLAS_CHECK(cublasGemmStridedBatchedEx(h, CUBLAS_OP_T, CUBLAS_OP_N, Nk, Nq, d, &alpha, k, ty, d, ndk, q, ty, d, ndq,
+                                            &zero, S, ty, Nk, nn, batches, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
     if (s->causal) {
-        if (s->dt == DT_F16) mask_kernel<__half><<<(unsigned)rows, 256>>>((__half *)S, N);
-        else if (s->dt == DT_BF16) mask_kernel<__nv_bfloat16><<<(unsigned)rows, 256>>>((__nv_bfloat16 *)S, N);
-        else mask_kernel<float><<<(unsigned)rows, 256>>>((float *)S, N);
+        if (s->dt == DT_F16) mask_kernel<__half><<<(unsigned)rows, 256>>>((__half *)S, Nq, Nk);
+        else if (s->dt == DT_BF16) mask_kernel<__nv_bfloat16><<<(unsigned)rows, 256>>>((__nv_bfloat16 *)S, Nq, Nk);
+        else mask_kernel<float><<<(unsigned)rows, 256>>>((float *)S, Nq, Nk);
         LAUNCH_CHECK();
     }
-    if (attention_standard_onchip(s)) softmax_online_onchip_gpu(S, P, rows, (size_t)N, s->dt);
-    else softmax_online_gpu(S, P, rows, (size_t)N, s->dt);
-    /* O^T (d x N) = V^T (d x N) * P^T (N x N) */
-    CUBLAS_CHECK(cublasGemmStridedBatchedEx(h, CUBLAS_OP_N, CUBLAS_OP_N, d, N, N, &one, v, ty, d, nd, P, ty, N, nn,
-                                            &zero, o, ty, d, nd, batches, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+    if (attention_standard_onchip(s)) softmax_online_onchip_gpu(S, P, rows, (size_t)Nk, s->dt);
+    else softmax_online_gpu(S, P, rows, (size_t)Nk, s->dt);
+    /* O^T (d x Nq) = V^T (d x Nk) * P^T (Nk x Nq) */
+    CUBLAS_CHECK(cublasGemmStridedBatchedEx(h, CUBLAS_OP_N, CUBLAS_OP_N, d, Nq, Nk, &one, v, ty, d, ndk, P, ty, Nk, nn,
+                                            &zero, o, ty, d, ndq, batches, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
 }
