@@ -178,9 +178,9 @@ typedef struct {
     size_t unresolved;  /* rows whose tolerance is not finite or above CHECK_TOL_CAP */
 } attn_check_t;
 
-/* 1 when storing this row's logits in dt overflows (max |s_j| > the largest
- * finite value) and the implementation does store them (ATT_ROUND_S): the
- * only case in which a wrong row is excused. */
+/* 1 when storing this row's logits in a 16-bit dt overflows (max |s_j| > the
+ * largest finite value) and the implementation does store them (ATT_ROUND_S):
+ * the only case in which a wrong row is excused. */
 int attn_row_overflows_s(dtype_t dt, const attn_row_stats_t *st, unsigned rounding);
 
 void attn_check_init(attn_check_t *c);

@@ -4,13 +4,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-void ledger_reset(ledger_t *lg)
-{
-    uint64_t budget = lg->sram_budget;
-    memset(lg, 0, sizeof *lg);
-    lg->sram_budget = budget;
-}
-
 uint64_t ledger_total(const ledger_t *lg) { return lg->bytes_read + lg->bytes_written; }
 
 hbm_t hbm_wrap(ledger_t *lg, const char *name, void *data, size_t n, dtype_t dt)
@@ -31,8 +24,6 @@ void hbm_free(hbm_t *a)
     a->data = NULL;
     a->n = 0;
 }
-
-void hbm_reset_counts(hbm_t *a) { a->bytes_read = a->bytes_written = 0; }
 
 void *sram_alloc(ledger_t *lg, size_t bytes)
 {

@@ -38,7 +38,6 @@ typedef struct {
     uint64_t bytes_written;
 } hbm_t;
 
-void ledger_reset(ledger_t *lg);
 uint64_t ledger_total(const ledger_t *lg);
 
 /* Wraps existing storage (n elements of dt) as an HBM array. */
@@ -46,7 +45,6 @@ hbm_t hbm_wrap(ledger_t *lg, const char *name, void *data, size_t n, dtype_t dt)
 /* Allocates zero-initialised storage; returns data == NULL when out of memory. */
 hbm_t hbm_alloc(ledger_t *lg, const char *name, size_t n, dtype_t dt);
 void hbm_free(hbm_t *a);
-void hbm_reset_counts(hbm_t *a);
 
 static inline float hbm_ld(hbm_t *a, size_t i)
 {

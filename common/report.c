@@ -68,7 +68,9 @@ void print_run_header(const char *prog, const char *summary, int gpu, env_stamp_
     if (gpu) {
         gpu_info_t g;
         gpu_info(&g);
-        printf(" (%d SMs, %.0f MB L2, driver %s, runtime %s)", g.sm_count, g.l2_bytes / 1e6, env->driver, env->runtime);
+        printf(" (sm_%d%d, %d SMs, %.0f MiB L2, %.0f GiB, %zu KiB shared memory per block at most; driver %s, runtime %s)",
+               g.cc_major, g.cc_minor, g.sm_count, g.l2_bytes / 1048576.0, g.total_mem / 1073741824.0,
+               g.smem_optin / 1024, env->driver, env->runtime);
     }
     printf("\n");
 }
