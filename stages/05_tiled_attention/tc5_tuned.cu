@@ -31,6 +31,10 @@
  * Traffic per head: HBM es d (2 N_q + 2 N_kv ceil(N_q / BQ)) at most (K/V
  * re-reads mostly hit L2); shared memory per warp and tile: K and V once.
  *
+ * Measured (H200, bf16, N = 16384, 2026-11-28): 299.4 TFLOP/s at d = 128,
+ * 286.1 at d = 64. ncu (d = 128): tensor pipe 47.5% active, 2.52e9
+ * instructions, stall "wait" (fixed latency) 2.35 of 5.35 cycles per issue.
+ *
  * Run: build/bin/test_attention_tc, or version index 4 of tc.h's API. */
 #include "tc_common.cuh"
 
