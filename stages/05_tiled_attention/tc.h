@@ -22,6 +22,7 @@
 
 #include <stddef.h>
 
+#include "attention_bench.h"
 #include "dtype.h"
 
 #ifdef __cplusplus
@@ -55,6 +56,10 @@ int attn_tc_launch(int v, const tc_shape_t *s, const void *q, const void *k, con
  * occupancy (blocks/SM) of version v at shape s. The string is static
  * (overwritten by the next call). */
 const char *attn_tc_describe(int v, const tc_shape_t *s);
+
+/* The versions as rows of the stage-05 table (tc_impls.c): *n of them, in
+ * ladder order, named as TC_VERSIONS. GPU only (the CPU declines them). */
+const attn_impl_t *const *attn_tc_impls(int *n);
 
 #ifdef __cplusplus
 }
