@@ -1,5 +1,6 @@
 #include "report.h"
 
+#include <errno.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -123,25 +124,82 @@ void report_print(const report_t *r, FILE *f)
     }
 }
 
+/* The environment stamp's columns, after the table's own. */
+static const char *const STAMP_KEYS[] = { "device_name", "driver", "runtime", "commit", "date" };
+#define NSTAMP ((int)(sizeof STAMP_KEYS / sizeof *STAMP_KEYS))
+
+int report_csv_check(const char *path, const report_col_t *cols, int ncols, FILE *err)
+{
+    if (ncols > REPORT_MAX_COLS) ncols = REPORT_MAX_COLS; /* as report_init */
+    struct stat st;
+    if (stat(path, &st) != 0) {
+        if (errno == ENOENT) return 0;
+        fprintf(err, "error: --csv '%s': %s\n", path, strerror(errno));
+        return -1;
+    }
+    if (S_ISDIR(st.st_mode)) {
+        fprintf(err, "error: --csv '%s' is a directory; give a file name\n", path);
+        return -1;
+    }
+    if (!S_ISREG(st.st_mode) || st.st_size == 0) return 0;
+    FILE *f = fopen(path, "r");
+    if (!f) {
+        fprintf(err, "error: --csv '%s': cannot read it to check its header: %s\n", path, strerror(errno));
+        return -1;
+    }
+    char *line = NULL;
+    size_t cap = 0;
+    ssize_t len = getline(&line, &cap, f);
+    fclose(f);
+    if (len < 0) {
+        free(line);
+        fprintf(err, "error: --csv '%s': cannot read its header\n", path);
+        return -1;
+    }
+    line[strcspn(line, "\r\n")] = 0;
+    /* Field by field: the first column where the file and this table differ. */
+    const char *p = line; /* the current field in the file; NULL past the last */
+    int rc = 0;
+    for (int col = 0;; col++) {
+        const char *want = col < ncols ? cols[col].key : col < ncols + NSTAMP ? STAMP_KEYS[col - ncols] : NULL;
+        const size_t flen = p ? strcspn(p, ",") : 0;
+        if (!want && !p) break;
+        if (!want || !p || strlen(want) != flen || strncmp(p, want, flen)) {
+            char have[80];
+            if (p) snprintf(have, sizeof have, "'%.*s'", (int)(flen > 60 ? 60 : flen), p);
+            else snprintf(have, sizeof have, "absent");
+            fprintf(err, "error: --csv '%s' holds another table: column %d is %s there, %s%s%s in this program's "
+                         "rows; use another file\n",
+                    path, col + 1, have, want ? "'" : "", want ? want : "absent", want ? "'" : "");
+            rc = -1;
+            break;
+        }
+        p = p[flen] == ',' ? p + flen + 1 : NULL;
+    }
+    free(line);
+    return rc;
+}
+
 int report_csv_append(const report_t *r, const char *path, const env_stamp_t *e)
 {
+    if (report_csv_check(path, r->cols, r->ncols, stderr)) return -1;
     struct stat st;
     int fresh = stat(path, &st) != 0 || st.st_size == 0;
     FILE *f = fopen(path, "a");
     if (!f) {
-        perror(path);
+        fprintf(stderr, "error: --csv '%s': cannot append: %s\n", path, strerror(errno));
         return -1;
     }
     if (fresh) {
         for (int c = 0; c < r->ncols; c++) fprintf(f, "%s,", r->cols[c].key);
-        fprintf(f, "device_name,driver,runtime,commit,date\n");
+        for (int c = 0; c < NSTAMP; c++) fprintf(f, "%s%c", STAMP_KEYS[c], c + 1 < NSTAMP ? ',' : '\n');
     }
     for (int i = 0; i < r->nrows; i++) {
         for (int c = 0; c < r->ncols; c++) fprintf(f, "%s,", r->cells[i][c]);
         fprintf(f, "%s,%s,%s,%s,%s\n", e->device, e->driver, e->runtime, e->commit, e->date);
     }
     if (fclose(f)) {
-        perror(path);
+        fprintf(stderr, "error: --csv '%s': write failed: %s\n", path, strerror(errno));
         return -1;
     }
     return 0;

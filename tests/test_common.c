@@ -15,6 +15,7 @@
 #include "ledger.h"
 #include "npy.h"
 #include "reference.h"
+#include "report.h"
 #include "rng.h"
 
 static void test_f16_known_values(void **state)
@@ -140,6 +141,86 @@ static void test_npy_roundtrip(void **state)
     assert_int_equal(system(cmd), 0);
 }
 
+/* Reads a whole small file into buf; returns its length. */
+static size_t slurp(const char *path, char *buf, size_t n)
+{
+    FILE *f = fopen(path, "r");
+    if (!f) return 0;
+    size_t k = fread(buf, 1, n - 1, f);
+    buf[k] = 0;
+    fclose(f);
+    return k;
+}
+
+/* One CSV file never gets two layouts: report_csv_check accepts a missing or
+ * empty file and the same header, and names the first differing column
+ * otherwise; report_csv_append refuses (appends nothing to) a mismatched file. */
+static void test_report_csv_layout(void **state)
+{
+    (void)state;
+    char dir[] = "/tmp/stf_csv_XXXXXX", path[300], buf[4096], msg[1024];
+    assert_non_null(mkdtemp(dir));
+    snprintf(path, sizeof path, "%s/t.csv", dir);
+    static const report_col_t A[] = { { "impl", "impl", 5 }, { "rows", "rows", 5 }, { "ok", "ok", 3 } };
+    static const report_col_t B[] = { { "impl", "impl", 5 }, { "cols", "cols", 5 }, { "ok", "ok", 3 } };
+    static const report_col_t C[] = { { "impl", "impl", 5 }, { "rows", "rows", 5 }, { "ok", "ok", 3 }, { "x", "x", 3 } };
+    env_stamp_t e;
+    memset(&e, 0, sizeof e);
+    snprintf(e.device, sizeof e.device, "cpu");
+    snprintf(e.commit, sizeof e.commit, "abc");
+    FILE *m = tmpfile();
+    assert_non_null(m);
+
+    assert_int_equal(report_csv_check(path, A, 3, m), 0); /* missing: fine, and not created */
+    assert_int_equal(access(path, F_OK), -1);
+    FILE *f = fopen(path, "w");
+    fclose(f);
+    assert_int_equal(report_csv_check(path, B, 3, m), 0); /* empty: fine */
+
+    report_t r;
+    report_init(&r, A, 3);
+    report_row(&r, "naive", "17", "yes");
+    assert_int_equal(report_csv_append(&r, path, &e), 0);
+    assert_int_equal(report_csv_check(path, A, 3, m), 0);
+    assert_int_equal(report_csv_append(&r, path, &e), 0);
+    const size_t len = slurp(path, buf, sizeof buf);
+    assert_non_null(strstr(buf, "impl,rows,ok,device_name,driver,runtime,commit,date\n"));
+    assert_null(strstr(strchr(buf, '\n') + 1, "impl,")); /* the header once */
+    assert_int_equal(ftell(m), 0);                          /* nothing said so far */
+
+    static const struct { const report_col_t *cols; int n; const char *want; } bad[] = {
+        { B, 3, "column 2" }, /* rows vs cols */
+        { C, 4, "column 4" }, /* one more column */
+        { A, 2, "column 3" }, /* one fewer */
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        rewind(m);
+        assert_int_equal(ftruncate(fileno(m), 0), 0);
+        assert_int_equal(report_csv_check(path, bad[i].cols, bad[i].n, m), -1);
+        fflush(m);
+        rewind(m);
+        size_t k = fread(msg, 1, sizeof msg - 1, m);
+        msg[k] = 0;
+        print_message("%s", msg);
+        assert_non_null(strstr(msg, path));
+        assert_non_null(strstr(msg, bad[i].want));
+        assert_true(strchr(msg, '\n') == msg + k - 1); /* one line */
+    }
+    /* append refuses the mismatched layout and leaves the file as it was */
+    report_t rb;
+    report_init(&rb, B, 3);
+    report_row(&rb, "safe", "1000", "yes");
+    assert_int_equal(report_csv_append(&rb, path, &e), -1);
+    char after[4096];
+    assert_int_equal(slurp(path, after, sizeof after), len);
+    assert_string_equal(after, buf);
+    /* a directory is not a CSV file */
+    assert_int_equal(report_csv_check(dir, A, 3, m), -1);
+    fclose(m);
+    snprintf(buf, sizeof buf, "rm -rf %s", dir);
+    assert_int_equal(system(buf), 0);
+}
+
 static int parse(const char *line, opts_t *o)
 {
     char buf[512], *argv[32];
@@ -256,6 +337,7 @@ int main(void)
         cmocka_unit_test(test_f16_known_values), cmocka_unit_test(test_f16_exhaustive),
         cmocka_unit_test(test_rng),              cmocka_unit_test(test_ledger),
         cmocka_unit_test(test_npy_roundtrip),    cmocka_unit_test(test_cli_parse),
+        cmocka_unit_test(test_report_csv_layout),
         cmocka_unit_test(test_programs_reject_bad_input), cmocka_unit_test(test_programs_run_cpu),
     };
     if (getenv("STF_GPU_ONLY")) cmocka_set_test_filter("*_gpu");
