@@ -6,6 +6,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "gpu.h"
 
@@ -16,6 +17,32 @@ static void read_cmd(const char *cmd, char *out, size_t n)
     if (!p) return;
     if (fgets(out, (int)n, p)) out[strcspn(out, "\r\n")] = 0;
     pclose(p);
+}
+
+/* The directory of the running program, quoted for the shell ('...', with
+ * each ' written '\''), or "" when /proc/self/exe cannot be read. The commit
+ * in the stamp is the program's own tree's, not the current directory's: a
+ * run from elsewhere (a bench directory, another checkout) must not stamp a
+ * commit that did not build the program. */
+static void exe_dir_quoted(char *out, size_t n)
+{
+    char exe[4096];
+    out[0] = 0;
+    ssize_t k = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    if (k <= 0) return;
+    exe[k] = 0;
+    char *slash = strrchr(exe, '/');
+    if (!slash) return;
+    slash[slash == exe] = 0; /* "/prog" -> "/" */
+    size_t j = 0;
+    out[j++] = '\'';
+    for (const char *c = exe; *c; c++) {
+        if (j + 6 >= n) { out[0] = 0; return; }
+        if (*c == '\'') { memcpy(out + j, "'\\''", 4); j += 4; }
+        else out[j++] = *c;
+    }
+    out[j++] = '\'';
+    out[j] = 0;
 }
 
 void env_stamp_fill(env_stamp_t *e, int gpu)
@@ -49,11 +76,19 @@ void env_stamp_fill(env_stamp_t *e, int gpu)
         snprintf(e->runtime, sizeof e->runtime, "-");
     }
     /* STF_COMMIT: for runs from a copy of the tree without .git (the GPU machine) */
-    if (getenv("STF_COMMIT")) snprintf(e->commit, sizeof e->commit, "%s", getenv("STF_COMMIT"));
-    else read_cmd("git rev-parse --short HEAD 2>/dev/null", e->commit, sizeof e->commit);
+    char dir[16400], cmd[16600], dirty[8] = "";
+    if (getenv("STF_COMMIT")) {
+        snprintf(e->commit, sizeof e->commit, "%s", getenv("STF_COMMIT"));
+    } else {
+        exe_dir_quoted(dir, sizeof dir);
+        if (dir[0]) {
+            snprintf(cmd, sizeof cmd, "git -C %s rev-parse --short HEAD 2>/dev/null", dir);
+            read_cmd(cmd, e->commit, sizeof e->commit);
+            snprintf(cmd, sizeof cmd, "git -C %s status --porcelain --untracked-files=no 2>/dev/null | head -c 1", dir);
+            if (e->commit[0]) read_cmd(cmd, dirty, sizeof dirty);
+        }
+    }
     if (!e->commit[0]) snprintf(e->commit, sizeof e->commit, "unknown");
-    char dirty[8] = "";
-    if (!getenv("STF_COMMIT")) read_cmd("git status --porcelain --untracked-files=no 2>/dev/null | head -c 1", dirty, sizeof dirty);
     if (dirty[0]) strncat(e->commit, "+dirty", sizeof e->commit - strlen(e->commit) - 1);
     time_t t = time(NULL);
     strftime(e->date, sizeof e->date, "%Y-%m-%dT%H:%M:%SZ", gmtime(&t));
