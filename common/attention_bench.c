@@ -458,27 +458,32 @@ int attention_stage_main(const attn_stage_t *st, int argc, char **argv)
         ldp = &ld;
         if (!B || !H || !Hkv || !N || !d) {
             fprintf(stderr, "%s: --load-npy: every dimension must be at least 1\n", st->prog);
+            free(ld.q); free(ld.k); free(ld.v); /* what --load-npy read, or NULL */
             return 2;
         }
     }
     if (Hkv != H && !st->gqa) {
         fprintf(stderr, "%s: %zu K/V heads for %zu query heads: grouped K/V heads arrive in stage 06; "
                         "here --kv-heads must equal --heads\n", st->prog, Hkv, H);
+        free(ld.q); free(ld.k); free(ld.v); /* what --load-npy read, or NULL */
         return 2;
     }
     if (H % Hkv) {
         fprintf(stderr, "%s: --kv-heads %zu must divide --heads %zu (each K/V head serves a whole group)\n",
                 st->prog, Hkv, H);
+        free(ld.q); free(ld.k); free(ld.v); /* what --load-npy read, or NULL */
         return 2;
     }
     if (!attn_dim_listed(st->dims, d)) {
         fprintf(stderr, "%s: head dimension d = %zu is not supported; supported d: %s (each is a compile-time "
                         "size of the GPU kernels)\n", st->prog, d, dims_text(st->dims));
+        free(ld.q); free(ld.k); free(ld.v); /* what --load-npy read, or NULL */
         return 2;
     }
     if ((double)B * (double)H * (double)N * (double)d > 1099511627776.0) {
         fprintf(stderr, "%s: B x H x N x d = %zu x %zu x %zu x %zu is too large (more than 2^40 elements per array)\n",
                 st->prog, B, H, N, d);
+        free(ld.q); free(ld.k); free(ld.v); /* what --load-npy read, or NULL */
         return 2;
     }
 

@@ -424,6 +424,52 @@ static void test_programs_reject_bad_input(void **state)
     }
 }
 
+/* --load-npy of files that read fine but do not fit the stage: exit 2 with a
+ * message naming the problem. Under `make sanitize` these runs also check that
+ * the loaded arrays are freed on the way out (they leaked before). */
+static void test_programs_reject_bad_npy(void **state)
+{
+    (void)state;
+    char dir[] = "/tmp/stf_badnpy_XXXXXX", path[600], args[800], msg[512];
+    assert_non_null(mkdtemp(dir));
+    static float data[4 * 16 * 16];
+    for (size_t i = 0; i < sizeof data / sizeof *data; i++) data[i] = (float)(i % 7) * 0.125f;
+    static const struct {
+        const char *prog, *name;
+        size_t q[4], kv[4]; /* q (or x for softmax: rank 2 or 3) and k, v */
+        int rank;
+        const char *want;
+    } cases[] = {
+        { "04_one_pass_attention", "dim7", { 1, 2, 16, 7 }, { 1, 2, 16, 7 }, 4, "supported d" },
+        { "04_one_pass_attention", "gqa", { 1, 4, 16, 16 }, { 1, 2, 16, 16 }, 4, "stage 06" },
+        { "04_one_pass_attention", "seq", { 1, 2, 16, 16 }, { 1, 2, 8, 16 }, 4, "shapes disagree" },
+        { "03_online_softmax", "rank3", { 2, 3, 4 }, { 0 }, 3, "3 dimensions, 2 expected" },
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        char sub[100];
+        snprintf(sub, sizeof sub, "%s/%s", dir, cases[i].name);
+        assert_int_equal(ensure_dir(sub), 0);
+        if (cases[i].prog[1] == '4') {
+            snprintf(path, sizeof path, "%s/q.npy", sub);
+            assert_int_equal(npy_write_f32(path, data, cases[i].q, 4), 0);
+            snprintf(path, sizeof path, "%s/k.npy", sub);
+            assert_int_equal(npy_write_f32(path, data, cases[i].kv, 4), 0);
+            snprintf(path, sizeof path, "%s/v.npy", sub);
+            assert_int_equal(npy_write_f32(path, data, cases[i].kv, 4), 0);
+        } else {
+            snprintf(path, sizeof path, "%s/x.npy", sub);
+            assert_int_equal(npy_write_f32(path, data, cases[i].q, cases[i].rank), 0);
+        }
+        snprintf(args, sizeof args, "%s --device cpu --iters 1 --warmup 0 --load-npy %s", cases[i].prog, sub);
+        int rc = run_prog(args, msg, sizeof msg);
+        print_message("%s -> %d: %s", cases[i].name, rc, msg);
+        assert_int_equal(rc, 2);
+        assert_non_null(strstr(msg, cases[i].want));
+    }
+    snprintf(args, sizeof args, "rm -rf %s", dir);
+    assert_int_equal(system(args), 0);
+}
+
 /* A bad --csv or --save-npy stops the program before any work: exit 2 and
  * not a line on stdout (the run header is the first thing a run prints). */
 static void test_programs_check_paths_first(void **state)
@@ -543,7 +589,7 @@ int main(void)
         cmocka_unit_test(test_report_csv_layout), cmocka_unit_test(test_cli_options),
         cmocka_unit_test(test_cli_paths),
         cmocka_unit_test(test_programs_reject_bad_input), cmocka_unit_test(test_programs_run_cpu),
-        cmocka_unit_test(test_programs_check_paths_first), cmocka_unit_test(test_stamp_commit_from_program_tree),
+        cmocka_unit_test(test_programs_reject_bad_npy), cmocka_unit_test(test_programs_check_paths_first), cmocka_unit_test(test_stamp_commit_from_program_tree),
     };
     if (getenv("STF_GPU_ONLY")) cmocka_set_test_filter("*_gpu");
     return cmocka_run_group_tests_name("common", tests, NULL, NULL);
