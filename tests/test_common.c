@@ -470,6 +470,43 @@ static void test_programs_reject_bad_npy(void **state)
     assert_int_equal(system(args), 0);
 }
 
+/* One CSV file, one layout: a softmax table and then an attention table into
+ * the same file, or any program into a file of another layout, is refused
+ * (exit 2, a message naming the file and the column) and the file keeps its
+ * single header. */
+static void test_programs_refuse_foreign_csv(void **state)
+{
+    (void)state;
+    char dir[] = "/tmp/stf_csvp_XXXXXX", csv[100], args[400], msg[512], buf[8192];
+    assert_non_null(mkdtemp(dir));
+    snprintf(csv, sizeof csv, "%s/t.csv", dir);
+    snprintf(args, sizeof args, "01_naive_softmax --device cpu --rows 2 --cols 16 --iters 1 --warmup 0 --csv %s", csv);
+    assert_int_equal(run_prog(args, msg, sizeof msg), 0);
+    snprintf(args, sizeof args, "02_safe_softmax --device cpu --rows 2 --cols 16 --iters 1 --warmup 0 --csv %s", csv);
+    assert_int_equal(run_prog(args, msg, sizeof msg), 0); /* same layout: appended */
+    const size_t len = slurp(csv, buf, sizeof buf);
+    snprintf(args, sizeof args, "04_one_pass_attention --device cpu --seq 8 --dim 16 --iters 1 --warmup 0 --csv %s", csv);
+    int rc = run_prog(args, msg, sizeof msg);
+    print_message("attention into a softmax CSV -> %d: %s", rc, msg);
+    assert_int_equal(rc, 2);
+    assert_non_null(strstr(msg, csv));
+    assert_non_null(strstr(msg, "column"));
+    char after[8192];
+    assert_int_equal(slurp(csv, after, sizeof after), len);
+    assert_string_equal(after, buf);
+    FILE *f = fopen(csv, "w");
+    fputs("a,b,c\n1,2,3\n", f);
+    fclose(f);
+    snprintf(args, sizeof args, "03_online_softmax --device cpu --rows 2 --cols 16 --iters 1 --warmup 0 --csv %s", csv);
+    rc = run_prog(args, msg, sizeof msg);
+    print_message("softmax into a foreign CSV -> %d: %s", rc, msg);
+    assert_int_equal(rc, 2);
+    assert_non_null(strstr(msg, "column 1 is 'a'"));
+    assert_int_equal(slurp(csv, after, sizeof after), 12);
+    snprintf(args, sizeof args, "rm -rf %s", dir);
+    assert_int_equal(system(args), 0);
+}
+
 /* A bad --csv or --save-npy stops the program before any work: exit 2 and
  * not a line on stdout (the run header is the first thing a run prints). */
 static void test_programs_check_paths_first(void **state)
@@ -589,7 +626,8 @@ int main(void)
         cmocka_unit_test(test_report_csv_layout), cmocka_unit_test(test_cli_options),
         cmocka_unit_test(test_cli_paths),
         cmocka_unit_test(test_programs_reject_bad_input), cmocka_unit_test(test_programs_run_cpu),
-        cmocka_unit_test(test_programs_reject_bad_npy), cmocka_unit_test(test_programs_check_paths_first), cmocka_unit_test(test_stamp_commit_from_program_tree),
+        cmocka_unit_test(test_programs_reject_bad_npy), cmocka_unit_test(test_programs_refuse_foreign_csv),
+        cmocka_unit_test(test_programs_check_paths_first), cmocka_unit_test(test_stamp_commit_from_program_tree),
     };
     if (getenv("STF_GPU_ONLY")) cmocka_set_test_filter("*_gpu");
     return cmocka_run_group_tests_name("common", tests, NULL, NULL);
