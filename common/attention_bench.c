@@ -314,12 +314,13 @@ static int run_shape(const attn_stage_t *st, const opts_t *o, const attn_shape_t
 
     const size_t shape_q[4] = { s->batch, s->heads, s->seq_q, d }, shape_kv[4] = { s->batch, s->kv_heads, Nk, d };
     if (o->save_npy) {
-        const int bad = gpu ? save_npy_dev(o->save_npy, "q", dq, dt, E, shape_q) ||
-                                  save_npy_dev(o->save_npy, "k", dk, dt, Ekv, shape_kv) ||
-                                  save_npy_dev(o->save_npy, "v", dv, dt, Ekv, shape_kv)
-                            : save_npy(o->save_npy, "q", hq, dt, E, shape_q) ||
-                                  save_npy(o->save_npy, "k", hk, dt, Ekv, shape_kv) ||
-                                  save_npy(o->save_npy, "v", hv, dt, Ekv, shape_kv);
+        const int bad = ensure_dir(o->save_npy) ||
+                        (gpu ? save_npy_dev(o->save_npy, "q", dq, dt, E, shape_q) ||
+                                   save_npy_dev(o->save_npy, "k", dk, dt, Ekv, shape_kv) ||
+                                   save_npy_dev(o->save_npy, "v", dv, dt, Ekv, shape_kv)
+                             : save_npy(o->save_npy, "q", hq, dt, E, shape_q) ||
+                                   save_npy(o->save_npy, "k", hk, dt, Ekv, shape_kv) ||
+                                   save_npy(o->save_npy, "v", hv, dt, Ekv, shape_kv));
         if (bad) { rc = 2; goto out; }
     }
 
@@ -517,6 +518,7 @@ int attention_stage_main(const attn_stage_t *st, int argc, char **argv)
     int rc = cli_parse(&spec, argc, argv, &o, stderr);
     if (rc == 1) return 0;
     if (rc) return rc;
+    if (o.csv && report_csv_check(o.csv, COLS, NCOLS, stderr)) return 2; /* one CSV, one layout */
     if (o.sweep && (o.given & (GIVEN_BATCH | GIVEN_SEQ | GIVEN_SEQ_Q | GIVEN_SEQ_KV))) {
         fprintf(stderr, "%s: --sweep sets the lengths and B itself; --batch, --seq, --seq-q, --seq-kv and --decode "
                         "cannot be combined with it\n", st->prog);

@@ -1,10 +1,13 @@
 #include "cli.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "gpu.h"
 
@@ -76,6 +79,121 @@ static int bad(FILE *err, const char *prog, const char *opt, const char *val, co
     return 2;
 }
 
+/* A seed: decimal digits, or 0x and hex digits; nothing else (strtoull alone
+ * would skip spaces, take a sign and wrap " -1" to 2^64-1, and read "010" as
+ * octal 8). */
+static int parse_seed(const char *s, uint64_t *out)
+{
+    int base = 10;
+    if (s[0] == '0' && (s[1] == 'x' || s[1] == 'X')) {
+        base = 16;
+        s += 2;
+    }
+    if (!*s) return -1;
+    for (const char *p = s; *p; p++) {
+        const int dig = *p >= '0' && *p <= '9';
+        const int hex = (*p >= 'a' && *p <= 'f') || (*p >= 'A' && *p <= 'F');
+        if (!dig && !(base == 16 && hex)) return -1;
+    }
+    errno = 0;
+    char *end = NULL;
+    unsigned long long v = strtoull(s, &end, base);
+    if (errno || *end) return -1;
+    *out = (uint64_t)v;
+    return 0;
+}
+
+/* An option that names a path: not empty, not longer than CLI_PATH_MAX. */
+static int check_path_text(FILE *err, const char *P, const char *opt, const char *path, const char *what)
+{
+    if (!*path) {
+        fprintf(err, "%s: %s needs a %s name, not an empty string\n", P, opt, what);
+        return 2;
+    }
+    const size_t n = strlen(path);
+    if (n > CLI_PATH_MAX) {
+        fprintf(err, "%s: %s '%.40s...' is %zu characters long, longer than the %d accepted\n", P, opt, path, n,
+                CLI_PATH_MAX);
+        return 2;
+    }
+    return 0;
+}
+
+/* --csv FILE: the file can be created or appended to. Opened for append and
+ * closed (O_NONBLOCK: a FIFO without a reader fails instead of hanging); a
+ * file that did not exist is removed again, so a run that fails later leaves
+ * no empty CSV behind. */
+static int check_csv(FILE *err, const char *P, const char *path)
+{
+    struct stat st;
+    const int existed = stat(path, &st) == 0;
+    if (existed && S_ISDIR(st.st_mode)) {
+        fprintf(err, "%s: --csv '%s' is a directory; give a file name\n", P, path);
+        return 2;
+    }
+    int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_NONBLOCK, 0666);
+    if (fd < 0) {
+        fprintf(err, "%s: --csv '%s' cannot be written: %s\n", P, path, strerror(errno));
+        return 2;
+    }
+    close(fd);
+    if (!existed) unlink(path);
+    return 0;
+}
+
+/* --save-npy DIR: an existing directory must take a new file (one is created
+ * and removed); a missing one must be creatable (one level, as the drivers'
+ * ensure_dir), and is removed again until the run writes into it. */
+static int check_save_dir(FILE *err, const char *P, const char *path)
+{
+    struct stat st;
+    if (stat(path, &st) == 0) {
+        if (!S_ISDIR(st.st_mode)) {
+            fprintf(err, "%s: --save-npy '%s' exists and is not a directory\n", P, path);
+            return 2;
+        }
+        char probe[CLI_PATH_MAX + 32];
+        snprintf(probe, sizeof probe, "%s/.stf-write-check-XXXXXX", path);
+        int fd = mkstemp(probe);
+        if (fd < 0) {
+            fprintf(err, "%s: --save-npy '%s': cannot write files in it: %s\n", P, path, strerror(errno));
+            return 2;
+        }
+        close(fd);
+        unlink(probe);
+        return 0;
+    }
+    if (errno != ENOENT) {
+        fprintf(err, "%s: --save-npy '%s': %s\n", P, path, strerror(errno));
+        return 2;
+    }
+    if (mkdir(path, 0777)) {
+        fprintf(err, "%s: --save-npy '%s': cannot create the directory: %s\n", P, path, strerror(errno));
+        return 2;
+    }
+    rmdir(path);
+    return 0;
+}
+
+/* What an unknown or ambiguous long option could have meant. */
+static void unknown_long(FILE *err, const char *P, const char *arg, const struct option *longopts)
+{
+    const char *name = arg + 2;
+    const size_t len = strcspn(name, "=");
+    char cands[256] = "";
+    int n = 0;
+    for (const struct option *o = longopts; o->name; o++)
+        if (!strncmp(o->name, name, len)) {
+            size_t k = strlen(cands);
+            snprintf(cands + k, sizeof cands - k, "%s--%s", n ? ", " : "", o->name);
+            n++;
+        }
+    if (n > 1 && len > 0)
+        fprintf(err, "%s: option '%.*s' is ambiguous: %s (see --help)\n", P, (int)len + 2, arg, cands);
+    else
+        fprintf(err, "%s: unknown option '%s' (see --help)\n", P, arg);
+}
+
 int cli_parse(const cli_spec_t *spec, int argc, char **argv, opts_t *o, FILE *err)
 {
     memset(o, 0, sizeof *o);
@@ -128,7 +246,7 @@ int cli_parse(const cli_spec_t *spec, int argc, char **argv, opts_t *o, FILE *er
 
     const char *P = spec->prog;
     opterr = 0; /* our own messages */
-    optind = 1; /* allow repeated parsing (tests) */
+    optind = 0; /* glibc: a full restart (1 would keep the position inside an earlier "-xy") */
     int c;
     long long v;
     while ((c = getopt_long(argc, argv, ":", longopts, NULL)) != -1) {
@@ -168,7 +286,9 @@ int cli_parse(const cli_spec_t *spec, int argc, char **argv, opts_t *o, FILE *er
             o->given |= GIVEN_SEQ;
             break;
         case OPT_DIM:
-            if (cli_parse_count(a, 1 << 16, &o->dim)) return bad(err, P, "--dim", a, "a positive integer");
+            /* Any size here: the driver says which head dimensions the stage has. */
+            if (cli_parse_count(a, CLI_MAX_DIM, &o->dim))
+                return bad(err, P, "--dim", a, "an integer from 1 to 2^31-1 (the supported head dimensions: see --help)");
             o->given |= GIVEN_DIM;
             break;
         case OPT_CAUSAL: o->causal = 1; break;
@@ -216,15 +336,10 @@ int cli_parse(const cli_spec_t *spec, int argc, char **argv, opts_t *o, FILE *er
             o->warmup = (int)v;
             o->given |= GIVEN_WARMUP;
             break;
-        case OPT_SEED: {
-            char *end = NULL;
-            errno = 0;
-            if (!*a || *a == '-' || *a == '+') return bad(err, P, "--seed", a, "a non-negative integer");
-            unsigned long long s = strtoull(a, &end, 0);
-            if (errno || *end) return bad(err, P, "--seed", a, "a non-negative integer");
-            o->seed = s;
+        case OPT_SEED:
+            if (parse_seed(a, &o->seed))
+                return bad(err, P, "--seed", a, "a non-negative integer below 2^64 (decimal, or hex after 0x)");
             break;
-        }
         case OPT_SCALE: {
             char *end = NULL;
             errno = 0;
@@ -244,7 +359,18 @@ int cli_parse(const cli_spec_t *spec, int argc, char **argv, opts_t *o, FILE *er
             fprintf(err, "%s: option '%s' needs a value (see --help)\n", P, argv[optind - 1]);
             return 2;
         default:
-            fprintf(err, "%s: unknown option '%s' (see --help)\n", P, argv[optind - 1]);
+            /* glibc's optopt: the letter of an unknown short option ("-xy":
+             * argv[optind - 1] would be the program itself), the value of a
+             * long option given a value it does not take, 0 otherwise. */
+            if (optopt >= OPT_DEVICE)
+                fprintf(err, "%s: option '%.*s' takes no value (see --help)\n", P,
+                        (int)strcspn(argv[optind - 1], "="), argv[optind - 1]);
+            else if (optopt > 0)
+                fprintf(err, "%s: unknown option '-%c' (see --help)\n", P, optopt);
+            else if (!strncmp(argv[optind - 1], "--", 2))
+                unknown_long(err, P, argv[optind - 1], longopts);
+            else
+                fprintf(err, "%s: unknown option '%s' (see --help)\n", P, argv[optind - 1]);
             return 2;
         }
     }
@@ -264,6 +390,12 @@ int cli_parse(const cli_spec_t *spec, int argc, char **argv, opts_t *o, FILE *er
         fprintf(err, "%s: --sweep and --save-npy cannot be combined: pick one shape to save\n", P);
         return 2;
     }
+    /* The paths, before any work: a bad one must not cost a whole run. */
+    if (o->load_npy && check_path_text(err, P, "--load-npy", o->load_npy, "directory")) return 2;
+    if (o->save_npy && check_path_text(err, P, "--save-npy", o->save_npy, "directory")) return 2;
+    if (o->csv && check_path_text(err, P, "--csv", o->csv, "file")) return 2;
+    if (o->csv && check_csv(err, P, o->csv)) return 2;
+    if (o->save_npy && check_save_dir(err, P, o->save_npy)) return 2;
     return 0;
 }
 

@@ -16,6 +16,11 @@ extern "C" {
 
 typedef enum { DEV_AUTO = 0, DEV_CPU = 1, DEV_GPU = 2 } device_sel_t;
 
+/* Longest path accepted for --csv, --save-npy and --load-npy: the drivers
+ * build DIR + "/name.npy" in char[4096], so a longer one would be cut short
+ * silently. Longer paths are refused with a message. */
+#define CLI_PATH_MAX 4000
+
 /* Which family of options a program takes. */
 enum { CLI_SOFTMAX = 1, CLI_ATTENTION = 2 };
 
@@ -55,7 +60,14 @@ typedef struct {
 } cli_spec_t;
 
 /* Returns 0 when the program should run, 1 when --help was printed (exit 0),
- * 2 on bad input (the message is already on `err`). */
+ * 2 on bad input (the message is already on `err`). Besides the values, it
+ * checks the paths before any work: --csv FILE can be created or appended to
+ * (a file it had to create for the check is removed again), --save-npy DIR
+ * exists as a directory files can be written in or can be created (and is
+ * removed again if it was), --load-npy DIR is not empty (that DIR holds
+ * readable .npy files is the driver's check), and no path is longer than
+ * CLI_PATH_MAX. Whether an existing CSV file's header matches the program's
+ * columns is report_csv_check's job (report.h): the parser does not know them. */
 int cli_parse(const cli_spec_t *spec, int argc, char **argv, opts_t *o, FILE *err);
 
 /* Parses a strictly positive integer no larger than max: 0 on success. */

@@ -1,10 +1,12 @@
 #include "report.h"
 
+#include <errno.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "gpu.h"
 
@@ -15,6 +17,32 @@ static void read_cmd(const char *cmd, char *out, size_t n)
     if (!p) return;
     if (fgets(out, (int)n, p)) out[strcspn(out, "\r\n")] = 0;
     pclose(p);
+}
+
+/* The directory of the running program, quoted for the shell ('...', with
+ * each ' written '\''), or "" when /proc/self/exe cannot be read. The commit
+ * in the stamp is the program's own tree's, not the current directory's: a
+ * run from elsewhere (a bench directory, another checkout) must not stamp a
+ * commit that did not build the program. */
+static void exe_dir_quoted(char *out, size_t n)
+{
+    char exe[4096];
+    out[0] = 0;
+    ssize_t k = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    if (k <= 0) return;
+    exe[k] = 0;
+    char *slash = strrchr(exe, '/');
+    if (!slash) return;
+    slash[slash == exe] = 0; /* "/prog" -> "/" */
+    size_t j = 0;
+    out[j++] = '\'';
+    for (const char *c = exe; *c; c++) {
+        if (j + 6 >= n) { out[0] = 0; return; }
+        if (*c == '\'') { memcpy(out + j, "'\\''", 4); j += 4; }
+        else out[j++] = *c;
+    }
+    out[j++] = '\'';
+    out[j] = 0;
 }
 
 void env_stamp_fill(env_stamp_t *e, int gpu)
@@ -48,11 +76,19 @@ void env_stamp_fill(env_stamp_t *e, int gpu)
         snprintf(e->runtime, sizeof e->runtime, "-");
     }
     /* STF_COMMIT: for runs from a copy of the tree without .git (the GPU machine) */
-    if (getenv("STF_COMMIT")) snprintf(e->commit, sizeof e->commit, "%s", getenv("STF_COMMIT"));
-    else read_cmd("git rev-parse --short HEAD 2>/dev/null", e->commit, sizeof e->commit);
+    char dir[16400], cmd[16600], dirty[8] = "";
+    if (getenv("STF_COMMIT")) {
+        snprintf(e->commit, sizeof e->commit, "%s", getenv("STF_COMMIT"));
+    } else {
+        exe_dir_quoted(dir, sizeof dir);
+        if (dir[0]) {
+            snprintf(cmd, sizeof cmd, "git -C %s rev-parse --short HEAD 2>/dev/null", dir);
+            read_cmd(cmd, e->commit, sizeof e->commit);
+            snprintf(cmd, sizeof cmd, "git -C %s status --porcelain --untracked-files=no 2>/dev/null | head -c 1", dir);
+            if (e->commit[0]) read_cmd(cmd, dirty, sizeof dirty);
+        }
+    }
     if (!e->commit[0]) snprintf(e->commit, sizeof e->commit, "unknown");
-    char dirty[8] = "";
-    if (!getenv("STF_COMMIT")) read_cmd("git status --porcelain --untracked-files=no 2>/dev/null | head -c 1", dirty, sizeof dirty);
     if (dirty[0]) strncat(e->commit, "+dirty", sizeof e->commit - strlen(e->commit) - 1);
     time_t t = time(NULL);
     strftime(e->date, sizeof e->date, "%Y-%m-%dT%H:%M:%SZ", gmtime(&t));
@@ -137,25 +173,82 @@ void report_print(const report_t *r, FILE *f)
     }
 }
 
+/* The environment stamp's columns, after the table's own. */
+static const char *const STAMP_KEYS[] = { "device_name", "driver", "runtime", "commit", "date" };
+#define NSTAMP ((int)(sizeof STAMP_KEYS / sizeof *STAMP_KEYS))
+
+int report_csv_check(const char *path, const report_col_t *cols, int ncols, FILE *err)
+{
+    if (ncols > REPORT_MAX_COLS) ncols = REPORT_MAX_COLS; /* as report_init */
+    struct stat st;
+    if (stat(path, &st) != 0) {
+        if (errno == ENOENT) return 0;
+        fprintf(err, "error: --csv '%s': %s\n", path, strerror(errno));
+        return -1;
+    }
+    if (S_ISDIR(st.st_mode)) {
+        fprintf(err, "error: --csv '%s' is a directory; give a file name\n", path);
+        return -1;
+    }
+    if (!S_ISREG(st.st_mode) || st.st_size == 0) return 0;
+    FILE *f = fopen(path, "r");
+    if (!f) {
+        fprintf(err, "error: --csv '%s': cannot read it to check its header: %s\n", path, strerror(errno));
+        return -1;
+    }
+    char *line = NULL;
+    size_t cap = 0;
+    ssize_t len = getline(&line, &cap, f);
+    fclose(f);
+    if (len < 0) {
+        free(line);
+        fprintf(err, "error: --csv '%s': cannot read its header\n", path);
+        return -1;
+    }
+    line[strcspn(line, "\r\n")] = 0;
+    /* Field by field: the first column where the file and this table differ. */
+    const char *p = line; /* the current field in the file; NULL past the last */
+    int rc = 0;
+    for (int col = 0;; col++) {
+        const char *want = col < ncols ? cols[col].key : col < ncols + NSTAMP ? STAMP_KEYS[col - ncols] : NULL;
+        const size_t flen = p ? strcspn(p, ",") : 0;
+        if (!want && !p) break;
+        if (!want || !p || strlen(want) != flen || strncmp(p, want, flen)) {
+            char have[80];
+            if (p) snprintf(have, sizeof have, "'%.*s'", (int)(flen > 60 ? 60 : flen), p);
+            else snprintf(have, sizeof have, "absent");
+            fprintf(err, "error: --csv '%s' holds another table: column %d is %s there, %s%s%s in this program's "
+                         "rows; use another file\n",
+                    path, col + 1, have, want ? "'" : "", want ? want : "absent", want ? "'" : "");
+            rc = -1;
+            break;
+        }
+        p = p[flen] == ',' ? p + flen + 1 : NULL;
+    }
+    free(line);
+    return rc;
+}
+
 int report_csv_append(const report_t *r, const char *path, const env_stamp_t *e)
 {
+    if (report_csv_check(path, r->cols, r->ncols, stderr)) return -1;
     struct stat st;
     int fresh = stat(path, &st) != 0 || st.st_size == 0;
     FILE *f = fopen(path, "a");
     if (!f) {
-        perror(path);
+        fprintf(stderr, "error: --csv '%s': cannot append: %s\n", path, strerror(errno));
         return -1;
     }
     if (fresh) {
         for (int c = 0; c < r->ncols; c++) fprintf(f, "%s,", r->cols[c].key);
-        fprintf(f, "device_name,driver,runtime,commit,date\n");
+        for (int c = 0; c < NSTAMP; c++) fprintf(f, "%s%c", STAMP_KEYS[c], c + 1 < NSTAMP ? ',' : '\n');
     }
     for (int i = 0; i < r->nrows; i++) {
         for (int c = 0; c < r->ncols; c++) fprintf(f, "%s,", r->cells[i][c]);
         fprintf(f, "%s,%s,%s,%s,%s\n", e->device, e->driver, e->runtime, e->commit, e->date);
     }
     if (fclose(f)) {
-        perror(path);
+        fprintf(stderr, "error: --csv '%s': write failed: %s\n", path, strerror(errno));
         return -1;
     }
     return 0;

@@ -50,8 +50,15 @@ void report_set(report_t *r, int row, const char *key, const char *f, ...) __att
 /* printf-style helper that returns a static rotating buffer (64 slots: enough for every cell of one row). */
 const char *fmt(const char *f, ...) __attribute__((format(printf, 1, 2)));
 void report_print(const report_t *r, FILE *f);
+/* One CSV file holds one table layout. Returns 0 when path does not exist, is
+ * empty (or is not a regular file: /dev/stdout), or its first line equals the
+ * header report_csv_append writes for these columns; otherwise prints one line
+ * on err naming the file and the first differing column, and returns -1.
+ * Call it before the run, so a wrong --csv fails in a second, not after it. */
+int report_csv_check(const char *path, const report_col_t *cols, int ncols, FILE *err);
 /* Appends the rows to path (writing the header first when the file is new or
- * empty). Returns 0, or -1 after printing why. */
+ * empty). Refuses, appending nothing, a file whose header is another layout
+ * (report_csv_check). Returns 0, or -1 after printing why. */
 int report_csv_append(const report_t *r, const char *path, const env_stamp_t *e);
 
 #ifdef __cplusplus

@@ -295,6 +295,7 @@ int softmax_stage_main(const softmax_stage_t *st, int argc, char **argv)
     int rc = cli_parse(&spec, argc, argv, &o, stderr);
     if (rc == 1) return 0;
     if (rc) return rc;
+    if (o.csv && report_csv_check(o.csv, COLS, NCOLS, stderr)) return 2; /* one CSV, one layout */
     if (cli_resolve_device(&o, stderr)) return 2;
     const int gpu = o.device == DEV_GPU;
     if (!(o.given & GIVEN_ITERS)) o.iters = gpu ? 20 : 5;

@@ -95,7 +95,8 @@ static void launch(int v, const attn_shape_t *s, const void *q, const void *k, c
     static double mod##V(const attn_shape_t *s) { return model(V, s); }                                            \
     static const char *des##V(const attn_shape_t *s) { return describe(V, s); }                                    \
     static const char *til##V(const attn_shape_t *s, int gpu) { return tiles_text(V, s, gpu); }                    \
-    static void gpu##V(const attn_shape_t *s, const void *q, const void *k, const void *v, void *o, void *ws)      \
+    __attribute__((unused)) static void gpu##V(const attn_shape_t *s, const void *q, const void *k, const void *v, \
+                                               void *o, void *ws)                                                \
     {                                                                                                              \
         (void)ws;                                                                                                  \
         launch(V, s, q, k, v, o);                                                                                  \
