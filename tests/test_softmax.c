@@ -1,7 +1,7 @@
 /* Stages 01-03: every softmax implementation, CPU and GPU, against the fp64
  * reference; the ledger's counts against the access model; overflow; -inf,
- * all -inf and NaN rows; and, so that none of these checks is vacuous,
- * deliberately broken implementations that the same checks must reject.
+ * all -inf and NaN rows; long rows of wide logits; and, so that none of these checks is vacuous, deliberately broken
+ * implementations that the same checks must reject.
  * GPU cases skip (cmocka skip) where no GPU can be used. */
 #include <math.h>
 #include <stdio.h>
@@ -16,7 +16,8 @@
 #include "rng.h"
 #include "harness.h"
 
-static const softmax_impl_t *const SOFTMAXES[] = { &IMPL_NAIVE, &IMPL_SAFE, &IMPL_ONLINE, &IMPL_ONLINE_ONCHIP };
+static const softmax_impl_t *const SOFTMAXES[] = { &IMPL_NAIVE, &IMPL_SAFE, &IMPL_SAFE_ONCHIP, &IMPL_ONLINE,
+                                                    &IMPL_MERGE_ONCHIP };
 #define NSOFT (sizeof SOFTMAXES / sizeof SOFTMAXES[0])
 static const size_t ODD_COLS[] = { 1, 17, 1000, 65537 };
 static const dtype_t DTYPES[] = { DT_F32, DT_F16, DT_BF16 };
@@ -93,8 +94,8 @@ static void test_vector_paths_gpu(void **state)
 static void test_ledger_counts(void **state)
 {
     (void)state;
-    const softmax_impl_t *all[] = { &IMPL_COPY, &IMPL_NAIVE, &IMPL_SAFE, &IMPL_ONLINE, &IMPL_ONLINE_ONCHIP };
-    for (size_t k = 0; k < 5; k++)
+    const softmax_impl_t *all[] = { &IMPL_COPY, &IMPL_NAIVE, &IMPL_SAFE, &IMPL_SAFE_ONCHIP, &IMPL_ONLINE, &IMPL_MERGE_ONCHIP };
+    for (size_t k = 0; k < 6; k++)
         for (size_t d = 0; d < 2; d++) {
             const dtype_t dt = DTYPES[d];
             const size_t rows = 5, cols = 1000, n = rows * cols, es = dtype_size(dt);
@@ -110,7 +111,8 @@ static void test_ledger_counts(void **state)
     assert_int_equal(IMPL_NAIVE.loads + IMPL_NAIVE.stores, 3);
     assert_int_equal(IMPL_SAFE.loads + IMPL_SAFE.stores, 4);
     assert_int_equal(IMPL_ONLINE.loads + IMPL_ONLINE.stores, 3);
-    assert_int_equal(IMPL_ONLINE_ONCHIP.loads + IMPL_ONLINE_ONCHIP.stores, 2);
+    assert_int_equal(IMPL_SAFE_ONCHIP.loads + IMPL_SAFE_ONCHIP.stores, 2);
+    assert_int_equal(IMPL_MERGE_ONCHIP.loads + IMPL_MERGE_ONCHIP.stores, 2);
 }
 
 /* The on-chip variant keeps its row inside the simulated on-chip budget. */
@@ -120,15 +122,23 @@ static void test_onchip_budget(void **state)
     const size_t cols = 32768, rows = 2;
     void *x = random_matrix(DT_F32, rows, cols, 9, 2.0f), *y = malloc(rows * cols * 4);
     ledger_t lg;
-    assert_int_equal(test_run_softmax(&IMPL_ONLINE_ONCHIP, 0, DT_F32, rows, cols, x, y, &lg), 0);
+    assert_int_equal(test_run_softmax(&IMPL_MERGE_ONCHIP, 0, DT_F32, rows, cols, x, y, &lg), 0);
     assert_int_equal(lg.sram_peak, cols * 4);
     assert_true(lg.sram_peak <= ONCHIP_MAX_BYTES);
+    assert_int_equal(test_run_softmax(&IMPL_SAFE_ONCHIP, 0, DT_F32, rows, cols, x, y, &lg), 0);
+    assert_int_equal(lg.sram_peak, cols * 4);
     free(x);
     free(y);
     char why[256];
-    assert_false(online_onchip_applies(32769, DT_F32, why, sizeof why));
-    assert_true(online_onchip_applies(65536, DT_F16, why, sizeof why));
-    assert_false(online_onchip_applies(65537, DT_F16, why, sizeof why));
+    assert_false(onchip_applies(32769, DT_F32, why, sizeof why));
+    assert_true(onchip_applies(65536, DT_F16, why, sizeof why));
+    assert_false(onchip_applies(65537, DT_F16, why, sizeof why));
+    /* a row past the budget is refused, by the CPU version too */
+    void *big = random_matrix(DT_F32, 1, 32772, 9, 2.0f), *out = malloc(32772 * 4);
+    assert_int_equal(test_run_softmax(&IMPL_SAFE_ONCHIP, 0, DT_F32, 1, 32772, big, out, NULL), -1);
+    assert_int_equal(test_run_softmax(&IMPL_MERGE_ONCHIP, 0, DT_F32, 1, 32772, big, out, NULL), -1);
+    free(big);
+    free(out);
 }
 
 /* Q2: e^x overflows the storage type in stage 01 only.
@@ -172,20 +182,22 @@ static void test_overflow_gpu(void **state) { (void)state; SKIP_WITHOUT_GPU(); o
  * entries, also when they come first (the online running max starts at
  * -inf); an all -inf row is NaN (0/0) and a NaN makes the whole row NaN, in
  * every stage. */
-static void special_rows(int gpu)
+static void special_rows_of(int gpu, size_t cols, size_t prefix)
 {
-    const size_t cols = 1000, rows = 4;
+    const size_t rows = 4;
     for (size_t d = 0; d < 3; d++) {
         const dtype_t dt = DTYPES[d];
         void *x = random_matrix(dt, rows, cols, 33, 5.0f), *y = malloc(rows * cols * dtype_size(dt));
-        for (size_t j = 0; j < 40; j++) dtype_set(x, dt, j, -INFINITY);          /* row 0: a -inf prefix */
+        for (size_t j = 0; j < prefix; j++) dtype_set(x, dt, j, -INFINITY);      /* row 0: a -inf prefix */
         for (size_t j = 0; j < cols; j += 3) dtype_set(x, dt, cols + j, -INFINITY); /* row 1: scattered */
         for (size_t j = 0; j < cols; j++) dtype_set(x, dt, 2 * cols + j, -INFINITY); /* row 2: all -inf */
-        dtype_set(x, dt, 3 * cols + 500, NAN);                                      /* row 3: one NaN */
+        dtype_set(x, dt, 3 * cols + cols / 2 + cols / 3, NAN);                     /* row 3: one NaN */
         for (size_t k = 0; k < NSOFT; k++) {
             const softmax_impl_t *im = SOFTMAXES[k];
+            char why[256];
+            if (im->applies && !im->applies(rows, cols, dt, gpu, why, sizeof why)) continue;
             assert_int_equal(test_run_softmax(im, gpu, dt, rows, cols, x, y, NULL), 0);
-            for (size_t j = 0; j < 40; j++) assert_true(dtype_get(y, dt, j) == 0.0f);
+            for (size_t j = 0; j < prefix; j++) assert_true(dtype_get(y, dt, j) == 0.0f);
             for (size_t j = 0; j < cols; j += 3) assert_true(dtype_get(y, dt, cols + j) == 0.0f);
             for (size_t j = 0; j < cols; j++) assert_true(isnan(dtype_get(y, dt, 2 * cols + j)));
             for (size_t j = 0; j < cols; j++) assert_true(isnan(dtype_get(y, dt, 3 * cols + j)));
@@ -198,8 +210,68 @@ static void special_rows(int gpu)
         free(y);
     }
 }
+/* Short rows; then long rows, with a -inf prefix of 70000. */
+static void special_rows(int gpu)
+{
+    special_rows_of(gpu, 1000, 40);
+    special_rows_of(gpu, 100000, 70000);
+}
 static void test_special_rows_cpu(void **state) { (void)state; special_rows(0); }
 static void test_special_rows_gpu(void **state) { (void)state; SKIP_WITHOUT_GPU(); special_rows(1); }
+
+/* ---- Long rows of wide logits (x = 4 N(0, 1)): the sum runs over 262147
+ * terms spread over e^{-30} .. 1. A sequential fp32 sum drifted to 1.56
+ * times the tolerance on this input; every implementation now sums in blocks
+ * joined pairwise (CPU) or per thread and by tree (GPU). The sequential sum is
+ * kept below as a broken implementation that the check must reject. */
+static void *wide_logits(size_t rows, size_t cols)
+{
+    float *x = malloc(rows * cols * sizeof *x);
+    for (size_t i = 0; i < rows * cols; i++) { /* Box-Muller on two counter-based uniforms */
+        const double u1 = 1.0 - 0.5 * (1.0 + rng_sym(test_seed(), 71, i)); /* (0, 1] */
+        const double u2 = 0.5 * (1.0 + rng_sym(test_seed(), 72, i));
+        x[i] = (float)(4.0 * sqrt(-2.0 * log(u1)) * cos(6.283185307179586 * u2));
+    }
+    return x;
+}
+
+static int broken_sequential_sum(hbm_t *x, hbm_t *y, size_t rows, size_t cols)
+{
+    for (size_t r = 0; r < rows; r++) {
+        float m = -INFINITY, d = 0;
+        for (size_t j = 0; j < cols; j++) m = fmaxf(m, hbm_ld(x, r * cols + j));
+        for (size_t j = 0; j < cols; j++) d += expf(hbm_ld(x, r * cols + j) - m);
+        for (size_t j = 0; j < cols; j++) hbm_st(y, r * cols + j, expf(hbm_ld(x, r * cols + j) - m) / d);
+    }
+    return 0;
+}
+
+static void wide_long_rows(int gpu)
+{
+    const size_t rows = 3, cols = 262147;
+    float *x = wide_logits(rows, cols), *y = malloc(rows * cols * sizeof *y);
+    for (size_t k = 0; k < NSOFT; k++) {
+        const softmax_impl_t *im = SOFTMAXES[k];
+        char why[256];
+        if (im->applies && !im->applies(rows, cols, DT_F32, gpu, why, sizeof why)) continue;
+        assert_int_equal(test_run_softmax(im, gpu, DT_F32, rows, cols, x, y, NULL), 0);
+        const double ratio = test_check_softmax(im, DT_F32, rows, cols, x, y);
+        print_message("%s %s, 3 x 262147 of 4 N(0,1): error/tolerance = %.3g\n", gpu ? "gpu" : "cpu", im->name, ratio);
+        assert_true(ratio <= 1.0);
+    }
+    if (!gpu) {
+        softmax_impl_t seq = IMPL_SAFE;
+        seq.cpu = broken_sequential_sum;
+        assert_int_equal(test_run_softmax(&seq, 0, DT_F32, rows, cols, x, y, NULL), 0);
+        const double ratio = test_check_softmax(&seq, DT_F32, rows, cols, x, y);
+        print_message("sequential fp32 sum: error/tolerance = %.3g (must exceed 1)\n", ratio);
+        assert_true(ratio > 1.0);
+    }
+    free(x);
+    free(y);
+}
+static void test_wide_long_rows_cpu(void **state) { (void)state; wide_long_rows(0); }
+static void test_wide_long_rows_gpu(void **state) { (void)state; SKIP_WITHOUT_GPU(); wide_long_rows(1); }
 
 /* ---- Broken implementations: the checks above must catch each of them. */
 
@@ -269,20 +341,24 @@ static void test_checks_reject_broken(void **state)
     }
 }
 
+#define T(f) cmocka_unit_test(f)
+
 int main(void)
 {
     test_seed();
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_accuracy_cpu),
-        cmocka_unit_test(test_ledger_counts),
-        cmocka_unit_test(test_onchip_budget),
-        cmocka_unit_test(test_overflow_cpu),
-        cmocka_unit_test(test_special_rows_cpu),
-        cmocka_unit_test(test_checks_reject_broken),
-        cmocka_unit_test(test_accuracy_gpu),
-        cmocka_unit_test(test_vector_paths_gpu),
-        cmocka_unit_test(test_overflow_gpu),
-        cmocka_unit_test(test_special_rows_gpu),
+        T(test_accuracy_cpu),
+        T(test_ledger_counts),
+        T(test_onchip_budget),
+        T(test_overflow_cpu),
+        T(test_special_rows_cpu),
+        T(test_wide_long_rows_cpu),
+        T(test_checks_reject_broken),
+        T(test_accuracy_gpu),
+        T(test_vector_paths_gpu),
+        T(test_overflow_gpu),
+        T(test_special_rows_gpu),
+        T(test_wide_long_rows_gpu),
     };
     if (getenv("STF_GPU_ONLY")) cmocka_set_test_filter("*_gpu");
     return cmocka_run_group_tests_name("softmax stages 01-03", tests, NULL, NULL);
