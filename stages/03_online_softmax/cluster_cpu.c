@@ -33,6 +33,7 @@
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "online.h"
 
@@ -126,7 +127,12 @@ static int cluster_applies(size_t rows, size_t cols, dtype_t dt, int gpu, char *
 #endif
     }
     cluster_plan_t p;
-    return merge_cluster_plan(cols, dt, max_s, max_l, &p, why, n);
+    const int ok = merge_cluster_plan(cols, dt, max_s, max_l, &p, why, n);
+    const size_t len = strlen(why);
+    if (len + 1 < n) /* what cudaOccupancyMaxPotentialClusterSize granted (the CPU assumes an H200's 16) */
+        snprintf(why + len, n - len, " [largest cluster%s: %d small, %d large blocks]", gpu ? " on this GPU" : " assumed",
+                 max_s, max_l);
+    return ok;
 }
 
 const softmax_impl_t IMPL_MERGE_CLUSTER = {
