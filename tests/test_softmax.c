@@ -180,8 +180,9 @@ static void test_path_rules(void **state)
     /* the split: only while one block a row leaves SMs short of threads */
     assert_true(softmax_split_chunks(1, 1048576, DT_F32, 132, why, sizeof why) >= 2);
     assert_true(softmax_split_chunks(16, 256000, DT_F32, 132, why, sizeof why) >= 2);
-    assert_true(softmax_split_chunks(263, 262144, DT_F32, 132, why, sizeof why) >= 2);
-    assert_int_equal(softmax_split_chunks(264, 262144, DT_F32, 132, why, sizeof why), 1); /* 264 x 1024 threads */
+    assert_true(softmax_split_chunks(32, 262144, DT_F32, 132, why, sizeof why) >= 2);
+    assert_int_equal(softmax_split_chunks(33, 262144, DT_F32, 132, why, sizeof why), 1); /* 33 x 1024: 1/8 of the threads */
+    assert_int_equal(softmax_split_chunks(256, 1048576, DT_F32, 132, why, sizeof why), 1);
     assert_int_equal(softmax_split_chunks(3, 1000, DT_F32, 132, why, sizeof why), 1);      /* too short to cut */
     assert_true(IMPL_ONLINE_SPLIT.applies(16, 256000, DT_BF16, 0, why, sizeof why));
     assert_false(IMPL_ONLINE_SPLIT.applies(4096, 262144, DT_F32, 0, why, sizeof why));
@@ -364,10 +365,11 @@ static void test_wide_long_rows_gpu(void **state) { (void)state; SKIP_WITHOUT_GP
 
 /* ---- The paths beyond one SM against fp64, rows = 1, 3, 131 and
  * cols = 1, 17, 65537, 1048577: automatic plans where they apply, and forced
- * ones (3 chunks; clusters of 2 and 3 blocks) on every shape they fit.
+ * ones (3 chunks, 9 for 131 rows; clusters of 2 and 3 blocks) on every shape
+ * they fit.
  * 131 x 1048577 (137 M elements) runs on the GPU in fp32 only (on the CPU it
  * would take half a minute: 3 x 1048577 and 131 x 65537 stand in for it),
- * the forced plans up to 2^24 elements (CPU: 2^22, and 16-bit types too);
+ * the forced clusters up to 2^24 elements (CPU: 2^22, and 16-bit types too);
  * under a sanitizer
  * (STF_TEST_SMALL) the rows stop at 65537. */
 static void check_one(const softmax_impl_t *im, int gpu, dtype_t dt, size_t rows, size_t cols, const void *x, void *y,
@@ -398,10 +400,10 @@ static void beyond_one_sm_shapes(int gpu)
                 void *y = malloc(rows * cols * dtype_size(dt));
                 check_one(&IMPL_ONLINE_SPLIT, gpu, dt, rows, cols, x, y, "auto");
                 check_one(&IMPL_MERGE_CLUSTER, gpu, dt, rows, cols, x, y, "auto");
+                softmax_split_set_chunks(rows > 3 ? 9 : 3); /* 131 rows are not few enough to split by themselves */
+                check_one(&IMPL_ONLINE_SPLIT, gpu, dt, rows, cols, x, y, rows > 3 ? "9 chunks" : "3 chunks");
+                softmax_split_set_chunks(0);
                 if (rows * cols <= ((size_t)1 << (gpu ? 24 : 22))) {
-                    softmax_split_set_chunks(3);
-                    check_one(&IMPL_ONLINE_SPLIT, gpu, dt, rows, cols, x, y, "3 chunks");
-                    softmax_split_set_chunks(0);
                     for (int k = 2; k <= 3; k++) {
                         softmax_cluster_set_size(k);
                         check_one(&IMPL_MERGE_CLUSTER, gpu, dt, rows, cols, x, y, k == 2 ? "2 blocks" : "3 blocks");

@@ -50,7 +50,8 @@ void softmax_merge_cluster_gpu(const void *x, void *y, size_t rows, size_t cols,
 #define SPLIT_CPU_SMS 132
 /* Chunks per row for rows x cols of dt on a GPU of `sms` SMs: enough blocks
  * for 8 per SM (2048 threads), at least SPLIT_MIN_VEC vectors each; 1 when
- * one block per row already fills the GPU (why says so). A count forced by
+ * one block per row would already fill 1/8 of the SMs' thread slots, where
+ * the split stopped paying on the H200 (why says so). A count forced by
  * softmax_split_set_chunks() is returned as is. */
 size_t softmax_split_chunks(size_t rows, size_t cols, dtype_t dt, int sms, char *why, size_t why_len);
 /* Tests only: force the chunks per row (0: automatic). Both the CPU and the

@@ -20,8 +20,12 @@
  *
  * The chunk count P: enough blocks of SPLIT_THREADS for 8 per SM (the GPU's
  * SM count; the CPU plans for the H200's 132), each chunk at least one vector
- * per thread; and only when one block per row would leave SMs short of
- * threads. softmax_split_set_chunks() forces P for the tests, which run
+ * per thread; and only when one block per row would fill less than 1/8 of
+ * the SMs' thread slots. Measured on the H200 at 262144 fp32 columns
+ * (notes/03_online_softmax.md, "Beyond one SM"): the split beat one block a
+ * row up to 16 rows (1141 against 747 GB/s), tied at 32 and lost from 64 on
+ * (1642 against 2125 GB/s), where the second launch and the merge cost more
+ * than the idle SMs did. softmax_split_set_chunks() forces P for the tests, which run
  * every P from 1 to more chunks than the row has vectors (empty chunks merge
  * as the identity).
  *
@@ -61,9 +65,11 @@ size_t softmax_split_chunks(size_t rows, size_t cols, dtype_t dt, int sms, char 
         snprintf(why, n, "%zu chunks a row, forced (softmax_split_set_chunks)", g_forced);
         return g_forced;
     }
-    if (rows * t >= slots) {
-        snprintf(why, n, "%zu rows, one online block of %zu threads each, already give the %d SMs 2048 threads each", rows,
-                 t, sms);
+    if (8 * rows * t >= slots) {
+        snprintf(why, n,
+                 "%zu rows, one online block of %zu threads each, fill %.0f%% of the %d SMs' threads: at 1/8 and more "
+                 "the two-sweep online kernel was as fast or faster (H200)",
+                 rows, t, 100.0 * (double)(rows * t) / (double)slots, sms);
         return 1;
     }
     const size_t want = (8 * (size_t)sms + rows - 1) / rows, most = nvec / SPLIT_MIN_VEC;
