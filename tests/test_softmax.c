@@ -466,9 +466,7 @@ static void test_split_counts_gpu(void **state) { (void)state; SKIP_WITHOUT_GPU(
 
 /* Every cluster size from 1 to 16 (on the GPU: to the device's largest), on
  * rows of 8 elements (two vectors: most blocks hold nothing), 17 and 1003
- * single elements and 4096 vectors, -inf prefixes included; at odd sizes
- * with only 2 clusters resident, so that each loops over rows (and, with
- * 16-byte vectors, stages the next row while it writes the current one). */
+ * single elements and 4096 vectors, -inf prefixes included. */
 static void cluster_sizes(int gpu)
 {
     static const size_t cols_list[] = { 8, 17, 1003, 4096 };
@@ -481,7 +479,6 @@ static void cluster_sizes(int gpu)
             for (size_t j = 0; j < cols / 2 + 1; j++) dtype_set(x, dt, j, -INFINITY); /* row 0: half -inf */
             for (int k = 1; k <= CLUSTER_NONPORTABLE_MAX; k++) {
                 softmax_cluster_set_size(k);
-                softmax_cluster_set_resident(k % 2 ? 2 : 0); /* GPU: 2 clusters looping over the 5 rows, or all */
                 char why[256];
                 if (!IMPL_MERGE_CLUSTER.applies(rows, cols, dt, gpu, why, sizeof why)) {
                     print_message("%s merge-cluster, %d blocks: %s\n", gpu ? "gpu" : "cpu", k, why);
@@ -496,7 +493,6 @@ static void cluster_sizes(int gpu)
                 for (size_t j = 0; j < cols / 2 + 1; j++) assert_true(dtype_get(y, dt, j) == 0.0f);
             }
             softmax_cluster_set_size(0);
-            softmax_cluster_set_resident(0);
             free(x);
             free(y);
         }
@@ -578,7 +574,6 @@ static int reset_forced(void **state)
     (void)state;
     softmax_split_set_chunks(0);
     softmax_cluster_set_size(0);
-    softmax_cluster_set_resident(0);
     return 0;
 }
 #define T(f) cmocka_unit_test_teardown(f, reset_forced)

@@ -37,12 +37,10 @@
 
 #include "online.h"
 
-static int g_forced, g_resident;
+static int g_forced;
 
 void softmax_cluster_set_size(int blocks) { g_forced = blocks; }
 int softmax_cluster_forced(void) { return g_forced; }
-void softmax_cluster_set_resident(int clusters) { g_resident = clusters; }
-int softmax_cluster_resident(void) { return g_resident; }
 
 int merge_cluster_plan(size_t cols, dtype_t dt, int max_s, int max_l, cluster_plan_t *p, char *why, size_t n)
 {

@@ -96,10 +96,6 @@ int merge_cluster_plan(size_t cols, dtype_t dt, int max_s, int max_l, cluster_pl
  * one block are clustered too, so that short rows exercise the exchange. */
 void softmax_cluster_set_size(int blocks);
 int softmax_cluster_forced(void);
-/* Tests only (GPU): at most this many clusters resident (0: as many as fit),
- * so that each cluster loops over several rows. */
-void softmax_cluster_set_resident(int clusters);
-int softmax_cluster_resident(void);
 /* GPU side (cluster_gpu.cu): 1 when this device and build can launch the
  * cluster kernels, with the largest cluster sizes for small and large blocks
  * (cudaOccupancyMaxPotentialClusterSize); else 0 and why. */

@@ -83,18 +83,9 @@ __device__ __forceinline__ md_t ld_md_cg(const md_t *p)
     return md_t{ v.x, v.y };
 }
 
-/* 8 blocks of 256 threads an SM (at most 32 registers a thread): the chunk
- * count is planned for one wave of 8 x SMs blocks (softmax_split_chunks), so
- * that no block waits for another to leave. At 39 registers (6 blocks an SM)
- * 1 x 1048576 fp32 ran in 1.29 waves: 8.1 us for kernel 1 (ncu). */
-#define SPLIT_MIN_BLOCKS 8
-/* Vectors a thread holds at once: 16 elements, i.e. 4 fp32 vectors or 2 of
- * fp16/bf16 (4 made bf16 spill at 32 registers). */
-template <typename T, int VEC> struct split_group { static constexpr int value = VEC * sizeof(T) == 16 && sizeof(T) == 2 ? 2 : 4; };
-
 template <typename T, int VEC>
-__global__ void __launch_bounds__(SPLIT_THREADS, SPLIT_MIN_BLOCKS)
-split_state_kernel(const T *__restrict__ x, int cols, int P, int chunk, md_t *part, md_t *rowst, unsigned *count)
+__global__ void __launch_bounds__(SPLIT_THREADS) split_state_kernel(const T *__restrict__ x, int cols, int P, int chunk,
+                                                                    md_t *part, md_t *rowst, unsigned *count)
 {
 #if __CUDA_ARCH__ >= 900
     asm volatile("griddepcontrol.launch_dependents;"); /* kernel 2 may be scheduled: it waits for our memory */
@@ -105,7 +96,7 @@ split_state_kernel(const T *__restrict__ x, int cols, int P, int chunk, md_t *pa
     const int b = (int)(blockIdx.x % (unsigned)P), nvec = cols / VEC;
     const int v0 = min(nvec, b * chunk), v1 = min(nvec, v0 + chunk);
 
-    md_t s = online_thread_state<T, VEC, split_group<T, VEC>::value>(x + row * cols + (size_t)v0 * VEC, v1 - v0);
+    md_t s = online_thread_state<T, VEC>(x + row * cols + (size_t)v0 * VEC, v1 - v0);
     s = block_reduce(s, op_md(), scratch);
     if (threadIdx.x == 0) {
         part[row * P + b] = s;
@@ -116,16 +107,7 @@ split_state_kernel(const T *__restrict__ x, int cols, int P, int chunk, md_t *pa
     if (!last) return;
     __threadfence(); /* the last block: every other block's state is now readable */
     md_t t = md_empty();
-    for (int i0 = threadIdx.x; i0 < P; i0 += 4 * SPLIT_THREADS) { /* four loads in flight, then merge */
-        md_t a[4];
-#pragma unroll
-        for (int u = 0; u < 4; u++) {
-            const int i = i0 + u * SPLIT_THREADS;
-            a[u] = i < P ? ld_md_cg(part + row * P + i) : md_empty();
-        }
-#pragma unroll
-        for (int u = 0; u < 4; u++) t = md_merge(t, a[u]);
-    }
+    for (int i = threadIdx.x; i < P; i += blockDim.x) t = md_merge(t, ld_md_cg(part + row * P + i));
     t = block_reduce(t, op_md(), scratch);
     if (threadIdx.x == 0) {
         rowst[row] = t;
@@ -133,51 +115,19 @@ split_state_kernel(const T *__restrict__ x, int cols, int P, int chunk, md_t *pa
     }
 }
 
-__device__ __forceinline__ void wait_for_kernel_1()
+template <typename T, int VEC>
+__global__ void __launch_bounds__(SPLIT_THREADS) split_normalise_kernel(const T *__restrict__ x, T *__restrict__ y,
+                                                                        int cols, int P, int chunk, const md_t *rowst)
 {
 #if __CUDA_ARCH__ >= 900
     asm volatile("griddepcontrol.wait;" ::: "memory"); /* kernel 1 has finished and its writes are visible */
 #endif
-}
-
-/* Chunks of at most split_group vectors a thread are loaded into registers
- * before waiting for kernel 1 (x is not written by it): under programmatic
- * dependent launch the loads overlap kernel 1's tail. */
-
-template <typename T, int VEC>
-__global__ void __launch_bounds__(SPLIT_THREADS, SPLIT_MIN_BLOCKS)
-split_normalise_kernel(const T *__restrict__ x, T *__restrict__ y, int cols, int P, int chunk, const md_t *rowst)
-{
     const size_t row = blockIdx.x / (unsigned)P;
     const int b = (int)(blockIdx.x % (unsigned)P), nvec = cols / VEC;
-    const int v0 = min(nvec, b * chunk), n = min(nvec, v0 + chunk) - v0;
-    const size_t off = row * cols + (size_t)v0 * VEC;
-    constexpr int PF = split_group<T, VEC>::value;
-    if (n <= PF * SPLIT_THREADS) { /* the same for the whole block */
-        vec_t<T, VEC> v[PF];
-#pragma unroll
-        for (int p = 0; p < PF; p++) {
-            const int i = p * SPLIT_THREADS + (int)threadIdx.x;
-            if (i < n) v[p] = ld_vec_stream<T, VEC>(x + off + (size_t)i * VEC);
-        }
-        wait_for_kernel_1();
-        const md_t s = ld_md_cg(rowst + row);
-        const float ms = exp_base(s.m), inv = 1.0f / s.d;
-#pragma unroll
-        for (int p = 0; p < PF; p++) {
-            const int i = p * SPLIT_THREADS + (int)threadIdx.x;
-            if (i < n) {
-                vec_t<T, VEC> o;
-#pragma unroll
-                for (int k = 0; k < VEC; k++) o.v[k] = from_f<T>(fexp(to_f(v[p].v[k]) - ms) * inv);
-                st_vec<T, VEC>(y + off + (size_t)i * VEC, o);
-            }
-        }
-        return;
-    }
-    wait_for_kernel_1();
+    const int v0 = min(nvec, b * chunk), v1 = min(nvec, v0 + chunk);
     const md_t s = ld_md_cg(rowst + row);
-    normalise_row<T, VEC>(x + off, y + off, n, exp_base(s.m), 1.0f / s.d);
+    const size_t off = row * cols + (size_t)v0 * VEC;
+    normalise_row<T, VEC>(x + off, y + off, v1 - v0, exp_base(s.m), 1.0f / s.d);
 }
 
 static int use_pdl(void)
