@@ -1,6 +1,8 @@
 /* Device helpers shared by the softmax kernels of stages 01-03 (and reused by
- * stage 04): storage-type conversion, 16-byte vector access, the (max, sum)
- * merge that online softmax is built on, and block-wide reductions.
+ * stage 04): storage-type conversion, 16-byte vector access, block-wide
+ * reductions and row sweeps. The (max, sum) state and its merge, the idea of
+ * stage 03, live in stages/03_online_softmax/md.h; the -inf guard in
+ * common/exp_base.h.
  *
  * Storage types: float, __half, __nv_bfloat16; arithmetic is always fp32. */
 #ifndef STF_SOFTMAX_DEVICE_CUH
@@ -58,35 +60,7 @@ __device__ __forceinline__ vec_t<T, VEC> ld_vec_stream(const T *p)
  * results stay (the build does not use -ftz). */
 __device__ __forceinline__ float fexp(float x) { return exp2f(x * 1.4426950408889634f); }
 
-/* The online-softmax state of a set of elements: m = their maximum, d = the
- * sum of e^(x - m). Two states merge into the state of the union:
- *   M = max(m1, m2),  d = d1 e^(m1 - M) + d2 e^(m2 - M).
- * While no finite element has been seen, m = -inf; the exponent is then
- * taken against 0 instead (ms below), so that an all -inf prefix contributes
- * d = 0 and not e^(-inf - (-inf)) = NaN. */
-struct md_t { float m, d; };
-
-__device__ __forceinline__ float finite_or_zero(float m) { return m == -INFINITY ? 0.0f : m; }
-
-__device__ __forceinline__ md_t md_merge(md_t a, md_t b)
-{
-    float M = fmaxf(a.m, b.m); /* fmaxf ignores NaN; a NaN input poisons d instead */
-    float ms = finite_or_zero(M);
-    md_t r;
-    r.m = M;
-    r.d = a.d * fexp(a.m - ms) + b.d * fexp(b.m - ms);
-    return r;
-}
-
-__device__ __forceinline__ md_t md_shfl_xor(md_t v, int o)
-{
-    md_t r;
-    r.m = __shfl_xor_sync(0xffffffffu, v.m, o);
-    r.d = __shfl_xor_sync(0xffffffffu, v.d, o);
-    return r;
-}
-
-/* Reduction operators with their identity elements. */
+/* Reduction operators with their identity elements (stage 03 adds op_md). */
 struct op_max {
     __device__ __forceinline__ float operator()(float a, float b) const { return fmaxf(a, b); }
     __device__ __forceinline__ float identity() const { return -INFINITY; }
@@ -95,13 +69,8 @@ struct op_add {
     __device__ __forceinline__ float operator()(float a, float b) const { return a + b; }
     __device__ __forceinline__ float identity() const { return 0.0f; }
 };
-struct op_md {
-    __device__ __forceinline__ md_t operator()(md_t a, md_t b) const { return md_merge(a, b); }
-    __device__ __forceinline__ md_t identity() const { return md_t{ -INFINITY, 0.0f }; }
-};
 
 template <typename V> __device__ __forceinline__ V shfl_xor(V v, int o) { return __shfl_xor_sync(0xffffffffu, v, o); }
-template <> __device__ __forceinline__ md_t shfl_xor<md_t>(md_t v, int o) { return md_shfl_xor(v, o); }
 
 template <typename V, typename Op> __device__ __forceinline__ V warp_reduce(V v, Op op)
 {
@@ -113,7 +82,8 @@ template <typename V, typename Op> __device__ __forceinline__ V warp_reduce(V v,
  * and returns the result to every thread: a shuffle tree in each warp, then
  * one more tree over the warps' results in warp 0. (Merging the 32 partial
  * results one after another in every thread cost online softmax a fifth of
- * its speed at 16384 columns: each md_merge waits on two exponentials.)
+ * its speed at 16384 columns: each merge of (max, sum) states waits on two
+ * exponentials.)
  * `scratch` holds 32 values; the trailing barrier lets the caller reuse it. */
 template <typename V, typename Op> __device__ __forceinline__ V block_reduce(V v, Op op, V *scratch)
 {

@@ -13,12 +13,12 @@ $c["dtype"] == dt && (substr($c["run_by"], 1, 2) == $c["stage"] || $c["stage"] =
     if (!(col in seen)) { seen[col] = 1; cols[++n] = col }
 }
 END {
-    split("copy naive safe online online-onchip", ims, " ")
-    print "| cols | copy | naive (3) | safe (4) | online (3) | online, row on chip (2) |"
-    print "|---|---|---|---|---|---|"
+    split("copy naive safe online safe-onchip merge-onchip", ims, " ")
+    print "| cols | copy | naive (3) | safe (4) | online (3) | safe, row on chip (2) | merge, row on chip (2) |"
+    print "|---|---|---|---|---|---|---|"
     for (i = 1; i <= n; i++) {
         line = "| " cols[i] " |"
-        for (k = 1; k <= 5; k++) line = line " " cell[cols[i], ims[k]] " |"
+        for (k = 1; k <= 6; k++) line = line " " ((cols[i], ims[k]) in cell ? cell[cols[i], ims[k]] : "-") " |"
         print line
     }
 }' "$1"

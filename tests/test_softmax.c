@@ -1,7 +1,9 @@
 /* Stages 01-03: every softmax implementation, CPU and GPU, against the fp64
  * reference; the ledger's counts against the access model; overflow; -inf,
- * all -inf and NaN rows; and, so that none of these checks is vacuous,
- * deliberately broken implementations that the same checks must reject.
+ * all -inf and NaN rows; long rows of wide logits; the paths beyond one SM
+ * (online-split at every chunk count, merge-cluster at every cluster size);
+ * and, so that none of these checks is vacuous, deliberately broken
+ * implementations that the same checks must reject.
  * GPU cases skip (cmocka skip) where no GPU can be used. */
 #include <math.h>
 #include <stdio.h>
@@ -16,7 +18,9 @@
 #include "rng.h"
 #include "harness.h"
 
-static const softmax_impl_t *const SOFTMAXES[] = { &IMPL_NAIVE, &IMPL_SAFE, &IMPL_ONLINE, &IMPL_ONLINE_ONCHIP };
+static const softmax_impl_t *const SOFTMAXES[] = { &IMPL_NAIVE,        &IMPL_SAFE,         &IMPL_SAFE_ONCHIP,
+                                                    &IMPL_ONLINE,       &IMPL_MERGE_ONCHIP, &IMPL_ONLINE_SPLIT,
+                                                    &IMPL_MERGE_CLUSTER };
 #define NSOFT (sizeof SOFTMAXES / sizeof SOFTMAXES[0])
 static const size_t ODD_COLS[] = { 1, 17, 1000, 65537 };
 static const dtype_t DTYPES[] = { DT_F32, DT_F16, DT_BF16 };
@@ -93,8 +97,8 @@ static void test_vector_paths_gpu(void **state)
 static void test_ledger_counts(void **state)
 {
     (void)state;
-    const softmax_impl_t *all[] = { &IMPL_COPY, &IMPL_NAIVE, &IMPL_SAFE, &IMPL_ONLINE, &IMPL_ONLINE_ONCHIP };
-    for (size_t k = 0; k < 5; k++)
+    const softmax_impl_t *all[] = { &IMPL_COPY, &IMPL_NAIVE, &IMPL_SAFE, &IMPL_SAFE_ONCHIP, &IMPL_ONLINE, &IMPL_MERGE_ONCHIP };
+    for (size_t k = 0; k < 6; k++)
         for (size_t d = 0; d < 2; d++) {
             const dtype_t dt = DTYPES[d];
             const size_t rows = 5, cols = 1000, n = rows * cols, es = dtype_size(dt);
@@ -109,9 +113,9 @@ static void test_ledger_counts(void **state)
     /* Milakov & Gimelshein's counts, and the row-on-chip floor, measured by
      * the ledger (accesses per element = bytes / (n es)), not read off the
      * tables the implementations declare */
-    const softmax_impl_t *mg[] = { &IMPL_NAIVE, &IMPL_SAFE, &IMPL_ONLINE, &IMPL_ONLINE_ONCHIP };
-    const uint64_t published[] = { 3, 4, 3, 2 };
-    for (size_t k = 0; k < 4; k++) {
+    const softmax_impl_t *mg[] = { &IMPL_NAIVE, &IMPL_SAFE, &IMPL_ONLINE, &IMPL_SAFE_ONCHIP, &IMPL_MERGE_ONCHIP };
+    const uint64_t published[] = { 3, 4, 3, 2, 2 };
+    for (size_t k = 0; k < 5; k++) {
         const size_t rows = 3, cols = 777, n = rows * cols;
         void *x = random_matrix(DT_F32, rows, cols, 8, 3.0f), *y = malloc(n * 4);
         ledger_t lg;
@@ -122,6 +126,76 @@ static void test_ledger_counts(void **state)
     }
 }
 
+/* The paths beyond one SM: the cluster moves exactly 2 accesses (its
+ * exchange is on chip), the split 3 plus its partial states, which the
+ * ledger counts: rows (24 P + 8) bytes for P chunks a row. */
+static void test_ledger_counts_beyond_one_sm(void **state)
+{
+    (void)state;
+    for (size_t d = 0; d < 2; d++) {
+        const dtype_t dt = DTYPES[d];
+        const size_t rows = 2, cols = 131072, n = rows * cols, es = dtype_size(dt);
+        void *x = random_matrix(dt, rows, cols, 8, 4.0f), *y = malloc(n * es);
+        char why[256];
+        ledger_t lg;
+        assert_int_equal(test_run_softmax(&IMPL_MERGE_CLUSTER, 0, dt, rows, cols, x, y, &lg), 0);
+        assert_int_equal(lg.bytes_read, n * es);
+        assert_int_equal(lg.bytes_written, n * es);
+        assert_true(lg.sram_peak == cols * es);
+        const size_t P = softmax_split_chunks(rows, cols, dt, SPLIT_CPU_SMS, why, sizeof why);
+        print_message("online-split, %zu x %zu %s: %s\n", rows, cols, dtype_name(dt), why);
+        assert_true(P >= 2);
+        assert_int_equal(test_run_softmax(&IMPL_ONLINE_SPLIT, 0, dt, rows, cols, x, y, &lg), 0);
+        assert_int_equal(lg.bytes_read, 2 * n * es + rows * 16 * P);
+        assert_int_equal(lg.bytes_written, n * es + rows * (8 * P + 8));
+        assert_int_equal(ledger_total(&lg), 3 * n * es + softmax_split_extra_bytes(rows, P));
+        assert_true(test_check_softmax(&IMPL_ONLINE_SPLIT, dt, rows, cols, x, y) <= 1.0);
+        free(x);
+        free(y);
+    }
+}
+
+/* Which path applies to which shape: the rules of the applies() callbacks
+ * (CPU side, which plans for an H200: 132 SMs, clusters of up to 16). */
+static void test_path_rules(void **state)
+{
+    (void)state;
+    char why[256];
+    cluster_plan_t p;
+    /* the row fits one SM: merge-onchip, not a cluster */
+    assert_false(merge_cluster_plan(32768, DT_F32, 16, 16, &p, why, sizeof why));
+    assert_false(merge_cluster_plan(65536, DT_F16, 16, 16, &p, why, sizeof why));
+    /* the smallest cluster of small blocks (64 KiB), else of large ones (128 KiB) */
+    assert_true(merge_cluster_plan(65536, DT_F32, 16, 16, &p, why, sizeof why));
+    assert_int_equal(p.blocks, 4);
+    assert_int_equal(p.threads, CLUSTER_THREADS_S);
+    assert_true(merge_cluster_plan(262144, DT_F32, 16, 16, &p, why, sizeof why));
+    assert_int_equal(p.blocks, 16);
+    assert_true(merge_cluster_plan(262144, DT_F32, 8, 8, &p, why, sizeof why)); /* portable clusters only */
+    assert_int_equal(p.blocks, 8);
+    assert_int_equal(p.threads, CLUSTER_THREADS_L);
+    assert_true(merge_cluster_plan(524288, DT_F32, 16, 16, &p, why, sizeof why)); /* 2 MiB: the largest */
+    assert_int_equal(p.blocks, 16);
+    assert_int_equal(p.block_bytes, 128 * 1024);
+    assert_false(merge_cluster_plan(524292, DT_F32, 16, 16, &p, why, sizeof why));
+    assert_true(merge_cluster_plan(524288, DT_BF16, 16, 16, &p, why, sizeof why)); /* 32 elements a thread, */
+    assert_int_equal(p.block_bytes, 64 * 1024);                                       /* whatever the type */
+    assert_false(merge_cluster_plan(524296, DT_BF16, 16, 16, &p, why, sizeof why));
+    assert_true(merge_cluster_plan(65537, DT_F32, 16, 16, &p, why, sizeof why));
+    assert_int_equal(p.blocks, 5);
+    /* the split: only while one block a row leaves SMs short of threads */
+    assert_true(softmax_split_chunks(1, 1048576, DT_F32, 132, why, sizeof why) >= 2);
+    assert_true(softmax_split_chunks(16, 256000, DT_F32, 132, why, sizeof why) >= 2);
+    assert_true(softmax_split_chunks(32, 262144, DT_F32, 132, why, sizeof why) >= 2);
+    assert_int_equal(softmax_split_chunks(33, 262144, DT_F32, 132, why, sizeof why), 1); /* 33 x 1024: 1/8 of the threads */
+    assert_int_equal(softmax_split_chunks(256, 1048576, DT_F32, 132, why, sizeof why), 1);
+    assert_int_equal(softmax_split_chunks(3, 1000, DT_F32, 132, why, sizeof why), 1);      /* too short to cut */
+    assert_true(IMPL_ONLINE_SPLIT.applies(16, 256000, DT_BF16, 0, why, sizeof why));
+    assert_false(IMPL_ONLINE_SPLIT.applies(4096, 262144, DT_F32, 0, why, sizeof why));
+    assert_false(IMPL_MERGE_CLUSTER.applies(4096, 8192, DT_F32, 0, why, sizeof why));
+    assert_true(IMPL_MERGE_CLUSTER.applies(4096, 131072, DT_F32, 0, why, sizeof why));
+}
+
 /* The on-chip variant keeps its row inside the simulated on-chip budget. */
 static void test_onchip_budget(void **state)
 {
@@ -129,15 +203,23 @@ static void test_onchip_budget(void **state)
     const size_t cols = 32768, rows = 2;
     void *x = random_matrix(DT_F32, rows, cols, 9, 2.0f), *y = malloc(rows * cols * 4);
     ledger_t lg;
-    assert_int_equal(test_run_softmax(&IMPL_ONLINE_ONCHIP, 0, DT_F32, rows, cols, x, y, &lg), 0);
+    assert_int_equal(test_run_softmax(&IMPL_MERGE_ONCHIP, 0, DT_F32, rows, cols, x, y, &lg), 0);
     assert_int_equal(lg.sram_peak, cols * 4);
     assert_true(lg.sram_peak <= ONCHIP_MAX_BYTES);
+    assert_int_equal(test_run_softmax(&IMPL_SAFE_ONCHIP, 0, DT_F32, rows, cols, x, y, &lg), 0);
+    assert_int_equal(lg.sram_peak, cols * 4);
     free(x);
     free(y);
     char why[256];
-    assert_false(online_onchip_applies(32769, DT_F32, why, sizeof why));
-    assert_true(online_onchip_applies(65536, DT_F16, why, sizeof why));
-    assert_false(online_onchip_applies(65537, DT_F16, why, sizeof why));
+    assert_false(onchip_applies(32769, DT_F32, why, sizeof why));
+    assert_true(onchip_applies(65536, DT_F16, why, sizeof why));
+    assert_false(onchip_applies(65537, DT_F16, why, sizeof why));
+    /* a row past the budget is refused, by the CPU version too */
+    void *big = random_matrix(DT_F32, 1, 32772, 9, 2.0f), *out = malloc(32772 * 4);
+    assert_int_equal(test_run_softmax(&IMPL_SAFE_ONCHIP, 0, DT_F32, 1, 32772, big, out, NULL), -1);
+    assert_int_equal(test_run_softmax(&IMPL_MERGE_ONCHIP, 0, DT_F32, 1, 32772, big, out, NULL), -1);
+    free(big);
+    free(out);
 }
 
 /* Q2: e^x overflows the storage type in stage 01 only.
@@ -166,13 +248,24 @@ static void overflow_case(int gpu, dtype_t dt, float big, int naive_overflows)
     }
 }
 
+/* Short rows go through online-split and merge-cluster only when forced:
+ * 3 chunks a row, clusters of 2 blocks (the exchange across blocks is what
+ * the -inf and NaN rows must survive). */
+static void force_beyond_one_sm(int on)
+{
+    softmax_split_set_chunks(on ? 3 : 0);
+    softmax_cluster_set_size(on ? 2 : 0);
+}
+
 static void overflow_all(int gpu)
 {
+    force_beyond_one_sm(1);
     overflow_case(gpu, DT_F16, 11.0f, 0);
     overflow_case(gpu, DT_F16, 12.0f, 1);
     overflow_case(gpu, DT_F32, 88.0f, 0);
     overflow_case(gpu, DT_F32, 89.0f, 1);
     overflow_case(gpu, DT_BF16, 89.0f, 1); /* bf16 has fp32's range */
+    force_beyond_one_sm(0);
 }
 static void test_overflow_cpu(void **state) { (void)state; overflow_all(0); }
 static void test_overflow_gpu(void **state) { (void)state; SKIP_WITHOUT_GPU(); overflow_all(1); }
@@ -181,20 +274,22 @@ static void test_overflow_gpu(void **state) { (void)state; SKIP_WITHOUT_GPU(); o
  * entries, also when they come first (the online running max starts at
  * -inf); an all -inf row is NaN (0/0) and a NaN makes the whole row NaN, in
  * every stage. */
-static void special_rows(int gpu)
+static void special_rows_of(int gpu, size_t cols, size_t prefix)
 {
-    const size_t cols = 1000, rows = 4;
+    const size_t rows = 4;
     for (size_t d = 0; d < 3; d++) {
         const dtype_t dt = DTYPES[d];
         void *x = random_matrix(dt, rows, cols, 33, 5.0f), *y = malloc(rows * cols * dtype_size(dt));
-        for (size_t j = 0; j < 40; j++) dtype_set(x, dt, j, -INFINITY);          /* row 0: a -inf prefix */
+        for (size_t j = 0; j < prefix; j++) dtype_set(x, dt, j, -INFINITY);      /* row 0: a -inf prefix */
         for (size_t j = 0; j < cols; j += 3) dtype_set(x, dt, cols + j, -INFINITY); /* row 1: scattered */
         for (size_t j = 0; j < cols; j++) dtype_set(x, dt, 2 * cols + j, -INFINITY); /* row 2: all -inf */
-        dtype_set(x, dt, 3 * cols + 500, NAN);                                      /* row 3: one NaN */
+        dtype_set(x, dt, 3 * cols + cols / 2 + cols / 3, NAN);                     /* row 3: one NaN */
         for (size_t k = 0; k < NSOFT; k++) {
             const softmax_impl_t *im = SOFTMAXES[k];
+            char why[256];
+            if (im->applies && !im->applies(rows, cols, dt, gpu, why, sizeof why)) continue;
             assert_int_equal(test_run_softmax(im, gpu, dt, rows, cols, x, y, NULL), 0);
-            for (size_t j = 0; j < 40; j++) assert_true(dtype_get(y, dt, j) == 0.0f);
+            for (size_t j = 0; j < prefix; j++) assert_true(dtype_get(y, dt, j) == 0.0f);
             for (size_t j = 0; j < cols; j += 3) assert_true(dtype_get(y, dt, cols + j) == 0.0f);
             for (size_t j = 0; j < cols; j++) assert_true(isnan(dtype_get(y, dt, 2 * cols + j)));
             for (size_t j = 0; j < cols; j++) assert_true(isnan(dtype_get(y, dt, 3 * cols + j)));
@@ -207,8 +302,209 @@ static void special_rows(int gpu)
         free(y);
     }
 }
+/* Short rows with the split and the cluster forced; then long rows, where
+ * they apply by themselves and a -inf prefix covers whole chunks (blocks
+ * whose partial state is empty: m = -inf, d = 0). */
+static void special_rows(int gpu)
+{
+    force_beyond_one_sm(1);
+    special_rows_of(gpu, 1000, 40);
+    force_beyond_one_sm(0);
+    special_rows_of(gpu, 100000, 70000);
+}
 static void test_special_rows_cpu(void **state) { (void)state; special_rows(0); }
 static void test_special_rows_gpu(void **state) { (void)state; SKIP_WITHOUT_GPU(); special_rows(1); }
+
+/* ---- Long rows of wide logits (x = 4 N(0, 1)): the sum runs over 262147
+ * terms spread over e^{-30} .. 1. A sequential fp32 sum drifted to 1.56
+ * times the tolerance on this input; every implementation now sums in blocks
+ * joined pairwise (CPU) or per thread and by tree (GPU). The sequential sum is
+ * kept below as a broken implementation that the check must reject. */
+static void *wide_logits(size_t rows, size_t cols)
+{
+    float *x = malloc(rows * cols * sizeof *x);
+    for (size_t i = 0; i < rows * cols; i++) { /* Box-Muller on two counter-based uniforms */
+        const double u1 = 1.0 - 0.5 * (1.0 + rng_sym(test_seed(), 71, i)); /* (0, 1] */
+        const double u2 = 0.5 * (1.0 + rng_sym(test_seed(), 72, i));
+        x[i] = (float)(4.0 * sqrt(-2.0 * log(u1)) * cos(6.283185307179586 * u2));
+    }
+    return x;
+}
+
+static int broken_sequential_sum(hbm_t *x, hbm_t *y, size_t rows, size_t cols)
+{
+    for (size_t r = 0; r < rows; r++) {
+        float m = -INFINITY, d = 0;
+        for (size_t j = 0; j < cols; j++) m = fmaxf(m, hbm_ld(x, r * cols + j));
+        for (size_t j = 0; j < cols; j++) d += expf(hbm_ld(x, r * cols + j) - m);
+        for (size_t j = 0; j < cols; j++) hbm_st(y, r * cols + j, expf(hbm_ld(x, r * cols + j) - m) / d);
+    }
+    return 0;
+}
+
+static void wide_long_rows(int gpu)
+{
+    const size_t rows = 3, cols = 262147;
+    float *x = wide_logits(rows, cols), *y = malloc(rows * cols * sizeof *y);
+    for (size_t k = 0; k < NSOFT; k++) {
+        const softmax_impl_t *im = SOFTMAXES[k];
+        char why[256];
+        if (im->applies && !im->applies(rows, cols, DT_F32, gpu, why, sizeof why)) continue;
+        assert_int_equal(test_run_softmax(im, gpu, DT_F32, rows, cols, x, y, NULL), 0);
+        const double ratio = test_check_softmax(im, DT_F32, rows, cols, x, y);
+        print_message("%s %s, 3 x 262147 of 4 N(0,1): error/tolerance = %.3g\n", gpu ? "gpu" : "cpu", im->name, ratio);
+        assert_true(ratio <= 1.0);
+    }
+    if (!gpu) {
+        softmax_impl_t seq = IMPL_SAFE;
+        seq.cpu = broken_sequential_sum;
+        assert_int_equal(test_run_softmax(&seq, 0, DT_F32, rows, cols, x, y, NULL), 0);
+        const double ratio = test_check_softmax(&seq, DT_F32, rows, cols, x, y);
+        print_message("sequential fp32 sum: error/tolerance = %.3g (must exceed 1)\n", ratio);
+        assert_true(ratio > 1.0);
+    }
+    free(x);
+    free(y);
+}
+static void test_wide_long_rows_cpu(void **state) { (void)state; wide_long_rows(0); }
+static void test_wide_long_rows_gpu(void **state) { (void)state; SKIP_WITHOUT_GPU(); wide_long_rows(1); }
+
+/* ---- The paths beyond one SM against fp64, rows = 1, 3, 131 and
+ * cols = 1, 17, 65537, 1048577: automatic plans where they apply, and forced
+ * ones (3 chunks, 9 for 131 rows; clusters of 2 and 3 blocks) on every shape
+ * they fit.
+ * 131 x 1048577 (137 M elements) runs on the GPU in fp32 only (on the CPU it
+ * would take half a minute: 3 x 1048577 and 131 x 65537 stand in for it),
+ * the forced clusters up to 2^24 elements (CPU: 2^22, and 16-bit types too);
+ * under a sanitizer
+ * (STF_TEST_SMALL) the rows stop at 65537. */
+static void check_one(const softmax_impl_t *im, int gpu, dtype_t dt, size_t rows, size_t cols, const void *x, void *y,
+                      const char *how)
+{
+    char why[256];
+    if (im->applies && !im->applies(rows, cols, dt, gpu, why, sizeof why)) return;
+    assert_int_equal(test_run_softmax(im, gpu, dt, rows, cols, x, y, NULL), 0);
+    const double ratio = test_check_softmax(im, dt, rows, cols, x, y);
+    if (ratio > 1.0)
+        print_message("%s %s (%s) %zu x %zu %s: error/tolerance = %.3g\n", gpu ? "gpu" : "cpu", im->name, how, rows, cols,
+                      dtype_name(dt), ratio);
+    assert_true(ratio <= 1.0);
+}
+
+static void beyond_one_sm_shapes(int gpu)
+{
+    static const size_t rows_list[] = { 1, 3, 131 }, cols_list[] = { 1, 17, 65537, 1048577 };
+    for (size_t d = 0; d < 3; d++)
+        for (size_t r = 0; r < 3; r++)
+            for (size_t c = 0; c < 4; c++) {
+                const dtype_t dt = DTYPES[d];
+                const size_t rows = rows_list[r], cols = cols_list[c];
+                if (rows * cols > ((size_t)1 << 27) && (dt != DT_F32 || !gpu)) continue; /* 131 x 1048577 */
+                if (rows * cols > ((size_t)1 << 22) && dt != DT_F32 && !gpu) continue;
+                if (getenv("STF_TEST_SMALL") && cols > 65537) continue;
+                void *x = random_matrix(dt, rows, cols, (uint32_t)(200 + 4 * r + c), 8.0f);
+                void *y = malloc(rows * cols * dtype_size(dt));
+                check_one(&IMPL_ONLINE_SPLIT, gpu, dt, rows, cols, x, y, "auto");
+                check_one(&IMPL_MERGE_CLUSTER, gpu, dt, rows, cols, x, y, "auto");
+                softmax_split_set_chunks(rows > 3 ? 9 : 3); /* 131 rows are not few enough to split by themselves */
+                check_one(&IMPL_ONLINE_SPLIT, gpu, dt, rows, cols, x, y, rows > 3 ? "9 chunks" : "3 chunks");
+                softmax_split_set_chunks(0);
+                if (rows * cols <= ((size_t)1 << (gpu ? 24 : 22))) {
+                    for (int k = 2; k <= 3; k++) {
+                        softmax_cluster_set_size(k);
+                        check_one(&IMPL_MERGE_CLUSTER, gpu, dt, rows, cols, x, y, k == 2 ? "2 blocks" : "3 blocks");
+                    }
+                    softmax_cluster_set_size(0);
+                }
+                free(x);
+                free(y);
+            }
+}
+static void test_beyond_one_sm_shapes_cpu(void **state) { (void)state; beyond_one_sm_shapes(0); }
+static void test_beyond_one_sm_shapes_gpu(void **state) { (void)state; SKIP_WITHOUT_GPU(); beyond_one_sm_shapes(1); }
+
+/* Every chunk count from 1 to more chunks than the row has vectors (the
+ * last blocks then get empty chunks, whose state merges as the identity):
+ * the same result within tolerance, and the results of different counts
+ * agree with each other to the same tolerance. Rows of 1003 (single
+ * elements) and 4096 elements (16-byte vectors). Under a sanitizer, and on
+ * the CPU for fp16, a sample of the counts (1-8, every 97th, the last). */
+static void split_counts(int gpu)
+{
+    static const size_t cols_list[] = { 1003, 4096 };
+    for (size_t d = 0; d < 2; d++)
+        for (size_t c = 0; c < 2; c++) {
+            const dtype_t dt = DTYPES[d];
+            const size_t rows = 3, cols = cols_list[c], es = dtype_size(dt);
+            const size_t vec = cols % (16 / es) == 0 ? 16 / es : 1, nvec = cols / vec;
+            void *x = random_matrix(dt, rows, cols, (uint32_t)(300 + c), 10.0f);
+            void *y = malloc(rows * cols * es), *y1 = malloc(rows * cols * es);
+            double worst = 0;
+            const int sample = getenv("STF_TEST_SMALL") || (!gpu && dt != DT_F32);
+            for (size_t P = 1; P <= nvec + 3; P++) {
+                if (sample && P > 8 && P != nvec + 3 && P % 97) continue;
+                softmax_split_set_chunks(P);
+                assert_int_equal(test_run_softmax(&IMPL_ONLINE_SPLIT, gpu, dt, rows, cols, x, P == 1 ? y1 : y, NULL), 0);
+                const double ratio = test_check_softmax(&IMPL_ONLINE_SPLIT, dt, rows, cols, x, P == 1 ? y1 : y);
+                if (ratio > worst) worst = ratio;
+                if (ratio > 1.0) print_message("%s online-split, %zu chunks, cols %zu %s: %.3g\n", gpu ? "gpu" : "cpu", P,
+                                               cols, dtype_name(dt), ratio);
+                assert_true(ratio <= 1.0);
+                if (P == 1) continue;
+                double most = 0; /* against the one-chunk result, relative to its size */
+                for (size_t i = 0; i < rows * cols; i++) {
+                    const double a = dtype_get(y, dt, i), b = dtype_get(y1, dt, i);
+                    const double e = fabs(a - b) / fmax(fabs(b), dtype_min_normal(dt));
+                    if (!(e <= most)) most = e; /* NaN becomes the maximum */
+                }
+                assert_true(most <= 2.0 * softmax_tolerance(dt, cols, 20.0, IMPL_ONLINE_SPLIT.round_k));
+            }
+            softmax_split_set_chunks(0);
+            print_message("%s online-split, cols %zu %s, 1 .. %zu chunks: worst error/tolerance %.3g\n",
+                          gpu ? "gpu" : "cpu", cols, dtype_name(dt), nvec + 3, worst);
+            free(x);
+            free(y);
+            free(y1);
+        }
+}
+static void test_split_counts_cpu(void **state) { (void)state; split_counts(0); }
+static void test_split_counts_gpu(void **state) { (void)state; SKIP_WITHOUT_GPU(); split_counts(1); }
+
+/* Every cluster size from 1 to 16 (on the GPU: to the device's largest), on
+ * rows of 8 elements (two vectors: most blocks hold nothing), 17 and 1003
+ * single elements and 4096 vectors, -inf prefixes included. */
+static void cluster_sizes(int gpu)
+{
+    static const size_t cols_list[] = { 8, 17, 1003, 4096 };
+    for (size_t d = 0; d < 3; d++)
+        for (size_t c = 0; c < 4; c++) {
+            const dtype_t dt = DTYPES[d];
+            const size_t rows = 5, cols = cols_list[c];
+            void *x = random_matrix(dt, rows, cols, (uint32_t)(400 + c), 10.0f);
+            void *y = malloc(rows * cols * dtype_size(dt));
+            for (size_t j = 0; j < cols / 2 + 1; j++) dtype_set(x, dt, j, -INFINITY); /* row 0: half -inf */
+            for (int k = 1; k <= CLUSTER_NONPORTABLE_MAX; k++) {
+                softmax_cluster_set_size(k);
+                char why[256];
+                if (!IMPL_MERGE_CLUSTER.applies(rows, cols, dt, gpu, why, sizeof why)) {
+                    print_message("%s merge-cluster, %d blocks: %s\n", gpu ? "gpu" : "cpu", k, why);
+                    assert_true(gpu); /* the CPU plans for clusters of up to 16 */
+                    continue;
+                }
+                assert_int_equal(test_run_softmax(&IMPL_MERGE_CLUSTER, gpu, dt, rows, cols, x, y, NULL), 0);
+                const double ratio = test_check_softmax(&IMPL_MERGE_CLUSTER, dt, rows, cols, x, y);
+                if (ratio > 1.0) print_message("%s merge-cluster, %d blocks, cols %zu %s: %.3g\n", gpu ? "gpu" : "cpu", k,
+                                               cols, dtype_name(dt), ratio);
+                assert_true(ratio <= 1.0);
+                for (size_t j = 0; j < cols / 2 + 1; j++) assert_true(dtype_get(y, dt, j) == 0.0f);
+            }
+            softmax_cluster_set_size(0);
+            free(x);
+            free(y);
+        }
+}
+static void test_cluster_sizes_cpu(void **state) { (void)state; cluster_sizes(0); }
+static void test_cluster_sizes_gpu(void **state) { (void)state; SKIP_WITHOUT_GPU(); cluster_sizes(1); }
 
 /* ---- Broken implementations: the checks above must catch each of them. */
 
@@ -278,20 +574,40 @@ static void test_checks_reject_broken(void **state)
     }
 }
 
+/* A failed assertion leaves a test early: put the forced plans back. */
+static int reset_forced(void **state)
+{
+    (void)state;
+    softmax_split_set_chunks(0);
+    softmax_cluster_set_size(0);
+    return 0;
+}
+#define T(f) cmocka_unit_test_teardown(f, reset_forced)
+
 int main(void)
 {
     test_seed();
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_accuracy_cpu),
-        cmocka_unit_test(test_ledger_counts),
-        cmocka_unit_test(test_onchip_budget),
-        cmocka_unit_test(test_overflow_cpu),
-        cmocka_unit_test(test_special_rows_cpu),
-        cmocka_unit_test(test_checks_reject_broken),
-        cmocka_unit_test(test_accuracy_gpu),
-        cmocka_unit_test(test_vector_paths_gpu),
-        cmocka_unit_test(test_overflow_gpu),
-        cmocka_unit_test(test_special_rows_gpu),
+        T(test_accuracy_cpu),
+        T(test_ledger_counts),
+        T(test_ledger_counts_beyond_one_sm),
+        T(test_path_rules),
+        T(test_onchip_budget),
+        T(test_overflow_cpu),
+        T(test_special_rows_cpu),
+        T(test_wide_long_rows_cpu),
+        T(test_beyond_one_sm_shapes_cpu),
+        T(test_split_counts_cpu),
+        T(test_cluster_sizes_cpu),
+        T(test_checks_reject_broken),
+        T(test_accuracy_gpu),
+        T(test_vector_paths_gpu),
+        T(test_overflow_gpu),
+        T(test_special_rows_gpu),
+        T(test_wide_long_rows_gpu),
+        T(test_split_counts_gpu),
+        T(test_beyond_one_sm_shapes_gpu),
+        T(test_cluster_sizes_gpu),
     };
     if (getenv("STF_GPU_ONLY")) cmocka_set_test_filter("*_gpu");
     return cmocka_run_group_tests_name("softmax stages 01-03", tests, NULL, NULL);

@@ -14,9 +14,13 @@
  * others: stage 02 exists to fix exactly this.
  * Special rows: all -inf gives 0/0 = NaN everywhere; a NaN gives a NaN row.
  *
+ * The sum is accumulated in blocks joined pairwise (common/blocked_sum.h),
+ * the order the GPU's threads and shuffle trees give it.
+ *
  * Run: build/bin/01_naive_softmax --device cpu [--dtype fp16 --scale 12] */
 #include <math.h>
 
+#include "blocked_sum.h"
 #include "naive.h"
 
 int softmax_naive_cpu(hbm_t *x, hbm_t *y, size_t rows, size_t cols)
@@ -24,9 +28,11 @@ int softmax_naive_cpu(hbm_t *x, hbm_t *y, size_t rows, size_t cols)
     const dtype_t dt = x->dt;
     for (size_t r = 0; r < rows; r++) {
         const size_t base = r * cols;
-        float d = 0.0f;
+        fsum_t acc;
+        fsum_init(&acc);
         for (size_t j = 0; j < cols; j++) /* pass 1: the denominator */
-            d += dtype_round(dt, expf(hbm_ld(x, base + j)));
+            fsum_add(&acc, dtype_round(dt, expf(hbm_ld(x, base + j))));
+        const float d = fsum_total(&acc);
         for (size_t j = 0; j < cols; j++) /* pass 2: every output */
             hbm_st(y, base + j, dtype_round(dt, expf(hbm_ld(x, base + j))) / d);
     }

@@ -1,15 +1,16 @@
 /* build/bin/02_safe_softmax: safe softmax against stage 01's naive softmax on
- * the same input. Answers Q2: with --dtype fp16 --scale 12 (or fp32 with
- * --scale 100) the naive row shows inf/NaN and the safe row does not. */
+ * the same input, and safe softmax with the row held on chip (1 load + 1
+ * store). Answers Q2: with --dtype fp16 --scale 12 (or fp32 with --scale 100)
+ * the naive row shows inf/NaN and the safe rows do not. */
 #include "../01_naive_softmax/naive.h"
 #include "safe.h"
 
 int main(int argc, char **argv)
 {
-    static const softmax_impl_t *const impls[] = { &IMPL_NAIVE, &IMPL_SAFE };
+    static const softmax_impl_t *const impls[] = { &IMPL_NAIVE, &IMPL_SAFE, &IMPL_SAFE_ONCHIP };
     const softmax_stage_t st = {
-        "02_safe_softmax", "stage 02, safe softmax (subtract the row max), against stage 01's naive softmax",
-        impls, 2, 1,
+        "02_safe_softmax", "stage 02, safe softmax (subtract the row max), and with the row on chip, against stage 01's naive softmax",
+        impls, 3, 1,
     };
     return softmax_stage_main(&st, argc, argv);
 }

@@ -12,9 +12,15 @@
  * the NaN itself then poisons d and the whole row is NaN. A row of all -inf
  * has m = -inf and e^{-inf - (-inf)} = e^{NaN}: NaN everywhere, as 0/0 should.
  *
+ * The sum is accumulated in blocks of 256 terms joined pairwise
+ * (common/blocked_sum.h), as the GPU's threads and shuffle trees do: a
+ * sequential fp32 sum over a row of 262147 wide logits drifted past the
+ * tolerance.
+ *
  * Run: build/bin/02_safe_softmax --device cpu [--dtype fp16 --scale 12] */
 #include <math.h>
 
+#include "blocked_sum.h"
 #include "safe.h"
 
 int softmax_safe_cpu(hbm_t *x, hbm_t *y, size_t rows, size_t cols)
@@ -23,8 +29,10 @@ int softmax_safe_cpu(hbm_t *x, hbm_t *y, size_t rows, size_t cols)
         const size_t base = r * cols;
         float m = -INFINITY;
         for (size_t j = 0; j < cols; j++) m = fmaxf(m, hbm_ld(x, base + j));
-        float d = 0.0f;
-        for (size_t j = 0; j < cols; j++) d += expf(hbm_ld(x, base + j) - m);
+        fsum_t acc;
+        fsum_init(&acc);
+        for (size_t j = 0; j < cols; j++) fsum_add(&acc, expf(hbm_ld(x, base + j) - m));
+        const float d = fsum_total(&acc);
         for (size_t j = 0; j < cols; j++) hbm_st(y, base + j, expf(hbm_ld(x, base + j) - m) / d);
     }
     return 0;

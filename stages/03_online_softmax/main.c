@@ -1,15 +1,21 @@
-/* build/bin/03_online_softmax: online softmax (two sweeps) and the row-on-chip
- * variant (one load, one store), against stage 02's safe softmax on the same
- * input. Answers Q3. */
+/* build/bin/03_online_softmax: online softmax (two sweeps), the row-on-chip
+ * variants (one load, one store; stage 02's safe-onchip beside stage 03's
+ * merge-onchip), and the paths beyond one SM: online-split for few long rows,
+ * merge-cluster for rows held across a thread-block cluster; against stage
+ * 02's safe softmax on the same input. Answers Q3. Each path says whether it
+ * applies to the shape, and why. */
 #include "../02_safe_softmax/safe.h"
 #include "online.h"
 
 int main(int argc, char **argv)
 {
-    static const softmax_impl_t *const impls[] = { &IMPL_SAFE, &IMPL_ONLINE, &IMPL_ONLINE_ONCHIP };
+    static const softmax_impl_t *const impls[] = { &IMPL_SAFE,         &IMPL_SAFE_ONCHIP,  &IMPL_ONLINE,
+                                                   &IMPL_MERGE_ONCHIP, &IMPL_ONLINE_SPLIT, &IMPL_MERGE_CLUSTER };
     const softmax_stage_t st = {
-        "03_online_softmax", "stage 03, online softmax and the row-on-chip variant, against stage 02's safe softmax",
-        impls, 3, 1,
+        "03_online_softmax",
+        "stage 03, online softmax, the row on chip (one SM, or a cluster), rows split across blocks; "
+        "against stage 02's safe softmax",
+        impls, 6, 2,
     };
     return softmax_stage_main(&st, argc, argv);
 }

@@ -1,36 +1,110 @@
 /* Stage 03: online softmax. The maximum and the denominator in one sweep,
  * rescaling the running sum whenever the maximum grows (Milakov & Gimelshein
- * 2018), then the normalising sweep; and the variant that keeps a whole row
- * on chip when it fits, so the row is read once. */
+ * 2018), then the normalising sweep. Built on the (m, d) state and its merge
+ * (md.h), which also lets a row be cut across threads, blocks and clusters:
+ *
+ *   online         one block per row, 2 sweeps: 2 loads + 1 store
+ *   merge-onchip   one block per row held in registers; each thread's (m, d)
+ *                  from its registers (max, then sum), one merge across the
+ *                  row: 1 load + 1 store
+ *   online-split   few long rows: each row cut into chunks on separate
+ *                  blocks, their (m, d) merged by the last block to finish,
+ *                  the normalising sweep on all blocks: 2 loads + 1 store,
+ *                  plus the partial states
+ *   merge-cluster  a row held in the registers of a thread-block cluster
+ *                  (sm_90), the blocks' (m, d) exchanged through distributed
+ *                  shared memory: 1 load + 1 store for rows far longer than
+ *                  one SM holds */
 #ifndef STF_STAGE03_H
 #define STF_STAGE03_H
 
 #include <stddef.h>
 
+#include "../02_safe_softmax/safe.h"
 #include "dtype.h"
 #include "ledger.h"
+#include "md.h"
 #include "softmax_bench.h"
 
 #ifdef __cplusplus
 extern "C" {
 #endif
 
-/* The on-chip variant holds a row in registers: at most 8 vectors of 16 bytes
- * per thread, 1024 threads per row, i.e. 128 KiB (half the register file of
- * an H100/H200 SM). Rows whose length is not a multiple of the 16-byte
- * vector fall back to single elements, 32 per thread: 32768 elements. */
-#define ONCHIP_MAX_BYTES (128u * 1024u)
-size_t online_onchip_capacity(size_t cols, dtype_t dt);
-int online_onchip_applies(size_t cols, dtype_t dt, char *why, size_t why_len);
-
 int softmax_online_cpu(hbm_t *x, hbm_t *y, size_t rows, size_t cols);
-int softmax_online_onchip_cpu(hbm_t *x, hbm_t *y, size_t rows, size_t cols);
+int softmax_merge_onchip_cpu(hbm_t *x, hbm_t *y, size_t rows, size_t cols);
+int softmax_online_split_cpu(hbm_t *x, hbm_t *y, size_t rows, size_t cols);
+int softmax_merge_cluster_cpu(hbm_t *x, hbm_t *y, size_t rows, size_t cols);
 
 void softmax_online_gpu(const void *x, void *y, size_t rows, size_t cols, dtype_t dt);
-void softmax_online_onchip_gpu(const void *x, void *y, size_t rows, size_t cols, dtype_t dt);
+void softmax_merge_onchip_gpu(const void *x, void *y, size_t rows, size_t cols, dtype_t dt);
+void softmax_online_split_gpu(const void *x, void *y, size_t rows, size_t cols, dtype_t dt);
+void softmax_merge_cluster_gpu(const void *x, void *y, size_t rows, size_t cols, dtype_t dt);
+
+/* ---- online-split (split_cpu.c, split_gpu.cu) */
+
+/* Blocks of SPLIT_THREADS threads; a chunk is at least SPLIT_MIN_VEC vectors
+ * (one per thread). SPLIT_CPU_SMS: the SM count the CPU version plans for
+ * (the H200's), so that its ledger counts what the GPU does. */
+#define SPLIT_THREADS 256
+#define SPLIT_MIN_VEC 256
+#define SPLIT_CPU_SMS 132
+/* Chunks per row for rows x cols of dt on a GPU of `sms` SMs: enough blocks
+ * for 8 per SM (2048 threads), at least SPLIT_MIN_VEC vectors each; 1 when
+ * one block per row would already fill 1/8 of the SMs' thread slots, where
+ * the split stopped paying on the H200 (why says so). A count forced by
+ * softmax_split_set_chunks() is returned as is. */
+size_t softmax_split_chunks(size_t rows, size_t cols, dtype_t dt, int sms, char *why, size_t why_len);
+/* Tests only: force the chunks per row (0: automatic). Both the CPU and the
+ * GPU versions obey it, and online-split then applies to every shape. */
+void softmax_split_set_chunks(size_t chunks);
+size_t softmax_split_forced(void);
+/* Bytes of partial states the split moves beyond the model's 2 loads + 1
+ * store, for `rows` rows cut into `chunks`: each block writes its (m, d)
+ * (8 bytes), the last block of a row reads them all and writes the row's
+ * state, and each normalising block reads that: rows (24 chunks + 8). */
+size_t softmax_split_extra_bytes(size_t rows, size_t chunks);
+
+/* ---- merge-cluster (cluster_cpu.c, cluster_gpu.cu) */
+
+/* Each thread of a cluster's block holds CLUSTER_PER_THREAD elements of the
+ * row in registers (fp32: 8 vectors of 16 bytes; fp16/bf16: 4; rows that are
+ * not a multiple of the vector: single elements). A "small" block has
+ * CLUSTER_THREADS_S threads (16384 elements, 64 KiB of fp32; two blocks an
+ * SM), a "large" one CLUSTER_THREADS_L (32768 elements; one block an SM).
+ * 32 elements a thread, not 64, for 16-bit rows too: at 64 the conversions
+ * and exponentials of one thread stall its block (stage 02's onchip.cuh),
+ * and the registers spill. */
+#define CLUSTER_PER_THREAD 32
+#define CLUSTER_THREADS_S 512
+#define CLUSTER_THREADS_L 1024
+#define CLUSTER_PORTABLE_MAX 8
+#define CLUSTER_NONPORTABLE_MAX 16
+typedef struct {
+    int blocks;          /* cluster size: blocks per row */
+    int threads;         /* per block */
+    size_t block_elems;  /* elements one block holds */
+    size_t block_bytes;  /* their size */
+} cluster_plan_t;
+/* The plan for rows of `cols` elements of dt, given the largest cluster the
+ * device allows for small and for large blocks (max_s, max_l; the CPU passes
+ * CLUSTER_NONPORTABLE_MAX). Smallest cluster of small blocks that holds the
+ * row, else of large blocks; 0 (and why) when no cluster holds it, or when
+ * the row fits one block's registers (merge-onchip is then the path). A size
+ * forced by softmax_cluster_set_size() is used whenever the row fits it. */
+int merge_cluster_plan(size_t cols, dtype_t dt, int max_s, int max_l, cluster_plan_t *plan, char *why, size_t why_len);
+/* Tests only: force the cluster size (0: automatic); with it, rows that fit
+ * one block are clustered too, so that short rows exercise the exchange. */
+void softmax_cluster_set_size(int blocks);
+int softmax_cluster_forced(void);
+/* GPU side (cluster_gpu.cu): 1 when this device and build can launch the
+ * cluster kernels, with the largest cluster sizes for small and large blocks
+ * (cudaOccupancyMaxPotentialClusterSize); else 0 and why. */
+int merge_cluster_gpu_limits(dtype_t dt, size_t cols, int *max_s, int *max_l, char *why, size_t why_len);
 
 extern const softmax_impl_t IMPL_ONLINE;        /* 2 loads + 1 store */
-extern const softmax_impl_t IMPL_ONLINE_ONCHIP; /* 1 load + 1 store */
+extern const softmax_impl_t IMPL_MERGE_ONCHIP;  /* 1 load + 1 store */
+extern const softmax_impl_t IMPL_ONLINE_SPLIT;  /* 2 loads + 1 store (+ partial states) */
+extern const softmax_impl_t IMPL_MERGE_CLUSTER; /* 1 load + 1 store */
 
 #ifdef __cplusplus
 }

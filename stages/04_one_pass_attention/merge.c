@@ -1,5 +1,5 @@
 /* Stage 04, the merge of two partial attention states. What changes from
- * stage 03: md_merge (common/softmax_device.cuh) merged (max, sum) pairs; this
+ * stage 03: md_merge (stages/03_online_softmax/md.h) merged (max, sum) pairs; this
  * merge carries the output vector o along. Stage 05 (tiles of keys) and the
  * later stages reuse it.
  *
@@ -21,13 +21,14 @@
  * memory: no N x N array.
  *
  * Memory traffic: none (registers only). An empty state (m = -inf) merges as
- * the identity: the exponents are taken against 0 while M = -inf, as in
- * stage 03, so that e^{-inf - (-inf)} = NaN never appears.
+ * the identity: the exponents are taken against 0 while M = -inf (exp_base,
+ * common/exp_base.h), as in stage 03, so that e^{-inf - (-inf)} = NaN never appears.
  *
  * Run: through build/bin/test_attention (test_merge_*). */
 #include <math.h>
 
 #include "attention.h"
+#include "exp_base.h"
 
 void attn_state_init(attn_state_t *st, float *o, size_t d)
 {
@@ -40,7 +41,7 @@ void attn_state_init(attn_state_t *st, float *o, size_t d)
 void attn_merge(attn_state_t *a, const attn_state_t *b, size_t d)
 {
     const float M = fmaxf(a->m, b->m);
-    const float base = M == -INFINITY ? 0.0f : M;
+    const float base = exp_base(M);
     const float fa = expf(a->m - base), fb = expf(b->m - base);
     a->l = a->l * fa + b->l * fb;
     for (size_t c = 0; c < d; c++) a->o[c] = a->o[c] * fa + b->o[c] * fb;

@@ -31,11 +31,9 @@
 #include <stdlib.h>
 
 #include "attention.h"
+#include "exp_base.h"
 
 const int ATTN04_DIMS[] = { 16, 32, 64, 80, 96, 128, 256, 0 };
-
-/* The exponent base: m, or 0 while no key has been seen. */
-static float base_of(float m) { return m == -INFINITY ? 0.0f : m; }
 
 void attention_one_pass_range(hbm_t *k, hbm_t *v, size_t base, size_t d, float scale, const float *q, size_t j0,
                               size_t j1, attn_state_t *st)
@@ -46,7 +44,7 @@ void attention_one_pass_range(hbm_t *k, hbm_t *v, size_t base, size_t d, float s
         float dot = 0.0f;
         for (size_t c = 0; c < d; c++) dot += q[c] * hbm_ld(k, row + c);
         const float s = scale * dot;
-        const float mn = fmaxf(m, s), ms = base_of(mn);
+        const float mn = fmaxf(m, s), ms = exp_base(mn);
         const float alpha = expf(m - ms), p = expf(s - ms); /* alpha = 1 exactly unless m grew */
         l = l * alpha + p;
         for (size_t c = 0; c < d; c++) o[c] = o[c] * alpha + p * hbm_ld(v, row + c);

@@ -33,6 +33,7 @@
  *
  * Run: build/bin/04_one_pass_attention [--dtype fp16] [--dim 128] [--causal] [--sweep] */
 #include "attention.h"
+#include "exp_base.h"
 #include "gpu_check.h"
 #include "softmax_device.cuh"
 
@@ -116,7 +117,7 @@ one_pass_kernel(const T *__restrict__ q, const T *__restrict__ k, const T *__res
             s[t] = j0 + t < n ? scale * s[t] : -INFINITY;
             mn = fmaxf(mn, s[t]);
         }
-        const float ms = finite_or_zero(mn);
+        const float ms = exp_base(mn);
         const float alpha = fexp(m - ms); /* 1 exactly unless m grew */
         float p[OP_KB], psum = 0.0f;
 #pragma unroll

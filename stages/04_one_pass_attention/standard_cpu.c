@@ -24,7 +24,7 @@
  * The N^2 terms are the point: at d = 64 they outweigh everything else once
  * N > 64, and S and P (2 B H N^2 es bytes) must fit in device memory.
  *
- * Which softmax: the same rule as the GPU (online_onchip_applies), so that a
+ * Which softmax: the same rule as the GPU (onchip_applies, stage 02), so that a
  * CPU ledger and a GPU measurement of one shape count the same algorithm.
  *
  * Run: build/bin/04_one_pass_attention --device cpu [--seq 512] [--causal] */
@@ -44,7 +44,7 @@ size_t attention_standard_ws_bytes(const attn_shape_t *s)
 int attention_standard_onchip(const attn_shape_t *s)
 {
     char why[256];
-    return online_onchip_applies(s->seq_kv, s->dt, why, sizeof why);
+    return onchip_applies(s->seq_kv, s->dt, why, sizeof why);
 }
 
 double attention_standard_model_bytes(const attn_shape_t *s)
@@ -92,7 +92,7 @@ int attention_standard_cpu(const attn_shape_t *s, hbm_t *q, hbm_t *k, hbm_t *v, 
     }
 
     /* 2. P = softmax(S), row by row: stage 03 */
-    int rc = attention_standard_onchip(s) ? softmax_online_onchip_cpu(&S, &P, bhs * Nq, Nk)
+    int rc = attention_standard_onchip(s) ? softmax_merge_onchip_cpu(&S, &P, bhs * Nq, Nk)
                                           : softmax_online_cpu(&S, &P, bhs * Nq, Nk);
 
     /* 3. O = P V: a row of P at a time against the V slice */
@@ -121,7 +121,7 @@ static const char *standard_describe(const attn_shape_t *s)
     snprintf(buf, sizeof buf,
              "standard: S and P hold B H N^2 = %.4g elements each (%.4g MB together); softmax: stage 03's %s%s",
              nn, (double)attention_standard_ws_bytes(s) / 1e6,
-             attention_standard_onchip(s) ? "online-onchip (a row of S fits on chip: read once)"
+             attention_standard_onchip(s) ? "merge-onchip (a row of S fits on chip: read once)"
                                           : "two-sweep online softmax (S read twice)",
              s->causal ? "; causal: -inf written above the diagonal after the full GEMM" : "");
     return buf;

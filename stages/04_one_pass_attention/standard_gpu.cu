@@ -2,7 +2,7 @@
  * 03's softmax in between, the N x N arrays S and P in device memory.
  *     S = Q K^T * scale   cublasGemmStridedBatchedEx, B H batches
  *     [causal: mask_kernel writes -inf above the diagonal of S]
- *     P = softmax(S)      softmax_online_onchip_gpu (rows of N on chip) or
+ *     P = softmax(S)      softmax_merge_onchip_gpu (rows of N on chip) or
  *                         softmax_online_gpu, on S viewed as B H N rows of N
  *     O = P V             cublasGemmStridedBatchedEx
  * What changes from stage 03: the softmax is the middle of three kernels.
@@ -98,7 +98,7 @@ extern "C" void attention_standard_gpu(const attn_shape_t *s, const void *q, con
         else mask_kernel<float><<<(unsigned)rows, 256>>>((float *)S, Nq, Nk);
         LAUNCH_CHECK();
     }
-    if (attention_standard_onchip(s)) softmax_online_onchip_gpu(S, P, rows, (size_t)Nk, s->dt);
+    if (attention_standard_onchip(s)) softmax_merge_onchip_gpu(S, P, rows, (size_t)Nk, s->dt);
     else softmax_online_gpu(S, P, rows, (size_t)Nk, s->dt);
     /* O^T (d x Nq) = V^T (d x Nk) * P^T (Nk x Nq) */
     CUBLAS_CHECK(cublasGemmStridedBatchedEx(h, CUBLAS_OP_N, CUBLAS_OP_N, d, Nq, Nk, &one, v, ty, d, ndk, P, ty, Nk, nn,
