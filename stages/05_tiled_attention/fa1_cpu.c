@@ -222,8 +222,8 @@ static const char *fa1_describe(const attn_shape_t *s)
     const int ok = attention_fa1_gpu_info(s, &g, why, sizeof why);
     snprintf(buf, sizeof buf,
              "fa1: K/V blocks outer, Q blocks inner; Br x Bc = %zu x %zu, %zu bytes on chip (CPU, fp32); O, l, m in "
-             "HBM (%.4g MB, fp32), read and written back per pair of blocks; one GPU thread block per head "
-             "(%zu blocks); %s",
+             "HBM (%.4g MB, fp32), read and written back per pair of blocks; one GPU thread block per head, "
+             "%zu in all; %s",
              br, bc, tiled_onchip_bytes(br, bc, s->dim), (double)tiled_fa1_ws_bytes(s) / 1e6,
              s->batch * s->heads, tiled_gpu_text(ok, &g, why));
     return buf;
