@@ -30,7 +30,7 @@
 #define GPU_MARGIN ((size_t)256 << 20) /* cuBLAS workspace, allocator slack, the L2 flush buffer */
 
 static const report_col_t COLS[] = {
-    { "run_by", "program", 0 },       { "stage", "stage", 5 },          { "impl", "impl", 11 },
+    { "run_by", "program", 0 },       { "stage", "stage", 5 },          { "impl", "impl", 17 },
     { "device", "dev", 3 },           { "dtype", "dtype", 5 },          { "batch", "B", 4 },
     { "heads", "H", 4 },              { "kv_heads", "Hkv", 4 },         { "seq", "Nq", 6 },
     { "seq_kv", "Nk", 6 },            { "dim", "d", 4 },                { "causal", "causal", 6 },
@@ -209,6 +209,18 @@ static void print_ws_limit(const attn_impl_t *im, const attn_shape_t *s, int gpu
            im->name, gpu ? "device" : "host", nmax, s->batch, s->heads, dtype_name(s->dt));
 }
 
+/* 1 when the workspace grows faster than N (S and P: N x N), so that a
+ * largest N is worth reporting; a workspace of O(N d) (stage 05's FA1 keeps
+ * O, l, m there) has no such limit worth printing. */
+static int quadratic_ws(const attn_impl_t *im, const attn_shape_t *s)
+{
+    attn_shape_t t = *s;
+    const double w1 = (double)im->ws_bytes(&t);
+    t.seq_q *= 2;
+    t.seq_kv *= 2;
+    return (double)im->ws_bytes(&t) > 3.0 * w1;
+}
+
 /* Runs every selected implementation on one shape and fills its table.
  * Returns 0 on success, 2 on bad input, 1 on a failed check. */
 static int run_shape(const attn_stage_t *st, const opts_t *o, const attn_shape_t *s, const loaded_t *ld, report_t *rep)
@@ -341,7 +353,7 @@ static int run_shape(const attn_stage_t *st, const opts_t *o, const attn_shape_t
         const size_t ws_bytes = im->ws_bytes ? im->ws_bytes(s) : 0;
         const double model = im->model_bytes(s), peak = in_bytes + (double)ws_bytes;
         if (im->describe && nnotes < 16) notes[nnotes++] = im->describe(s);
-        if (ws_bytes && s->seq_q == s->seq_kv) print_ws_limit(im, s, gpu, in_bytes, chk_bytes);
+        if (ws_bytes && s->seq_q == s->seq_kv && quadratic_ws(im, s)) print_ws_limit(im, s, gpu, in_bytes, chk_bytes);
         const int row = shape_row(rep, st, o, s, im);
         report_set(rep, row, "model_mb", "%.6g", model / 1e6);
         report_set(rep, row, "model_bytes", "%.0f", model);
@@ -358,13 +370,13 @@ static int run_shape(const attn_stage_t *st, const opts_t *o, const attn_shape_t
                 gpu_mem_info(&fr, &tot);
                 fits = (double)ws_bytes + (double)GPU_MARGIN <= (double)fr && (ws = gpu_try_malloc(ws_bytes)) != NULL;
                 if (!fits)
-                    fprintf(stderr, "%s: %s needs %s of device memory for its N x N intermediates (S and P) beside "
+                    fprintf(stderr, "%s: %s needs %s of device memory for its intermediates (workspace) beside "
                                     "Q, K, V, O; %s of %s are free: does not fit. The other implementations still run.\n",
                             st->prog, im->name, gib((double)ws_bytes), gib((double)fr), gib((double)tot));
             } else {
                 fits = fits_host(in_bytes + chk_bytes + (double)ws_bytes) && (ws = malloc(ws_bytes)) != NULL;
                 if (!fits)
-                    fprintf(stderr, "%s: %s needs %s of host memory for its N x N intermediates (S and P) beside "
+                    fprintf(stderr, "%s: %s needs %s of host memory for its intermediates (workspace) beside "
                                     "Q, K, V, O; this machine has %s: does not fit. The other implementations still run.\n",
                             st->prog, im->name, gib((double)ws_bytes), gib(host_bytes()));
             }

@@ -1,0 +1,211 @@
+/* Stage 05, tiled attention in FlashAttention-2's loop order, on the CPU.
+ * What changes from stage 04's one-pass (one_pass_cpu.c): the recurrence runs
+ * on blocks instead of single rows and keys. A block of Br query rows is
+ * loaded once and stays on chip with its running state (m, l, O); the keys
+ * arrive Bc at a time, and each K/V block, loaded once, serves all Br rows.
+ *
+ *   for each query block Q_i (Br rows):                   outer loop
+ *       load Q_i;  m = -inf, l = 0, O = 0                 (on chip)
+ *       for each key block j that block i can see:       inner loop
+ *           load K_j, V_j
+ *           S  = scale Q_i K_j^T          (Br x Bc, masked: -inf)
+ *           m' = max(m, rowmax S)
+ *           P  = e^{S - m'}               (the block's local softmax numerators)
+ *           l  = l e^{m - m'} + rowsum P
+ *           O  = O e^{m - m'} + P V_j     (the rescale of Q4, once per block)
+ *           m  = m'
+ *       write O / l                        (the only division, at the end)
+ *
+ * This is the merge of stage 04 (merge.c) applied to whole blocks: the state
+ * (m, l, O) of the keys so far, merged with the block's. Dividing by l only at
+ * the end (FlashAttention-2's change) saves Br d divisions per block and lets
+ * O stay unnormalised, like stage 04's one-pass.
+ *
+ * Causal: key block j is skipped entirely (not loaded, not computed) when even
+ * the last row of block i cannot see its first key: j >= ct_i = ceil(n_i / Bc)
+ * (tiled.h). Only blocks that straddle the diagonal need the mask.
+ *
+ * Memory traffic (the ledger counts it; tiled_fa2_bytes in tiles.c is the
+ * closed form, equal to it): Q once, O once, and K, V once per query block:
+ *     es (2 Nq d + 2 d Nk Tr)  per head, Tr = ceil(Nq / Br)     (not causal)
+ * the one-pass's 2 Nq Nk d of K/V divided by Br.
+ * On chip (sram_alloc, checked against --sram): Q_i, O_i, K_j, V_j, S_ij, m, l
+ * in fp32, tiled_onchip_bytes(Br, Bc, d).
+ *
+ * Run: build/bin/05_tiled_attention --device cpu --kernel fa2 [--sram BYTES | --br R --bc C] [--causal] */
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "tiled.h"
+
+/* The on-chip working set of one query block. */
+typedef struct {
+    float *q, *o, *k, *v, *s, *m, *l;
+} chip_t;
+
+static void chip_free(ledger_t *lg, chip_t *c, size_t br, size_t bc, size_t d)
+{
+    sram_free(lg, c->q, br * d * 4);
+    sram_free(lg, c->o, br * d * 4);
+    sram_free(lg, c->k, bc * d * 4);
+    sram_free(lg, c->v, bc * d * 4);
+    sram_free(lg, c->s, br * bc * 4);
+    sram_free(lg, c->m, br * 4);
+    sram_free(lg, c->l, br * 4);
+}
+
+/* Every tile through sram_alloc: a working set beyond the budget fails here. */
+static int chip_alloc(ledger_t *lg, chip_t *c, size_t br, size_t bc, size_t d)
+{
+    memset(c, 0, sizeof *c);
+    if (!(c->q = sram_alloc(lg, br * d * 4)) || !(c->o = sram_alloc(lg, br * d * 4)) ||
+        !(c->k = sram_alloc(lg, bc * d * 4)) || !(c->v = sram_alloc(lg, bc * d * 4)) ||
+        !(c->s = sram_alloc(lg, br * bc * 4)) || !(c->m = sram_alloc(lg, br * 4)) || !(c->l = sram_alloc(lg, br * 4))) {
+        chip_free(lg, c, br, bc, d);
+        return -1;
+    }
+    return 0;
+}
+
+int attention_fa2_cpu(const attn_shape_t *s, hbm_t *q, hbm_t *k, hbm_t *v, hbm_t *o, void *ws)
+{
+    (void)ws;
+    const size_t d = s->dim, Nq = s->seq_q, Nk = s->seq_kv, bhs = s->batch * s->heads;
+    size_t BR, BC;
+    char why[384];
+    memset(&tiled_cpu_counts, 0, sizeof tiled_cpu_counts);
+    if (tiled_choose(TILED_FA2, s, &BR, &BC, why, sizeof why)) {
+        fprintf(stderr, "fa2: %s\n", why);
+        return -1;
+    }
+    /* a tile longer than the sequence holds the sequence: same blocks, less memory */
+    const size_t br = BR < Nq ? BR : Nq, bc = BC < Nk ? BC : Nk;
+    ledger_t *lg = q->lg;
+    const uint64_t budget = lg->sram_budget;
+    if (s->tune.sram) lg->sram_budget = s->tune.sram;
+    chip_t c;
+    if (chip_alloc(lg, &c, br, bc, d)) {
+        fprintf(stderr, "fa2: the %zu x %zu tiles do not fit on chip\n", br, bc);
+        lg->sram_budget = budget;
+        return -1;
+    }
+    const size_t Tr = (Nq + br - 1) / br, Tc = (Nk + bc - 1) / bc;
+    for (size_t bh = 0; bh < bhs; bh++) {
+        const size_t qbase = bh * Nq * d, kvbase = (size_t)attn_kv_slice(s, (uint64_t)bh * Nq) * Nk * d;
+        tiled_cpu_counts.total += Tr * Tc;
+        for (size_t i = 0; i < Tr; i++) {
+            const size_t row0 = i * br, rows = row0 + br <= Nq ? br : Nq - row0;
+            const size_t ct = tiled_keys_needed(s, br, bc, i);
+            if (ct == 0) { /* no row of this block sees any key: FlashAttention's 0, Q never read */
+                for (size_t x = 0; x < rows * d; x++) hbm_st(o, qbase + row0 * d + x, 0.0f);
+                continue;
+            }
+            for (size_t x = 0; x < rows * d; x++) c.q[x] = hbm_ld(q, qbase + row0 * d + x);
+            for (size_t r = 0; r < rows; r++) c.m[r] = -INFINITY, c.l[r] = 0.0f;
+            memset(c.o, 0, rows * d * sizeof(float));
+            for (size_t j = 0; j < ct; j++) {
+                const size_t key0 = j * bc, cols = key0 + bc <= Nk ? bc : Nk - key0;
+                for (size_t x = 0; x < cols * d; x++) c.k[x] = hbm_ld(k, kvbase + key0 * d + x);
+                for (size_t x = 0; x < cols * d; x++) c.v[x] = hbm_ld(v, kvbase + key0 * d + x);
+                tiled_cpu_counts.computed++;
+                int masked = 0;
+                for (size_t r = 0; r < rows; r++) {
+                    const size_t vis = attn_visible_keys(s, row0 + r); /* keys < vis are visible */
+                    float *sr = c.s + r * bc, mx = c.m[r];
+                    for (size_t t = 0; t < cols; t++) {
+                        if (key0 + t >= vis) { /* only blocks on the diagonal get here */
+                            sr[t] = -INFINITY;
+                            masked = 1;
+                            continue;
+                        }
+                        float dot = 0.0f;
+                        for (size_t x = 0; x < d; x++) dot += c.q[r * d + x] * c.k[t * d + x];
+                        sr[t] = s->scale * dot;
+                        mx = fmaxf(mx, sr[t]);
+                    }
+                    /* while no key is visible m = -inf: exponents against 0, never -inf - (-inf) */
+                    const float base = mx == -INFINITY ? 0.0f : mx, alpha = expf(c.m[r] - base);
+                    float rowsum = 0.0f, *orow = c.o + r * d;
+                    for (size_t t = 0; t < cols; t++) {
+                        sr[t] = expf(sr[t] - base);
+                        rowsum += sr[t];
+                    }
+                    c.l[r] = c.l[r] * alpha + rowsum;
+                    for (size_t x = 0; x < d; x++) orow[x] *= alpha;
+                    for (size_t t = 0; t < cols; t++)
+                        for (size_t x = 0; x < d; x++) orow[x] += sr[t] * c.v[t * d + x];
+                    c.m[r] = mx;
+                }
+                tiled_cpu_counts.masked += masked;
+            }
+            for (size_t r = 0; r < rows; r++) /* the one division; l = 0: no visible key, output 0 */
+                for (size_t x = 0; x < d; x++)
+                    hbm_st(o, qbase + (row0 + r) * d + x, c.l[r] == 0.0f ? 0.0f : c.o[r * d + x] / c.l[r]);
+        }
+    }
+    tiled_cpu_counts.skipped = tiled_cpu_counts.total - tiled_cpu_counts.computed;
+    chip_free(lg, &c, br, bc, d);
+    lg->sram_budget = budget;
+    return 0;
+}
+
+/* ---- the implementation's entry in the table */
+
+static void fa2_tiles(const attn_shape_t *s, size_t *br, size_t *bc)
+{
+    char why[384];
+    if (tiled_choose(TILED_FA2, s, br, bc, why, sizeof why)) *br = *bc = 0;
+}
+
+static double fa2_model(const attn_shape_t *s)
+{
+    size_t br, bc;
+    fa2_tiles(s, &br, &bc);
+    return br ? tiled_fa2_bytes(s, br, bc) : 0.0;
+}
+
+static const char *fa2_tiles_cell(const attn_shape_t *s, int gpu)
+{
+    static char buf[32];
+    size_t br, bc;
+    (void)gpu; /* the GPU kernel runs the same tiles (supports() declines others) */
+    fa2_tiles(s, &br, &bc);
+    snprintf(buf, sizeof buf, "%zux%zu", br, bc);
+    return buf;
+}
+
+static const char *fa2_describe(const attn_shape_t *s)
+{
+    static char buf[640];
+    size_t br, bc;
+    fa2_tiles(s, &br, &bc);
+    tiled_counts_t c;
+    tiled_count_blocks(s, br, bc, &c);
+    tiled_gpu_info_t g;
+    char why[256] = "";
+    const int ok = attention_fa2_gpu_info(s, &g, why, sizeof why);
+    snprintf(buf, sizeof buf,
+             "fa2: Q block outer, K/V blocks inner; Br x Bc = %zu x %zu, %zu bytes on chip (CPU, fp32); K and V read "
+             "once per query block; blocks computed %llu of %llu (%llu skipped, %llu masked); %s",
+             br, bc, tiled_onchip_bytes(br, bc, s->dim), (unsigned long long)c.computed,
+             (unsigned long long)c.total, (unsigned long long)c.skipped, (unsigned long long)c.masked,
+             tiled_gpu_text(ok, &g, why));
+    return buf;
+}
+
+static int fa2_supports(const attn_shape_t *s, int gpu, char *why, size_t n)
+{
+    size_t br, bc;
+    if (tiled_choose(TILED_FA2, s, &br, &bc, why, n)) return 0;
+    if (!gpu) return 1;
+    tiled_gpu_info_t g;
+    return attention_fa2_gpu_info(s, &g, why, n);
+}
+
+const attn_impl_t IMPL_ATTN_FA2 = {
+    .name = "fa2", .stage = "05", .rounding = 0, .ws_bytes = NULL,
+    .model_bytes = fa2_model, .supports = fa2_supports,
+    .cpu = attention_fa2_cpu, .gpu = GPU_FN(attention_fa2_gpu),
+    .describe = fa2_describe, .tiles = fa2_tiles_cell,
+};

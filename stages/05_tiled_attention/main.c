@@ -1,0 +1,40 @@
+/* build/bin/05_tiled_attention: tiled attention (Q5) against stage 04's
+ * standard and one-pass attention, on the same input. fa1 and fa2 are
+ * FlashAttention-1's and -2's loop orders (CPU: tiles in a simulated on-chip
+ * memory, every HBM byte counted; GPU: shared-memory tiles), fa2-regtile and
+ * fa2-regtile-br128 the register-tiled FA2 kernels. */
+#include <stdio.h>
+#include <string.h>
+
+#include "cli.h"
+#include "tiled.h"
+
+static const attn_impl_t *const impls[] = {
+    &IMPL_ATTN_STANDARD, &IMPL_ATTN_ONE_PASS, &IMPL_ATTN_FA1, &IMPL_ATTN_FA2,
+    &IMPL_ATTN_FA2_REGTILE, &IMPL_ATTN_FA2_REGTILE128,
+};
+
+int main(int argc, char **argv)
+{
+    static const attn_stage_t st = {
+        "05_tiled_attention", "stage 05, tiled attention: FlashAttention-1 and -2 loop orders against stage 04",
+        impls, (int)(sizeof impls / sizeof *impls), 2, ATTN04_DIMS, 1,
+    };
+    /* Tiles that cannot fit in --sram are bad input (exit 2), whatever the
+     * shape: checked before the driver runs anything. A parse error is left
+     * to the driver, which reports it. */
+    opts_t o;
+    const cli_spec_t spec = { st.prog, st.summary, CLI_ATTENTION, NULL };
+    FILE *devnull = fopen("/dev/null", "w");
+    int help = 0;
+    for (int i = 1; i < argc; i++) help |= !strcmp(argv[i], "--help") || !strcmp(argv[i], "-h");
+    if (!help && devnull && cli_parse(&spec, argc, argv, &o, devnull) == 0 && (o.given & (GIVEN_BR | GIVEN_BC | GIVEN_SRAM))) {
+        const size_t d = (o.given & GIVEN_DIM) ? (size_t)o.dim : 64;
+        if (tiled_check_options(st.prog, d, (size_t)o.br, (size_t)o.bc, (size_t)o.sram)) {
+            fclose(devnull);
+            return 2;
+        }
+    }
+    if (devnull) fclose(devnull);
+    return attention_stage_main(&st, argc, argv);
+}
