@@ -102,7 +102,7 @@ fa1_kernel(const T *__restrict__ q, const T *__restrict__ k, const T *__restrict
                 srow[c] = sv;
                 mt = fmaxf(mt, sv);
             }
-            const float bt = finite_or_zero(mt);
+            const float bt = exp_base(mt);
             float lt = 0.0f;
             for (int c = 0; c < BC; c++) {
                 const float p = exp2f(srow[c] - bt);
@@ -110,7 +110,7 @@ fa1_kernel(const T *__restrict__ q, const T *__restrict__ k, const T *__restrict
                 lt += p;
             }
             /* merged into the state from HBM, normalised at once (FA1 divides every step) */
-            const float mn = fmaxf(mi, mt), bn = finite_or_zero(mn);
+            const float mn = fmaxf(mi, mt), bn = exp_base(mn);
             const float a_old = exp2f(mi - bn), a_new = exp2f(mt - bn), ln = a_old * li + a_new * lt;
             const float f_old = ln == 0.0f ? 0.0f : li * a_old / ln, f_new = ln == 0.0f ? 0.0f : a_new / ln;
 #pragma unroll

@@ -82,7 +82,7 @@ fa2_plain_kernel(const T *__restrict__ q, const T *__restrict__ k, const T *__re
             srow[c] = sv;
             mx = fmaxf(mx, sv);
         }
-        const float base = finite_or_zero(mx), alpha = exp2f(m - base); /* alpha = 1 unless m grew */
+        const float base = exp_base(mx), alpha = exp2f(m - base); /* alpha = 1 unless m grew */
         float rs = 0.0f;
         for (int c = 0; c < BC; c++) {
             const float p = exp2f(srow[c] - base);

@@ -152,7 +152,7 @@ fa2_regtile_kernel(const T *__restrict__ q, const T *__restrict__ k, const T *__
             }
 #pragma unroll
             for (int off = 1; off < 16; off <<= 1) mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, off));
-            const float base = finite_or_zero(mx), alpha = exp2f(m[a] - base); /* 1 unless m grew */
+            const float base = exp_base(mx), alpha = exp2f(m[a] - base); /* 1 unless m grew */
             float rs = 0.0f;
 #pragma unroll
             for (int b = 0; b < TN; b++) {

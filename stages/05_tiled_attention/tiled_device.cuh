@@ -10,6 +10,7 @@
 
 #include "gpu.h"
 #include "gpu_check.h"
+#include "exp_base.h"
 #include "softmax_device.cuh"
 #include "tiled.h"
 
