@@ -51,7 +51,9 @@ ALL_STAGE_LIBS := $(foreach s,$(STAGES),$(call stage_lib,$(s)))
 # earlier stages resolve.
 reverse = $(if $(1),$(call reverse,$(wordlist 2,$(words $(1)),$(1))) $(firstword $(1)))
 
-STAGE_BINS := $(STAGES:%=$(BUILD)/bin/%)
+# A stage gets a program only once it has a main.c (a stage folder can hold its
+# library before its program exists; its library still builds and is linked).
+STAGE_BINS := $(foreach s,$(STAGES),$(if $(wildcard stages/$(s)/main.c),$(BUILD)/bin/$(s)))
 
 TEST_SRC := $(wildcard tests/test_*.c)
 TEST_CU  := $(if $(filter 1,$(HAVE_CUDA)),$(wildcard tests/*.cu))
@@ -64,7 +66,7 @@ TEST_BINS := $(TEST_SRC:tests/%.c=$(BUILD)/bin/%)
 .SECONDARY:
 .DEFAULT_GOAL := all
 
-all: banner $(STAGE_BINS)
+all: banner $(STAGE_BINS) $(ALL_STAGE_LIBS)
 
 banner:
 ifeq ($(HAVE_CUDA),0)

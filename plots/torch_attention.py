@@ -1,0 +1,132 @@
+"""PyTorch's scaled_dot_product_attention on the GPU, timed as the stage
+programs time their kernels (CUDA events, L2 flushed before each run by
+writing a buffer of twice its size, median of --iters), so that stage 05's
+tensor-core ladder can be compared with FlashAttention-2 (the 'flash'
+backend), cuDNN and the memory-efficient kernel in the same session.
+
+Shapes: bf16, B x N = 16384 tokens, H x d = 2048, N in {4096, 16384},
+d in {64, 128}, causal or not (as tc_dev perf). TFLOP/s = 4 B H N^2 d / time,
+halved when causal.
+
+  python3 plots/torch_attention.py [--csv FILE] [--iters 20] [--gemm]
+  python3 plots/torch_attention.py --check DIR
+
+--gemm also times one 8192^3 bf16 matmul (cuBLAS), the tensor-core ceiling.
+--check DIR loads q.npy, k.npy, v.npy, o.npy (float32, [B, H, N, d]; K/V may
+have fewer heads: GQA) and meta.json ({"causal", "scale", "dtype"}) written by
+our programs, computes an fp32 reference (math backend on fp32 inputs) and
+torch's same-precision SDPA output, prints max|ours - ref| and
+max|torch - ref|, and passes when ours <= 2 x torch (FlashAttention's own
+test criterion); exit 1 otherwise. Causal is bottom-right aligned (key j
+visible to query i iff j <= i + N_kv - N_q); rows that see no key are zeros
+in our convention and are compared as zeros (torch would give NaN there)."""
+import argparse
+import datetime
+import json
+import os
+import statistics
+import sys
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.nn.attention import SDPBackend, sdpa_kernel
+
+BACKENDS = (("flash", SDPBackend.FLASH_ATTENTION), ("cudnn", SDPBackend.CUDNN_ATTENTION),
+            ("efficient", SDPBackend.EFFICIENT_ATTENTION))
+
+
+def time_ms(fn, flush, iters, warmup=3):
+    times = []
+    for i in range(warmup + iters):
+        flush.zero_()
+        s, e = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        s.record()
+        fn()
+        e.record()
+        torch.cuda.synchronize()
+        if i >= warmup:
+            times.append(s.elapsed_time(e))
+    return statistics.median(times)
+
+
+def bench(a):
+    dev = torch.device("cuda")
+    flush = torch.empty(2 * torch.cuda.get_device_properties(dev).L2_cache_size, dtype=torch.uint8, device=dev)
+    name, date = torch.cuda.get_device_name(), datetime.date.today().isoformat()
+    rows = []
+    g = torch.Generator(device=dev)
+    g.manual_seed(20261128)
+    for d in (64, 128):
+        for N in (4096, 16384):
+            B, H = 16384 // N, 2048 // d
+            q, k, v = (torch.randn(B, H, N, d, device=dev, dtype=torch.bfloat16, generator=g) for _ in range(3))
+            for causal in (0, 1):
+                flops = 4.0 * B * H * N * N * d / (2 if causal else 1)
+                for bname, be in BACKENDS:
+                    try:
+                        with sdpa_kernel(be):
+                            fn = lambda: F.scaled_dot_product_attention(q, k, v, is_causal=bool(causal))
+                            fn()
+                            ms = time_ms(fn, flush, a.iters)
+                    except RuntimeError as ex:
+                        print(f"{bname:9s} d={d:3d} N={N:5d} causal={causal}: not run ({str(ex).splitlines()[0][:80]})")
+                        continue
+                    tf = flops / (ms * 1e-3) / 1e12
+                    rows.append((bname, "bf16", B, H, H, N, N, d, causal, ms, tf, name, torch.__version__, date))
+                    print(f"{bname:9s} d={d:3d} N={N:5d} causal={causal}  {ms:8.3f} ms  {tf:7.1f} TFLOP/s", flush=True)
+            del q, k, v
+    if a.gemm:
+        n = 8192
+        x, y = (torch.randn(n, n, device=dev, dtype=torch.bfloat16, generator=g) for _ in range(2))
+        ms = time_ms(lambda: x @ y, flush, a.iters)
+        print(f"cublas bf16 gemm {n}^3  {ms:8.3f} ms  {2.0 * n ** 3 / (ms * 1e-3) / 1e12:7.1f} TFLOP/s")
+    if a.csv:
+        with open(a.csv, "w") as f:
+            f.write("backend,dtype,batch,heads,kv_heads,seq_q,seq_kv,dim,causal,time_ms,tflops,device_name,torch,date\n")
+            for r in rows:
+                f.write("%s,%s,%d,%d,%d,%d,%d,%d,%d,%.4f,%.1f,%s,%s,%s\n" % r)
+
+
+def check(d):
+    meta = json.load(open(os.path.join(d, "meta.json")))
+    q, k, v, o = (torch.from_numpy(np.load(os.path.join(d, n + ".npy"))).cuda() for n in ("q", "k", "v", "o"))
+    causal, scale = bool(meta["causal"]), float(meta["scale"])
+    low = {"bf16": torch.bfloat16, "fp16": torch.float16}[meta.get("dtype", "bf16")]
+    Nq, Nk = q.shape[2], k.shape[2]
+    group = q.shape[1] // k.shape[1]
+    mask = None
+    if causal:
+        i = torch.arange(Nq, device=q.device)[:, None]
+        j = torch.arange(Nk, device=q.device)[None, :]
+        mask = j <= i + (Nk - Nq)  # bottom-right
+    empty = (~mask.any(dim=1)) if mask is not None else torch.zeros(Nq, dtype=torch.bool, device=q.device)
+    kr, vr = k.repeat_interleave(group, dim=1), v.repeat_interleave(group, dim=1)
+    with sdpa_kernel(SDPBackend.MATH):
+        ref = F.scaled_dot_product_attention(q, kr, vr, attn_mask=mask, scale=scale)
+    # torch's own same-precision result: the inputs are the stored values, so the casts are exact
+    tq, tk, tv = q.to(low), kr.to(low), vr.to(low)
+    if mask is None or Nq == Nk:
+        tout = F.scaled_dot_product_attention(tq, tk, tv, is_causal=causal, scale=scale)
+    else:
+        tout = F.scaled_dot_product_attention(tq, tk, tv, attn_mask=mask, scale=scale)
+    tout = tout.float()
+    ref[:, :, empty] = 0.0
+    tout[:, :, empty] = 0.0
+    e_ours = (o - ref).abs().max().item()
+    e_torch = (tout - ref).abs().max().item()
+    ok = e_ours == e_ours and e_ours <= 2.0 * e_torch
+    print(f"check {d}: shape q {tuple(q.shape)} k {tuple(k.shape)} causal={causal} {meta.get('dtype')}: "
+          f"max|ours - ref| = {e_ours:.3e}, max|torch - ref| = {e_torch:.3e}  {'PASS' if ok else 'FAIL'}")
+    return 0 if ok else 1
+
+
+p = argparse.ArgumentParser()
+p.add_argument("--csv")
+p.add_argument("--iters", type=int, default=20)
+p.add_argument("--gemm", action="store_true")
+p.add_argument("--check")
+a = p.parse_args()
+if a.check:
+    sys.exit(check(a.check))
+bench(a)

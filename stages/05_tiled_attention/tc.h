@@ -1,0 +1,63 @@
+/* Stage 05 on tensor cores: FlashAttention-2's forward pass with mma.sync,
+ * built as a ladder of kernels (tc1_mma.cu ... tc5_tuned.cu), each one change
+ * away from the previous and each runnable on its own.
+ *
+ *   O = softmax(Q K^T * scale) V     fp16 or bf16 storage, fp32 accumulation
+ *
+ * Loop order (FlashAttention-2): one thread block per tile of query rows of
+ * one (batch, head); its warps own 16 query rows each and stream the K/V tiles
+ * of that head through shared memory, carrying the online-softmax state
+ * (m, l, O) in registers.
+ *
+ * Layout: Q, O are [batch, heads, seq_q, dim]; K, V are [batch, kv_heads,
+ * seq_kv, dim]; row-major, contiguous, base pointers 16-byte aligned (any
+ * cudaMalloc). Query head h reads K/V head h / (heads / kv_heads) (GQA; MHA
+ * when kv_heads = heads).
+ * Causal masking is bottom-right aligned: key j is visible to query i iff
+ * j <= i + seq_kv - seq_q. A query row that sees no key outputs zeros.
+ * Supported: dt DT_F16 or DT_BF16; dim 64, 96 or 128 (attn_tc_supports says
+ * why anything else is declined). */
+#ifndef STF_STAGE05_TC_H
+#define STF_STAGE05_TC_H
+
+#include <stddef.h>
+
+#include "dtype.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct {
+    int batch, heads, kv_heads, seq_q, seq_kv, dim, causal;
+    float scale; /* the softmax scale: 1/sqrt(dim) rounded to fp32 by the caller */
+    dtype_t dt;  /* DT_F16 or DT_BF16 */
+} tc_shape_t;
+
+typedef struct {
+    const char *name; /* "tc1_mma", ... */
+    const char *what; /* the change against the previous version, one line */
+} tc_version_t;
+
+extern const tc_version_t TC_VERSIONS[];
+extern const int TC_NVERSIONS;
+
+/* 1 when version v (0-based) can run shape s, else 0 and the reason in why
+ * (n bytes, may be NULL). Never exits. */
+int attn_tc_supports(int v, const tc_shape_t *s, char *why, size_t n);
+
+/* Asynchronous launch on stream 0. Returns 0, or -1 (reason printed to
+ * stderr) when the shape is unsupported. CUDA errors exit with file and line
+ * (common/gpu_check.h). */
+int attn_tc_launch(int v, const tc_shape_t *s, const void *q, const void *k, const void *v_, void *o);
+
+/* One line on tiles, threads, shared memory per block, registers and
+ * occupancy (blocks/SM) of version v at shape s. The string is static
+ * (overwritten by the next call). */
+const char *attn_tc_describe(int v, const tc_shape_t *s);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

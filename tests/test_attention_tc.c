@@ -1,0 +1,332 @@
+/* Stage 05, tensor-core ladder (stages/05_tiled_attention/tc*.cu): every
+ * version against the fp64 reference (attention_ref_row) with the stated
+ * tolerance, attention_tolerance(dt, d, stats, ATT_ROUND_P | ATT_MMA_LOWP):
+ * P is rounded to fp16/bf16 before the P V product, both GEMMs run on tensor
+ * cores. Shapes: (seq_q, seq_kv) = (113, 203), (203, 113), (1, 4097),
+ * (1000, 1000); d = 64, 96, 128; fp16 and bf16; causal (bottom-right) or
+ * not; batch 2, 8 query heads over 2 K/V heads (GQA indexing).
+ * Rows with no visible key (causal, seq_q > seq_kv) must be exact zeros.
+ * So that the check cannot pass a wrong answer: a launch with a wrong scale,
+ * a NaN, a perturbed element and a non-zero empty row must each fail it.
+ * GPU cases skip (cmocka skip) without a GPU. STF_TEST_SMALL=1 runs small
+ * shapes (for compute-sanitizer). */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../stages/05_tiled_attention/tc.h"
+#include "attention_ref.h"
+#include "gpu.h"
+#include "harness.h"
+#include "rng.h"
+
+#define ROUNDING (ATT_ROUND_P | ATT_MMA_LOWP)
+
+static int small_mode(void) { return getenv("STF_TEST_SMALL") != NULL; }
+
+static const int SHAPES[4][2] = { { 113, 203 }, { 203, 113 }, { 1, 4097 }, { 1000, 1000 } };
+static const int SHAPES_SMALL[4][2] = { { 113, 203 }, { 203, 113 }, { 1, 257 }, { 17, 33 } };
+static const int DIMS[3] = { 64, 96, 128 };
+static const dtype_t DTS[2] = { DT_F16, DT_BF16 };
+
+/* One problem: host inputs, the rows checked and their fp64 reference. */
+typedef struct {
+    tc_shape_t s;
+    void *q, *k, *v;
+    size_t nq, nkv;
+    size_t *rows, nrows;
+    double *ref;
+    attn_row_stats_t *st;
+} prob_t;
+
+static void shape_set(tc_shape_t *s, int Nq, int Nkv, int d, int causal, dtype_t dt)
+{
+    s->batch = 2;
+    s->heads = 8;
+    s->kv_heads = 2;
+    s->seq_q = Nq;
+    s->seq_kv = Nkv;
+    s->dim = d;
+    s->causal = causal;
+    s->scale = (float)(1.0 / sqrt((double)d));
+    s->dt = dt;
+}
+
+/* Keys visible to query row i: bottom-right causal, clipped at 0. */
+static size_t visible(const tc_shape_t *s, int i)
+{
+    if (!s->causal) return (size_t)s->seq_kv;
+    long n = (long)i + 1 + s->seq_kv - s->seq_q;
+    return n < 0 ? 0 : n > s->seq_kv ? (size_t)s->seq_kv : (size_t)n;
+}
+
+static void *rand_array(dtype_t dt, size_t n, uint32_t stream, float scale)
+{
+    void *x = malloc(n * dtype_size(dt));
+    assert_non_null(x);
+    for (size_t i = 0; i < n; i++) dtype_set(x, dt, i, rng_logit(test_seed(), stream, i, scale));
+    return x;
+}
+
+static void prob_make(prob_t *p, const tc_shape_t *s, uint32_t stream)
+{
+    memset(p, 0, sizeof *p);
+    p->s = *s;
+    const size_t d = s->dim, es = dtype_size(s->dt);
+    p->nq = (size_t)s->batch * s->heads * s->seq_q * d;
+    p->nkv = (size_t)s->batch * s->kv_heads * s->seq_kv * d;
+    /* q, k in [-2, 2): logits spread like randn inputs'; v in [-1, 1) */
+    p->q = rand_array(s->dt, p->nq, stream, 2.0f);
+    p->k = rand_array(s->dt, p->nkv, stream + 1, 2.0f);
+    p->v = rand_array(s->dt, p->nkv, stream + 2, 1.0f);
+    const size_t total = (size_t)s->batch * s->heads * s->seq_q;
+    p->rows = malloc(total * sizeof *p->rows);
+    assert_non_null(p->rows);
+    /* every row of small problems; of large ones the first and last 8 of each
+     * (b, h) and every 37th (all blocks' boundaries and the causal diagonal) */
+    for (size_t r = 0; r < total; r++) {
+        const int i = (int)(r % (size_t)s->seq_q);
+        if (total <= 4096 || i < 8 || i >= s->seq_q - 8 || i % 37 == 0) p->rows[p->nrows++] = r;
+    }
+    p->ref = malloc(p->nrows * d * sizeof *p->ref);
+    p->st = malloc(p->nrows * sizeof *p->st);
+    assert_non_null(p->ref);
+    assert_non_null(p->st);
+    for (size_t x = 0; x < p->nrows; x++) {
+        const size_t r = p->rows[x], bh = r / (size_t)s->seq_q, b = bh / (size_t)s->heads, h = bh % (size_t)s->heads;
+        const size_t kvs = b * (size_t)s->kv_heads + h / (size_t)(s->heads / s->kv_heads);
+        const size_t n = visible(s, (int)(r % (size_t)s->seq_q));
+        if (n == 0) { /* attention_ref_row gives NaN for no keys; tc.h promises zeros */
+            memset(&p->st[x], 0, sizeof p->st[x]);
+            for (size_t c = 0; c < d; c++) p->ref[x * d + c] = 0.0;
+            continue;
+        }
+        attention_ref_row((const char *)p->q + r * d * es, (const char *)p->k + kvs * s->seq_kv * d * es,
+                          (const char *)p->v + kvs * s->seq_kv * d * es, s->dt, n, d, s->scale, p->ref + x * d,
+                          &p->st[x]);
+    }
+}
+
+static void prob_free(prob_t *p)
+{
+    free(p->q); free(p->k); free(p->v); free(p->rows); free(p->ref); free(p->st);
+    memset(p, 0, sizeof *p);
+}
+
+/* The problems, made once and shared by every version's test. */
+static prob_t g_probs[4][3][2][2];
+
+static const prob_t *prob_get(int si, int di, int ti, int causal)
+{
+    prob_t *p = &g_probs[si][di][ti][causal];
+    if (!p->q) {
+        tc_shape_t s;
+        const int(*sh)[2] = small_mode() ? SHAPES_SMALL : SHAPES;
+        shape_set(&s, sh[si][0], sh[si][1], DIMS[di], causal, DTS[ti]);
+        prob_make(p, &s, (uint32_t)(1000 + 100 * si + 10 * di + 2 * ti + causal) * 4u);
+    }
+    return p;
+}
+
+static int teardown_probs(void **state)
+{
+    (void)state;
+    for (int a = 0; a < 4; a++)
+        for (int b = 0; b < 3; b++)
+            for (int c = 0; c < 2; c++)
+                for (int e = 0; e < 2; e++)
+                    if (g_probs[a][b][c][e].q) prob_free(&g_probs[a][b][c][e]);
+    return 0;
+}
+
+/* Runs version v on p's inputs with shape *s (p->s unless a test changes
+ * it) into o (host, p->nq elements), the device output poisoned first.
+ * Returns attn_tc_launch's status. */
+static int run_tc(int v, const prob_t *p, const tc_shape_t *s, void *o)
+{
+    const size_t es = dtype_size(p->s.dt), qb = p->nq * es, kvb = p->nkv * es;
+    void *dq = gpu_malloc(qb, "Q"), *dk = gpu_malloc(kvb, "K"), *dv = gpu_malloc(kvb, "V"), *dout = gpu_malloc(qb, "O");
+    gpu_h2d(dq, p->q, qb);
+    gpu_h2d(dk, p->k, kvb);
+    gpu_h2d(dv, p->v, kvb);
+    gpu_poison(dout, qb);
+    int rc = attn_tc_launch(v, s, dq, dk, dv, dout);
+    gpu_sync();
+    gpu_d2h(o, dout, qb);
+    gpu_free(dq); gpu_free(dk); gpu_free(dv); gpu_free(dout);
+    return rc;
+}
+
+/* Worst error / tolerance over p's checked rows of o (NaN, inf or a
+ * tolerance that is not finite: infinity); empty rows must be exact zeros. */
+static double check_tc(const prob_t *p, const void *o, attn_check_t *out)
+{
+    const size_t d = p->s.dim, es = dtype_size(p->s.dt);
+    attn_check_t c;
+    attn_check_init(&c);
+    int empty_bad = 0;
+    for (size_t x = 0; x < p->nrows; x++) {
+        const void *row = (const char *)o + p->rows[x] * d * es;
+        attn_check_row(&c, row, p->s.dt, p->ref + x * d, &p->st[x], d, ROUNDING);
+        if (p->st[x].n == 0)
+            for (size_t k = 0; k < d; k++) empty_bad |= dtype_get(row, p->s.dt, k) != 0.0f;
+    }
+    if (out) *out = c;
+    if (c.nonfinite || empty_bad || !isfinite(c.max_tol) || !(c.worst_ratio <= 1.0)) return INFINITY;
+    return c.worst_ratio;
+}
+
+/* ---- every version on every shape */
+static void test_version(void **state)
+{
+    SKIP_WITHOUT_GPU();
+    const int v = *(const int *)*state;
+    double worst = 0;
+    int ran = 0;
+    for (int si = 0; si < 4; si++)
+        for (int di = 0; di < 3; di++)
+            for (int ti = 0; ti < 2; ti++)
+                for (int causal = 0; causal < 2; causal++) {
+                    const prob_t *p = prob_get(si, di, ti, causal);
+                    char why[256];
+                    if (!attn_tc_supports(v, &p->s, why, sizeof why)) {
+                        print_message("%s declines d=%d: %s\n", TC_VERSIONS[v].name, p->s.dim, why);
+                        fail(); /* every version supports 64, 96, 128 in fp16 and bf16 */
+                    }
+                    void *o = malloc(p->nq * dtype_size(p->s.dt));
+                    assert_non_null(o);
+                    assert_int_equal(run_tc(v, p, &p->s, o), 0);
+                    attn_check_t c;
+                    const double r = check_tc(p, o, &c);
+                    if (!(r <= 1.0))
+                        print_message("%s (%d, %d) d=%d %s causal=%d: error %.3g, tolerance %.3g, ratio %.3g, "
+                                      "%zu non-finite\n", TC_VERSIONS[v].name, p->s.seq_q, p->s.seq_kv, p->s.dim,
+                                      dtype_name(p->s.dt), causal, c.max_err, c.max_tol, c.worst_ratio, c.nonfinite);
+                    assert_true(r <= 1.0);
+                    if (r > worst) worst = r;
+                    ran++;
+                    free(o);
+                }
+    print_message("%s: %d problems, worst error/tolerance %.3f\n", TC_VERSIONS[v].name, ran, worst);
+}
+
+/* ---- the check rejects broken results */
+
+/* A wrong softmax scale (x 1.1) changes every row that sees more than one key. */
+static void test_broken_scale_fails(void **state)
+{
+    (void)state;
+    SKIP_WITHOUT_GPU();
+    const prob_t *p = prob_get(0, 0, 1, 0); /* (113, 203), d 64, bf16, not causal */
+    void *o = malloc(p->nq * dtype_size(p->s.dt));
+    assert_non_null(o);
+    for (int v = 0; v < TC_NVERSIONS; v++) {
+        tc_shape_t s = p->s;
+        assert_int_equal(run_tc(v, p, &s, o), 0);
+        assert_true(check_tc(p, o, NULL) <= 1.0);
+        s.scale *= 1.1f;
+        assert_int_equal(run_tc(v, p, &s, o), 0);
+        const double r = check_tc(p, o, NULL);
+        print_message("%s with scale x 1.1: error/tolerance %.3g (must fail)\n", TC_VERSIONS[v].name, r);
+        assert_true(r > 1.0);
+    }
+    free(o);
+}
+
+/* One element off by 4 tolerances, a NaN, a non-zero empty row. */
+static void test_broken_output_fails(void **state)
+{
+    (void)state;
+    SKIP_WITHOUT_GPU();
+    const prob_t *p = prob_get(1, 2, 0, 1); /* (203, 113), d 128, fp16, causal: rows 0..89 see no key */
+    const size_t d = p->s.dim, es = dtype_size(p->s.dt);
+    void *o = malloc(p->nq * es), *bad = malloc(p->nq * es);
+    assert_non_null(o);
+    assert_non_null(bad);
+    const int v = TC_NVERSIONS - 1;
+    assert_int_equal(run_tc(v, p, &p->s, o), 0);
+    assert_true(check_tc(p, o, NULL) <= 1.0);
+    size_t xe = 0, xl = 0; /* an empty row, and a row seeing all 113 keys */
+    for (size_t x = 0; x < p->nrows; x++) {
+        if (p->st[x].n == 0 && !xe) xe = x + 1;
+        if (p->st[x].n == 113) xl = x + 1;
+    }
+    assert_true(xe && xl);
+    xe--;
+    xl--;
+    const size_t ol = p->rows[xl] * d;
+    const double tol = attention_tolerance(p->s.dt, d, &p->st[xl], ROUNDING);
+    memcpy(bad, o, p->nq * es);
+    dtype_set(bad, p->s.dt, ol + 5, (float)(p->ref[xl * d + 5] + 4.0 * tol * p->st[xl].amax));
+    assert_true(check_tc(p, bad, NULL) > 1.0);
+    memcpy(bad, o, p->nq * es);
+    dtype_set(bad, p->s.dt, ol + 7, NAN);
+    assert_true(check_tc(p, bad, NULL) > 1.0);
+    memcpy(bad, o, p->nq * es);
+    dtype_set(bad, p->s.dt, p->rows[xe] * d + 3, 1e-7f); /* an fp16 subnormal */
+    assert_true(check_tc(p, bad, NULL) > 1.0);
+    free(o);
+    free(bad);
+}
+
+/* ---- what is declined, and why (no GPU needed) */
+static void test_supports(void **state)
+{
+    (void)state;
+    tc_shape_t s;
+    char why[256];
+    shape_set(&s, 64, 64, 64, 0, DT_BF16);
+    for (int v = 0; v < TC_NVERSIONS; v++) {
+        assert_non_null(TC_VERSIONS[v].name);
+        assert_non_null(TC_VERSIONS[v].what);
+        assert_int_equal(attn_tc_supports(v, &s, why, sizeof why), HAVE_CUDA ? 1 : 0);
+        assert_true(strlen(attn_tc_describe(v, &s)) > 0);
+    }
+    const struct { int d, kvh, nq; dtype_t dt; float scale; } bad[] = {
+        { 80, 2, 64, DT_BF16, 0.1f }, { 256, 2, 64, DT_BF16, 0.1f }, { 72, 2, 64, DT_F16, 0.1f },
+        { 64, 3, 64, DT_BF16, 0.1f }, { 64, 2, 0, DT_BF16, 0.1f },   { 64, 2, 64, DT_F32, 0.1f },
+        { 64, 2, 64, DT_BF16, 0.0f }, { 64, 2, 64, DT_BF16, NAN },
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        shape_set(&s, bad[i].nq, 64, bad[i].d, 0, bad[i].dt);
+        s.kv_heads = bad[i].kvh;
+        s.scale = bad[i].scale;
+        why[0] = 0;
+        assert_int_equal(attn_tc_supports(0, &s, why, sizeof why), 0);
+        assert_true(strlen(why) > 0);
+        /* the launch refuses before touching the device: no GPU needed */
+        assert_int_equal(attn_tc_launch(0, &s, NULL, NULL, NULL, NULL), -1);
+    }
+    shape_set(&s, 64, 64, 64, 0, DT_BF16);
+    assert_int_equal(attn_tc_supports(-1, &s, why, sizeof why), 0);
+    assert_int_equal(attn_tc_supports(TC_NVERSIONS, &s, why, sizeof why), 0);
+    assert_int_equal(attn_tc_supports(0, NULL, why, sizeof why), 0);
+}
+
+static const int VIDX[] = { 0, 1, 2, 3, 4, 5, 6, 7, 8, 9 };
+
+int main(void)
+{
+    test_seed();
+    struct CMUnitTest tests[3 + 10];
+    const struct CMUnitTest fixed[] = {
+        cmocka_unit_test(test_supports),
+        cmocka_unit_test(test_broken_scale_fails),
+        cmocka_unit_test(test_broken_output_fails),
+    };
+    int n = 0;
+    for (int i = 0; i < 3; i++) tests[n++] = fixed[i];
+    for (int v = 0; v < TC_NVERSIONS && v < 10; v++) {
+        struct CMUnitTest t = cmocka_unit_test_prestate(test_version, (void *)&VIDX[v]);
+        t.name = TC_VERSIONS[v].name;
+        tests[n++] = t;
+    }
+    return _cmocka_run_group_tests("attention stage 05, tensor cores", tests, (size_t)n, NULL, teardown_probs);
+}
