@@ -448,7 +448,7 @@ static int run_shape(const attn_stage_t *st, const attn_stage_ext_t *ext, const 
         report_set(rep, row, "speedup", "%.2f", base_ms / m.ms);
         if (decode) {
             const double gbps = attn_kv_bytes_once(s) / (m.ms * 1e-3) / 1e9;
-            report_set(rep, row, "kv_gbps", "%.0f", gbps);
+            report_set(rep, row, "kv_gbps", "%.4g", gbps);
             if (ceiling > 0) report_set(rep, row, "read_pct", "%.0f", 100.0 * gbps / ceiling);
         }
         report_set(rep, row, "measured_mb", "%s", m.measured);
