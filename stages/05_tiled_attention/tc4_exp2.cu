@@ -19,6 +19,11 @@
  *
  * Traffic: as tc3.
  *
+ * Measured (H200, bf16, d = 128, N = 16384, 2026-11-28): 282.7 TFLOP/s;
+ * instructions 3.96e9 -> 3.28e9. ncu: tensor pipe 45% active, issue slots
+ * 44%, top stall a fixed-latency dependency (1.7 of 4.33 cycles between
+ * issues) with 2 warps per scheduler: tc5 adds independent work per warp.
+ *
  * Run: build/bin/test_attention_tc, or version index 3 of tc.h's API. */
 #include "tc_common.cuh"
 

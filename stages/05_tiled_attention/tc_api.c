@@ -12,7 +12,8 @@ const tc_version_t TC_VERSIONS[] = {
     { "tc2_swizzle", "fragments by ldmatrix from swizzled (bank-conflict-free) shared memory" },
     { "tc3_pipeline", "K/V by cp.async, two stages, the next tile loading during this one" },
     { "tc4_exp2", "scale * log2(e) folded into one FFMA + ex2 per score" },
-    { "tc5_tuned", "tiles per head dim (128 query rows), immediate ldmatrix offsets, lazy O rescale, 16-byte O stores" },
+    { "tc5_tuned", "tiles and occupancy per head dim, k-step-outer S loop, tree reductions, immediate ldmatrix offsets, lazy O rescale, 16-byte O stores" },
+    { "tc6_m32", "32 query rows per warp: each K/V fragment feeds two m16 tiles (Q re-read from shared memory)" },
 };
 const int TC_NVERSIONS = (int)(sizeof TC_VERSIONS / sizeof TC_VERSIONS[0]);
 

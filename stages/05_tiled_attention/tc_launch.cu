@@ -12,17 +12,19 @@ int tc2_launch(const tc_shape_t *, const void *, const void *, const void *, voi
 int tc3_launch(const tc_shape_t *, const void *, const void *, const void *, void *);
 int tc4_launch(const tc_shape_t *, const void *, const void *, const void *, void *);
 int tc5_launch(const tc_shape_t *, const void *, const void *, const void *, void *);
+int tc6_launch(const tc_shape_t *, const void *, const void *, const void *, void *);
 int tc1_describe(const tc_shape_t *, char *, size_t);
 int tc2_describe(const tc_shape_t *, char *, size_t);
 int tc3_describe(const tc_shape_t *, char *, size_t);
 int tc4_describe(const tc_shape_t *, char *, size_t);
 int tc5_describe(const tc_shape_t *, char *, size_t);
+int tc6_describe(const tc_shape_t *, char *, size_t);
 }
 
 typedef int (*tc_launch_fn)(const tc_shape_t *, const void *, const void *, const void *, void *);
 typedef int (*tc_describe_fn)(const tc_shape_t *, char *, size_t);
-static const tc_launch_fn LAUNCH[] = { tc1_launch, tc2_launch, tc3_launch, tc4_launch, tc5_launch };
-static const tc_describe_fn DESCRIBE[] = { tc1_describe, tc2_describe, tc3_describe, tc4_describe, tc5_describe };
+static const tc_launch_fn LAUNCH[] = { tc1_launch, tc2_launch, tc3_launch, tc4_launch, tc5_launch, tc6_launch };
+static const tc_describe_fn DESCRIBE[] = { tc1_describe, tc2_describe, tc3_describe, tc4_describe, tc5_describe, tc6_describe };
 
 extern "C" int attn_tc_launch(int v, const tc_shape_t *s, const void *q, const void *k, const void *v_, void *o)
 {
