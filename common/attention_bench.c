@@ -38,7 +38,7 @@ static const report_col_t COLS[] = {
     { "speedup", "vs 1st", 7 },       { "model_mb", "HBM model MB", 12 }, { "ledger_mb", "ledger MB", 11 },
     { "measured_mb", "HBM meas MB", 11 }, { "peak_mb", "peak MB", 10 },   { "model_bytes", "", 0 },
     { "ledger_bytes", "", 0 },        { "measured_bytes", "", 0 },      { "peak_bytes", "", 0 },
-    { "kv_gbps", "K/V GB/s", 8 },     { "read_pct", "% read", 6 },
+    { "kv_gbps", "K/V GB/s", 8 },     { "read_pct", "% read", 6 },     { "ceiling_gbps", "", 0 },
     { "max_err", "max err", 9 },      { "tolerance", "tol", 9 },        { "nonfinite", "inf/nan", 7 },
     { "ok", "ok", 15 },               { "seed", "seed", 0 },            { "scale", "scale", 0 },
 };
@@ -449,7 +449,10 @@ static int run_shape(const attn_stage_t *st, const attn_stage_ext_t *ext, const 
         if (decode) {
             const double gbps = attn_kv_bytes_once(s) / (m.ms * 1e-3) / 1e9;
             report_set(rep, row, "kv_gbps", "%.4g", gbps);
-            if (ceiling > 0) report_set(rep, row, "read_pct", "%.0f", 100.0 * gbps / ceiling);
+            if (ceiling > 0) {
+                report_set(rep, row, "read_pct", "%.0f", 100.0 * gbps / ceiling);
+                report_set(rep, row, "ceiling_gbps", "%.0f", ceiling);
+            }
         }
         report_set(rep, row, "measured_mb", "%s", m.measured);
         report_set(rep, row, "measured_bytes", "%s", m.measured_raw);

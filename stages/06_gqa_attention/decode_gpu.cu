@@ -306,13 +306,16 @@ template <typename T, int D, int RT> static void set_smem_attr()
     }
 }
 
+/* Asked once per instance: the split choice runs before every launch. */
 template <typename T, int D, int RT> static int occupancy(int unused)
 {
     (void)unused;
-    set_smem_attr<T, D, RT>();
-    int nb = 0;
-    CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&nb, decode_kernel<T, D, RT>, DEC_THREADS,
-                                                             dec_cfg<T, D, RT>::SMEM));
+    static int nb = -1;
+    if (nb < 0) {
+        set_smem_attr<T, D, RT>();
+        CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&nb, decode_kernel<T, D, RT>, DEC_THREADS,
+                                                                 dec_cfg<T, D, RT>::SMEM));
+    }
     return nb;
 }
 

@@ -13,7 +13,17 @@
 #include "report.h"
 #include "../05_tiled_attention/tc.h"
 
-#define TC_BEST (TC_NVERSIONS - 1) /* the last rung of stage 05's ladder */
+/* Stage 05's best rung for the shape, as its H200 sweep of 2026-11-28 found
+ * (notes/data/h200-2026-11-28/tc_ladder.log): tc6_m32 without a mask,
+ * tc5_tuned with the causal mask; the last rung when those names are absent. */
+static int tc_best(const attn_shape_t *s)
+{
+    const char *want = s->causal ? "tc5_tuned" : "tc6_m32";
+    for (int v = 0; v < TC_NVERSIONS; v++)
+        if (!strcmp(TC_VERSIONS[v].name, want)) return v;
+    return TC_NVERSIONS - 1;
+}
+#define TC_BEST tc_best(s)
 
 static size_t group_of(const attn_shape_t *s) { return s->heads / s->kv_heads; }
 static int is_decode(const attn_shape_t *s) { return s->seq_q == 1; }

@@ -53,10 +53,17 @@ void split_plan(const attn_shape_t *s, split_plan_t *p)
     p->hpb = gqa_packed_hpb(s);
     p->blocks = (long)(s->batch * (s->heads / (size_t)p->hpb));
     p->tiles = (long)((s->seq_kv + GQA_BC - 1) / GQA_BC);
-    if (gpu_available()) {
-        gpu_info_t info;
-        gpu_info(&info);
-        p->sms = info.sm_count;
+    static int sms = -1; /* asked once: this runs before every launch */
+    if (sms < 0) {
+        sms = 0;
+        if (gpu_available()) {
+            gpu_info_t info;
+            gpu_info(&info);
+            sms = info.sm_count;
+        }
+    }
+    if (sms > 0) {
+        p->sms = sms;
         p->per_sm = gqa_decode_blocks_per_sm(s, p->hpb);
     }
     if (p->sms <= 0 || p->per_sm <= 0) { /* no GPU: what an H200 runs (132 SMs; 2 blocks per SM, 1 for fp32) */
