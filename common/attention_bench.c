@@ -39,6 +39,7 @@ static const report_col_t COLS[] = {
     { "measured_mb", "HBM meas MB", 11 }, { "peak_mb", "peak MB", 10 },   { "model_bytes", "", 0 },
     { "ledger_bytes", "", 0 },        { "measured_bytes", "", 0 },      { "peak_bytes", "", 0 },
     { "kv_gbps", "K/V GB/s", 8 },     { "read_pct", "% read", 6 },     { "ceiling_gbps", "", 0 },
+    { "varlen", "", 0 },
     { "max_err", "max err", 9 },      { "tolerance", "tol", 9 },        { "nonfinite", "inf/nan", 7 },
     { "ok", "ok", 15 },               { "seed", "seed", 0 },            { "scale", "scale", 0 },
 };
@@ -192,6 +193,7 @@ static int shape_row(report_t *rep, const attn_stage_t *st, const opts_t *o, con
     report_set(rep, row, "seq_kv", "%zu", s->seq_kv);
     report_set(rep, row, "dim", "%zu", s->dim);
     report_set(rep, row, "causal", "%s", s->causal ? "yes" : "no");
+    report_set(rep, row, "varlen", "%s", s->varlen ? "yes" : "no");
     report_set(rep, row, "seed", "%llu", (unsigned long long)o->seed);
     report_set(rep, row, "scale", "%g", o->scale);
     report_set(rep, row, "tiles", "%s", im->tiles ? im->tiles(s, o->device == DEV_GPU) : "-");
