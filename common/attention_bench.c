@@ -38,10 +38,24 @@ static const report_col_t COLS[] = {
     { "speedup", "vs 1st", 7 },       { "model_mb", "HBM model MB", 12 }, { "ledger_mb", "ledger MB", 11 },
     { "measured_mb", "HBM meas MB", 11 }, { "peak_mb", "peak MB", 10 },   { "model_bytes", "", 0 },
     { "ledger_bytes", "", 0 },        { "measured_bytes", "", 0 },      { "peak_bytes", "", 0 },
+    { "kv_gbps", "K/V GB/s", 8 },     { "read_pct", "% read", 6 },     { "ceiling_gbps", "", 0 },
+    { "varlen", "", 0 },
     { "max_err", "max err", 9 },      { "tolerance", "tol", 9 },        { "nonfinite", "inf/nan", 7 },
     { "ok", "ok", 15 },               { "seed", "seed", 0 },            { "scale", "scale", 0 },
 };
 #define NCOLS ((int)(sizeof COLS / sizeof COLS[0]))
+
+unsigned attn_impl_rounding(const attn_impl_t *im, const attn_shape_t *s, int gpu)
+{
+    return im->rounding_for ? im->rounding_for(s, gpu) : im->rounding;
+}
+
+double attn_kv_bytes_once(const attn_shape_t *s)
+{
+    double n = 0;
+    for (size_t b = 0; b < s->batch; b++) n += (double)attn_kv_len(s, b);
+    return 2.0 * (double)dtype_size(s->dt) * (double)s->dim * (double)s->kv_heads * n;
+}
 
 int attn_dim_listed(const int *dims, size_t d)
 {
@@ -179,6 +193,7 @@ static int shape_row(report_t *rep, const attn_stage_t *st, const opts_t *o, con
     report_set(rep, row, "seq_kv", "%zu", s->seq_kv);
     report_set(rep, row, "dim", "%zu", s->dim);
     report_set(rep, row, "causal", "%s", s->causal ? "yes" : "no");
+    report_set(rep, row, "varlen", "%s", s->varlen ? "yes" : "no");
     report_set(rep, row, "seed", "%llu", (unsigned long long)o->seed);
     report_set(rep, row, "scale", "%g", o->scale);
     report_set(rep, row, "tiles", "%s", im->tiles ? im->tiles(s, o->device == DEV_GPU) : "-");
@@ -205,7 +220,7 @@ static void print_ws_limit(const attn_impl_t *im, const attn_shape_t *s, int gpu
         if ((double)im->ws_bytes(&t) + (gpu ? per_token * 2.0 * (double)n : 0.0) > avail) break;
         nmax = n;
     }
-    printf("%s: its N x N intermediates fit in %s memory up to N = %zu (powers of two) for B = %zu, H = %zu, %s\n",
+    printf("%s: its workspace (intermediates beside Q, K, V, O) fits in %s memory up to N = %zu (powers of two) for B = %zu, H = %zu, %s\n",
            im->name, gpu ? "device" : "host", nmax, s->batch, s->heads, dtype_name(s->dt));
 }
 
@@ -223,7 +238,7 @@ static int quadratic_ws(const attn_impl_t *im, const attn_shape_t *s)
 
 /* Runs every selected implementation on one shape and fills its table.
  * Returns 0 on success, 2 on bad input, 1 on a failed check. */
-static int run_shape(const attn_stage_t *st, const opts_t *o, const attn_shape_t *s, const loaded_t *ld, report_t *rep)
+static int run_shape(const attn_stage_t *st, const attn_stage_ext_t *ext, const opts_t *o, const attn_shape_t *s, const loaded_t *ld, report_t *rep)
 {
     const int gpu = o->device == DEV_GPU;
     const dtype_t dt = s->dt;
@@ -339,6 +354,12 @@ static int run_shape(const attn_stage_t *st, const opts_t *o, const attn_shape_t
     const char *notes[16];
     int nnotes = 0;
     double base_ms = 0;
+    /* decode: K/V GB/s, against the stage's read-only ceiling on the GPU */
+    const int decode = s->seq_q == 1;
+    const double ceiling = decode && gpu && ext && ext->read_ceiling_gbps ? ext->read_ceiling_gbps(s) : 0.0;
+    if (ceiling > 0)
+        printf("read-only ceiling: %.0f GB/s (a kernel that only reads %.4g MB, the K/V bytes of this shape, timed "
+               "the same way)\n", ceiling, attn_kv_bytes_once(s) / 1e6);
     for (int k = 0; k < st->nimpls; k++) {
         const attn_impl_t *im = st->impls[k];
         if (!selected(o->kernels, im->name)) continue;
@@ -416,7 +437,8 @@ static int run_shape(const attn_stage_t *st, const opts_t *o, const attn_shape_t
 
         attn_check_t c;
         attn_check_init(&c);
-        for (size_t r = 0; r < nchk; r++) attn_check_row(&c, orows + r * d * es, dt, ref + r * d, &rst[r], d, im->rounding);
+        const unsigned rnd = attn_impl_rounding(im, s, gpu);
+        for (size_t r = 0; r < nchk; r++) attn_check_row(&c, orows + r * d * es, dt, ref + r * d, &rst[r], d, rnd);
         const int ok = attn_check_ok(&c);
 
         bench_meas_t m;
@@ -439,6 +461,14 @@ static int run_shape(const attn_stage_t *st, const opts_t *o, const attn_shape_t
         report_set(rep, row, "time_ms", "%.4f", m.ms);
         report_set(rep, row, "tflops", "%.3g", attn_flops(s) / (m.ms * 1e-3) / 1e12);
         report_set(rep, row, "speedup", "%.2f", base_ms / m.ms);
+        if (decode) {
+            const double gbps = attn_kv_bytes_once(s) / (m.ms * 1e-3) / 1e9;
+            report_set(rep, row, "kv_gbps", "%.4g", gbps);
+            if (ceiling > 0) {
+                report_set(rep, row, "read_pct", "%.0f", 100.0 * gbps / ceiling);
+                report_set(rep, row, "ceiling_gbps", "%.0f", ceiling);
+            }
+        }
         report_set(rep, row, "measured_mb", "%s", m.measured);
         report_set(rep, row, "measured_bytes", "%s", m.measured_raw);
         if (c.excused < c.rows) { /* every row excused: nothing was judged, no figure to show */
@@ -516,6 +546,11 @@ static const char *dims_text(const int *dims)
 
 int attention_stage_main(const attn_stage_t *st, int argc, char **argv)
 {
+    return attention_stage_main_ext(st, NULL, argc, argv);
+}
+
+int attention_stage_main_ext(const attn_stage_t *st, const attn_stage_ext_t *ext, int argc, char **argv)
+{
     char extra[640];
     snprintf(extra, sizeof extra,
              "head dimensions d this stage accepts: %s\n"
@@ -568,6 +603,10 @@ int attention_stage_main(const attn_stage_t *st, int argc, char **argv)
         }
     }
     rc = 2; /* every check below is bad input */
+    if (o.varlen && !(ext && ext->varlen)) {
+        fprintf(stderr, "%s: --varlen (per-batch K/V lengths) arrives in stage 07 (split-KV decoding)\n", st->prog);
+        goto done;
+    }
     if (Hkv != H && !st->gqa) {
         fprintf(stderr, "%s: %zu K/V heads for %zu query heads: grouped K/V heads arrive in stage 06; "
                         "here --kv-heads must equal --heads\n", st->prog, Hkv, H);
@@ -599,6 +638,9 @@ int attention_stage_main(const attn_stage_t *st, int argc, char **argv)
     printf("TFLOP/s counts 4 d per visible (query, key) pair; HBM model and ledger in bytes moved (read + written); "
            "peak = Q, K, V, O + the N x N intermediates.%s\n\n",
            o.causal ? " Causal masks align bottom-right (query i sees keys j <= i + Nk - Nq)." : "");
+    if (o.varlen) printf("--varlen: batch element b holds the first Nk - floor(b Nk / 2B) keys of its K/V slices.\n");
+    if (Nq == 1 && !o.sweep)
+        printf("Decode: K/V GB/s = the K/V bytes held (2 es d Hkv sum_b n_b, each byte once) / time.\n");
 
     attn_shape_t shapes[8];
     int nshapes = 0;
@@ -615,13 +657,14 @@ int attention_stage_main(const attn_stage_t *st, int argc, char **argv)
         shapes[i].tune.bc = (size_t)o.bc;
         shapes[i].tune.sram = (size_t)o.sram;
         shapes[i].tune.splits = (size_t)o.splits;
+        shapes[i].varlen = o.varlen;
     }
 
     int worst = 0;
     for (int i = 0; i < nshapes; i++) {
         report_t rep;
         report_init(&rep, COLS, NCOLS);
-        rc = run_shape(st, &o, &shapes[i], ldp, &rep);
+        rc = run_shape(st, ext, &o, &shapes[i], ldp, &rep);
         if (rc == 2) goto done;
         if (rc > worst) worst = rc;
         if (o.csv && report_csv_append(&rep, o.csv, &env)) { rc = 2; goto done; }

@@ -44,7 +44,14 @@ typedef struct {
     const char *(*describe)(const attn_shape_t *s);
     /* The tile shape for the "tiles" column ("64x64"), or NULL (untiled). */
     const char *(*tiles)(const attn_shape_t *s, int gpu);
+    /* When the roundings depend on the shape or the device (stage 06: tensor
+     * cores in prefill, CUDA cores in decode, plain fp32 on the CPU): the
+     * ATT_ROUND_* flags for this run, replacing `rounding`. NULL: `rounding`. */
+    unsigned (*rounding_for)(const attn_shape_t *s, int gpu);
 } attn_impl_t;
+
+/* The rounding flags the check uses for im on s. */
+unsigned attn_impl_rounding(const attn_impl_t *im, const attn_shape_t *s, int gpu);
 
 typedef struct {
     const char *prog;    /* "04_one_pass_attention" */
@@ -57,7 +64,24 @@ typedef struct {
     int gqa;             /* 1 when --kv-heads may differ from --heads (stage 06) */
 } attn_stage_t;
 
+/* What stages 06-07 add (a separate struct, so that the positional
+ * initialisers of the earlier stages' attn_stage_t stay complete). */
+typedef struct {
+    int varlen;          /* 1 when --varlen is accepted (stage 07) */
+    /* Decode (seq_q = 1) on the GPU: the measured read-only bandwidth in GB/s
+     * for this shape's K/V bytes, timed as the implementations are (L2
+     * flushed, median); the "% read" column is K/V GB/s against it. NULL: no
+     * such column. */
+    double (*read_ceiling_gbps)(const attn_shape_t *s);
+} attn_stage_ext_t;
+
+/* K and V bytes a decode step must read once: 2 es d Hkv sum_b n_b (n_b the
+ * keys batch element b holds). The "K/V GB/s" column divides it by the time. */
+double attn_kv_bytes_once(const attn_shape_t *s);
+
 int attention_stage_main(const attn_stage_t *st, int argc, char **argv);
+/* The same with stage 06-07 extras (ext may be NULL). */
+int attention_stage_main_ext(const attn_stage_t *st, const attn_stage_ext_t *ext, int argc, char **argv);
 
 /* Shared with the tests: 1 when d is in the 0-terminated list. */
 int attn_dim_listed(const int *dims, size_t d);

@@ -28,21 +28,38 @@ uint64_t attn_q_elems(const attn_shape_t *s) { return (uint64_t)s->batch * s->he
 uint64_t attn_kv_elems(const attn_shape_t *s) { return (uint64_t)s->batch * s->kv_heads * s->seq_kv * s->dim; }
 uint64_t attn_rows(const attn_shape_t *s) { return (uint64_t)s->batch * s->heads * s->seq_q; }
 
-size_t attn_visible_keys(const attn_shape_t *s, size_t i)
+size_t attn_visible_of(const attn_shape_t *s, size_t i, size_t nk)
 {
-    if (!s->causal) return s->seq_kv;
+    if (!s->causal) return nk;
     /* bottom-right: j <= i + Nk - Nq, i.e. i + 1 + Nk - Nq keys, clamped to [0, Nk] */
-    const long long n = (long long)i + 1 + (long long)s->seq_kv - (long long)s->seq_q;
-    return n <= 0 ? 0 : (size_t)n > s->seq_kv ? s->seq_kv : (size_t)n;
+    const long long n = (long long)i + 1 + (long long)nk - (long long)s->seq_q;
+    return n <= 0 ? 0 : (size_t)n > nk ? nk : (size_t)n;
+}
+
+size_t attn_visible_keys(const attn_shape_t *s, size_t i) { return attn_visible_of(s, i, s->seq_kv); }
+
+size_t attn_kv_len(const attn_shape_t *s, size_t b)
+{
+    if (!s->varlen) return s->seq_kv;
+    return s->seq_kv - (size_t)((uint64_t)b * s->seq_kv / (2 * (uint64_t)s->batch));
+}
+
+/* Pairs of one head of Nq queries against nk held keys. */
+static uint64_t head_pairs(const attn_shape_t *s, uint64_t Nk)
+{
+    const uint64_t Nq = s->seq_q;
+    if (!s->causal) return Nq * Nk;
+    /* rows see 1 + off, 2 + off, ... keys (off = Nk - Nq), clamped at 0 */
+    if (Nk >= Nq) return Nq * (Nq + 1) / 2 + Nq * (Nk - Nq);
+    return Nk * (Nk + 1) / 2;
 }
 
 uint64_t attn_pairs(const attn_shape_t *s)
 {
-    const uint64_t Nq = s->seq_q, Nk = s->seq_kv, bh = (uint64_t)s->batch * s->heads;
-    if (!s->causal) return bh * Nq * Nk;
-    /* rows see 1 + off, 2 + off, ... keys (off = Nk - Nq), clamped at 0 */
-    if (Nk >= Nq) return bh * (Nq * (Nq + 1) / 2 + Nq * (Nk - Nq));
-    return bh * (Nk * (Nk + 1) / 2);
+    if (!s->varlen) return (uint64_t)s->batch * s->heads * head_pairs(s, s->seq_kv);
+    uint64_t p = 0;
+    for (size_t b = 0; b < s->batch; b++) p += (uint64_t)s->heads * head_pairs(s, attn_kv_len(s, b));
+    return p;
 }
 
 double attn_flops(const attn_shape_t *s) { return 4.0 * (double)s->dim * (double)attn_pairs(s); }
@@ -54,7 +71,11 @@ uint64_t attn_kv_slice(const attn_shape_t *s, uint64_t r)
     return b * s->kv_heads + h / group;
 }
 
-size_t attn_visible(const attn_shape_t *s, uint64_t r) { return attn_visible_keys(s, (size_t)(r % s->seq_q)); }
+size_t attn_visible(const attn_shape_t *s, uint64_t r)
+{
+    const size_t b = (size_t)(r / ((uint64_t)s->seq_q * s->heads));
+    return attn_visible_of(s, (size_t)(r % s->seq_q), attn_kv_len(s, b));
+}
 
 void attention_ref_row(const void *q, const void *k, const void *v, dtype_t dt, size_t n, size_t d, float scale,
                        double *out, attn_row_stats_t *st)

@@ -42,6 +42,11 @@ typedef struct {
     float scale;
     dtype_t dt;
     attn_tune_t tune;
+    /* Stage 07, --varlen: batch element b holds only the first attn_kv_len(s, b)
+     * keys of its K/V slices (a serving batch of sequences of different
+     * lengths; the layout keeps seq_kv rows per slice, the capacity). 0: every
+     * element holds seq_kv keys. */
+    int varlen;
 } attn_shape_t;
 
 /* Fills every field; scale = (float)(1/sqrt(dim)); tune all 0. */
@@ -55,8 +60,15 @@ uint64_t attn_q_elems(const attn_shape_t *s);
 uint64_t attn_kv_elems(const attn_shape_t *s);
 uint64_t attn_rows(const attn_shape_t *s);
 uint64_t attn_pairs(const attn_shape_t *s);
-/* Keys visible to query i (0 <= i < Nq) of one head. */
+/* Keys visible to query i (0 <= i < Nq) of one head, with all seq_kv keys
+ * held (the varlen lengths are not applied: see attn_visible). */
 size_t attn_visible_keys(const attn_shape_t *s, size_t i);
+/* Keys held by batch element b: seq_kv, or with varlen the deterministic
+ * pattern Nk - floor(b Nk / (2B)) (from Nk for b = 0 down to just over Nk/2). */
+size_t attn_kv_len(const attn_shape_t *s, size_t b);
+/* Keys visible to query i when n keys are held: n, or when causal (bottom-right)
+ * i + 1 + n - Nq clamped to [0, n]. */
+size_t attn_visible_of(const attn_shape_t *s, size_t i, size_t n);
 /* FLOPs as every table counts them: 4 d per visible (query, key) pair (two
  * GEMMs of 2 d each): 4 B H Nq Nk d, or when causal, with Nq = Nk = N,
  * 4 B H d N (N+1)/2, which is the "halved when causal" of FlashAttention's
@@ -91,7 +103,8 @@ void attention_ref_row(const void *q, const void *k, const void *v, dtype_t dt, 
 void attention_ref_at(const attn_shape_t *s, const void *Q, const void *K, const void *V, uint64_t r, double *out,
                       attn_row_stats_t *st);
 /* Index of the K/V slice (one (b, kv head) pair: Nk rows of d elements) that
- * query row r reads, and how many of its keys are visible. */
+ * query row r reads, and how many of its keys are visible (the varlen length
+ * of its batch element applied). */
 uint64_t attn_kv_slice(const attn_shape_t *s, uint64_t r);
 size_t attn_visible(const attn_shape_t *s, uint64_t r);
 

@@ -15,7 +15,7 @@ enum {
     OPT_DEVICE = 1000, OPT_DTYPE, OPT_ROWS, OPT_COLS, OPT_ITERS, OPT_WARMUP,
     OPT_SEED, OPT_SCALE, OPT_CSV, OPT_SAVE, OPT_LOAD, OPT_HELP, OPT_SWEEP,
     OPT_BATCH, OPT_HEADS, OPT_KV_HEADS, OPT_SEQ, OPT_DIM, OPT_CAUSAL,
-    OPT_SEQ_Q, OPT_SEQ_KV, OPT_DECODE, OPT_KERNEL, OPT_BR, OPT_BC, OPT_SRAM, OPT_SPLITS,
+    OPT_SEQ_Q, OPT_SEQ_KV, OPT_DECODE, OPT_KERNEL, OPT_BR, OPT_BC, OPT_SRAM, OPT_SPLITS, OPT_VARLEN,
 };
 
 /* Largest accepted dimension: keeps every product of two of them inside
@@ -60,6 +60,8 @@ static void usage(const cli_spec_t *spec, FILE *f)
                 "  --br N, --bc N         query rows and key rows per tile (tiled stages)\n"
                 "  --sram BYTES           simulated on-chip memory of the CPU tiling (tiled stages)\n"
                 "  --splits N             K/V splits (split-KV decoding)\n"
+                "  --varlen               batch element b holds only Nk - b*Nk/(2B) of the --seq-kv keys\n"
+                "                         (variable K/V lengths, as in a serving batch; split-KV stage)\n"
                 "  --sweep                run N = 1024 ... 16384 at B*N = 16384 tokens\n"
                 "  --scale S              inputs are S * U[-1, 1) (default 1)\n");
     fprintf(f,
@@ -234,6 +236,7 @@ int cli_parse(const cli_spec_t *spec, int argc, char **argv, opts_t *o, FILE *er
         { "bc", required_argument, 0, OPT_BC },
         { "sram", required_argument, 0, OPT_SRAM },
         { "splits", required_argument, 0, OPT_SPLITS },
+        { "varlen", no_argument, 0, OPT_VARLEN },
     };
     struct option longopts[32];
     size_t n = 0;
@@ -324,6 +327,10 @@ int cli_parse(const cli_spec_t *spec, int argc, char **argv, opts_t *o, FILE *er
         case OPT_SPLITS:
             if (cli_parse_count(a, 1 << 16, &o->splits)) return bad(err, P, "--splits", a, "an integer from 1 to 65536");
             o->given |= GIVEN_SPLITS;
+            break;
+        case OPT_VARLEN:
+            o->varlen = 1;
+            o->given |= GIVEN_VARLEN;
             break;
         case OPT_ITERS:
             if (cli_parse_count(a, 100000, &v)) return bad(err, P, "--iters", a, "an integer from 1 to 100000");

@@ -31,6 +31,7 @@ enum {
     GIVEN_SEQ = 1u << 6, GIVEN_DIM = 1u << 7, GIVEN_KV_HEADS = 1u << 8,
     GIVEN_SCALE = 1u << 9, GIVEN_SEQ_Q = 1u << 10, GIVEN_SEQ_KV = 1u << 11,
     GIVEN_BR = 1u << 12, GIVEN_BC = 1u << 13, GIVEN_SRAM = 1u << 14, GIVEN_SPLITS = 1u << 15,
+    GIVEN_VARLEN = 1u << 16,
 };
 
 typedef struct {
@@ -42,6 +43,7 @@ typedef struct {
     long long br, bc, sram, splits; /* tiling knobs of stages 05-07 */
     const char *kernels;           /* --kernel a,b,c: run only these implementations */
     int causal;
+    int varlen;                    /* --varlen: per-batch K/V lengths (stage 07) */
     int iters, warmup;
     uint64_t seed;
     double scale;

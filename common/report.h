@@ -10,7 +10,7 @@
 extern "C" {
 #endif
 
-#define REPORT_MAX_COLS 32
+#define REPORT_MAX_COLS 40
 #define REPORT_MAX_ROWS 64
 #define REPORT_CELL 48
 

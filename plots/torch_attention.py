@@ -9,7 +9,16 @@ d in {64, 128}, causal or not (as tc_dev perf). TFLOP/s = 4 B H N^2 d / time,
 halved when causal.
 
   python3 plots/torch_attention.py [--csv FILE] [--iters 20] [--gemm]
+  python3 plots/torch_attention.py --decode [--csv FILE] [--iters 30]
   python3 plots/torch_attention.py --check DIR
+
+--decode times one query token per sequence against a K/V cache (stage 06-07
+shapes: bf16, d = 128, Hq = 32; Hkv = 32, 8, 1 at B = 8, Nk = 32768 and B = 1,
+Nk = 131072; and Hkv = 8, B = 1 and 8, Nk = 1k ... 128k) with the flash and
+cudnn backends, K/V heads shared natively (enable_gqa=True) where the backend
+takes it, and "replicated" (repeat_interleave of K and V, then the backend,
+both timed) as a model's repeat_kv does. GB/s = the K/V bytes held (each
+byte once, unreplicated) / time.
 
 --gemm also times one 8192^3 bf16 matmul (cuBLAS), the tensor-core ceiling.
 --check DIR loads q.npy, k.npy, v.npy, o.npy (float32, [B, H, N, d]; K/V may
@@ -88,6 +97,51 @@ def bench(a):
                 f.write("%s,%s,%d,%d,%d,%d,%d,%d,%d,%.4f,%.1f,%s,%s,%s\n" % r)
 
 
+def decode(a):
+    dev = torch.device("cuda")
+    flush = torch.empty(2 * torch.cuda.get_device_properties(dev).L2_cache_size, dtype=torch.uint8, device=dev)
+    name, date = torch.cuda.get_device_name(), datetime.date.today().isoformat()
+    g = torch.Generator(device=dev)
+    g.manual_seed(20261128)
+    d, H = 128, 32
+    shapes = [(8, 32, 32768), (8, 8, 32768), (8, 1, 32768), (1, 32, 131072), (1, 8, 131072), (1, 1, 131072)]
+    for B in (1, 8):
+        for n in (1024, 2048, 4096, 8192, 16384, 32768, 65536, 131072):
+            if (B, 8, n) not in shapes:
+                shapes.append((B, 8, n))
+    rows = []
+    for B, Hkv, n in shapes:
+        q = torch.randn(B, H, 1, d, device=dev, dtype=torch.bfloat16, generator=g)
+        k, v = (torch.randn(B, Hkv, n, d, device=dev, dtype=torch.bfloat16, generator=g) for _ in range(2))
+        kv_bytes = 2.0 * B * Hkv * n * d * 2
+        grp = H // Hkv
+        for bname, be in BACKENDS[:2]:
+            for method in ("native", "replicated"):
+                if method == "native":
+                    fn = lambda: F.scaled_dot_product_attention(q, k, v, enable_gqa=grp > 1)
+                else:
+                    if grp == 1:
+                        continue
+                    fn = lambda: F.scaled_dot_product_attention(q, k.repeat_interleave(grp, dim=1),
+                                                                v.repeat_interleave(grp, dim=1))
+                try:
+                    with sdpa_kernel(be):
+                        fn()
+                        ms = time_ms(fn, flush, a.iters)
+                except RuntimeError as ex:
+                    print(f"{bname:6s} {method:10s} B={B} Hkv={Hkv:2d} Nk={n:6d}: not run ({str(ex).splitlines()[0][:90]})")
+                    continue
+                gbps = kv_bytes / (ms * 1e-3) / 1e9
+                rows.append((bname, method, "bf16", B, H, Hkv, 1, n, d, ms, gbps, name, torch.__version__, date))
+                print(f"{bname:6s} {method:10s} B={B} Hkv={Hkv:2d} Nk={n:6d}  {ms:8.4f} ms  {gbps:7.0f} GB/s", flush=True)
+        del q, k, v
+    if a.csv:
+        with open(a.csv, "w") as f:
+            f.write("backend,method,dtype,batch,heads,kv_heads,seq_q,seq_kv,dim,time_ms,kv_gbps,device_name,torch,date\n")
+            for r in rows:
+                f.write("%s,%s,%s,%d,%d,%d,%d,%d,%d,%.5f,%.1f,%s,%s,%s\n" % r)
+
+
 def check(d):
     meta = json.load(open(os.path.join(d, "meta.json")))
     q, k, v, o = (torch.from_numpy(np.load(os.path.join(d, n + ".npy"))).cuda() for n in ("q", "k", "v", "o"))
@@ -126,7 +180,11 @@ p.add_argument("--csv")
 p.add_argument("--iters", type=int, default=20)
 p.add_argument("--gemm", action="store_true")
 p.add_argument("--check")
+p.add_argument("--decode", action="store_true")
 a = p.parse_args()
 if a.check:
     sys.exit(check(a.check))
+if a.decode:
+    decode(a)
+    sys.exit(0)
 bench(a)

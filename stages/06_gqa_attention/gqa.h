@@ -1,0 +1,128 @@
+/* Stage 06: grouped K/V heads (Q6, Q7). Hq query heads share Hkv K/V heads,
+ * Hq divisible by Hkv; query head h belongs to group h / g, g = Hq / Hkv:
+ *   MHA  Hkv = Hq (g = 1)      GQA  1 < Hkv < Hq      MQA  Hkv = 1 (g = Hq)
+ * Q, O are [B, Hq, Nq, d]; K, V are [B, Hkv, Nk, d].
+ *
+ * Three ways to run attention on it, each on the CPU (through the ledger) and
+ * the GPU:
+ *   replicated  copy every K/V head g times (what a repeat_kv helper does)
+ *               into a workspace of B Hq Nk d elements each, then run the MHA
+ *               kernel on the copy. The copy's time, traffic and memory count.
+ *   indexed     the kernel reads K/V head h / g in place: one division in
+ *               the addressing, no copy. A block still serves one query head,
+ *               so each K/V tile is loaded once per query head (g times per
+ *               group); on the GPU the L2 may absorb the repeats.
+ *   packed      the g query heads of a group share one block: their rows are
+ *               contiguous in Q's layout (heads h = kvh g ... kvh g + g - 1,
+ *               Nq rows each), so a group is one "head" of g Nq query rows,
+ *               and each K/V tile is loaded once per block for all of them.
+ *               In decode (Nq = 1) the g query rows form one tile.
+ *
+ * GPU: prefill (Nq > 1) runs stage 05's tensor-core kernel (best version);
+ * decode (Nq = 1) runs this stage's decode kernel (decode_gpu.cu), which
+ * stage 07 reuses with key splits. */
+#ifndef STF_STAGE06_H
+#define STF_STAGE06_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "attention_bench.h"
+#include "attention_ref.h"
+#include "dtype.h"
+#include "ledger.h"
+#include "../04_one_pass_attention/attention.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+extern const int GQA_DIMS[]; /* head dims the stage's programs accept: 64, 96, 128 */
+
+/* The CPU tiling: query rows per block and keys per K/V tile (tune.br and
+ * tune.bc override them). The GPU decode kernel uses the same key tile. */
+#define GQA_CPU_BR 64
+#define GQA_BC 64
+#define GQA_CPU_MAX_ROWS 256 /* the largest --br the CPU blocks take */
+
+/* ---- the CPU engine (gqa_cpu.c), shared with stage 07 */
+
+/* Keys visible to query row r when batch element b holds lens[b] keys
+ * (lens NULL: attn_visible, which applies the shape's varlen pattern). */
+size_t gqa_row_visible(const attn_shape_t *s, const int *lens, uint64_t r);
+
+typedef enum { GQA_REPLICATED = 0, GQA_INDEXED = 1, GQA_PACKED = 2 } gqa_method_t;
+
+/* Partial states of a split run: splits x rows of (m, l) and of o (d
+ * floats, unnormalised), fp32, in simulated HBM. */
+typedef struct {
+    hbm_t m, l, o;
+} gqa_partials_t;
+
+/* Runs the blocks of one method over keys split into `splits` ranges of
+ * whole GQA_BC tiles (splits = 1: no split). With splits = 1 the rows are
+ * finished and written to o; otherwise each split's state goes to part (o is
+ * not touched) and stage 07's combine finishes them. The K/V arrays are read
+ * as the shape says (for replicated: pass the copy and a shape with
+ * kv_heads = heads). Returns 0, or -1 when on-chip buffers cannot be had. */
+int gqa_run_blocks(const attn_shape_t *s, hbm_t *q, hbm_t *k, hbm_t *v, hbm_t *o, gqa_method_t method,
+                   const int *lens, size_t splits, gqa_partials_t *part);
+/* Bytes gqa_run_blocks moves (what the ledger must count), partials included;
+ * and the K/V part of them alone. */
+double gqa_blocks_bytes(const attn_shape_t *s, gqa_method_t method, const int *lens, size_t splits);
+double gqa_blocks_kv_bytes(const attn_shape_t *s, gqa_method_t method, const int *lens, size_t splits);
+/* Keys per split: ceil(Nk / splits) rounded up to whole GQA_BC tiles (the
+ * last splits may be short or empty). */
+size_t gqa_keys_per_split(size_t nk, size_t splits);
+
+/* repeat_kv on the CPU: K/V [B, Hkv, Nk, d] -> [B, Hq, Nk, d] (each source
+ * element read once, written g times). */
+void gqa_repeat_kv_cpu(const attn_shape_t *s, hbm_t *src, hbm_t *dst);
+
+/* ---- GPU (gqa_gpu.cu, decode_gpu.cu); the launchers are asynchronous on stream 0 */
+
+/* repeat_kv on the GPU: 16-byte copies where rows allow. */
+void gqa_repeat_kv_gpu(const attn_shape_t *s, const void *src, void *dst);
+
+/* The decode kernel: one block per (batch, block of hpb query heads, split);
+ * the hpb heads share one K/V head (hpb = 1: indexed, or replicated on the
+ * copy; hpb = g or a divisor of it: packed). */
+typedef struct {
+    int hpb;             /* query heads per block (divides g) */
+    int splits;          /* 1: write O; > 1: write partial states */
+    const int *kv_len;   /* device array of B lengths, or NULL: every element holds seq_kv keys */
+    float *part_m, *part_l, *part_o; /* splits x (B Hq) [x d]: the partial states when splits > 1 */
+    int break_head_index; /* tests only: read K/V head h % Hkv instead of h / g (a broken method) */
+} gqa_decode_args_t;
+
+/* 1 when the decode kernel takes s (seq_q = 1, d 64/96/128, batch and head
+ * counts within the grid); else 0 with the reason. */
+int gqa_decode_supports(const attn_shape_t *s, char *why, size_t n);
+void gqa_decode_gpu(const attn_shape_t *s, const void *q, const void *k, const void *v, void *o,
+                    const gqa_decode_args_t *a);
+/* Query heads per block of the packed kernel: g, capped at 16 (registers). */
+int gqa_packed_hpb(const attn_shape_t *s);
+/* Resident blocks per SM of the decode kernel at this shape and hpb (from
+ * the occupancy API); 0 without a GPU. */
+int gqa_decode_blocks_per_sm(const attn_shape_t *s, int hpb);
+/* The device's lengths array for s->varlen (built once per shape and kept),
+ * or NULL when the shape has no varlen. */
+const int *gqa_device_lengths(const attn_shape_t *s);
+
+/* The measured read-only bandwidth (GB/s) over the K/V bytes of s, timed as
+ * the driver times the implementations; cached per size. 0 without a GPU. */
+double gqa_read_ceiling_gbps(const attn_shape_t *s);
+
+/* Tests only: when set, the GPU decode launches of the three implementations
+ * read K/V head h % Hkv instead of h / g (a broken method the checks must reject). */
+extern int gqa_test_break_head_index;
+
+extern const attn_impl_t IMPL_GQA_REPLICATED;
+extern const attn_impl_t IMPL_GQA_INDEXED;
+extern const attn_impl_t IMPL_GQA_PACKED;
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

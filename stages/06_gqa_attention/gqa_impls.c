@@ -1,0 +1,317 @@
+/* Stage 06's three implementations as the driver sees them (attn_impl_t):
+ * the CPU runs (gqa_cpu.c), the GPU runs (stage 05's tensor-core kernel in
+ * prefill, decode_gpu.cu in decode), their traffic models, the shapes each
+ * declines and why, and the line each prints under the table.
+ *
+ * Run: build/bin/06_gqa_attention --heads 32 --kv-heads 8 --dim 128 --dtype bf16 [--decode --seq-kv 32768 --batch 8] */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "gpu.h"
+#include "gqa.h"
+#include "report.h"
+#include "../05_tiled_attention/tc.h"
+
+/* Stage 05's best rung for the shape, as its H200 sweep of 2026-11-28 found
+ * (notes/data/h200-2026-11-28/tc_ladder.log): tc6_m32 without a mask,
+ * tc5_tuned with the causal mask; the last rung when those names are absent. */
+static int tc_best(const attn_shape_t *s)
+{
+    const char *want = s->causal ? "tc5_tuned" : "tc6_m32";
+    for (int v = 0; v < TC_NVERSIONS; v++)
+        if (!strcmp(TC_VERSIONS[v].name, want)) return v;
+    return TC_NVERSIONS - 1;
+}
+#define TC_BEST tc_best(s)
+
+static size_t group_of(const attn_shape_t *s) { return s->heads / s->kv_heads; }
+static int is_decode(const attn_shape_t *s) { return s->seq_q == 1; }
+
+/* The shape the MHA kernel sees after repeat_kv: as many K/V heads as query heads. */
+static attn_shape_t replicated_shape(const attn_shape_t *s)
+{
+    attn_shape_t t = *s;
+    t.kv_heads = s->heads;
+    return t;
+}
+
+static size_t copy_bytes(const attn_shape_t *s) /* one of K, V after the copy */
+{
+    return (size_t)s->batch * s->heads * s->seq_kv * s->dim * dtype_size(s->dt);
+}
+
+static size_t replicated_ws(const attn_shape_t *s) { return 2 * copy_bytes(s); }
+
+/* ---- traffic models: the counted loops of gqa_cpu.c (exact for the CPU) */
+
+static double replicated_model(const attn_shape_t *s)
+{
+    const attn_shape_t t = replicated_shape(s);
+    const double src = 2.0 * (double)attn_kv_elems(s) * (double)dtype_size(s->dt);
+    return src + 2.0 * (double)copy_bytes(s) + gqa_blocks_bytes(&t, GQA_INDEXED, NULL, 1);
+}
+static double indexed_model(const attn_shape_t *s) { return gqa_blocks_bytes(s, GQA_INDEXED, NULL, 1); }
+static double packed_model(const attn_shape_t *s) { return gqa_blocks_bytes(s, GQA_PACKED, NULL, 1); }
+
+/* ---- CPU */
+
+static int replicated_cpu(const attn_shape_t *s, hbm_t *q, hbm_t *k, hbm_t *v, hbm_t *o, void *ws)
+{
+    const attn_shape_t t = replicated_shape(s);
+    const size_t n = (size_t)attn_kv_elems(&t);
+    hbm_t kr = hbm_wrap(q->lg, "K copy", ws, n, s->dt);
+    hbm_t vr = hbm_wrap(q->lg, "V copy", (char *)ws + copy_bytes(s), n, s->dt);
+    gqa_repeat_kv_cpu(s, k, &kr);
+    gqa_repeat_kv_cpu(s, v, &vr);
+    return gqa_run_blocks(&t, q, &kr, &vr, o, GQA_INDEXED, NULL, 1, NULL);
+}
+
+static int indexed_cpu(const attn_shape_t *s, hbm_t *q, hbm_t *k, hbm_t *v, hbm_t *o, void *ws)
+{
+    (void)ws;
+    return gqa_run_blocks(s, q, k, v, o, GQA_INDEXED, NULL, 1, NULL);
+}
+
+static int packed_cpu(const attn_shape_t *s, hbm_t *q, hbm_t *k, hbm_t *v, hbm_t *o, void *ws)
+{
+    (void)ws;
+    return gqa_run_blocks(s, q, k, v, o, GQA_PACKED, NULL, 1, NULL);
+}
+
+/* ---- GPU */
+
+static int tc_shape_of(const attn_shape_t *s, gqa_method_t m, tc_shape_t *t, char *why, size_t n)
+{
+    const size_t g = group_of(s), rows = m == GQA_PACKED ? g * s->seq_q : s->seq_q;
+    if (rows > (1u << 30) || s->seq_kv > (1u << 30) || s->batch > 65535 || s->heads > 65535) {
+        snprintf(why, n, "sizes beyond the tensor-core kernel's 32-bit indices and grid");
+        return 0;
+    }
+    t->batch = (int)s->batch;
+    t->heads = (int)(m == GQA_PACKED ? s->kv_heads : s->heads);
+    t->kv_heads = (int)(m == GQA_PACKED ? s->kv_heads : m == GQA_REPLICATED ? s->heads : s->kv_heads);
+    t->seq_q = (int)rows;
+    t->seq_kv = (int)s->seq_kv;
+    t->dim = (int)s->dim;
+    t->causal = s->causal;
+    t->scale = s->scale;
+    t->dt = s->dt;
+    return 1;
+}
+
+static int gpu_supports(const attn_shape_t *s, gqa_method_t m, char *why, size_t n)
+{
+    if (is_decode(s)) return gqa_decode_supports(s, why, n);
+    if (s->varlen) {
+        snprintf(why, n, "variable K/V lengths are a decode feature here (seq_q = 1; stage 07)");
+        return 0;
+    }
+    if (m == GQA_PACKED && s->causal) {
+        snprintf(why, n,
+                 "packed causal prefill: a group viewed as one head of g Nq rows would mask row t by t, not by its "
+                 "position t %% Nq; the tensor-core kernel has no row-to-position map (indexed serves this case)");
+        return 0;
+    }
+    tc_shape_t t;
+    if (!tc_shape_of(s, m, &t, why, n)) return 0;
+    return attn_tc_supports(TC_BEST, &t, why, n);
+}
+
+static int replicated_supports(const attn_shape_t *s, int gpu, char *why, size_t n)
+{
+    return gpu ? gpu_supports(s, GQA_REPLICATED, why, n) : 1;
+}
+static int indexed_supports(const attn_shape_t *s, int gpu, char *why, size_t n)
+{
+    return gpu ? gpu_supports(s, GQA_INDEXED, why, n) : 1;
+}
+static int packed_supports(const attn_shape_t *s, int gpu, char *why, size_t n)
+{
+    if (!gpu && s->tune.br && s->tune.br > GQA_CPU_MAX_ROWS) {
+        snprintf(why, n, "--br %zu: the CPU blocks hold at most %d rows", s->tune.br, GQA_CPU_MAX_ROWS);
+        return 0;
+    }
+    return gpu ? gpu_supports(s, GQA_PACKED, why, n) : 1;
+}
+
+/* Tensor cores (P rounded to the storage type, bf16/fp16 GEMMs) in prefill;
+ * plain fp32 arithmetic in the decode kernel and on the CPU. */
+static unsigned rounding_for(const attn_shape_t *s, int gpu)
+{
+    return gpu && !is_decode(s) ? (ATT_ROUND_P | ATT_MMA_LOWP) : 0u;
+}
+
+int gqa_test_break_head_index; /* tests only (gqa.h) */
+
+/* ---- the decode kernel's shape limits (host logic; the kernel is decode_gpu.cu) */
+
+int gqa_decode_supports(const attn_shape_t *s, char *why, size_t n)
+{
+    if (s->seq_q != 1) {
+        snprintf(why, n, "the decode kernel takes one query row per head (seq_q = 1), not %zu", s->seq_q);
+        return 0;
+    }
+    if (s->dim != 64 && s->dim != 96 && s->dim != 128) {
+        snprintf(why, n, "head dim %zu: the decode kernel is compiled for d = 64, 96, 128", s->dim);
+        return 0;
+    }
+    if (s->batch > 65535 || s->seq_kv > (1u << 30)) {
+        snprintf(why, n, "batch above 65535 (grid y) or more than 2^30 keys");
+        return 0;
+    }
+    return 1;
+}
+
+int gqa_packed_hpb(const attn_shape_t *s)
+{
+    const int g = (int)group_of(s);
+    int h = g < 16 ? g : 16;
+    while (g % h) h--; /* the largest divisor of g up to 16 */
+    return h;
+}
+
+#if !HAVE_CUDA
+void gqa_repeat_kv_gpu(const attn_shape_t *s, const void *src, void *dst) { (void)s; (void)src; (void)dst; }
+void gqa_decode_gpu(const attn_shape_t *s, const void *q, const void *k, const void *v, void *o,
+                    const gqa_decode_args_t *a)
+{
+    (void)s; (void)q; (void)k; (void)v; (void)o; (void)a;
+}
+int gqa_decode_blocks_per_sm(const attn_shape_t *s, int hpb) { (void)s; (void)hpb; return 0; }
+const int *gqa_device_lengths(const attn_shape_t *s) { (void)s; return NULL; }
+double gqa_read_ceiling_gbps(const attn_shape_t *s) { (void)s; return 0.0; }
+#endif
+
+#if HAVE_CUDA
+static void tc_run(const attn_shape_t *s, gqa_method_t m, const void *q, const void *k, const void *v, void *o)
+{
+    tc_shape_t t;
+    char why[256];
+    if (!tc_shape_of(s, m, &t, why, sizeof why) || attn_tc_launch(TC_BEST, &t, q, k, v, o))
+        fprintf(stderr, "gqa: the tensor-core launch failed (%s); O stays poisoned\n", why);
+}
+
+static void decode_run(const attn_shape_t *s, int hpb, const void *q, const void *k, const void *v, void *o)
+{
+    gqa_decode_args_t a;
+    memset(&a, 0, sizeof a);
+    a.hpb = hpb;
+    a.splits = 1;
+    a.kv_len = gqa_device_lengths(s);
+    a.break_head_index = gqa_test_break_head_index;
+    gqa_decode_gpu(s, q, k, v, o, &a);
+}
+
+static void replicated_gpu(const attn_shape_t *s, const void *q, const void *k, const void *v, void *o, void *ws)
+{
+    const attn_shape_t t = replicated_shape(s);
+    char *kr = ws, *vr = kr + copy_bytes(s);
+    gqa_repeat_kv_gpu(s, k, kr);
+    gqa_repeat_kv_gpu(s, v, vr);
+    if (is_decode(s)) decode_run(&t, 1, q, kr, vr, o);
+    else tc_run(s, GQA_REPLICATED, q, kr, vr, o);
+}
+
+static void indexed_gpu(const attn_shape_t *s, const void *q, const void *k, const void *v, void *o, void *ws)
+{
+    (void)ws;
+    if (is_decode(s)) decode_run(s, 1, q, k, v, o);
+    else tc_run(s, GQA_INDEXED, q, k, v, o);
+}
+
+static void packed_gpu(const attn_shape_t *s, const void *q, const void *k, const void *v, void *o, void *ws)
+{
+    (void)ws;
+    if (is_decode(s)) decode_run(s, gqa_packed_hpb(s), q, k, v, o);
+    else tc_run(s, GQA_PACKED, q, k, v, o);
+}
+#endif
+
+/* ---- the tiles column and the lines under the table */
+
+static const char *tiles_of(const attn_shape_t *s, int gpu, gqa_method_t m)
+{
+    if (!gpu) {
+        const size_t U = m == GQA_PACKED ? group_of(s) * s->seq_q : s->seq_q, br = s->tune.br ? s->tune.br : GQA_CPU_BR;
+        return fmt("%zux%zu", U < br ? U : br, s->tune.bc ? s->tune.bc : (size_t)GQA_BC);
+    }
+    if (is_decode(s)) return fmt("%dx%d", m == GQA_PACKED ? gqa_packed_hpb(s) : 1, GQA_BC);
+    return TC_VERSIONS[TC_BEST].name;
+}
+static const char *replicated_tiles(const attn_shape_t *s, int gpu) { return tiles_of(s, gpu, GQA_REPLICATED); }
+static const char *indexed_tiles(const attn_shape_t *s, int gpu) { return tiles_of(s, gpu, GQA_INDEXED); }
+static const char *packed_tiles(const attn_shape_t *s, int gpu) { return tiles_of(s, gpu, GQA_PACKED); }
+
+/* K/V bytes each method loads (the model), against the K/V bytes once. */
+static const char *kv_line(const attn_shape_t *s, gqa_method_t m)
+{
+    static char buf[4][160];
+    static int k;
+    char *b = buf[k++ & 3];
+    const attn_shape_t t = replicated_shape(s);
+    const double once = attn_kv_bytes_once(s);
+    const double kv = m == GQA_REPLICATED ? gqa_blocks_kv_bytes(&t, GQA_INDEXED, NULL, 1) : gqa_blocks_kv_bytes(s, m, NULL, 1);
+    snprintf(b, 160, "K/V tile loads (model) %.4g MB = %.2fx the %.4g MB of K/V", kv / 1e6, kv / once, once / 1e6);
+    return b;
+}
+
+static const char *replicated_describe(const attn_shape_t *s)
+{
+    static char buf[640];
+    snprintf(buf, sizeof buf,
+             "replicated: repeat_kv copies K and V g = %zu times first (reads %.4g MB, writes %.4g MB, %.4g MB extra "
+             "memory), then the MHA kernel on Hkv = Hq (GPU: %s; CPU: the tiled blocks): %s",
+             group_of(s), 2.0 * (double)attn_kv_elems(s) * (double)dtype_size(s->dt) / 1e6,
+             2.0 * (double)copy_bytes(s) / 1e6, 2.0 * (double)copy_bytes(s) / 1e6,
+             is_decode(s) ? "the decode kernel (one block per query head)" : TC_VERSIONS[TC_BEST].name,
+             kv_line(s, GQA_REPLICATED));
+    return buf;
+}
+
+static const char *indexed_describe(const attn_shape_t *s)
+{
+    static char buf[512];
+    snprintf(buf, sizeof buf,
+             "indexed: query head h reads K/V head h / %zu in place (no copy); one block per query head, so each K/V "
+             "tile is loaded once per query head (the L2 may serve the g - 1 repeats): %s",
+             group_of(s), kv_line(s, GQA_INDEXED));
+    return buf;
+}
+
+static const char *packed_describe(const attn_shape_t *s)
+{
+    static char buf[512];
+    if (is_decode(s))
+        snprintf(buf, sizeof buf,
+                 "packed: the %zu query heads of a group are the rows of one block (GPU: %d per block), each K/V "
+                 "tile loaded once for all of them: %s",
+                 group_of(s), gqa_packed_hpb(s), kv_line(s, GQA_PACKED));
+    else
+        snprintf(buf, sizeof buf,
+                 "packed: Q of a group viewed as one head of g Nq = %zu rows (heads of a group are contiguous in Q), "
+                 "K/V head kvh; in prefill each block of rows still reads all of K/V: %s",
+                 group_of(s) * s->seq_q, kv_line(s, GQA_PACKED));
+    return buf;
+}
+
+const attn_impl_t IMPL_GQA_REPLICATED = {
+    .name = "replicated", .stage = "06", .rounding = 0, .ws_bytes = replicated_ws,
+    .model_bytes = replicated_model, .supports = replicated_supports, .cpu = replicated_cpu,
+    .gpu = GPU_FN(replicated_gpu), .describe = replicated_describe, .tiles = replicated_tiles,
+    .rounding_for = rounding_for,
+};
+
+const attn_impl_t IMPL_GQA_INDEXED = {
+    .name = "indexed", .stage = "06", .rounding = 0, .ws_bytes = NULL,
+    .model_bytes = indexed_model, .supports = indexed_supports, .cpu = indexed_cpu,
+    .gpu = GPU_FN(indexed_gpu), .describe = indexed_describe, .tiles = indexed_tiles,
+    .rounding_for = rounding_for,
+};
+
+const attn_impl_t IMPL_GQA_PACKED = {
+    .name = "packed", .stage = "06", .rounding = 0, .ws_bytes = NULL,
+    .model_bytes = packed_model, .supports = packed_supports, .cpu = packed_cpu,
+    .gpu = GPU_FN(packed_gpu), .describe = packed_describe, .tiles = packed_tiles,
+    .rounding_for = rounding_for,
+};

@@ -1,0 +1,71 @@
+/* Stage 07: split-KV decoding ("flash-decoding"). In decode a launch of
+ * stage 06's packed kernel has only B x Hkv blocks (64 at B = 8, Hkv = 8,
+ * on an H200's 132 SMs, which hold 264 of them): most of the chip idles
+ * while a few blocks stream the whole cache. Split the keys of every (batch,
+ * K/V head) into S ranges, give each range its own block, and let each block
+ * produce the partial state (m, l, o) of its keys (stage 04's attn_state_t,
+ * o unnormalised); a second kernel merges the S partial states of every row
+ * with stage 04's merge (merge.c), which is exact because the merge is
+ * associative (tests/test_attention.c, test_merge_associative).
+ *
+ * The decode kernel is stage 06's (decode_gpu.cu), with splits > 1; this
+ * stage adds the choice of S, the partial-state arrays, the combine. */
+#ifndef STF_STAGE07_H
+#define STF_STAGE07_H
+
+#include <stddef.h>
+
+#include "../06_gqa_attention/gqa.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* FlashAttention-2's num_splits_heuristic (flash_api.cpp): blocks = the
+ * blocks of the unsplit launch, slots = SMs x resident blocks per SM, tiles
+ * = K/V tiles of the longest sequence. One split when blocks >= 0.8 slots;
+ * otherwise, among split counts up to min(max_splits, slots, tiles) that
+ * change the tiles per split, the smallest whose wave efficiency
+ * (waves / ceil(waves), waves = blocks S / slots) is within 85% of the best. */
+int split_heuristic(long blocks, long slots, long tiles, int max_splits);
+
+typedef struct {
+    int splits;            /* the number used */
+    int chosen_by;         /* 0: the heuristic, 1: --splits */
+    long blocks, slots;    /* unsplit blocks, SMs x resident blocks per SM */
+    int sms, per_sm;       /* the device's (or, without a GPU, an H200's: 132 x 2 for 16-bit types) */
+    long tiles;            /* K/V tiles of 64 keys in the longest sequence */
+    int hpb;               /* query heads per block (stage 06's packed layout) */
+} split_plan_t;
+
+/* The split count for s: tune.splits when given, else the heuristic with the
+ * GPU's SM count and the decode kernel's occupancy (the same count on the CPU,
+ * so that its ledger counts the traffic the GPU run moves). */
+void split_plan(const attn_shape_t *s, split_plan_t *p);
+
+/* Bytes of the partial states: splits x B Hq rows x (d + 2) fp32 (0 when one split). */
+size_t split_partial_bytes(const attn_shape_t *s, int splits);
+
+/* The CPU run with an explicit split count and, optionally, per-batch
+ * lengths (NULL: the shape's, attn_visible). ws: split_partial_bytes(s,
+ * splits) bytes of host memory (unused when splits = 1). The partial states go
+ * through the ledger (written by the blocks, read by the combine). */
+int split_decode_cpu(const attn_shape_t *s, hbm_t *q, hbm_t *k, hbm_t *v, hbm_t *o, const int *lens, int splits,
+                     void *ws);
+/* The combine alone: reads the partial states and writes O (CPU). */
+void split_combine_cpu(const attn_shape_t *s, int splits, gqa_partials_t *part, hbm_t *o);
+
+/* The GPU run (asynchronous): stage 06's decode kernel with `splits`
+ * ranges, then the combine kernel. dev_lens: device array of B lengths or
+ * NULL. ws: split_partial_bytes(s, splits) bytes of device memory. */
+void split_decode_gpu(const attn_shape_t *s, const void *q, const void *k, const void *v, void *o,
+                      const int *dev_lens, int splits, void *ws);
+void split_combine_gpu(const attn_shape_t *s, int splits, const float *pm, const float *pl, const float *po, void *o);
+
+extern const attn_impl_t IMPL_SPLIT_KV;
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif
