@@ -43,6 +43,7 @@
  * Run: build/bin/06_gqa_attention --decode --seq-kv 32768 --batch 8 --heads 32 --kv-heads 8 --dim 128 --dtype bf16 */
 #include <stdint.h>
 
+#include "exp_base.h"
 #include "gpu.h"
 #include "gpu_check.h"
 #include "gqa.h"
@@ -212,7 +213,7 @@ __global__ void __launch_bounds__(DEC_THREADS) decode_kernel(dec_params P)
             float mx = x;
 #pragma unroll
             for (int off = 2; off < 32; off <<= 1) mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, off));
-            const float mn = fmaxf(m[r], mx), ms = finite_or_zero(mn);
+            const float mn = fmaxf(m[r], mx), ms = exp_base(mn);
             const float alpha = fexp(m[r] - ms); /* 1 exactly unless the maximum grew */
             const float p = fexp(x - ms);        /* 0 for a key past the end */
             m[r] = mn;
@@ -272,7 +273,7 @@ __global__ void __launch_bounds__(DEC_THREADS) decode_kernel(dec_params P)
         float M = -INFINITY;
 #pragma unroll
         for (int ww = 0; ww < DEC_WARPS; ww++) M = fmaxf(M, mm[ww * RT + r]);
-        const float base = finite_or_zero(M);
+        const float base = exp_base(M);
         float L = 0.0f, O = 0.0f;
 #pragma unroll
         for (int ww = 0; ww < DEC_WARPS; ww++) {

@@ -9,6 +9,7 @@
  * broadcast loads. Traffic: reads S R (d + 2) 4 bytes, writes R d es.
  *
  * Run: build/bin/07_split_kv_decode --decode --seq-kv 32768 --batch 8 --heads 32 --kv-heads 8 --dim 128 --dtype bf16 */
+#include "exp_base.h"
 #include "gpu_check.h"
 #include "softmax_device.cuh"
 #include "split.h"
@@ -22,7 +23,7 @@ __global__ void __launch_bounds__(128) combine_kernel(const float *__restrict__ 
     if (row >= rows) return;
     float M = -INFINITY;
     for (int z = 0; z < splits; z++) M = fmaxf(M, pm[(size_t)z * rows + row]);
-    const float base = finite_or_zero(M);
+    const float base = exp_base(M);
     const int c = lane * 4;
     float L = 0.0f, acc[4] = { 0.0f, 0.0f, 0.0f, 0.0f };
     for (int z = 0; z < splits; z++) {
