@@ -24,11 +24,12 @@
  *     F16ACC_FACTOR times tc2's;
  *   - sanity, so that a broken kernel cannot pass the two checks above by
  *     being wrong everywhere: fp16 accumulation gives finite outputs and a
- *     worst error below F16ACC_SANE (5% of the terms' size) where it cannot
- *     have accumulated much (V of mean 0.5 at 256 keys, every zero-mean case).
+ *     worst error below F16ACC_SANE (5% of the terms' size) where its sum
+ *     stays small (V of mean 0.5 at 256 keys; zero-mean V at every length).
  * Whether fp16 accumulation fails the tolerance is printed, not asserted
  * (it is expected to, for V of mean 0.5).
- * GPU only: skipped without a GPU. */
+ * The GPU case is skipped without a GPU; the verdict (judge) is tested on
+ * the CPU against altered results, so that it is known to be able to fail. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -127,6 +128,27 @@ static result_t run_check(const prob_t *p, int f16acc)
     return (result_t){ c.max_err, c.worst_ratio, c.nonfinite, attn_check_ok(&c) };
 }
 
+/* The verdict on the six problems' results, r[v][i] for V of mean 0.5
+ * (v = 1) or 0 (v = 0) at NKV[i]: NULL when every assertion above holds,
+ * else the first that does not. Every comparison is written so that a NaN
+ * fails it. */
+static const char *judge(const result_t r32[2][3], const result_t r16[2][3])
+{
+    for (int vm = 0; vm < 2; vm++)
+        for (int i = 0; i < 3; i++) {
+            if (!r32[vm][i].ok) return "fp32 accumulation (tc2) fails the tolerance";
+            if (r16[vm][i].nonfinite) return "fp16 accumulation gives non-finite outputs";
+        }
+    if (!(r16[1][0].err < F16ACC_SANE)) return "fp16 accumulation is wrong already at 256 keys (V of mean 0.5)";
+    for (int i = 0; i < 3; i++)
+        if (!(r16[0][i].err < F16ACC_SANE)) return "fp16 accumulation is wrong with zero-mean V";
+    if (!(r16[1][0].err < r16[1][1].err && r16[1][1].err < r16[1][2].err))
+        return "fp16 accumulation's error does not grow with seq_kv (V of mean 0.5)";
+    if (!(r16[1][2].err >= F16ACC_FACTOR * r32[1][2].err))
+        return "fp16 accumulation is not clearly worse than fp32 at 16384 keys (V of mean 0.5)";
+    return NULL;
+}
+
 static void test_f16acc_error_grows(void **state)
 {
     (void)state;
@@ -149,19 +171,47 @@ static void test_f16acc_error_grows(void **state)
                           r16[vm][i].ok ? "yes" : "NO", r16[vm][i].err / r32[vm][i].err);
         }
     }
-    for (int vm = 0; vm < 2; vm++)
-        for (int i = 0; i < 3; i++) {
-            assert_true(r32[vm][i].ok);
-            assert_int_equal(r16[vm][i].nonfinite, 0);
-        }
-    /* sanity where little has accumulated */
-    assert_true(r16[1][0].err < F16ACC_SANE);
-    for (int i = 0; i < 3; i++) assert_true(r16[0][i].err < F16ACC_SANE);
-    /* the lesson: V of mean 0.5 */
-    assert_true(r16[1][0].err < r16[1][1].err && r16[1][1].err < r16[1][2].err);
-    assert_true(r16[1][2].err >= F16ACC_FACTOR * r32[1][2].err);
+    const char *why = judge((const result_t(*)[3])r32, (const result_t(*)[3])r16);
+    if (why) print_message("FAILED: %s\n", why);
+    assert_null(why);
     print_message("fp16 accumulation at seq_kv 16384, V of mean 0.5: %s the stage's tolerance (err/tol %.2f)\n",
                   r16[1][2].ok ? "passes" : "FAILS", r16[1][2].ratio);
+}
+
+/* The verdict rejects broken results (no GPU needed): built from a passing
+ * set of the expected size, each altered the way a broken kernel, a broken
+ * reference or a check that cannot fail would alter it. */
+static void test_f16acc_judge_rejects(void **state)
+{
+    (void)state;
+    /* illustrative results that pass: fp32 inside its tolerance, fp16's
+     * error growing from 2e-3 to 2e-2 with V of mean 0.5 */
+    const result_t good32[2][3] = { { { 1.8e-4, 0.22, 0, 1 }, { 6.3e-5, 0.09, 0, 1 }, { 2.9e-5, 0.02, 0, 1 } },
+                                    { { 5.0e-4, 0.46, 0, 1 }, { 4.9e-4, 0.47, 0, 1 }, { 4.8e-4, 0.26, 0, 1 } } };
+    const result_t good16[2][3] = { { { 6.0e-4, 0.80, 0, 1 }, { 5.9e-4, 0.91, 0, 1 }, { 8.3e-4, 0.59, 0, 1 } },
+                                    { { 1.9e-3, 1.75, 0, 0 }, { 7.6e-3, 7.04, 0, 0 }, { 1.9e-2, 10.2, 0, 0 } } };
+    result_t a[2][3], b[2][3];
+    assert_null(judge(good32, good16));
+#define RESET() (memcpy(a, good32, sizeof a), memcpy(b, good16, sizeof b))
+    RESET(); a[1][2].ok = 0; /* fp32 fails its tolerance */
+    assert_non_null(judge((const result_t(*)[3])a, (const result_t(*)[3])b));
+    RESET(); b[1][2] = a[1][2]; /* the "fp16" kernel accumulates in fp32 after all */
+    assert_non_null(judge((const result_t(*)[3])a, (const result_t(*)[3])b));
+    RESET(); memcpy(b, a, sizeof b); /* both kernels the same */
+    assert_non_null(judge((const result_t(*)[3])a, (const result_t(*)[3])b));
+    RESET(); b[1][1].err = 3e-2; /* no growth from 4096 to 16384 */
+    assert_non_null(judge((const result_t(*)[3])a, (const result_t(*)[3])b));
+    RESET(); for (int i = 0; i < 3; i++) b[1][i].err = 0.5 + i; /* wrong everywhere, growing */
+    assert_non_null(judge((const result_t(*)[3])a, (const result_t(*)[3])b));
+    RESET(); b[0][2].err = 0.3; /* wrong on zero-mean V */
+    assert_non_null(judge((const result_t(*)[3])a, (const result_t(*)[3])b));
+    RESET(); b[1][2].err = NAN;
+    assert_non_null(judge((const result_t(*)[3])a, (const result_t(*)[3])b));
+    RESET(); a[1][2].err = NAN; /* fp32's error unknown: the factor cannot be shown */
+    assert_non_null(judge((const result_t(*)[3])a, (const result_t(*)[3])b));
+    RESET(); b[0][1].nonfinite = 3;
+    assert_non_null(judge((const result_t(*)[3])a, (const result_t(*)[3])b));
+#undef RESET
 }
 
 /* What is declined, and why (no GPU needed). */
@@ -188,6 +238,7 @@ int main(void)
     test_seed();
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_f16acc_supports),
+        cmocka_unit_test(test_f16acc_judge_rejects),
         cmocka_unit_test(test_f16acc_error_grows),
     };
     return cmocka_run_group_tests_name("fp16 vs fp32 accumulation (tcx_f16acc, tc2_swizzle)", tests, NULL, NULL);
