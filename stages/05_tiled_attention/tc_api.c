@@ -62,12 +62,12 @@ int attn_tc_supports(int v, const tc_shape_t *s, char *why, size_t n)
 
 int attn_tcx_f16acc_supports(const tc_shape_t *s, char *why, size_t n)
 {
-    if (!attn_tc_supports(1, s, why, n)) return 0; /* tc2's conditions */
-    if (s->dt != DT_F16)
+    /* bf16 first: no build and no device changes that reason */
+    if (s && s->dt == DT_BF16)
         return decline(why, n,
-                       "%s: tcx_f16acc accumulates in fp16, which mma.sync offers only for fp16 inputs (with bf16 "
-                       "inputs m16n8k16 accumulates in fp32 only)",
-                       dtype_name(s->dt));
+                       "bf16: tcx_f16acc accumulates in fp16, which mma.sync offers only for fp16 inputs (with bf16 "
+                       "inputs m16n8k16 accumulates in fp32 only)");
+    if (!attn_tc_supports(1, s, why, n)) return 0; /* tc2's conditions: fp16 or bf16, d, sizes, CUDA */
     return 1;
 }
 

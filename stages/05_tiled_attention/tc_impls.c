@@ -95,6 +95,7 @@ static void launch(int v, const attn_shape_t *s, const void *q, const void *k, c
     static double mod##V(const attn_shape_t *s) { return model(V, s); }                                            \
     static const char *des##V(const attn_shape_t *s) { return describe(V, s); }                                    \
     static const char *til##V(const attn_shape_t *s, int gpu) { return tiles_text(V, s, gpu); }                    \
+    __attribute__((unused)) /* CPU-only builds: GPU_FN() drops it */                                                \
     static void gpu##V(const attn_shape_t *s, const void *q, const void *k, const void *v, void *o, void *ws)      \
     {                                                                                                              \
         (void)ws;                                                                                                  \
