@@ -57,6 +57,18 @@ int attn_tc_launch(int v, const tc_shape_t *s, const void *q, const void *k, con
  * (overwritten by the next call). */
 const char *attn_tc_describe(int v, const tc_shape_t *s);
 
+/* ---- Not a ladder step: tcx_f16acc.cu, tc2 with O accumulated in fp16
+ * (mma.sync ...f16.f16.f16.f16), a numerics demonstration of why the ladder
+ * accumulates in fp32 (tests/test_f16acc.c). fp16 inputs only. Kept out of
+ * TC_VERSIONS and of the stage table: its error grows with seq_kv and fails
+ * the stage's tolerance, by design. */
+
+/* 1 when tcx_f16acc can run shape s, else 0 and the reason in why (n bytes,
+ * may be NULL): tc2's conditions, and dt DT_F16. */
+int attn_tcx_f16acc_supports(const tc_shape_t *s, char *why, size_t n);
+/* As attn_tc_launch: asynchronous, 0 or -1 with the reason on stderr. */
+int attn_tcx_f16acc_launch(const tc_shape_t *s, const void *q, const void *k, const void *v_, void *o);
+
 /* The versions as rows of the stage-05 table (tc_impls.c): *n of them, in
  * ladder order, named as TC_VERSIONS. GPU only (the CPU declines them). */
 const attn_impl_t *const *attn_tc_impls(int *n);

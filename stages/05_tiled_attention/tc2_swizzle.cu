@@ -82,6 +82,7 @@ __global__ void __launch_bounds__(TC2_THREADS) tc2_kernel(tc_args_t a)
         float s[TC2_BKV / 8][4];
 #pragma unroll
         for (int j = 0; j < TC2_BKV / 8; j++) s[j][0] = s[j][1] = s[j][2] = s[j][3] = 0.0f;
+        // [snippet:s-ldmatrix]
 #pragma unroll
         for (int j = 0; j < TC2_BKV / 8; j += 2)
 #pragma unroll
@@ -91,6 +92,7 @@ __global__ void __launch_bounds__(TC2_THREADS) tc2_kernel(tc_args_t a)
                 tc_mma<T>(s[j], qf[kk], kb[0], kb[1]);
                 tc_mma<T>(s[j + 1], qf[kk], kb[2], kb[3]);
             }
+        // [/snippet]
 #pragma unroll
         for (int j = 0; j < TC2_BKV / 8; j++)
 #pragma unroll

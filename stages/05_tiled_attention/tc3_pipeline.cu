@@ -74,6 +74,7 @@ __global__ void __launch_bounds__(TC3_THREADS) tc3_kernel(tc_args_t a)
     const int krow = (lane & 7) + ((lane >> 4) << 3), kch = (lane >> 3) & 1;
     const int vrow = lane & 15, vch = lane >> 4;
 
+    // [snippet:pipeline]
     for (int t = 0; t < ntiles; t++) {
         const int kv0 = t * TC3_BKV;
         const uint32_t aK = aK0 + (t & 1) * KVB, aV = aV0 + (t & 1) * KVB;
@@ -92,6 +93,7 @@ __global__ void __launch_bounds__(TC3_THREADS) tc3_kernel(tc_args_t a)
             tc_cp_async_commit();
             tc_cp_async_commit();
         }
+        // [/snippet]
 
         const bool skip = tc_warp_skips(a, wq0, kv0);
         float s[TC3_BKV / 8][4];

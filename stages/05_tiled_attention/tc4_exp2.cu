@@ -107,6 +107,7 @@ __global__ void __launch_bounds__(TC4_THREADS) tc4_kernel(tc_args_t a)
                 }
             if (tc_tile_needs_mask(a, wq0, kv0, TC4_BKV)) tc_apply_mask(s, a, wq0, kv0);
 
+            // [snippet:softmax-fragments]
 #pragma unroll
             for (int r = 0; r < 2; r++) {
                 float mx = -INFINITY;
@@ -131,11 +132,13 @@ __global__ void __launch_bounds__(TC4_THREADS) tc4_kernel(tc_args_t a)
                         l[r] += s[j][e];
                     }
             }
+            // [/snippet]
         }
 
         tc_cp_async_wait<2>(); /* V_t landed (K_{t+1}, V_{t+1} may be in flight) */
         __syncthreads();
         if (!skip) {
+            // [snippet:pv-registers]
 #pragma unroll
             for (int kk = 0; kk < TC4_BKV / 16; kk++) {
                 uint32_t pa[4];
@@ -148,6 +151,7 @@ __global__ void __launch_bounds__(TC4_THREADS) tc4_kernel(tc_args_t a)
                     tc_mma<T>(o[n + 1], pa, vb[2], vb[3]);
                 }
             }
+            // [/snippet]
         }
     }
 

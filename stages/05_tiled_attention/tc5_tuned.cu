@@ -174,6 +174,7 @@ __global__ void __launch_bounds__(WARPS * 32, MINB) tc5_kernel(tc_args_t a)
                     for (int j = 0; j < w; j++) t[j] += t[j + w];
                 l[r] = l[r] * alpha[r] + t[0];
             }
+            // [snippet:lazy-rescale]
             if (__any_sync(0xffffffffu, alpha[0] != 1.0f || alpha[1] != 1.0f)) {
 #pragma unroll
                 for (int n = 0; n < D / 8; n++) {
@@ -183,6 +184,7 @@ __global__ void __launch_bounds__(WARPS * 32, MINB) tc5_kernel(tc_args_t a)
                     o[n][3] *= alpha[1];
                 }
             }
+            // [/snippet]
         }
 
         tc_cp_async_wait<2>();

@@ -108,6 +108,7 @@ __global__ void __launch_bounds__(WARPS * 32, MINB) tc6_kernel(tc_args_t a)
             for (int mt = 0; mt < 2; mt++)
 #pragma unroll
                 for (int j = 0; j < BKV / 8; j++) s[mt][j][0] = s[mt][j][1] = s[mt][j][2] = s[mt][j][3] = 0.0f;
+            // [snippet:m32-reuse]
 #pragma unroll
             for (int kk = 0; kk < D / 16; kk++) {
                 uint32_t qf[2][4];
@@ -123,6 +124,7 @@ __global__ void __launch_bounds__(WARPS * 32, MINB) tc6_kernel(tc_args_t a)
                     tc_mma<T>(s[1][j + 1], qf[1], kb[2], kb[3]);
                 }
             }
+            // [/snippet]
 #pragma unroll
             for (int mt = 0; mt < 2; mt++)
                 if (tc_tile_needs_mask(a, wq0 + 16 * mt, kv0, BKV)) tc_apply_mask(s[mt], a, wq0 + 16 * mt, kv0);

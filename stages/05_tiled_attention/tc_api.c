@@ -60,7 +60,27 @@ int attn_tc_supports(int v, const tc_shape_t *s, char *why, size_t n)
     return 1;
 }
 
+int attn_tcx_f16acc_supports(const tc_shape_t *s, char *why, size_t n)
+{
+    /* bf16 first: no build and no device changes that reason */
+    if (s && s->dt == DT_BF16)
+        return decline(why, n,
+                       "bf16: tcx_f16acc accumulates in fp16, which mma.sync offers only for fp16 inputs (with bf16 "
+                       "inputs m16n8k16 accumulates in fp32 only)");
+    if (!attn_tc_supports(1, s, why, n)) return 0; /* tc2's conditions: fp16 or bf16, d, sizes, CUDA */
+    return 1;
+}
+
 #if !HAVE_CUDA
+int attn_tcx_f16acc_launch(const tc_shape_t *s, const void *q, const void *k, const void *v_, void *o)
+{
+    char why[256];
+    (void)q; (void)k; (void)v_; (void)o;
+    attn_tcx_f16acc_supports(s, why, sizeof why);
+    fprintf(stderr, "attn_tcx_f16acc_launch: %s\n", why);
+    return -1;
+}
+
 int attn_tc_launch(int v, const tc_shape_t *s, const void *q, const void *k, const void *v_, void *o)
 {
     char why[256];

@@ -111,6 +111,7 @@ template <> __device__ __forceinline__ void tc_mma<__half>(float (&d)[4], const 
         : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
         : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
 }
+// [snippet:mma-bf16]
 template <>
 __device__ __forceinline__ void tc_mma<__nv_bfloat16>(float (&d)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1)
 {
@@ -118,7 +119,9 @@ __device__ __forceinline__ void tc_mma<__nv_bfloat16>(float (&d)[4], const uint3
         : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
         : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
 }
+// [/snippet]
 
+// [snippet:pack-p]
 /* The A fragment of P for keys 16 kk .. 16 kk + 15, from the two C tiles of
  * S that hold those keys (s0: keys 16kk .. +7, s1: keys 16kk+8 .. +15). */
 template <typename T>
@@ -129,9 +132,11 @@ __device__ __forceinline__ void tc_pack_p(uint32_t (&a)[4], const float (&s0)[4]
     a[2] = tc_pack<T>(s1[0], s1[1]);
     a[3] = tc_pack<T>(s1[2], s1[3]);
 }
+// [/snippet]
 
 /* ---------------------------------------------------------------- quad reductions */
 
+// [snippet:quad-reduce]
 __device__ __forceinline__ float tc_quad_max(float x)
 {
     x = fmaxf(x, __shfl_xor_sync(0xffffffffu, x, 1));
@@ -142,6 +147,7 @@ __device__ __forceinline__ float tc_quad_sum(float x)
     x += __shfl_xor_sync(0xffffffffu, x, 1);
     return x + __shfl_xor_sync(0xffffffffu, x, 2);
 }
+// [/snippet]
 
 /* 2^x in one MUFU.EX2 (ex2.approx.ftz: relative error about 2^-22; results
  * below 2^-126 flush to 0, an absolute error far under the tolerance's
@@ -187,6 +193,7 @@ template <int N> __device__ __forceinline__ void tc_cp_async_wait()
 
 /* The tile layout of tc2 on (see the top of this file): byte offset of
  * 16-byte chunk c of row r. */
+// [snippet:swizzle]
 template <int D> struct tc_layout {
     static constexpr int CH = D / 8; /* 16-byte chunks per row */
     static constexpr bool SWIZZLE = CH % 8 == 0;
@@ -197,6 +204,7 @@ template <int D> struct tc_layout {
     }
     static constexpr __host__ __device__ int bytes(int rows) { return rows * PITCH * 16; }
 };
+// [/snippet]
 
 /* ROWS x D elements from global rows g[0 .. valid-1] (row pitch D) into the
  * tile at shared address s, by NT threads, 16 bytes each; rows >= valid are

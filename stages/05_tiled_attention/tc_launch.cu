@@ -19,6 +19,7 @@ int tc3_describe(const tc_shape_t *, char *, size_t);
 int tc4_describe(const tc_shape_t *, char *, size_t);
 int tc5_describe(const tc_shape_t *, char *, size_t);
 int tc6_describe(const tc_shape_t *, char *, size_t);
+int tcx_f16acc_launch(const tc_shape_t *, const void *, const void *, const void *, void *);
 }
 
 typedef int (*tc_launch_fn)(const tc_shape_t *, const void *, const void *, const void *, void *);
@@ -63,4 +64,28 @@ extern "C" const char *attn_tc_describe(int v, const tc_shape_t *s)
     }
     if (DESCRIBE[v](s, buf, sizeof buf)) snprintf(buf, sizeof buf, "no kernel for this shape");
     return buf;
+}
+
+/* The fp16-accumulating variant (tcx_f16acc.cu), not a ladder version: the
+ * same checks as attn_tc_launch. */
+extern "C" int attn_tcx_f16acc_launch(const tc_shape_t *s, const void *q, const void *k, const void *v_, void *o)
+{
+    char why[256];
+    if (!attn_tcx_f16acc_supports(s, why, sizeof why)) {
+        fprintf(stderr, "attn_tcx_f16acc_launch: %s\n", why);
+        return -1;
+    }
+    if (!gpu_available()) {
+        fprintf(stderr, "attn_tcx_f16acc_launch: %s\n", gpu_unavailable_reason());
+        return -1;
+    }
+    if (((uintptr_t)q | (uintptr_t)k | (uintptr_t)v_ | (uintptr_t)o) % 16) {
+        fprintf(stderr, "attn_tcx_f16acc_launch: Q, K, V and O must be 16-byte aligned\n");
+        return -1;
+    }
+    if (tcx_f16acc_launch(s, q, k, v_, o)) {
+        fprintf(stderr, "attn_tcx_f16acc_launch: no kernel for this shape\n");
+        return -1;
+    }
+    return 0;
 }
