@@ -25,10 +25,12 @@ int softmax_naive_cpu(hbm_t *x, hbm_t *y, size_t rows, size_t cols)
     for (size_t r = 0; r < rows; r++) {
         const size_t base = r * cols;
         float d = 0.0f;
+        /* [snippet:naive-passes] */
         for (size_t j = 0; j < cols; j++) /* pass 1: the denominator */
             d += dtype_round(dt, expf(hbm_ld(x, base + j)));
         for (size_t j = 0; j < cols; j++) /* pass 2: every output */
             hbm_st(y, base + j, dtype_round(dt, expf(hbm_ld(x, base + j))) / d);
+        /* [/snippet] */
     }
     return 0;
 }

@@ -33,6 +33,7 @@ int softmax_online_cpu(hbm_t *x, hbm_t *y, size_t rows, size_t cols)
     for (size_t r = 0; r < rows; r++) {
         const size_t base = r * cols;
         float m = -INFINITY, d = 0.0f;
+        /* [snippet:online-passes] */
         for (size_t j = 0; j < cols; j++) { /* pass 1: max and sum together */
             float xj = hbm_ld(x, base + j);
             float mn = fmaxf(m, xj), ms = base_of(mn);
@@ -42,6 +43,7 @@ int softmax_online_cpu(hbm_t *x, hbm_t *y, size_t rows, size_t cols)
         const float ms = base_of(m);
         for (size_t j = 0; j < cols; j++) /* pass 2: normalise */
             hbm_st(y, base + j, expf(hbm_ld(x, base + j) - ms) / d);
+        /* [/snippet] */
     }
     return 0;
 }

@@ -37,6 +37,7 @@ void attn_state_init(attn_state_t *st, float *o, size_t d)
     for (size_t c = 0; c < d; c++) o[c] = 0.0f;
 }
 
+/* [snippet:attn-merge] */
 void attn_merge(attn_state_t *a, const attn_state_t *b, size_t d)
 {
     const float M = fmaxf(a->m, b->m);
@@ -46,6 +47,7 @@ void attn_merge(attn_state_t *a, const attn_state_t *b, size_t d)
     for (size_t c = 0; c < d; c++) a->o[c] = a->o[c] * fa + b->o[c] * fb;
     a->m = M;
 }
+/* [/snippet] */
 
 void attn_state_finish(const attn_state_t *st, size_t d, float *out)
 {
