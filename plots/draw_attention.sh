@@ -5,8 +5,13 @@
 # for that head dimension.
 set -euo pipefail
 : "${DIR:?}" "${HERE:?}"
-# gp PNG GNUPLOT-ARGS...: draws, and prints PNG if gnuplot wrote it.
-gp() { local png=$1; shift; rm -f "$png"; gnuplot "$@"; if [ -s "$png" ]; then echo "$png"; fi; }
+# gp PNG GNUPLOT-ARGS...: draws, and prints PNG if gnuplot wrote it. The
+# warning for a line with no points (measured bytes on a CPU run) is dropped.
+gp() {
+    local png=$1; shift; rm -f "$png"
+    { gnuplot "$@" 2>&1 1>&3 | { grep -v 'Skipping data file with no valid points' || true; } >&2; } 3>&1
+    if [ -s "$png" ]; then echo "$png"; fi
+}
 f=$DIR/attention.csv
 [ -s "$f" ] || exit 0
 dcol=$(head -1 "$f" | tr ',' '\n' | grep -n -x dim | cut -d: -f1)
