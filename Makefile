@@ -2,19 +2,30 @@
 #
 #   make            build every stage (CPU-only when nvcc is missing)
 #   make test       build and run the cmocka tests (installs libcmocka-dev if missing)
-#   make bench      build, run every stage and sweep, draw the plots (installs gnuplot-nox)
-#   make plots      redraw the plots from the CSV files in $(BENCH_DIR)
+#   make bench      build, run every stage's benchmarks (stages/*/bench*.sh,
+#                   through plots/bench.sh), then draw the plots; gnuplot-nox
+#                   is installed if missing, and if it cannot be, the CSV are
+#                   kept and the plots skipped (`make plots` draws them later)
+#   make bench QUICK=1   every stage on small shapes: seconds, also on a CPU
+#   make plots      redraw the plots from the CSV files in $(BENCH_DIR) (plots/draw.sh)
+#   make snippets   copy the marked source regions into the notes' code blocks
 #   make profile STAGE=01   run one stage under Nsight Compute (ncu), report in build/profile/
 #   make sanitize   host code with AddressSanitizer + UBSan (build-san/, CPU-only): tests and every stage
 #
+# `make test` also checks that the notes' code blocks match the source
+# (plots/snippets.sh --check) and that relative links in the Markdown files
+# resolve (plots/check_links.sh).
+#
 # Variables: CUDA_ARCH=90 (the SM generation to build for; machine code and PTX
-# are embedded), NVCC=path/to/nvcc (empty: CPU-only build), BENCH_DIR, DEVICE,
+# are embedded), NVCC=path/to/nvcc (empty: CPU-only build), BENCH_DIR, DEVICE
+# (auto|cpu|gpu), QUICK (0|1), NO_INSTALL=1 (never apt-get gnuplot),
 # EXTRA_CFLAGS (compile) and LDFLAGS (link), e.g. for a sanitizer.
 
 SHELL := /bin/bash
 BUILD ?= build
 BENCH_DIR ?= $(BUILD)/bench
 DEVICE ?= auto
+QUICK ?= 0
 
 NVCC ?= $(shell command -v nvcc 2>/dev/null || { test -x /usr/local/cuda/bin/nvcc && echo /usr/local/cuda/bin/nvcc; })
 CUDA_ARCH ?= 90
@@ -63,7 +74,7 @@ TEST_HELPERS := $(filter-out tests/test_%.c,$(wildcard tests/*.c))
 TEST_OBJ_EXTRA := $(TEST_HELPERS:%.c=$(BUILD)/obj/%.o) $(TEST_CU:%.cu=$(BUILD)/obj/%.cu.o)
 TEST_BINS := $(TEST_SRC:tests/%.c=$(BUILD)/bin/%)
 
-.PHONY: all test bench plots profile sanitize clean check-cmocka check-gnuplot banner
+.PHONY: all test bench plots snippets docs-check profile sanitize clean check-cmocka banner
 # Keep the objects that pattern chains would otherwise delete as intermediates.
 .SECONDARY:
 .DEFAULT_GOAL := all
@@ -125,27 +136,15 @@ check-cmocka:
 	    fi; \
 	fi
 
-check-gnuplot:
-	@if ! command -v gnuplot >/dev/null; then \
-	    if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-	        echo "gnuplot is missing: installing it with 'apt-get install -y gnuplot-nox'"; \
-	        DEBIAN_FRONTEND=noninteractive apt-get install -y gnuplot-nox >/dev/null 2>&1 || \
-	        { apt-get update >/dev/null 2>&1 && DEBIAN_FRONTEND=noninteractive apt-get install -y gnuplot-nox >/dev/null; } || \
-	        { echo "error: could not install gnuplot-nox; run: sudo apt-get install -y gnuplot-nox"; exit 1; }; \
-	    elif command -v sudo >/dev/null && sudo -n true 2>/dev/null; then \
-	        echo "gnuplot is missing: installing it with 'sudo apt-get install -y gnuplot-nox'"; \
-	        sudo apt-get install -y gnuplot-nox >/dev/null || { echo "error: run: sudo apt-get install -y gnuplot-nox"; exit 1; }; \
-	    else \
-	        echo "error: the plots need gnuplot. Install it with: sudo apt-get install -y gnuplot-nox"; exit 1; \
-	    fi; \
-	fi
-
 tests: $(TEST_BINS)
 
 test: banner check-cmocka $(STAGE_BINS) $(TEST_BINS)
 	@fail=0; for t in $(TEST_BINS); do \
 	    echo "== $$t"; STF_BIN_DIR=$(BUILD)/bin $$t || fail=1; \
 	done; \
+	echo "== notes: code snippets and links"; \
+	bash plots/snippets.sh --check || fail=1; \
+	bash plots/check_links.sh || fail=1; \
 	if [ $$fail = 0 ]; then echo "all test programs passed"; else echo "some tests FAILED"; exit 1; fi
 
 # ---------------------------------------------------------------- sanitize
@@ -200,13 +199,29 @@ sanitize: check-cmocka
 	done; \
 	if [ $$fail = 0 ]; then echo "sanitize: $$n runs, no sanitizer report"; else echo "sanitize: FAILED (logs in $$L)"; exit 1; fi
 
-# ---------------------------------------------------------------- bench
-bench: banner check-gnuplot $(STAGE_BINS)
-	@BUILD=$(BUILD) BENCH_DIR=$(BENCH_DIR) DEVICE=$(DEVICE) bash plots/bench.sh
-	@$(MAKE) --no-print-directory plots
+# The documentation checks alone (no build).
+docs-check:
+	@bash plots/snippets.sh --check && bash plots/check_links.sh
 
-plots: check-gnuplot
-	@BENCH_DIR=$(BENCH_DIR) bash plots/draw.sh
+snippets:
+	@bash plots/snippets.sh --update
+
+# ---------------------------------------------------------------- bench
+# The benchmarks run first; the plots need gnuplot, which is installed if it
+# can be (plots/need_gnuplot.sh). A machine without it (a GPU machine without
+# internet) still gets every CSV; `make plots` elsewhere draws them.
+bench: banner $(STAGE_BINS)
+	@BIN=$(BUILD)/bin OUT=$(BENCH_DIR) DEVICE=$(DEVICE) QUICK=$(QUICK) bash plots/bench.sh; rc=$$?; \
+	if bash plots/need_gnuplot.sh; then \
+	    DIR=$(BENCH_DIR) bash plots/draw.sh || rc=1; \
+	else \
+	    echo "plots skipped: gnuplot is not installed and could not be installed; run 'make plots' on a machine with gnuplot (apt-get install gnuplot-nox)"; \
+	fi; \
+	exit $$rc
+
+plots:
+	@bash plots/need_gnuplot.sh || { echo "error: the plots need gnuplot: sudo apt-get install -y gnuplot-nox"; exit 1; }
+	@DIR=$(BENCH_DIR) bash plots/draw.sh
 
 profile: $(STAGE_BINS)
 	@test -n "$(STAGE)" || { echo "usage: make profile STAGE=NN (one of: $(STAGES))"; exit 2; }

@@ -1,42 +1,72 @@
 #!/usr/bin/env bash
-# Runs every stage on the chosen device (DEVICE=auto|cpu|gpu) and writes the
-# CSV files the plots are drawn from, with the full logs beside them:
-#   softmax.csv        stages 01-03 at their default shape, fp32 and fp16
-#   softmax_sweep.csv  stages 01-03, cols = 1024 ... 1048576 at a fixed rows x cols
-#   overflow.csv       Q2: naive vs safe softmax on logits past the overflow point
-#   attention.csv      stage 04: sweeps over N (d = 64 fp32, d = 128 bf16), one causal run
-# Called by `make bench`; BUILD and BENCH_DIR come from the Makefile.
-set -euo pipefail
+# Runs every stage's benchmarks and writes the CSV files the plots are drawn
+# from, with the full log beside them. Called by `make bench`.
+#
+# Contract (stage scripts are added against it; nothing here names a stage):
+#   - Runs every stages/*/bench*.sh, in sorted order (LC_ALL=C), each with
+#     bash, cwd = the repository root, and these variables exported:
+#       BIN     the build's bin folder (absolute path)
+#       OUT     the bench output folder (absolute path; CSV, bench.log)
+#       DEVICE  auto|cpu|gpu, passed to the programs as --device
+#       QUICK   0 or 1; 1: small (odd) shapes and short sweeps, so every stage
+#               finishes in seconds on a CPU (all stages: under a minute)
+#       BENCH_STEP, BENCH_STEPS  this script's number k and the count n
+#   - A stage script sources plots/bench_lib.sh and calls
+#       run PROGRAM ARGS...
+#     for each program run: it prints "[step k of n, run r] ...", logs the
+#     command and its output to $OUT/bench.log, and records a failure; the
+#     script exits non-zero if any run failed (bench_lib.sh's EXIT trap).
+#   - Stage scripts append to CSV files in $OUT (--csv); this script removes
+#     the old CSV, plots and bench.log first. Today's files:
+#       softmax.csv        stages 01-03 at one shape, fp32 and fp16
+#       softmax_sweep.csv  stages 01-03, cols = 1024 ... 1048576 at fixed rows x cols
+#       overflow.csv       Q2: naive vs safe softmax past the overflow point (stage 02)
+#       attention.csv      stage 04: sweeps over N (d = 64 fp32, d = 128 bf16), one causal run
+#   - Every stage script runs even when an earlier one failed; this script
+#     exits 1 at the end if any failed, and lists them.
+#
+# Inputs (environment): BIN (default $BUILD/bin, BUILD default build),
+# OUT (default $BENCH_DIR, default build/bench), DEVICE, QUICK, and
+# BENCH_WRAP (see plots/bench_lib.sh).
+set -uo pipefail
 BUILD=${BUILD:-build}
-OUT=${BENCH_DIR:-$BUILD/bench}
+BIN=${BIN:-$BUILD/bin}
+OUT=${OUT:-${BENCH_DIR:-$BUILD/bench}}
 DEVICE=${DEVICE:-auto}
-BIN=$BUILD/bin
+QUICK=${QUICK:-0}
+case $DEVICE in auto | cpu | gpu) ;; *) echo "bench: DEVICE must be auto, cpu or gpu (got '$DEVICE')" >&2; exit 2 ;; esac
+case $QUICK in 0 | 1) ;; *) echo "bench: QUICK must be 0 or 1 (got '$QUICK')" >&2; exit 2 ;; esac
+[ -d "$BIN" ] || { echo "bench: no bin folder '$BIN': build first (make)" >&2; exit 2; }
 mkdir -p "$OUT"
-rm -f "$OUT"/softmax.csv "$OUT"/softmax_sweep.csv "$OUT"/overflow.csv "$OUT"/attention.csv
-log=$OUT/bench.log
-: >"$log"
-run() { echo "+ $*" | tee -a "$log"; "$@" 2>&1 | tee -a "$log"; }
+BIN=$(cd "$BIN" && pwd)
+OUT=$(cd "$OUT" && pwd)
+cd "$(dirname "$0")/.."
 
-for s in 01_naive_softmax 02_safe_softmax 03_online_softmax; do
-    for dt in fp32 fp16; do
-        run "$BIN/$s" --device "$DEVICE" --dtype "$dt" --csv "$OUT/softmax.csv"
-    done
-done
-for s in 01_naive_softmax 02_safe_softmax 03_online_softmax; do
-    for dt in fp32 fp16; do
-        run "$BIN/$s" --device "$DEVICE" --dtype "$dt" --sweep --iters 10 --csv "$OUT/softmax_sweep.csv" >/dev/null
-    done
-done
-echo "== Q2: overflow (fp16 logits up to 12 > ln 65504 = 11.09; fp32 up to 100 > 88.72)" | tee -a "$log"
-run "$BIN/02_safe_softmax" --device "$DEVICE" --dtype fp16 --scale 12 --rows 256 --cols 4096 --csv "$OUT/overflow.csv"
-run "$BIN/02_safe_softmax" --device "$DEVICE" --dtype fp32 --scale 100 --rows 256 --cols 4096 --csv "$OUT/overflow.csv"
+mapfile -t scripts < <(LC_ALL=C ls -1 stages/*/bench*.sh 2>/dev/null | LC_ALL=C sort)
+n=${#scripts[@]}
+[ "$n" -gt 0 ] || { echo "bench: no stages/*/bench*.sh found" >&2; exit 2; }
+rm -f "$OUT"/*.csv "$OUT"/*.dat "$OUT"/*.info "$OUT"/*.png "$OUT/bench.log"
+: >"$OUT/bench.log"
+export BIN OUT DEVICE QUICK BENCH_STEPS=$n
 
-if [ -x "$BIN/04_one_pass_attention" ]; then
-    # Q1/Q4: standard vs one-pass attention. The sweep keeps B x N fixed
-    # (16384 tokens on a GPU, 2048 on the CPU), H = 16 (GPU) or 2 (CPU).
-    A=(--device "$DEVICE" --iters 10 --warmup 2 --csv "$OUT/attention.csv")
-    run "$BIN/04_one_pass_attention" "${A[@]}" --sweep --dim 64
-    run "$BIN/04_one_pass_attention" "${A[@]}" --sweep --dim 128 --dtype bf16
-    run "$BIN/04_one_pass_attention" "${A[@]}" --causal
+failed=()
+start=$SECONDS
+echo "bench: $n stage scripts, DEVICE=$DEVICE QUICK=$QUICK, output in $OUT"
+for k in "${!scripts[@]}"; do
+    s=${scripts[$k]}
+    t0=$SECONDS
+    echo "== step $((k + 1)) of $n: $s"
+    echo "== step $((k + 1)) of $n: $s" >>"$OUT/bench.log"
+    BENCH_STEP=$((k + 1)) BENCH_SCRIPT=$s bash "$s"
+    rc=$?
+    [ $rc = 0 ] || failed+=("$s (exit $rc)")
+    echo "== step $((k + 1)) of $n done in $((SECONDS - t0)) s$([ $rc = 0 ] || echo ": FAILED")"
+done
+
+echo "bench: $n stage scripts in $((SECONDS - start)) s; CSV and log in $OUT:"
+(cd "$OUT" && ls -1 -- *.csv bench.log 2>/dev/null | sed 's/^/  /')
+if [ ${#failed[@]} -gt 0 ]; then
+    echo "bench: FAILED:"
+    printf '  %s\n' "${failed[@]}"
+    exit 1
 fi
-echo "CSV and logs in $OUT"

@@ -1,65 +1,44 @@
 #!/usr/bin/env bash
-# Draws every plot from the CSV files in BENCH_DIR (default build/bench) into
-# the same folder. awk cuts the CSV into small tables; gnuplot draws them.
-set -euo pipefail
-DIR=${BENCH_DIR:-build/bench}
+# Draws every plot from the CSV files in DIR (default $BENCH_DIR, default
+# build/bench) into the same folder. Called by `make plots` and `make bench`.
+#
+# Contract (draw scripts are added against it; nothing here names a plot):
+#   - Runs every plots/draw_*.sh, in sorted order (LC_ALL=C), with bash and
+#     these variables exported:
+#       DIR   the bench folder: the CSV files are read from it, the PNGs
+#             (and any .dat files cut from the CSV) are written into it
+#       HERE  the plots folder (absolute path): the .gp scripts live there
+#   - A draw script draws its plots if its CSV exists, and prints the path
+#     of each PNG it drew, one per line; if its CSV is missing it prints
+#     nothing and exits 0. A non-zero exit means a plot failed.
+#   - This script prints the PNGs drawn; it exits 1 if a draw script failed
+#     or if nothing at all was drawn (no CSV: run `make bench` first).
+# Needs gnuplot (5.4 or newer for the attention plot) and awk.
+set -uo pipefail
+DIR=${DIR:-${BENCH_DIR:-build/bench}}
 HERE=$(cd "$(dirname "$0")" && pwd)
-drawn=0
+[ -d "$DIR" ] || { echo "draw: no folder $DIR: run 'make bench' first"; exit 1; }
+export DIR HERE
+command -v gnuplot >/dev/null || { echo "draw: gnuplot is not installed (apt-get install gnuplot-nox)"; exit 1; }
 
-# Column numbers by name, from the CSV header.
-col() { head -1 "$1" | tr ',' '\n' | grep -n -x "$2" | cut -d: -f1; }
-
-if [ -s "$DIR/softmax.csv" ]; then
-    f=$DIR/softmax.csv
-    # bytes per element of each implementation, from the run of the stage that owns it
-    for dt in fp32 fp16; do
-        awk -F, -v dt="$dt" -v P="$(col "$f" run_by)" -v S="$(col "$f" stage)" -v I="$(col "$f" impl)" \
-            -v D="$(col "$f" dtype)" -v R="$(col "$f" rows)" -v C="$(col "$f" cols)" -v M="$(col "$f" model_mb)" \
-            -v L="$(col "$f" counted_mb)" -v H="$(col "$f" measured_mb)" -v DEV="$(col "$f" device)" '
-            NR > 1 && $D == dt && (substr($P, 1, 2) == $S || $S == "00") && !seen[$I]++ {
-                n = $R * $C; es = (dt == "fp32") ? 4 : 2
-                meas = ($DEV == "gpu") ? $H : $L
-                printf "%s %.3f %s\n", $I, $M * 1e6 / n / es, (meas ~ /^[0-9.]+$/) ? sprintf("%.3f", meas * 1e6 / n / es) : "NaN"
-                dev = $DEV; shape = $R "x" $C
-            }
-            END { printf "# %s %s\n", dev, shape > "/dev/stderr" }' "$f" >"$DIR/bytes_$dt.dat" 2>"$DIR/bytes_$dt.info"
-    done
-    gnuplot -e "dir='$DIR'" "$HERE/softmax_bytes.gp" && drawn=$((drawn + 1))
+pngs=() failed=()
+for s in $(LC_ALL=C ls -1 "$HERE"/draw_*.sh | LC_ALL=C sort); do
+    out=$(bash "$s")
+    rc=$?
+    [ $rc = 0 ] || failed+=("$(basename "$s") (exit $rc)")
+    while IFS= read -r line; do
+        case $line in *.png) pngs+=("$line") ;; ?*) echo "$line" ;; esac
+    done <<<"$out"
+done
+if [ ${#pngs[@]} -gt 0 ]; then
+    echo "drew ${#pngs[@]} plot(s) in $DIR:"
+    printf '  %s\n' "${pngs[@]}"
 fi
-
-if [ -s "$DIR/softmax_sweep.csv" ]; then
-    f=$DIR/softmax_sweep.csv
-    for dt in fp32 fp16; do
-        for impl in copy naive safe online online-onchip; do
-            awk -F, -v dt="$dt" -v impl="$impl" -v P="$(col "$f" run_by)" -v S="$(col "$f" stage)" \
-                -v I="$(col "$f" impl)" -v D="$(col "$f" dtype)" -v C="$(col "$f" cols)" -v R="$(col "$f" rows)" \
-                -v G="$(col "$f" gbps)" -v CP="$(col "$f" copy_gbps)" -v H="$(col "$f" measured_mb)" \
-                -v L="$(col "$f" counted_mb)" -v A="$(col "$f" acc_per_elem)" -v DEV="$(col "$f" device)" '
-                NR > 1 && $D == dt && $I == impl && (substr($P, 1, 2) == $S || $S == "00") && !seen[$C]++ {
-                    es = (dt == "fp32") ? 4 : 2; n = $R * $C
-                    meas = ($DEV == "gpu") ? $H : $L
-                    printf "%s %s %s %s %s\n", $C, ($G ~ /^[0-9.]+$/) ? $G : "NaN", $CP, $A,
-                        (meas ~ /^[0-9.]+$/) ? sprintf("%.3f", meas * 1e6 / n / es) : "NaN"
-                }' "$f" >"$DIR/sweep_${dt}_$impl.dat"
-        done
-    done
-    dev=$(awk -F, -v N="$(col "$f" device_name)" -v D="$(col "$f" date)" 'NR == 2 { print $N ", " substr($D, 1, 10) }' "$f")
-    for dt in fp32 fp16; do
-        gnuplot -e "dir='$DIR'; dt='$dt'; dev='$dev'" "$HERE/softmax_bandwidth.gp" && drawn=$((drawn + 1))
-        gnuplot -e "dir='$DIR'; dt='$dt'; dev='$dev'" "$HERE/softmax_traffic.gp" && drawn=$((drawn + 1))
-    done
-fi
-
-if [ -s "$DIR/attention.csv" ]; then
-    for d in 64 128; do
-        gnuplot -e "csv='$DIR/attention.csv'; out='$DIR/attention_traffic_d$d.png'; dim=$d" "$HERE/attention_traffic.gp" &&
-            drawn=$((drawn + 1))
-    done
-fi
-
-if [ "$drawn" = 0 ]; then
-    echo "no CSV in $DIR: run 'make bench' first"
+if [ ${#failed[@]} -gt 0 ]; then
+    echo "draw: FAILED: ${failed[*]}"
     exit 1
 fi
-echo "drew $drawn plot(s) in $DIR:"
-ls "$DIR"/*.png
+if [ ${#pngs[@]} = 0 ]; then
+    echo "draw: no CSV in $DIR to draw from: run 'make bench' first"
+    exit 1
+fi

@@ -675,21 +675,48 @@ static int broken_causal_off_by_one(const attn_shape_t *s, hbm_t *q, hbm_t *k, h
 /* An fp32 run whose output went through bf16 on the way: fp32 results must
  * meet fp32's bound, not bf16's (the tolerance is not so loose that a lost
  * 16 bits of precision slips through). */
-static int broken_bf16_p(const attn_shape_t *s, hbm_t *q, hbm_t *k, hbm_t *v, hbm_t *o, void *ws)
+static int broken_bf16_o(const attn_shape_t *s, hbm_t *q, hbm_t *k, hbm_t *v, hbm_t *o, void *ws)
 {
     int rc = attention_one_pass_cpu(s, q, k, v, o, ws);
     for (size_t i = 0; i < o->n; i++) dtype_set(o->data, o->dt, i, dtype_round(DT_BF16, dtype_get(o->data, o->dt, i)));
     return rc;
 }
 
+/* The weights p_j rounded to bf16 before they multiply V (what a kernel does
+ * when it feeds P to a bf16 tensor-core product), in an fp32 run whose
+ * tolerance has no term for it; the denominator l keeps the exact p_j. */
+static int broken_bf16_p(const attn_shape_t *s, hbm_t *q, hbm_t *k, hbm_t *v, hbm_t *o, void *ws)
+{
+    (void)ws;
+    const size_t d = s->dim, N = s->seq_kv;
+    float qr[256], acc[256];
+    for (uint64_t r = 0; r < attn_rows(s); r++) {
+        for (size_t c = 0; c < d; c++) qr[c] = hbm_ld(q, r * d + c), acc[c] = 0;
+        float m = -INFINITY, l = 0;
+        const size_t base = attn_kv_slice(s, r) * N * d;
+        for (size_t j = 0; j < attn_visible(s, r); j++) {
+            float dot = 0;
+            for (size_t c = 0; c < d; c++) dot += qr[c] * hbm_ld(k, base + j * d + c);
+            const float sj = s->scale * dot, mn = fmaxf(m, sj), alpha = expf(m - mn), p = expf(sj - mn);
+            const float pb = dtype_round(DT_BF16, p);
+            l = l * alpha + p;
+            for (size_t c = 0; c < d; c++) acc[c] = acc[c] * alpha + pb * hbm_ld(v, base + j * d + c);
+            m = mn;
+        }
+        for (size_t c = 0; c < d; c++) hbm_st(o, r * d + c, acc[c] / l);
+    }
+    return 0;
+}
+
 static void test_checks_reject_broken(void **state)
 {
     (void)state;
-    int (*fns[4])(const attn_shape_t *, hbm_t *, hbm_t *, hbm_t *, hbm_t *, void *) = {
-        broken_no_rescale_o, broken_no_scale, broken_causal_off_by_one, broken_bf16_p,
+    int (*fns[5])(const attn_shape_t *, hbm_t *, hbm_t *, hbm_t *, hbm_t *, void *) = {
+        broken_no_rescale_o, broken_no_scale, broken_causal_off_by_one, broken_bf16_o, broken_bf16_p,
     };
-    static const char *names[4] = { "no rescale of o", "no 1/sqrt(d)", "causal off by one", "bf16 rounding in fp32" };
-    for (int b = 0; b < 4; b++) {
+    static const char *names[5] = { "no rescale of o", "no 1/sqrt(d)", "causal off by one",
+                                    "fp32 output rounded to bf16", "P rounded to bf16 before P V" };
+    for (int b = 0; b < 5; b++) {
         attn_impl_t broken = IMPL_ATTN_ONE_PASS;
         broken.cpu = fns[b];
         problem_t p;

@@ -30,11 +30,13 @@ int softmax_naive_cpu(hbm_t *x, hbm_t *y, size_t rows, size_t cols)
         const size_t base = r * cols;
         fsum_t acc;
         fsum_init(&acc);
+        /* [snippet:naive-passes] */
         for (size_t j = 0; j < cols; j++) /* pass 1: the denominator */
             fsum_add(&acc, dtype_round(dt, expf(hbm_ld(x, base + j))));
         const float d = fsum_total(&acc);
         for (size_t j = 0; j < cols; j++) /* pass 2: every output */
             hbm_st(y, base + j, dtype_round(dt, expf(hbm_ld(x, base + j))) / d);
+        /* [/snippet] */
     }
     return 0;
 }

@@ -27,6 +27,7 @@ int softmax_safe_cpu(hbm_t *x, hbm_t *y, size_t rows, size_t cols)
 {
     for (size_t r = 0; r < rows; r++) {
         const size_t base = r * cols;
+        /* [snippet:safe-passes] */
         float m = -INFINITY;
         for (size_t j = 0; j < cols; j++) m = fmaxf(m, hbm_ld(x, base + j));
         fsum_t acc;
@@ -34,6 +35,7 @@ int softmax_safe_cpu(hbm_t *x, hbm_t *y, size_t rows, size_t cols)
         for (size_t j = 0; j < cols; j++) fsum_add(&acc, expf(hbm_ld(x, base + j) - m));
         const float d = fsum_total(&acc);
         for (size_t j = 0; j < cols; j++) hbm_st(y, base + j, expf(hbm_ld(x, base + j) - m) / d);
+        /* [/snippet] */
     }
     return 0;
 }

@@ -51,6 +51,7 @@ STF_HD md_t md_empty(void)
     return r;
 }
 
+/* [snippet:md-merge] */
 STF_HD md_t md_merge(md_t a, md_t b)
 {
     const float M = fmaxf(a.m, b.m), ms = exp_base(M);
@@ -67,6 +68,7 @@ STF_HD md_t md_push(md_t s, float x)
     md_t r = { mn, s.d * md_exp(s.m - ms) + md_exp(x - ms) };
     return r;
 }
+/* [/snippet] */
 
 #ifndef __CUDA_ARCH__
 /* ---- CPU: merging many states the way the GPU does, pairwise.

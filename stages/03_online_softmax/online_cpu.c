@@ -42,11 +42,13 @@ int softmax_online_cpu(hbm_t *x, hbm_t *y, size_t rows, size_t cols)
         const size_t base = r * cols;
         md_acc_t acc;
         md_acc_init(&acc);
+        /* [snippet:online-passes] */
         for (size_t j = 0; j < cols; j++) md_acc_push(&acc, hbm_ld(x, base + j)); /* pass 1: max and sum together */
         const md_t s = md_acc_result(&acc);
         const float ms = exp_base(s.m);
         for (size_t j = 0; j < cols; j++) /* pass 2: normalise */
             hbm_st(y, base + j, expf(hbm_ld(x, base + j) - ms) / s.d);
+        /* [/snippet] */
     }
     return 0;
 }

@@ -38,6 +38,7 @@ void attn_state_init(attn_state_t *st, float *o, size_t d)
     for (size_t c = 0; c < d; c++) o[c] = 0.0f;
 }
 
+/* [snippet:attn-merge] */
 void attn_merge(attn_state_t *a, const attn_state_t *b, size_t d)
 {
     const float M = fmaxf(a->m, b->m);
@@ -47,6 +48,7 @@ void attn_merge(attn_state_t *a, const attn_state_t *b, size_t d)
     for (size_t c = 0; c < d; c++) a->o[c] = a->o[c] * fa + b->o[c] * fb;
     a->m = M;
 }
+/* [/snippet] */
 
 /* l = 0 only for the empty state (no visible key, or every logit -inf):
  * the output is 0 there, FlashAttention's convention, not 0/0. */

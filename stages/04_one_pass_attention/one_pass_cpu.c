@@ -39,6 +39,7 @@ void attention_one_pass_range(hbm_t *k, hbm_t *v, size_t base, size_t d, float s
                               size_t j1, attn_state_t *st)
 {
     float m = st->m, l = st->l, *o = st->o;
+    /* [snippet:one-pass-loop] */
     for (size_t j = j0; j < j1; j++) {
         const size_t row = base + j * d;
         float dot = 0.0f;
@@ -50,6 +51,7 @@ void attention_one_pass_range(hbm_t *k, hbm_t *v, size_t base, size_t d, float s
         for (size_t c = 0; c < d; c++) o[c] = o[c] * alpha + p * hbm_ld(v, row + c);
         m = mn;
     }
+    /* [/snippet] */
     st->m = m;
     st->l = l;
 }

@@ -96,6 +96,7 @@ one_pass_kernel(const T *__restrict__ q, const T *__restrict__ k, const T *__res
     float m = -INFINITY, l = 0.0f;
     const int last = n > 0 ? n - 1 : 0; /* masked steps load a valid row and ignore it */
 
+    /* [snippet:one-pass-step] */
     for (int j0 = 0; j0 < nmax; j0 += OP_KB) {
         float s[OP_KB];
 #pragma unroll
@@ -137,6 +138,7 @@ one_pass_kernel(const T *__restrict__ q, const T *__restrict__ k, const T *__res
         }
         m = mn;
     }
+    /* [/snippet] */
     if (!live) return;
     T *orow = o + row * D + sub * EPL;
 #pragma unroll

@@ -75,6 +75,7 @@ int attention_standard_cpu(const attn_shape_t *s, hbm_t *q, hbm_t *k, hbm_t *v, 
         return -1;
     }
 
+    /* [snippet:standard-steps] */
     /* 1. S = Q K^T * scale, then the causal mask */
     for (size_t bh = 0; bh < bhs; bh++) {
         const size_t kv = (size_t)attn_kv_slice(s, (uint64_t)bh * Nq) * Nk * d;
@@ -108,6 +109,7 @@ int attention_standard_cpu(const attn_shape_t *s, hbm_t *q, hbm_t *k, hbm_t *v, 
             for (size_t c = 0; c < d; c++) hbm_st(o, (bh * Nq + i) * d + c, acc[c]);
         }
     }
+    /* [/snippet] */
     free(a);
     free(b);
     free(acc);
