@@ -4,8 +4,10 @@
 #include <setjmp.h>
 #include <cmocka.h>
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 
 #include "gpu.h"
 #include "harness.h"
@@ -69,12 +71,12 @@ int attn_run_impl(const attn_impl_t *im, int gpu, const attn_problem_t *p, void 
     const attn_shape_t *s = &p->s;
     const size_t es = dtype_size(s->dt), qb = (size_t)attn_q_elems(s) * es, kvb = (size_t)attn_kv_elems(s) * es;
     const size_t wsb = im->ws_bytes ? im->ws_bytes(s) : 0;
+    memset(o, 0xff, qb);
     if (!gpu) {
         attn_counts_t c;
         memset(&c, 0, sizeof c);
         void *ws = wsb ? malloc(wsb) : NULL;
         if (wsb) assert_non_null(ws);
-        memset(o, 0xff, qb);
         c.q = hbm_wrap(&c.lg, "Q", p->q, (size_t)attn_q_elems(s), s->dt);
         c.k = hbm_wrap(&c.lg, "K", p->k, (size_t)attn_kv_elems(s), s->dt);
         c.v = hbm_wrap(&c.lg, "V", p->v, (size_t)attn_kv_elems(s), s->dt);
@@ -90,6 +92,7 @@ int attn_run_impl(const attn_impl_t *im, int gpu, const attn_problem_t *p, void 
     gpu_h2d(dk, p->k, kvb);
     gpu_h2d(dv, p->v, kvb);
     gpu_poison(dout, qb);
+    if (ws) gpu_poison(ws, wsb); /* e.g. FA1 must initialise its own O, l, m */
     im->gpu(s, dq, dk, dv, dout, ws);
     gpu_sync();
     gpu_d2h(o, dout, qb);
@@ -101,7 +104,7 @@ int attn_run_impl(const attn_impl_t *im, int gpu, const attn_problem_t *p, void 
     return 0;
 }
 
-double attn_check_all(const attn_problem_t *p, const void *o, unsigned rounding, attn_check_t *out)
+double attn_check_rows(const attn_problem_t *p, const void *o, unsigned rounding, attn_check_t *out)
 {
     const size_t d = p->s.dim, es = dtype_size(p->s.dt);
     attn_check_t c;
@@ -109,5 +112,32 @@ double attn_check_all(const attn_problem_t *p, const void *o, unsigned rounding,
     for (uint64_t r = 0; r < attn_rows(&p->s); r++)
         attn_check_row(&c, (const char *)o + r * d * es, p->s.dt, p->ref + r * d, &p->st[r], d, rounding);
     if (out) *out = c;
+    return c.worst_ratio;
+}
+
+double attn_check_all(const attn_problem_t *p, const void *o, unsigned rounding, attn_check_t *out)
+{
+    attn_check_t c;
+    attn_check_rows(p, o, rounding, &c);
+    if (out) *out = c;
     return attn_check_ok(&c) ? c.worst_ratio : (c.worst_ratio > 1.0 ? c.worst_ratio : INFINITY);
+}
+
+int attn_run_prog(const char *prog, const char *args, const char *redir, char *out, size_t n)
+{
+    const char *dir = getenv("STF_BIN_DIR") ? getenv("STF_BIN_DIR") : "build/bin";
+    char cmd[1024];
+    assert_true(snprintf(cmd, sizeof cmd, "%s/%s %s %s; echo \"rc=$?\"", dir, prog, args, redir) < (int)sizeof cmd);
+    FILE *f = popen(cmd, "r");
+    assert_non_null(f);
+    size_t len = 0;
+    out[0] = 0;
+    while (len + 1 < n && fgets(out + len, (int)(n - len), f)) len += strlen(out + len);
+    assert_true(WIFEXITED(pclose(f)));
+    const char *rc = strstr(out, "rc=");
+    while (rc && strstr(rc + 1, "rc=")) rc = strstr(rc + 1, "rc=");
+    assert_non_null(rc);
+    const int code = atoi(rc + 3);
+    out[rc - out] = 0; /* the caller sees the program's output only */
+    return code;
 }

@@ -1,6 +1,7 @@
-/* Shared by the tests of stages 06 and 07: a random attention problem, its
- * fp64 reference, and running an implementation (attn_impl_t) on the CPU
- * (through a ledger) or the GPU (poisoned output, workspace allocated). */
+/* Shared by the attention tests (stages 04 to 07): a random attention
+ * problem, its fp64 reference, running an implementation (attn_impl_t) on the
+ * CPU (through a ledger) or the GPU (poisoned output and workspace), checking
+ * every row, and running a stage program. */
 #ifndef STF_TEST_ATTN_HARNESS_H
 #define STF_TEST_ATTN_HARNESS_H
 
@@ -32,12 +33,23 @@ typedef struct {
     hbm_t q, k, v, o;
 } attn_counts_t;
 
-/* Runs im on p's inputs into o (host, q elements of dt), poisoned first.
- * gpu = 0 through a fresh ledger (returned in cnt when not NULL). Returns the
+/* Runs im on p's inputs (with the tiles of p->s.tune) into o (host, q
+ * elements of dt), poisoned first. gpu = 0: through a fresh ledger (returned
+ * in cnt when not NULL); gpu = 1: on the device, output and workspace
+ * poisoned (every value read must have been written). Returns the
  * implementation's status. */
 int attn_run_impl(const attn_impl_t *im, int gpu, const attn_problem_t *p, void *o, attn_counts_t *cnt);
-/* Checks every row of o; returns the worst error / tolerance (<= 1 passes)
- * and the accumulated check in c (may be NULL). */
+/* Checks every row of o; returns the worst error / tolerance of the judged
+ * rows (<= 1 passes them) and the accumulated check in c (may be NULL): the
+ * caller looks at c's non-finite, excused and unresolved rows itself. */
+double attn_check_rows(const attn_problem_t *p, const void *o, unsigned rounding, attn_check_t *c);
+/* As attn_check_rows, with the verdict folded in: a check that is not ok
+ * (attn_check_ok) returns more than 1 (INFINITY if its ratio alone passes). */
 double attn_check_all(const attn_problem_t *p, const void *o, unsigned rounding, attn_check_t *c);
+
+/* Runs build/bin/<prog> <args> (or $STF_BIN_DIR/<prog>) with the shell
+ * redirection redir (e.g. "2>&1 >/dev/null": stderr only) and returns its
+ * exit status; out receives what it printed (at most n - 1 bytes). */
+int attn_run_prog(const char *prog, const char *args, const char *redir, char *out, size_t n);
 
 #endif

@@ -21,6 +21,7 @@
 
 #include "../stages/04_one_pass_attention/attention.h"
 #include "attention_ref.h"
+#include "attn_harness.h"
 #include "gpu.h"
 #include "harness.h"
 #include "npy.h"
@@ -30,109 +31,6 @@ static const dtype_t DTYPES[] = { DT_F32, DT_F16, DT_BF16 };
 static const attn_impl_t *const IMPLS[] = { &IMPL_ATTN_STANDARD, &IMPL_ATTN_ONE_PASS };
 
 static int small_mode(void) { return getenv("STF_TEST_SMALL") != NULL; }
-
-static void *rand_array(dtype_t dt, size_t n, uint32_t stream, float scale)
-{
-    void *x = malloc(n * dtype_size(dt));
-    assert_non_null(x);
-    for (size_t i = 0; i < n; i++) dtype_set(x, dt, i, rng_logit(test_seed(), stream, i, scale));
-    return x;
-}
-
-/* One problem: inputs, and the fp64 reference of every row. */
-typedef struct {
-    attn_shape_t s;
-    void *q, *k, *v;
-    double *ref;
-    attn_row_stats_t *st;
-} problem_t;
-
-static void problem_make2(problem_t *p, size_t B, size_t H, size_t Hkv, size_t Nq, size_t Nk, size_t d, int causal,
-                          dtype_t dt, float scale, uint32_t stream)
-{
-    attn_shape_init(&p->s, B, H, Hkv, Nq, Nk, d, causal, dt);
-    p->q = rand_array(dt, (size_t)attn_q_elems(&p->s), stream, scale);
-    p->k = rand_array(dt, (size_t)attn_kv_elems(&p->s), stream + 1, scale);
-    p->v = rand_array(dt, (size_t)attn_kv_elems(&p->s), stream + 2, scale);
-    p->ref = NULL;
-    p->st = NULL;
-}
-
-static void problem_make(problem_t *p, size_t B, size_t H, size_t N, size_t d, int causal, dtype_t dt, float scale,
-                         uint32_t stream)
-{
-    problem_make2(p, B, H, H, N, N, d, causal, dt, scale, stream);
-}
-
-static void problem_ref(problem_t *p)
-{
-    const uint64_t rows = attn_rows(&p->s);
-    free(p->ref);
-    free(p->st);
-    p->ref = malloc((size_t)rows * p->s.dim * sizeof *p->ref);
-    p->st = malloc((size_t)rows * sizeof *p->st);
-    assert_non_null(p->ref);
-    assert_non_null(p->st);
-    for (uint64_t r = 0; r < rows; r++) attention_ref_at(&p->s, p->q, p->k, p->v, r, p->ref + r * p->s.dim, &p->st[r]);
-}
-
-static void problem_free(problem_t *p)
-{
-    free(p->q); free(p->k); free(p->v); free(p->ref); free(p->st);
-}
-
-/* What a CPU run leaves behind: the ledger and each array's counts. */
-typedef struct {
-    ledger_t lg;
-    hbm_t q, k, v, o;
-} counts_t;
-
-/* Runs im on p's inputs into o (poisoned first). gpu = 0: through a ledger
- * (returned in *cnt when not NULL); gpu = 1: on the device. */
-static int run_impl(const attn_impl_t *im, int gpu, const problem_t *p, void *o, counts_t *cnt)
-{
-    const attn_shape_t *s = &p->s;
-    const size_t es = dtype_size(s->dt), qb = (size_t)attn_q_elems(s) * es, kvb = (size_t)attn_kv_elems(s) * es;
-    const size_t wsb = im->ws_bytes ? im->ws_bytes(s) : 0;
-    int rc = 0;
-    if (!gpu) {
-        counts_t c;
-        memset(&c, 0, sizeof c);
-        void *ws = wsb ? malloc(wsb) : NULL;
-        memset(o, 0xff, qb);
-        c.q = hbm_wrap(&c.lg, "Q", p->q, (size_t)attn_q_elems(s), s->dt);
-        c.k = hbm_wrap(&c.lg, "K", p->k, (size_t)attn_kv_elems(s), s->dt);
-        c.v = hbm_wrap(&c.lg, "V", p->v, (size_t)attn_kv_elems(s), s->dt);
-        c.o = hbm_wrap(&c.lg, "O", o, (size_t)attn_q_elems(s), s->dt);
-        rc = im->cpu(s, &c.q, &c.k, &c.v, &c.o, ws);
-        free(ws);
-        if (cnt) *cnt = c;
-        return rc;
-    }
-    void *dq = gpu_malloc(qb, "Q"), *dk = gpu_malloc(kvb, "K"), *dv = gpu_malloc(kvb, "V"), *dout = gpu_malloc(qb, "O");
-    void *ws = wsb ? gpu_malloc(wsb, "S and P") : NULL;
-    gpu_h2d(dq, p->q, qb);
-    gpu_h2d(dk, p->k, kvb);
-    gpu_h2d(dv, p->v, kvb);
-    gpu_poison(dout, qb);
-    im->gpu(s, dq, dk, dv, dout, ws);
-    gpu_sync();
-    gpu_d2h(o, dout, qb);
-    gpu_free(dq); gpu_free(dk); gpu_free(dv); gpu_free(dout); gpu_free(ws);
-    return rc;
-}
-
-/* Worst error / tolerance over every row of o (<= 1 passes). */
-static double check_output(const problem_t *p, const void *o, unsigned rounding, attn_check_t *out)
-{
-    const size_t d = p->s.dim, es = dtype_size(p->s.dt);
-    attn_check_t c;
-    attn_check_init(&c);
-    for (uint64_t r = 0; r < attn_rows(&p->s); r++)
-        attn_check_row(&c, (const char *)o + r * d * es, p->s.dt, p->ref + r * d, &p->st[r], d, rounding);
-    if (out) *out = c;
-    return c.worst_ratio;
-}
 
 /* ---- accuracy: N in 1, 17, 100, 1000, d in 16, 32, 64, 80, 128 (GPU: and
  * 96, 256, every kernel instance), causal or not, fp32/fp16/bf16. */
@@ -150,14 +48,14 @@ static void accuracy(int gpu)
                     const size_t N = Ns[a], d = dims[b];
                     /* several (b, h) slices where cheap: the slice indexing is checked too */
                     const size_t B = N >= 1000 ? 1 : N >= 100 ? 1 : 2, H = N >= 1000 ? 1 : N >= 100 ? 2 : 3;
-                    problem_t p;
-                    problem_make(&p, B, H, N, d, causal, DTYPES[t], 1.5f, (uint32_t)(100 * a + 10 * b + t));
-                    problem_ref(&p);
+                    attn_problem_t p;
+                    attn_problem_make(&p, B, H, H, N, N, d, causal, DTYPES[t], 1.5f, (uint32_t)(100 * a + 10 * b + t));
+                    attn_problem_ref(&p, NULL);
                     void *o = malloc((size_t)attn_q_elems(&p.s) * dtype_size(DTYPES[t]));
                     for (int k = 0; k < 2; k++) {
-                        assert_int_equal(run_impl(IMPLS[k], gpu, &p, o, NULL), 0);
+                        assert_int_equal(attn_run_impl(IMPLS[k], gpu, &p, o, NULL), 0);
                         attn_check_t c;
-                        double ratio = check_output(&p, o, IMPLS[k]->rounding, &c);
+                        double ratio = attn_check_rows(&p, o, IMPLS[k]->rounding, &c);
                         if (ratio > worst[k]) worst[k] = ratio;
                         if (ratio > 1.0 || c.nonfinite)
                             print_message("%s %s N=%zu d=%zu causal=%d %s: error %.3g, tolerance %.3g (ratio %.3g), "
@@ -167,7 +65,7 @@ static void accuracy(int gpu)
                         assert_int_equal(c.nonfinite, 0);
                     }
                     free(o);
-                    problem_free(&p);
+                    attn_problem_free(&p);
                 }
     print_message("%s: worst error/tolerance: standard %.3g, one-pass %.3g\n", gpu ? "gpu" : "cpu", worst[0], worst[1]);
 }
@@ -185,10 +83,10 @@ static void lengths_differ(int gpu)
         for (size_t h = 0; h < 3; h++)
             for (int causal = 0; causal < 2; causal++)
                 for (size_t t = 0; t < 3; t++) {
-                    problem_t p;
-                    problem_make2(&p, 2, heads[h][0], heads[h][1], lens[a][0], lens[a][1], 32, causal, DTYPES[t], 1.5f,
+                    attn_problem_t p;
+                    attn_problem_make(&p, 2, heads[h][0], heads[h][1], lens[a][0], lens[a][1], 32, causal, DTYPES[t], 1.5f,
                                   (uint32_t)(900 + 30 * a + 10 * h + t));
-                    problem_ref(&p);
+                    attn_problem_ref(&p, NULL);
                     void *o = malloc((size_t)attn_q_elems(&p.s) * dtype_size(DTYPES[t]));
                     for (int k = 0; k < 2; k++) {
                         char why[256] = "";
@@ -197,9 +95,9 @@ static void lengths_differ(int gpu)
                             assert_true(IMPLS[k] == &IMPL_ATTN_STANDARD);
                             continue;
                         }
-                        assert_int_equal(run_impl(IMPLS[k], gpu, &p, o, NULL), 0);
+                        assert_int_equal(attn_run_impl(IMPLS[k], gpu, &p, o, NULL), 0);
                         attn_check_t c;
-                        const double ratio = check_output(&p, o, IMPLS[k]->rounding, &c);
+                        const double ratio = attn_check_rows(&p, o, IMPLS[k]->rounding, &c);
                         if (!attn_check_ok(&c))
                             print_message("%s %s Nq=%zu Nk=%zu H=%zu Hkv=%zu causal=%d %s: ratio %.3g, %zu unresolved\n",
                                           gpu ? "gpu" : "cpu", IMPLS[k]->name, lens[a][0], lens[a][1], heads[h][0],
@@ -212,7 +110,7 @@ static void lengths_differ(int gpu)
                         for (size_t c = 0; c < 32; c++) assert_true(dtype_get(o, DTYPES[t], c) == 0.0f);
                     }
                     free(o);
-                    problem_free(&p);
+                    attn_problem_free(&p);
                 }
 }
 static void test_lengths_differ_cpu(void **state) { (void)state; lengths_differ(0); }
@@ -290,9 +188,9 @@ static void test_merge_associative(void **state)
 {
     (void)state;
     const size_t N = 500, d = 64;
-    problem_t p;
-    problem_make(&p, 1, 1, N, d, 0, DT_F32, 2.0f, 300);
-    problem_ref(&p);
+    attn_problem_t p;
+    attn_problem_make(&p, 1, 1, 1, N, N, d, 0, DT_F32, 2.0f, 300);
+    attn_problem_ref(&p, NULL);
     ledger_t lg = { 0 };
     hbm_t k = hbm_wrap(&lg, "K", p.k, N * d, DT_F32), v = hbm_wrap(&lg, "V", p.v, N * d, DT_F32);
     rng_t rng = { test_seed() ^ 0x51ed };
@@ -362,7 +260,7 @@ static void test_merge_associative(void **state)
         assert_memory_equal(oempty, one, d * sizeof(float));
     }
     print_message("random splits merged in random order: worst |difference| / tolerance = %.3g\n", worst);
-    problem_free(&p);
+    attn_problem_free(&p);
 }
 
 /* ---- keys and values permuted together: the output is unchanged (each
@@ -371,10 +269,10 @@ static void permutation(int gpu)
 {
     const size_t B = 1, H = 2, N = 300, d = 64;
     for (size_t t = 0; t < 3; t++) {
-        problem_t p, pp;
-        problem_make(&p, B, H, N, d, 0, DTYPES[t], 2.0f, 400);
-        problem_ref(&p);
-        problem_make(&pp, B, H, N, d, 0, DTYPES[t], 2.0f, 400);
+        attn_problem_t p, pp;
+        attn_problem_make(&p, B, H, H, N, N, d, 0, DTYPES[t], 2.0f, 400);
+        attn_problem_ref(&p, NULL);
+        attn_problem_make(&pp, B, H, H, N, N, d, 0, DTYPES[t], 2.0f, 400);
         size_t perm[300];
         rng_t rng = { test_seed() + 77 };
         for (size_t j = 0; j < N; j++) perm[j] = j;
@@ -392,8 +290,8 @@ static void permutation(int gpu)
         const size_t n = (size_t)attn_q_elems(&p.s);
         void *o1 = malloc(n * es), *o2 = malloc(n * es);
         for (int k = 0; k < 2; k++) {
-            assert_int_equal(run_impl(IMPLS[k], gpu, &p, o1, NULL), 0);
-            assert_int_equal(run_impl(IMPLS[k], gpu, &pp, o2, NULL), 0);
+            assert_int_equal(attn_run_impl(IMPLS[k], gpu, &p, o1, NULL), 0);
+            assert_int_equal(attn_run_impl(IMPLS[k], gpu, &pp, o2, NULL), 0);
             double worst = 0;
             for (uint64_t r = 0; r < attn_rows(&p.s); r++) {
                 const double tol = attention_tolerance(DTYPES[t], d, &p.st[r], IMPLS[k]->rounding);
@@ -410,8 +308,8 @@ static void permutation(int gpu)
         }
         free(o1);
         free(o2);
-        problem_free(&p);
-        problem_free(&pp);
+        attn_problem_free(&p);
+        attn_problem_free(&pp);
     }
 }
 static void test_permutation_cpu(void **state) { (void)state; permutation(0); }
@@ -426,14 +324,14 @@ static void large_logits(int gpu)
 {
     for (size_t t = 0; t < 3; t++)
         for (int causal = 0; causal < 2; causal++) {
-            problem_t p;
-            problem_make(&p, 1, 2, 256, 64, causal, DTYPES[t], 30.0f, 500);
-            problem_ref(&p);
+            attn_problem_t p;
+            attn_problem_make(&p, 1, 2, 2, 256, 256, 64, causal, DTYPES[t], 30.0f, 500);
+            attn_problem_ref(&p, NULL);
             void *o = malloc((size_t)attn_q_elems(&p.s) * dtype_size(DTYPES[t]));
             for (int k = 0; k < 2; k++) {
-                assert_int_equal(run_impl(IMPLS[k], gpu, &p, o, NULL), 0);
+                assert_int_equal(attn_run_impl(IMPLS[k], gpu, &p, o, NULL), 0);
                 attn_check_t c;
-                double ratio = check_output(&p, o, IMPLS[k]->rounding, &c);
+                double ratio = attn_check_rows(&p, o, IMPLS[k]->rounding, &c);
                 assert_int_equal(c.nonfinite, 0);
                 /* standard attention in fp16/bf16 rounds logits of ~1000 to a
                  * spacing of 0.5 (fp16) or 8 (bf16): its bound is vacuous there */
@@ -444,22 +342,22 @@ static void large_logits(int gpu)
                 }
             }
             free(o);
-            problem_free(&p);
+            attn_problem_free(&p);
         }
-    problem_t p;
-    problem_make(&p, 1, 1, 64, 64, 0, DT_F16, 300.0f, 600);
-    problem_ref(&p);
+    attn_problem_t p;
+    attn_problem_make(&p, 1, 1, 1, 64, 64, 64, 0, DT_F16, 300.0f, 600);
+    attn_problem_ref(&p, NULL);
     void *o = malloc((size_t)attn_q_elems(&p.s) * 2);
     attn_check_t c;
-    assert_int_equal(run_impl(&IMPL_ATTN_STANDARD, gpu, &p, o, NULL), 0);
-    check_output(&p, o, IMPL_ATTN_STANDARD.rounding, &c);
+    assert_int_equal(attn_run_impl(&IMPL_ATTN_STANDARD, gpu, &p, o, NULL), 0);
+    attn_check_rows(&p, o, IMPL_ATTN_STANDARD.rounding, &c);
     assert_true(c.nonfinite > 0);
     print_message("standard fp16 at 300 U[-1,1): %zu of %zu rows overflow S (excused), worst ratio of the rest %.3g, "
                   "%zu unresolved\n", c.excused, c.rows, c.worst_ratio, c.unresolved);
     assert_true(c.excused > 0); /* rows whose logits pass 65504: the lesson, excused, not judged */
     assert_false(attn_check_ok(&c)); /* the other rows: unresolved, never a pass */
-    assert_int_equal(run_impl(&IMPL_ATTN_ONE_PASS, gpu, &p, o, NULL), 0);
-    check_output(&p, o, IMPL_ATTN_ONE_PASS.rounding, &c);
+    assert_int_equal(attn_run_impl(&IMPL_ATTN_ONE_PASS, gpu, &p, o, NULL), 0);
+    attn_check_rows(&p, o, IMPL_ATTN_ONE_PASS.rounding, &c);
     assert_int_equal(c.nonfinite, 0); /* s stays in fp32 registers: nothing overflows */
     /* but logits of ~1e5 carry fp32 rounding errors of order 1e-2 in the
      * exponent: the derived tolerance exceeds what the check can resolve, so
@@ -467,7 +365,7 @@ static void large_logits(int gpu)
     assert_true(c.unresolved > 0);
     assert_false(attn_check_ok(&c));
     free(o);
-    problem_free(&p);
+    attn_problem_free(&p);
 }
 static void test_large_logits_cpu(void **state) { (void)state; large_logits(0); }
 static void test_large_logits_gpu(void **state) { (void)state; SKIP_WITHOUT_GPU(); large_logits(1); }
@@ -479,16 +377,16 @@ static void test_ledger_models(void **state)
     (void)state;
     for (size_t t = 0; t < 2; t++)
         for (int causal = 0; causal < 2; causal++) {
-            problem_t p;
-            problem_make(&p, 2, 3, 50, 32, causal, DTYPES[t], 1.0f, 700);
+            attn_problem_t p;
+            attn_problem_make(&p, 2, 3, 3, 50, 50, 32, causal, DTYPES[t], 1.0f, 700);
             const attn_shape_t *s = &p.s;
             const uint64_t es = dtype_size(s->dt), E = attn_q_elems(s), pairs = attn_pairs(s);
             const uint64_t bh = s->batch * s->heads, N = s->seq_q, d = s->dim;
             void *o = malloc(E * es);
-            counts_t c;
+            attn_counts_t c;
 
             assert_null(IMPL_ATTN_ONE_PASS.ws_bytes);
-            assert_int_equal(run_impl(&IMPL_ATTN_ONE_PASS, 0, &p, o, &c), 0);
+            assert_int_equal(attn_run_impl(&IMPL_ATTN_ONE_PASS, 0, &p, o, &c), 0);
             assert_int_equal(ledger_total(&c.lg), (uint64_t)IMPL_ATTN_ONE_PASS.model_bytes(s));
             assert_int_equal(c.q.bytes_read, E * es);
             assert_int_equal(c.k.bytes_read, d * pairs * es); /* every visible K row, once per query row */
@@ -500,7 +398,7 @@ static void test_ledger_models(void **state)
             assert_int_equal(c.lg.sram_peak, 0);
 
             assert_int_equal(IMPL_ATTN_STANDARD.ws_bytes(s), 2 * bh * N * N * es);
-            assert_int_equal(run_impl(&IMPL_ATTN_STANDARD, 0, &p, o, &c), 0);
+            assert_int_equal(attn_run_impl(&IMPL_ATTN_STANDARD, 0, &p, o, &c), 0);
             assert_int_equal(ledger_total(&c.lg), (uint64_t)IMPL_ATTN_STANDARD.model_bytes(s));
             assert_int_equal(c.q.bytes_read, E * es);
             assert_int_equal(c.k.bytes_read, E * es);
@@ -511,44 +409,28 @@ static void test_ledger_models(void **state)
             const uint64_t nn = bh * N * N, mask = causal ? bh * N * (N - 1) / 2 : 0;
             assert_int_equal(ledger_total(&c.lg) - 4 * E * es, (4 * nn + mask) * es);
             free(o);
-            problem_free(&p);
+            attn_problem_free(&p);
         }
     /* Dao et al.'s comparison in numbers, counted: at d = 64 one-pass moves
      * more (2 d pairs of K/V) than standard's N^2 terms once N > ~50, until
      * tiling (stage 05) shares each K/V load among many query rows. */
-    problem_t p;
-    problem_make(&p, 1, 1, 200, 64, 0, DT_F16, 1.0f, 710);
+    attn_problem_t p;
+    attn_problem_make(&p, 1, 1, 1, 200, 200, 64, 0, DT_F16, 1.0f, 710);
     void *o = malloc((size_t)attn_q_elems(&p.s) * 2);
-    counts_t c1, c2;
-    assert_int_equal(run_impl(&IMPL_ATTN_ONE_PASS, 0, &p, o, &c1), 0);
-    assert_int_equal(run_impl(&IMPL_ATTN_STANDARD, 0, &p, o, &c2), 0);
+    attn_counts_t c1, c2;
+    assert_int_equal(attn_run_impl(&IMPL_ATTN_ONE_PASS, 0, &p, o, &c1), 0);
+    assert_int_equal(attn_run_impl(&IMPL_ATTN_STANDARD, 0, &p, o, &c2), 0);
     print_message("N = 200, d = 64, fp16: one-pass %llu bytes, standard %llu bytes (counted)\n",
                   (unsigned long long)ledger_total(&c1.lg), (unsigned long long)ledger_total(&c2.lg));
     assert_true(ledger_total(&c1.lg) > ledger_total(&c2.lg));
     free(o);
-    problem_free(&p);
+    attn_problem_free(&p);
 }
 
 /* ---- the program on bad input: exit 2 with a message that names the problem */
 static int run_prog(const char *args, char *out, size_t n, int want_stdout)
 {
-    const char *dir = getenv("STF_BIN_DIR") ? getenv("STF_BIN_DIR") : "build/bin";
-    char cmd[1024];
-    snprintf(cmd, sizeof cmd, "%s/04_one_pass_attention %s %s; echo \"rc=$?\"", dir, args,
-             want_stdout ? "2>/dev/null" : "2>&1 >/dev/null");
-    FILE *p = popen(cmd, "r");
-    assert_non_null(p);
-    size_t len = 0;
-    out[0] = 0;
-    while (len + 1 < n && fgets(out + len, (int)(n - len), p)) len += strlen(out + len);
-    int st = pclose(p);
-    assert_true(WIFEXITED(st));
-    const char *rc = strstr(out, "rc=");
-    while (rc && strstr(rc + 1, "rc=")) rc = strstr(rc + 1, "rc=");
-    assert_non_null(rc);
-    const int code = atoi(rc + 3);
-    out[rc - out] = 0; /* the caller sees the program's output only */
-    return code;
+    return attn_run_prog("04_one_pass_attention", args, want_stdout ? "2>/dev/null" : "2>&1 >/dev/null", out, n);
 }
 
 static void test_program_rejects_bad_input(void **state)
@@ -719,16 +601,16 @@ static void test_checks_reject_broken(void **state)
     for (int b = 0; b < 5; b++) {
         attn_impl_t broken = IMPL_ATTN_ONE_PASS;
         broken.cpu = fns[b];
-        problem_t p;
-        problem_make(&p, 1, 2, 300, 64, b == 2, DT_F32, 2.0f, 800);
-        problem_ref(&p);
+        attn_problem_t p;
+        attn_problem_make(&p, 1, 2, 2, 300, 300, 64, b == 2, DT_F32, 2.0f, 800);
+        attn_problem_ref(&p, NULL);
         void *o = malloc((size_t)attn_q_elems(&p.s) * 4);
-        assert_int_equal(run_impl(&broken, 0, &p, o, NULL), 0);
-        double ratio = check_output(&p, o, broken.rounding, NULL);
+        assert_int_equal(attn_run_impl(&broken, 0, &p, o, NULL), 0);
+        double ratio = attn_check_rows(&p, o, broken.rounding, NULL);
         print_message("broken one-pass (%s): error/tolerance = %.3g (must exceed 1)\n", names[b], ratio);
         assert_true(ratio > 1.0);
         free(o);
-        problem_free(&p);
+        attn_problem_free(&p);
     }
 }
 

@@ -230,19 +230,7 @@ static void test_broken_head_index_gpu(void **state)
 /* ---- the program on bad input */
 static int run_prog(const char *prog, const char *args, char *out, size_t n)
 {
-    const char *dir = getenv("STF_BIN_DIR") ? getenv("STF_BIN_DIR") : "build/bin";
-    char cmd[1024];
-    snprintf(cmd, sizeof cmd, "%s/%s %s 2>&1 >/dev/null; echo \"rc=$?\"", dir, prog, args);
-    FILE *f = popen(cmd, "r");
-    assert_non_null(f);
-    size_t len = 0;
-    out[0] = 0;
-    while (len + 1 < n && fgets(out + len, (int)(n - len), f)) len += strlen(out + len);
-    assert_true(WIFEXITED(pclose(f)));
-    const char *rc = strstr(out, "rc=");
-    while (rc && strstr(rc + 1, "rc=")) rc = strstr(rc + 1, "rc=");
-    assert_non_null(rc);
-    return atoi(rc + 3);
+    return attn_run_prog(prog, args, "2>&1 >/dev/null", out, n);
 }
 
 static void test_program_rejects_bad_input(void **state)

@@ -244,20 +244,7 @@ static void test_broken_combine_cpu(void **state)
 /* ---- the program */
 static int run_prog(const char *args, char *out, size_t n, int want_stdout)
 {
-    const char *dir = getenv("STF_BIN_DIR") ? getenv("STF_BIN_DIR") : "build/bin";
-    char cmd[1024];
-    snprintf(cmd, sizeof cmd, "%s/07_split_kv_decode %s %s; echo \"rc=$?\"", dir, args,
-             want_stdout ? "2>&1" : "2>&1 >/dev/null");
-    FILE *f = popen(cmd, "r");
-    assert_non_null(f);
-    size_t len = 0;
-    out[0] = 0;
-    while (len + 1 < n && fgets(out + len, (int)(n - len), f)) len += strlen(out + len);
-    assert_true(WIFEXITED(pclose(f)));
-    const char *rc = strstr(out, "rc=");
-    while (rc && strstr(rc + 1, "rc=")) rc = strstr(rc + 1, "rc=");
-    assert_non_null(rc);
-    return atoi(rc + 3);
+    return attn_run_prog("07_split_kv_decode", args, want_stdout ? "2>&1" : "2>&1 >/dev/null", out, n);
 }
 
 static void test_program_cpu(void **state)

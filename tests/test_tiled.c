@@ -25,6 +25,7 @@
 
 #include "../stages/05_tiled_attention/tiled.h"
 #include "attention_ref.h"
+#include "attn_harness.h"
 #include "gpu.h"
 #include "harness.h"
 #include "rng.h"
@@ -34,97 +35,6 @@ static int small_mode(void) { return getenv("STF_TEST_SMALL") != NULL; }
 static int tiny_mode(void) { return small_mode() && !strcmp(getenv("STF_TEST_SMALL"), "2"); }
 
 static const dtype_t DTYPES[] = { DT_F32, DT_F16, DT_BF16 };
-
-typedef struct {
-    attn_shape_t s;
-    void *q, *k, *v;
-    double *ref;
-    attn_row_stats_t *st;
-} problem_t;
-
-static void *rand_array(dtype_t dt, size_t n, uint32_t stream, float scale)
-{
-    void *x = malloc((n ? n : 1) * dtype_size(dt));
-    assert_non_null(x);
-    for (size_t i = 0; i < n; i++) dtype_set(x, dt, i, rng_logit(test_seed(), stream, i, scale));
-    return x;
-}
-
-static void problem_make(problem_t *p, size_t B, size_t H, size_t Hkv, size_t Nq, size_t Nk, size_t d, int causal,
-                         dtype_t dt, float scale, uint32_t stream, int with_ref)
-{
-    attn_shape_init(&p->s, B, H, Hkv, Nq, Nk, d, causal, dt);
-    p->q = rand_array(dt, (size_t)attn_q_elems(&p->s), stream, scale);
-    p->k = rand_array(dt, (size_t)attn_kv_elems(&p->s), stream + 1, scale);
-    p->v = rand_array(dt, (size_t)attn_kv_elems(&p->s), stream + 2, scale);
-    p->ref = NULL;
-    p->st = NULL;
-    if (!with_ref) return;
-    const uint64_t rows = attn_rows(&p->s);
-    p->ref = malloc((size_t)rows * d * sizeof *p->ref);
-    p->st = malloc((size_t)rows * sizeof *p->st);
-    assert_non_null(p->ref);
-    assert_non_null(p->st);
-    for (uint64_t r = 0; r < rows; r++) attention_ref_at(&p->s, p->q, p->k, p->v, r, p->ref + r * d, &p->st[r]);
-}
-
-static void problem_free(problem_t *p)
-{
-    free(p->q); free(p->k); free(p->v); free(p->ref); free(p->st);
-}
-
-typedef struct {
-    ledger_t lg;
-    hbm_t q, k, v, o;
-} counts_t;
-
-/* Runs im on p (with the tiles of p->s.tune) into o, poisoned first. CPU:
- * through a ledger (returned in cnt); GPU: on the device. Returns the
- * implementation's status. */
-static int run_impl(const attn_impl_t *im, int gpu, const problem_t *p, void *o, counts_t *cnt)
-{
-    const attn_shape_t *s = &p->s;
-    const size_t es = dtype_size(s->dt), qb = (size_t)attn_q_elems(s) * es, kvb = (size_t)attn_kv_elems(s) * es;
-    const size_t wsb = im->ws_bytes ? im->ws_bytes(s) : 0;
-    memset(o, 0xff, qb);
-    if (!gpu) {
-        counts_t c;
-        memset(&c, 0, sizeof c);
-        void *ws = wsb ? malloc(wsb) : NULL;
-        c.q = hbm_wrap(&c.lg, "Q", p->q, (size_t)attn_q_elems(s), s->dt);
-        c.k = hbm_wrap(&c.lg, "K", p->k, (size_t)attn_kv_elems(s), s->dt);
-        c.v = hbm_wrap(&c.lg, "V", p->v, (size_t)attn_kv_elems(s), s->dt);
-        c.o = hbm_wrap(&c.lg, "O", o, (size_t)attn_q_elems(s), s->dt);
-        const int rc = im->cpu(s, &c.q, &c.k, &c.v, &c.o, ws);
-        free(ws);
-        if (cnt) *cnt = c;
-        return rc;
-    }
-    void *dq = gpu_malloc(qb, "Q"), *dk = gpu_malloc(kvb, "K"), *dv = gpu_malloc(kvb, "V"), *dout = gpu_malloc(qb, "O");
-    void *ws = wsb ? gpu_malloc(wsb, "workspace") : NULL;
-    gpu_h2d(dq, p->q, qb);
-    gpu_h2d(dk, p->k, kvb);
-    gpu_h2d(dv, p->v, kvb);
-    gpu_poison(dout, qb);
-    if (ws) gpu_poison(ws, wsb); /* FA1 must initialise its own O, l, m */
-    im->gpu(s, dq, dk, dv, dout, ws);
-    gpu_sync();
-    gpu_d2h(o, dout, qb);
-    gpu_free(dq); gpu_free(dk); gpu_free(dv); gpu_free(dout); gpu_free(ws);
-    return 0;
-}
-
-/* Worst error / tolerance over every row (<= 1 passes), through the driver's check. */
-static double check_output(const problem_t *p, const void *o, unsigned rounding, attn_check_t *out)
-{
-    const size_t d = p->s.dim, es = dtype_size(p->s.dt);
-    attn_check_t c;
-    attn_check_init(&c);
-    for (uint64_t r = 0; r < attn_rows(&p->s); r++)
-        attn_check_row(&c, (const char *)o + r * d * es, p->s.dt, p->ref + r * d, &p->st[r], d, rounding);
-    if (out) *out = c;
-    return c.worst_ratio;
-}
 
 /* ---- accuracy */
 
@@ -149,11 +59,11 @@ static void set_tune(attn_shape_t *s, tune_t t)
 
 static double worst_seen;
 
-static void check_one(const attn_impl_t *im, int gpu, problem_t *p, void *o, const char *what)
+static void check_one(const attn_impl_t *im, int gpu, attn_problem_t *p, void *o, const char *what)
 {
-    assert_int_equal(run_impl(im, gpu, p, o, NULL), 0);
+    assert_int_equal(attn_run_impl(im, gpu, p, o, NULL), 0);
     attn_check_t c;
-    const double ratio = check_output(p, o, im->rounding, &c);
+    const double ratio = attn_check_rows(p, o, im->rounding, &c);
     if (ratio > worst_seen) worst_seen = ratio;
     if (getenv("STF_DEBUG_WORST") && ratio > 0.5)
         print_message("DBG %s %s Nq=%zu Nk=%zu d=%zu causal=%d %s tiles %zux%zu sram %zu ratio %.3g\n", gpu ? "gpu" : "cpu",
@@ -193,8 +103,9 @@ static void test_accuracy_cpu(void **state)
                 heads_for(LENS[a], &B, &H, &Hkv);
                 /* the types and tiles rotate through the matrix */
                 const dtype_t dt = DTYPES[n % 3];
-                problem_t p;
-                problem_make(&p, B, H, Hkv, LENS[a].nq, LENS[a].nk, dims[b], causal, dt, 1.5f, 1000 + 10 * n, 1);
+                attn_problem_t p;
+                attn_problem_make(&p, B, H, Hkv, LENS[a].nq, LENS[a].nk, dims[b], causal, dt, 1.5f, 1000 + 10 * n);
+                attn_problem_ref(&p, NULL);
                 void *o = malloc((size_t)attn_q_elems(&p.s) * dtype_size(dt));
                 const int big = LENS[a].nq >= 1000; /* one tiling there (alternating), two elsewhere */
                 for (size_t t = big ? n % 2 : 0; t < 2; t++) {
@@ -202,7 +113,7 @@ static void test_accuracy_cpu(void **state)
                     for (int k = 0; k < 2; k++) check_one(impls[k], 0, &p, o, "accuracy");
                 }
                 free(o);
-                problem_free(&p);
+                attn_problem_free(&p);
             }
     print_message("cpu fa1/fa2: worst error/tolerance %.3g\n", worst_seen);
 }
@@ -216,8 +127,9 @@ static void test_tile_shapes_cpu(void **state)
     const attn_impl_t *impls[] = { &IMPL_ATTN_FA1, &IMPL_ATTN_FA2 };
     worst_seen = 0;
     for (int causal = 0; causal < 2; causal++) {
-        problem_t p;
-        problem_make(&p, 1, 2, 2, 203, 250, 64, causal, DT_F32, 2.0f, 2000 + causal, 1);
+        attn_problem_t p;
+        attn_problem_make(&p, 1, 2, 2, 203, 250, 64, causal, DT_F32, 2.0f, 2000 + causal);
+        attn_problem_ref(&p, NULL);
         void *o = malloc((size_t)attn_q_elems(&p.s) * 4);
         for (size_t a = 0; a < 6; a++)
             for (size_t b = 0; b < 6; b++) {
@@ -226,7 +138,7 @@ static void test_tile_shapes_cpu(void **state)
                 for (int k = 0; k < 2; k++) check_one(impls[k], 0, &p, o, "tile shapes");
             }
         free(o);
-        problem_free(&p);
+        attn_problem_free(&p);
     }
     print_message("cpu, 36 tile shapes: worst error/tolerance %.3g\n", worst_seen);
 }
@@ -260,8 +172,9 @@ static void test_accuracy_gpu(void **state)
                     size_t B, H, Hkv;
                     heads_for(LENS[a], &B, &H, &Hkv);
                     const size_t d = small_mode() ? dims[(b + a) % 5] : dims[b];
-                    problem_t p;
-                    problem_make(&p, B, H, Hkv, LENS[a].nq, LENS[a].nk, d, causal, DTYPES[t], 1.5f, 3000 + 10 * n, 1);
+                    attn_problem_t p;
+                    attn_problem_make(&p, B, H, Hkv, LENS[a].nq, LENS[a].nk, d, causal, DTYPES[t], 1.5f, 3000 + 10 * n);
+                    attn_problem_ref(&p, NULL);
                     void *o = malloc((size_t)attn_q_elems(&p.s) * dtype_size(DTYPES[t]));
                     for (size_t c = 0; c < sizeof cases / sizeof *cases; c++) {
                         if (cases[c].fp32_only && DTYPES[t] != DT_F32) continue;
@@ -275,7 +188,7 @@ static void test_accuracy_gpu(void **state)
                         check_one(cases[c].im, 1, &p, o, "accuracy");
                     }
                     free(o);
-                    problem_free(&p);
+                    attn_problem_free(&p);
                 }
     }
     print_message("gpu fa1/fa2/fa2-regtile(-br128): worst error/tolerance %.3g\n", worst_seen);
@@ -287,12 +200,13 @@ static void large_logits(int gpu)
 {
     const attn_impl_t *impls[] = { &IMPL_ATTN_FA1, &IMPL_ATTN_FA2, &IMPL_ATTN_FA2_REGTILE, &IMPL_ATTN_FA2_REGTILE128 };
     for (int causal = 0; causal < 2; causal++) {
-        problem_t p;
-        problem_make(&p, 1, 2, 2, 300, 300, 64, causal, DT_F32, 30.0f, 4000 + causal, 1);
+        attn_problem_t p;
+        attn_problem_make(&p, 1, 2, 2, 300, 300, 64, causal, DT_F32, 30.0f, 4000 + causal);
+        attn_problem_ref(&p, NULL);
         void *o = malloc((size_t)attn_q_elems(&p.s) * 4);
         for (int k = 0; k < (gpu ? 4 : 2); k++) check_one(impls[k], gpu, &p, o, "large logits");
         free(o);
-        problem_free(&p);
+        attn_problem_free(&p);
     }
 }
 static void test_large_logits_cpu(void **state) { (void)state; large_logits(0); }
@@ -356,8 +270,8 @@ static void test_tile_choice(void **state)
 static void test_budget_rejected(void **state)
 {
     (void)state;
-    problem_t p;
-    problem_make(&p, 1, 1, 1, 50, 50, 64, 0, DT_F32, 1.0f, 5000, 0);
+    attn_problem_t p;
+    attn_problem_make(&p, 1, 1, 1, 50, 50, 64, 0, DT_F32, 1.0f, 5000);
     void *o = malloc((size_t)attn_q_elems(&p.s) * 4);
     char why[256];
     const attn_impl_t *impls[] = { &IMPL_ATTN_FA1, &IMPL_ATTN_FA2 };
@@ -367,11 +281,11 @@ static void test_budget_rejected(void **state)
         p.s.tune.bc = 16;
         p.s.tune.sram = tiled_onchip_bytes(16, 16, 64) - 1;
         assert_int_equal(impls[k]->supports(&p.s, 0, why, sizeof why), 0);
-        assert_int_equal(run_impl(impls[k], 0, &p, o, NULL), -1);
+        assert_int_equal(attn_run_impl(impls[k], 0, &p, o, NULL), -1);
         /* exactly enough: runs, and the simulated chip peaks at the budget */
         p.s.tune.sram += 1;
-        counts_t c;
-        assert_int_equal(run_impl(impls[k], 0, &p, o, &c), 0);
+        attn_counts_t c;
+        assert_int_equal(attn_run_impl(impls[k], 0, &p, o, &c), 0);
         assert_int_equal(c.lg.sram_peak, tiled_onchip_bytes(16, 16, 64));
         assert_int_equal(c.lg.sram_live, 0);
         /* a budget that holds nothing */
@@ -379,10 +293,10 @@ static void test_budget_rejected(void **state)
         p.s.tune.sram = 500;
         assert_int_equal(impls[k]->supports(&p.s, 0, why, sizeof why), 0);
         assert_non_null(strstr(why, "cannot hold"));
-        assert_int_equal(run_impl(impls[k], 0, &p, o, NULL), -1);
+        assert_int_equal(attn_run_impl(impls[k], 0, &p, o, NULL), -1);
     }
     free(o);
-    problem_free(&p);
+    attn_problem_free(&p);
 }
 
 /* ---- the ledger against the closed forms */
@@ -398,20 +312,20 @@ static void test_ledger_closed_forms(void **state)
         for (size_t b = 0; b < sizeof tunes / sizeof *tunes; b++)
             for (int causal = 0; causal < 2; causal++)
                 for (size_t t = 0; t < 2; t++) {
-                    problem_t p;
-                    problem_make(&p, 2, 3, 3, lens[a].nq, lens[a].nk, 32, causal, DTYPES[t], 1.0f, 6000, 0);
+                    attn_problem_t p;
+                    attn_problem_make(&p, 2, 3, 3, lens[a].nq, lens[a].nk, 32, causal, DTYPES[t], 1.0f, 6000);
                     attn_shape_t *s = &p.s;
                     set_tune(s, tunes[b]);
                     const uint64_t es = dtype_size(s->dt), d = s->dim, bh = s->batch * s->heads;
                     const uint64_t Nq = s->seq_q, Nk = s->seq_kv;
                     void *o = malloc((size_t)attn_q_elems(s) * es);
-                    counts_t c;
+                    attn_counts_t c;
                     size_t br, bc;
                     char why[384];
 
                     /* FA2 */
                     assert_int_equal(tiled_choose(TILED_FA2, s, &br, &bc, why, sizeof why), 0);
-                    assert_int_equal(run_impl(&IMPL_ATTN_FA2, 0, &p, o, &c), 0);
+                    assert_int_equal(attn_run_impl(&IMPL_ATTN_FA2, 0, &p, o, &c), 0);
                     assert_int_equal(ledger_total(&c.lg), (uint64_t)IMPL_ATTN_FA2.model_bytes(s));
                     assert_int_equal(ledger_total(&c.lg), (uint64_t)tiled_fa2_bytes(s, br, bc));
                     assert_int_equal(c.o.bytes_written, bh * Nq * d * es); /* O once */
@@ -431,7 +345,7 @@ static void test_ledger_closed_forms(void **state)
 
                     /* FA1 */
                     assert_int_equal(tiled_choose(TILED_FA1, s, &br, &bc, why, sizeof why), 0);
-                    assert_int_equal(run_impl(&IMPL_ATTN_FA1, 0, &p, o, &c), 0);
+                    assert_int_equal(attn_run_impl(&IMPL_ATTN_FA1, 0, &p, o, &c), 0);
                     assert_int_equal(ledger_total(&c.lg), (uint64_t)IMPL_ATTN_FA1.model_bytes(s));
                     assert_int_equal(ledger_total(&c.lg), (uint64_t)tiled_fa1_bytes(s, br, bc));
                     assert_int_equal(c.o.bytes_written, bh * Nq * d * es);
@@ -447,7 +361,7 @@ static void test_ledger_closed_forms(void **state)
                     }
                     assert_int_equal(IMPL_ATTN_FA1.ws_bytes(s), bh * Nq * (d + 2) * 4);
                     free(o);
-                    problem_free(&p);
+                    attn_problem_free(&p);
                 }
 }
 
@@ -488,8 +402,8 @@ static void test_causal_blocks(void **state)
     for (size_t a = 0; a < sizeof lens / sizeof *lens; a++)
         for (size_t b = 0; b < sizeof tiles / sizeof *tiles; b++)
             for (int causal = 0; causal < 2; causal++) {
-                problem_t p;
-                problem_make(&p, 1, 2, 2, lens[a].nq, lens[a].nk, 16, causal, DT_F32, 1.0f, 7000, 0);
+                attn_problem_t p;
+                attn_problem_make(&p, 1, 2, 2, lens[a].nq, lens[a].nk, 16, causal, DT_F32, 1.0f, 7000);
                 p.s.tune.br = tiles[b][0];
                 p.s.tune.bc = tiles[b][1];
                 const size_t br = tiles[b][0] < p.s.seq_q ? tiles[b][0] : p.s.seq_q;
@@ -501,12 +415,12 @@ static void test_causal_blocks(void **state)
                 void *o = malloc((size_t)attn_q_elems(&p.s) * 4);
                 const attn_impl_t *impls[] = { &IMPL_ATTN_FA1, &IMPL_ATTN_FA2 };
                 for (int k = 0; k < 2; k++) {
-                    assert_int_equal(run_impl(impls[k], 0, &p, o, NULL), 0);
+                    assert_int_equal(attn_run_impl(impls[k], 0, &p, o, NULL), 0);
                     assert_memory_equal(&tiled_cpu_counts, &want, sizeof want);
                 }
                 if (!causal) assert_int_equal(want.skipped + want.masked, 0);
                 free(o);
-                problem_free(&p);
+                attn_problem_free(&p);
             }
     /* the square case by hand: N = T B, T = 4 query and key blocks: T (T + 1) / 2
      * computed, T (T - 1) / 2 skipped, T of them (the diagonal) masked */
@@ -629,19 +543,20 @@ static void test_checks_reject_broken(void **state)
         g_broken = (broken_t)b;
         attn_impl_t broken = IMPL_ATTN_FA2;
         broken.cpu = broken_fa2;
-        problem_t p;
-        problem_make(&p, 1, 2, 2, 200, 300, 64, b == BROKEN_SKIP_DIAGONAL, DT_F32, 2.0f, 8000, 1);
+        attn_problem_t p;
+        attn_problem_make(&p, 1, 2, 2, 200, 300, 64, b == BROKEN_SKIP_DIAGONAL, DT_F32, 2.0f, 8000);
+        attn_problem_ref(&p, NULL);
         void *o = malloc((size_t)attn_q_elems(&p.s) * 4);
-        assert_int_equal(run_impl(&broken, 0, &p, o, NULL), 0);
+        assert_int_equal(attn_run_impl(&broken, 0, &p, o, NULL), 0);
         attn_check_t c;
-        const double ratio = check_output(&p, o, broken.rounding, &c);
+        const double ratio = attn_check_rows(&p, o, broken.rounding, &c);
         print_message("broken tiled attention (%s): error/tolerance = %.3g (must exceed 1)\n", names[b], ratio);
         assert_true(ratio > 1.0);
         assert_false(attn_check_ok(&c));
         /* and the real one passes on the same input */
         check_one(&IMPL_ATTN_FA2, 0, &p, o, "control");
         free(o);
-        problem_free(&p);
+        attn_problem_free(&p);
     }
 }
 
