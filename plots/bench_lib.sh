@@ -11,6 +11,12 @@
 #                      next run still runs, and the script then exits 1
 #                      (an EXIT trap set here; a stage script that sets its
 #                      own EXIT trap must call bench_finish in it).
+# softmax_stage_runs PROGRAM
+#                      the runs every softmax stage (01-03) makes: the
+#                      default shape (QUICK=1: 37 x 1000) into softmax.csv
+#                      and the cols sweep 1024 ... 1048576 (QUICK=1: at 2^20
+#                      elements, one timed run each) into softmax_sweep.csv,
+#                      fp32 and fp16.
 # BENCH_WRAP           optional command put before every program (word-split),
 #                      e.g. "compute-sanitizer --error-exitcode 1": the
 #                      sanitizer runs over the same runs (plots/gpu_check.sh).
@@ -40,6 +46,24 @@ run() {
         echo "FAILED (exit $rc): $*" | tee -a "$OUT/bench.log" >&2
     fi
     return 0
+}
+
+softmax_stage_runs() {
+    local p=$1 dt
+    local -a one sweep
+    if [ "$QUICK" = 1 ]; then
+        one=(--rows 37 --cols 1000 --iters 3 --warmup 1)
+        sweep=(--sweep --rows 1024 --cols 1024 --iters 1 --warmup 0)
+    else
+        one=()
+        sweep=(--sweep --iters 10)
+    fi
+    for dt in fp32 fp16; do
+        run "$p" --device "$DEVICE" --dtype "$dt" "${one[@]}" --csv "$OUT/softmax.csv"
+    done
+    for dt in fp32 fp16; do
+        run "$p" --device "$DEVICE" --dtype "$dt" "${sweep[@]}" --csv "$OUT/softmax_sweep.csv" >/dev/null
+    done
 }
 
 bench_finish() {

@@ -12,24 +12,11 @@
 # Called by plots/bench.sh with cwd = the repository root and BIN, OUT,
 # DEVICE (auto|cpu|gpu), QUICK (0|1) exported; runs alone too:
 #   BIN=build/bin OUT=build/bench DEVICE=gpu bash stages/03_online_softmax/bench_split.sh
-# QUICK=1: tiny shapes only. Exits non-zero if any run failed.
+# QUICK=1: tiny shapes only. Exits non-zero if any run failed (bench_lib.sh).
 set -uo pipefail
 BIN=${BIN:-build/bin}
 OUT=${OUT:-build/bench}
-DEVICE=${DEVICE:-auto}
-QUICK=${QUICK:-0}
-mkdir -p "$OUT"
-[ -f plots/bench_lib.sh ] && source plots/bench_lib.sh
-failed=0
-if ! declare -F run >/dev/null; then
-    log=$OUT/bench_split.log
-    : >"$log"
-    run() {
-        echo "+ $*" | tee -a "$log" >&2
-        "$@" >>"$log" 2>&1 || { echo "FAILED ($?): $*" | tee -a "$log" >&2; return 1; }
-    }
-fi
-go() { run "$@" || failed=$((failed + 1)); }
+source plots/bench_lib.sh # run; a failed run makes the script exit 1
 
 S03=$BIN/03_online_softmax
 S01=$BIN/01_naive_softmax
@@ -63,17 +50,16 @@ fi
 for s in "${shapes[@]}"; do
     set -- $s
     for p in "$S01" "$S03"; do
-        go "$p" --device "$dev" --rows "$1" --cols "$2" --dtype "$3" "${it[@]}" --csv "$OUT/softmax_split.csv"
+        run "$p" --device "$dev" --rows "$1" --cols "$2" --dtype "$3" "${it[@]}" --csv "$OUT/softmax_split.csv"
     done
 done
 for r in "${rows_list[@]}"; do
     for p in "$S01" "$S03"; do
-        go "$p" --device "$dev" --rows "$r" --cols "$rows_cols" --dtype fp32 "${it[@]}" --csv "$OUT/softmax_rows.csv"
+        run "$p" --device "$dev" --rows "$r" --cols "$rows_cols" --dtype fp32 "${it[@]}" --csv "$OUT/softmax_rows.csv"
     done
 done
 for dt in fp32 fp16; do
-    go "$S03" --device "$dev" --dtype "$dt" --sweep "${sweep[@]}" "${it[@]}" --csv "$OUT/softmax_cluster_sweep.csv"
+    run "$S03" --device "$dev" --dtype "$dt" --sweep "${sweep[@]}" "${it[@]}" --csv "$OUT/softmax_cluster_sweep.csv"
 done
 
-[ "$failed" = 0 ] || { echo "bench_split: $failed run(s) failed" >&2; exit 1; }
 echo "bench_split: CSV in $OUT (softmax_split.csv, softmax_rows.csv, softmax_cluster_sweep.csv)"

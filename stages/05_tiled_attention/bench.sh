@@ -11,23 +11,10 @@
 set -uo pipefail
 BIN=${BIN:-build/bin}
 OUT=${OUT:-build/bench}
-DEVICE=${DEVICE:-auto}
-QUICK=${QUICK:-0}
-mkdir -p "$OUT"
 P=$BIN/05_tiled_attention
 [ -x "$P" ] || { echo "stage 05: $P is missing: run make first" >&2; exit 1; }
-
-# plots/bench_lib.sh provides run <program> <args...>; the fallback logs the
-# command and passes the program's exit status on.
-if [ -f plots/bench_lib.sh ]; then
-    # shellcheck source=/dev/null
-    source plots/bench_lib.sh
-fi
-if ! declare -F run >/dev/null; then
-    run() { echo "+ $*"; "$@"; }
-fi
-failed=0
-go() { run "$@" || { echo "stage 05: FAILED: $*" >&2; failed=1; }; }
+# shellcheck source=/dev/null
+source plots/bench_lib.sh # run; a failed run makes the script exit 1
 
 rm -f "$OUT/tiled_io.csv" "$OUT/tiled.csv"
 
@@ -40,14 +27,15 @@ fi
 A=(--device cpu --batch 1 --heads 1 --seq "$N" --dim "$D" --iters 1 --warmup 0)
 tmp=$OUT/.tiled_io_one.csv
 add_col() { # appends $tmp to tiled_io.csv with a column sram_bytes = $1
+    [ -s "$tmp" ] || return 0 # the run failed (bench_lib.sh counts it)
     awk -F, -v OFS=, -v m="$1" -v hdr="$([ -s "$OUT/tiled_io.csv" ] && echo 0 || echo 1)" '
         NR == 1 { if (hdr) print $0, "sram_bytes"; next } { print $0, m }' "$tmp" >>"$OUT/tiled_io.csv"
     rm -f "$tmp"
 }
 rm -f "$tmp"
-go "$P" "${A[@]}" --kernel standard,one-pass --csv "$tmp" && add_col 0
+run "$P" "${A[@]}" --kernel standard,one-pass --csv "$tmp" && add_col 0
 for M in $MS; do
-    go "$P" "${A[@]}" --kernel fa1,fa2 --sram "$M" --csv "$tmp" && add_col "$M"
+    run "$P" "${A[@]}" --kernel fa1,fa2 --sram "$M" --csv "$tmp" && add_col "$M"
 done
 
 # ---- 2. the stage's table on DEVICE
@@ -57,31 +45,30 @@ if [ "$DEVICE" = gpu ] || { [ "$DEVICE" = auto ] && command -v nvidia-smi >/dev/
 fi
 C=(--device "$DEVICE" --csv "$OUT/tiled.csv")
 if [ "$QUICK" = 1 ]; then
-    go "$P" "${C[@]}" --seq 64 --heads 2 --iters 1 --warmup 0
-    go "$P" "${C[@]}" --seq 64 --heads 2 --causal --iters 1 --warmup 0
+    run "$P" "${C[@]}" --seq 64 --heads 2 --iters 1 --warmup 0
+    run "$P" "${C[@]}" --seq 64 --heads 2 --causal --iters 1 --warmup 0
 elif [ "$gpu" = 1 ]; then
     # fp32, 16384 tokens (B = 16384 / N), H = 16; fa1 (16 to 256 thread blocks,
     # seconds per run at N = 16384) with fewer repetitions
     FAST=standard,one-pass,fa2,fa2-regtile,fa2-regtile-br128
     for d in 64 128; do
-        go "$P" "${C[@]}" --sweep --dim $d --kernel $FAST --iters 10 --warmup 2
-        go "$P" "${C[@]}" --sweep --dim $d --kernel fa1 --iters 3 --warmup 1
-        go "$P" "${C[@]}" --causal --batch 1 --heads 16 --seq 16384 --dim $d --kernel $FAST --iters 10 --warmup 2
+        run "$P" "${C[@]}" --sweep --dim $d --kernel $FAST --iters 10 --warmup 2
+        run "$P" "${C[@]}" --sweep --dim $d --kernel fa1 --iters 3 --warmup 1
+        run "$P" "${C[@]}" --causal --batch 1 --heads 16 --seq 16384 --dim $d --kernel $FAST --iters 10 --warmup 2
     done
     # the traffic against the tile size (N = 4096, B = 4, H = 16, d = 64)
     for t in 32 64 128; do
-        go "$P" "${C[@]}" --batch 4 --heads 16 --seq 4096 --kernel fa1 --br 64 --bc $t --iters 3 --warmup 1
-        go "$P" "${C[@]}" --batch 4 --heads 16 --seq 4096 --kernel fa2 --br $t --bc 64 --iters 5 --warmup 1
+        run "$P" "${C[@]}" --batch 4 --heads 16 --seq 4096 --kernel fa1 --br 64 --bc $t --iters 3 --warmup 1
+        run "$P" "${C[@]}" --batch 4 --heads 16 --seq 4096 --kernel fa2 --br $t --bc 64 --iters 5 --warmup 1
     done
 else
     # CPU: N = 128 ... 2048 at B = 2048 / N, H = 2; every K/V element of
     # one-pass goes through the ledger, so its rows take the longest
-    go "$P" "${C[@]}" --sweep --dim 64
-    go "$P" "${C[@]}" --causal
+    run "$P" "${C[@]}" --sweep --dim 64
+    run "$P" "${C[@]}" --causal
     for t in 16 64 256; do
-        go "$P" "${C[@]}" --seq 512 --kernel fa1 --br 64 --bc $t --iters 3
-        go "$P" "${C[@]}" --seq 512 --kernel fa2 --br $t --bc 64 --iters 3
+        run "$P" "${C[@]}" --seq 512 --kernel fa1 --br 64 --bc $t --iters 3
+        run "$P" "${C[@]}" --seq 512 --kernel fa2 --br $t --bc 64 --iters 3
     done
 fi
 echo "stage 05: CSV in $OUT (tiled_io.csv, tiled.csv)"
-exit $failed

@@ -10,20 +10,10 @@
 set -uo pipefail
 BIN=${BIN:-build/bin}
 OUT=${OUT:-build/bench}
-DEVICE=${DEVICE:-auto}
-QUICK=${QUICK:-0}
-mkdir -p "$OUT"
+# shellcheck disable=SC1091
+source plots/bench_lib.sh # run; a failed run makes the script exit 1
 CSV=$OUT/gqa.csv
 rm -f "$CSV"
-if [ -f plots/bench_lib.sh ]; then
-    # shellcheck disable=SC1091
-    source plots/bench_lib.sh
-else
-    failed=0
-    run() { echo "+ $*"; "$@" || { echo "FAILED ($?): $*"; failed=1; }; }
-fi
-fails=0
-go() { run "$@" || fails=1; }
 
 dev=$DEVICE
 if [ "$dev" = auto ]; then
@@ -33,22 +23,21 @@ P=$BIN/06_gqa_attention
 if [ "$QUICK" = 1 ]; then
     A=(--device cpu --dim 64 --iters 1 --warmup 0 --csv "$CSV")
     for kv in 32 16 8 4 1; do
-        go "$P" "${A[@]}" --heads 32 --kv-heads $kv --seq 16
-        go "$P" "${A[@]}" --heads 32 --kv-heads $kv --decode --seq-kv 256
+        run "$P" "${A[@]}" --heads 32 --kv-heads $kv --seq 16
+        run "$P" "${A[@]}" --heads 32 --kv-heads $kv --decode --seq-kv 256
     done
 elif [ "$dev" = gpu ]; then
     A=(--device gpu --dim 128 --dtype bf16 --iters 20 --csv "$CSV")
     for kv in 32 16 8 4 1; do
-        go "$P" "${A[@]}" --heads 32 --kv-heads $kv --batch 4 --seq 4096
-        go "$P" "${A[@]}" --heads 32 --kv-heads $kv --batch 8 --decode --seq-kv 32768
+        run "$P" "${A[@]}" --heads 32 --kv-heads $kv --batch 4 --seq 4096
+        run "$P" "${A[@]}" --heads 32 --kv-heads $kv --batch 8 --decode --seq-kv 32768
     done
-    for kv in 32 8; do go "$P" "${A[@]}" --heads 32 --kv-heads $kv --batch 1 --seq 16384; done
-    go "$P" "${A[@]}" --heads 32 --kv-heads 8 --batch 4 --seq 4096 --causal
+    for kv in 32 8; do run "$P" "${A[@]}" --heads 32 --kv-heads $kv --batch 1 --seq 16384; done
+    run "$P" "${A[@]}" --heads 32 --kv-heads 8 --batch 4 --seq 4096 --causal
 else
     A=(--device cpu --dim 64 --iters 3 --warmup 1 --csv "$CSV")
     for kv in 32 16 8 4 1; do
-        go "$P" "${A[@]}" --heads 32 --kv-heads $kv --seq 128
-        go "$P" "${A[@]}" --heads 32 --kv-heads $kv --batch 2 --decode --seq-kv 4096
+        run "$P" "${A[@]}" --heads 32 --kv-heads $kv --seq 128
+        run "$P" "${A[@]}" --heads 32 --kv-heads $kv --batch 2 --decode --seq-kv 4096
     done
 fi
-[ "${failed:-0}" = 0 ] && [ "$fails" = 0 ]
