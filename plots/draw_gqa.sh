@@ -13,7 +13,7 @@
 set -euo pipefail
 DIR=${DIR:-${BENCH_DIR:-build/bench}}
 HERE=${HERE:-$(cd "$(dirname "$0")" && pwd)}
-col() { head -1 "$1" | tr ',' '\n' | grep -n -x "$2" | cut -d: -f1; }
+source "$HERE/plot_lib.sh" # gp, col
 num='^[0-9.eE+-]+$'
 
 if [ -s "$DIR/gqa.csv" ]; then

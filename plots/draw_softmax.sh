@@ -5,16 +5,7 @@
 # softmax_traffic_<dt>.png. awk cuts the CSV into small tables, gnuplot draws.
 set -euo pipefail
 : "${DIR:?}" "${HERE:?}"
-# gp PNG GNUPLOT-ARGS...: draws, and prints PNG if gnuplot wrote it. The
-# warning for a line with no points (measured bytes on a CPU run) is dropped.
-gp() {
-    local png=$1; shift; rm -f "$png"
-    { gnuplot "$@" 2>&1 1>&3 | { grep -v 'Skipping data file with no valid points' || true; } >&2; } 3>&1
-    if [ -s "$png" ]; then echo "$png"; fi
-}
-
-# Column numbers by name, from the CSV header.
-col() { head -1 "$1" | tr ',' '\n' | grep -n -x "$2" | cut -d: -f1; }
+source "$HERE/plot_lib.sh" # gp, col
 
 if [ -s "$DIR/softmax.csv" ]; then
     f=$DIR/softmax.csv

@@ -11,7 +11,7 @@ set -euo pipefail
 DIR=${DIR:-${BENCH_DIR:-build/bench}}
 HERE=${HERE:-$(cd "$(dirname "$0")" && pwd)}
 
-col() { head -1 "$1" | tr ',' '\n' | grep -n -x "$2" | cut -d: -f1; }
+source "$HERE/plot_lib.sh" # gp, col
 # x gbps copy_gbps for one implementation of one program, sorted by x
 cut_series() { # file prog impl dtype xcol out
     local f=$1
