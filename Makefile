@@ -184,7 +184,7 @@ sanitize: check-cmocka
 	for p in $$progs; do P=$$B/bin/$$p; \
 	    h=$$($$P --help); \
 	    case "$$h" in \
-	        *--seq*) ds=" $$(printf '%s\n' "$$h" | sed -n 's/^supported head dimensions d://p' | tr ',' ' ') "; \
+	        *--seq*) ds=" $$(printf '%s\n' "$$h" | sed -n 's/^head dimensions d this stage accepts://p' | tr ',' ' ') "; \
 	                 case "$$ds" in *" 32 "*|"  ") d=32 ;; *) d=$$(echo $$ds | cut -d' ' -f1) ;; esac; \
 	                 shape="--batch 1 --heads 2 --seq 33 --dim $$d"; in=q ;; \
 	        *) shape="--rows 5 --cols 1000"; in=x ;; \
