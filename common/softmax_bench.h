@@ -16,7 +16,7 @@ extern "C" {
 #endif
 
 typedef struct {
-    const char *name;  /* "copy", "naive", "safe", "online", "online-onchip" */
+    const char *name;  /* "copy", "naive", "safe", "online", "safe-onchip", "merge-onchip", ... */
     const char *stage; /* the stage that introduces it: "01", "02", ... */
     int passes;        /* sweeps over the row in device memory */
     int loads, stores; /* memory accesses per element, the model */

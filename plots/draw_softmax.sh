@@ -28,7 +28,7 @@ fi
 if [ -s "$DIR/softmax_sweep.csv" ]; then
     f=$DIR/softmax_sweep.csv
     for dt in fp32 fp16; do
-        for impl in copy naive safe online online-onchip; do
+        for impl in copy naive safe online safe-onchip merge-onchip; do
             awk -F, -v dt="$dt" -v impl="$impl" -v P="$(col "$f" run_by)" -v S="$(col "$f" stage)" \
                 -v I="$(col "$f" impl)" -v D="$(col "$f" dtype)" -v C="$(col "$f" cols)" -v R="$(col "$f" rows)" \
                 -v G="$(col "$f" gbps)" -v CP="$(col "$f" copy_gbps)" -v H="$(col "$f" measured_mb)" \
