@@ -140,6 +140,23 @@ static int save_npy_dev(const char *dir, const char *name, const void *dev, dtyp
     return rc;
 }
 
+/* meta.json beside the arrays: what a checker outside this program needs to
+ * recompute the same problem (plots/torch_attention.py --check). */
+static int save_meta(const char *dir, const attn_shape_t *s)
+{
+    char path[4096];
+    snprintf(path, sizeof path, "%s/meta.json", dir);
+    FILE *f = fopen(path, "w");
+    if (!f) {
+        fprintf(stderr, "error: cannot write '%s'\n", path);
+        return -1;
+    }
+    fprintf(f, "{\"causal\": %d, \"scale\": %.9g, \"dtype\": \"%s\", \"seq_q\": %zu, \"seq_kv\": %zu, "
+               "\"heads\": %zu, \"kv_heads\": %zu}\n",
+            s->causal, (double)s->scale, dtype_name(s->dt), s->seq_q, s->seq_kv, s->heads, s->kv_heads);
+    return fclose(f) ? -1 : 0;
+}
+
 typedef struct { float *q, *k, *v; } loaded_t;
 
 /* 1 when --kernel is absent or lists name. */
@@ -348,7 +365,7 @@ static int run_shape(const attn_stage_t *st, const attn_stage_ext_t *ext, const 
                              : save_npy(o->save_npy, "q", hq, dt, E, shape_q) ||
                                    save_npy(o->save_npy, "k", hk, dt, Ekv, shape_kv) ||
                                    save_npy(o->save_npy, "v", hv, dt, Ekv, shape_kv));
-        if (bad) { rc = 2; goto out; }
+        if (bad || save_meta(o->save_npy, s)) { rc = 2; goto out; }
     }
 
     const char *notes[16];

@@ -69,6 +69,15 @@ BIN=$BUILD/bin OUT=$OUT DEVICE=$DEVICE QUICK=0 bash plots/bench.sh >/dev/null 2>
 rc=$?
 note $rc "bench: exit $rc ($(count '^FAILED' "$OUT/bench.log") runs failed; log in bench.log)"
 
+# FlashAttention's accuracy criterion on every tensor-core kernel (needs torch)
+if python3 -c 'import torch, numpy' 2>/dev/null; then
+    BIN=$BUILD/bin OUT=$OUT timeout 600 bash plots/fa_accuracy.sh | tail -n 3
+    rc=${PIPESTATUS[0]}
+    note $rc "FlashAttention's 2x-torch accuracy criterion, stage 05 tensor-core kernels: exit $rc (fa_accuracy.log)"
+else
+    note skip "FlashAttention's 2x-torch accuracy criterion: python3 with torch and numpy not found"
+fi
+
 # 4. ncu against the in-process counters, on the copy kernel of stage 01
 if command -v ncu >/dev/null; then
     # The same kernels, same shape, measured by ncu (one launch each) and by

@@ -21,7 +21,8 @@ both timed) as a model's repeat_kv does. GB/s = the K/V bytes held (each
 byte once, unreplicated) / time.
 
 --gemm also times one 8192^3 bf16 matmul (cuBLAS), the tensor-core ceiling.
---check DIR loads q.npy, k.npy, v.npy, o.npy (float32, [B, H, N, d]; K/V may
+--check DIR [--impl NAME ...] loads q.npy, k.npy, v.npy, o.npy (or each
+o_NAME.npy) (float32, [B, H, N, d]; K/V may
 have fewer heads: GQA) and meta.json ({"causal", "scale", "dtype"}) written by
 our programs, computes an fp32 reference (math backend on fp32 inputs) and
 torch's same-precision SDPA output, prints max|ours - ref| and
@@ -142,9 +143,10 @@ def decode(a):
                 f.write("%s,%s,%s,%d,%d,%d,%d,%d,%d,%.5f,%.1f,%s,%s,%s\n" % r)
 
 
-def check(d):
+def check(d, impl=None):
     meta = json.load(open(os.path.join(d, "meta.json")))
-    q, k, v, o = (torch.from_numpy(np.load(os.path.join(d, n + ".npy"))).cuda() for n in ("q", "k", "v", "o"))
+    oname = "o_" + impl if impl else "o"
+    q, k, v, o = (torch.from_numpy(np.load(os.path.join(d, n + ".npy"))).cuda() for n in ("q", "k", "v", oname))
     causal, scale = bool(meta["causal"]), float(meta["scale"])
     low = {"bf16": torch.bfloat16, "fp16": torch.float16}[meta.get("dtype", "bf16")]
     Nq, Nk = q.shape[2], k.shape[2]
@@ -170,7 +172,7 @@ def check(d):
     e_ours = (o - ref).abs().max().item()
     e_torch = (tout - ref).abs().max().item()
     ok = e_ours == e_ours and e_ours <= 2.0 * e_torch
-    print(f"check {d}: shape q {tuple(q.shape)} k {tuple(k.shape)} causal={causal} {meta.get('dtype')}: "
+    print(f"check {d} {oname}: shape q {tuple(q.shape)} k {tuple(k.shape)} causal={causal} {meta.get('dtype')}: "
           f"max|ours - ref| = {e_ours:.3e}, max|torch - ref| = {e_torch:.3e}  {'PASS' if ok else 'FAIL'}")
     return 0 if ok else 1
 
@@ -180,10 +182,12 @@ p.add_argument("--csv")
 p.add_argument("--iters", type=int, default=20)
 p.add_argument("--gemm", action="store_true")
 p.add_argument("--check")
+p.add_argument("--impl", action="append",
+               help="with --check: check o_IMPL.npy (repeatable) instead of o.npy")
 p.add_argument("--decode", action="store_true")
 a = p.parse_args()
 if a.check:
-    sys.exit(check(a.check))
+    sys.exit(max(check(a.check, i) for i in (a.impl or [None])))
 if a.decode:
     decode(a)
     sys.exit(0)

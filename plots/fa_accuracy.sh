@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# FlashAttention's own accuracy criterion (its tests/test_flash_attn.py),
+# applied to every tensor-core kernel of stage 05: on the same input, the
+# largest error against an fp32 reference may be at most twice that of
+# PyTorch's attention in the same 16-bit precision. Needs a GPU and python3
+# with torch (the GPU machine has both).
+#
+# For each shape, 05_tiled_attention runs the selected kernels once and saves
+# q, k, v, every output and meta.json (--save-npy); plots/torch_attention.py
+# --check then compares each output with torch's. The grid: every supported d
+# (64, 96, 128), fp16 and bf16, causal or not, on odd lengths (113 queries
+# against 203 keys with 8 query heads over 2 K/V heads; 203 against 113;
+# 1000 against 1000).
+# Usage: BIN=build/bin OUT=build/bench bash plots/fa_accuracy.sh
+set -uo pipefail
+BIN=${BIN:-build/bin}
+OUT=${OUT:-build/bench}
+KERNELS=${KERNELS:-tc1_mma,tc2_swizzle,tc3_pipeline,tc4_exp2,tc5_tuned,tc6_m32}
+HERE=$(cd "$(dirname "$0")" && pwd)
+log=$OUT/fa_accuracy.log
+mkdir -p "$OUT"
+: >"$log"
+fail=0 n=0
+impl_args=()
+for k in ${KERNELS//,/ }; do impl_args+=(--impl "$k"); done
+for d in 64 96 128; do
+    for dt in bf16 fp16; do
+        for causal in "" --causal; do
+            for shape in "--batch 2 --heads 8 --kv-heads 2 --seq-q 113 --seq-kv 203" \
+                         "--batch 2 --heads 4 --seq-q 203 --seq-kv 113" \
+                         "--batch 1 --heads 4 --seq-q 1000 --seq-kv 1000"; do
+                dir=$(mktemp -d)
+                # --kv-heads differs from --heads: stage 05's kernels read the K/V head by index
+                if ! "$BIN/05_tiled_attention" --device gpu --dtype $dt --dim $d $causal $shape --iters 1 --warmup 0 \
+                        --kernel "$KERNELS" --save-npy "$dir" >>"$log" 2>&1; then
+                    echo "FAILED (program): d=$d $dt $causal $shape" | tee -a "$log"
+                    fail=1
+                elif ! python3 "$HERE/torch_attention.py" --check "$dir" "${impl_args[@]}" >>"$log" 2>&1; then
+                    echo "FAILED (2x torch): d=$d $dt $causal $shape" | tee -a "$log"
+                    fail=1
+                fi
+                n=$((n + 1))
+                rm -rf "$dir"
+            done
+        done
+    done
+done
+echo "fa_accuracy: $n shapes x kernels ($KERNELS); $(grep -c ' PASS$' "$log") checks passed, $(grep -c ' FAIL$' "$log") failed (log: $log)"
+exit $fail
