@@ -41,33 +41,6 @@
 
 #include "tiled.h"
 
-typedef struct {
-    float *q, *o, *k, *v, *s, *m, *l;
-} chip_t;
-
-static void chip_free(ledger_t *lg, chip_t *c, size_t br, size_t bc, size_t d)
-{
-    sram_free(lg, c->q, br * d * 4);
-    sram_free(lg, c->o, br * d * 4);
-    sram_free(lg, c->k, bc * d * 4);
-    sram_free(lg, c->v, bc * d * 4);
-    sram_free(lg, c->s, br * bc * 4);
-    sram_free(lg, c->m, br * 4);
-    sram_free(lg, c->l, br * 4);
-}
-
-static int chip_alloc(ledger_t *lg, chip_t *c, size_t br, size_t bc, size_t d)
-{
-    memset(c, 0, sizeof *c);
-    if (!(c->q = sram_alloc(lg, br * d * 4)) || !(c->o = sram_alloc(lg, br * d * 4)) ||
-        !(c->k = sram_alloc(lg, bc * d * 4)) || !(c->v = sram_alloc(lg, bc * d * 4)) ||
-        !(c->s = sram_alloc(lg, br * bc * 4)) || !(c->m = sram_alloc(lg, br * 4)) || !(c->l = sram_alloc(lg, br * 4))) {
-        chip_free(lg, c, br, bc, d);
-        return -1;
-    }
-    return 0;
-}
-
 int attention_fa1_cpu(const attn_shape_t *s, hbm_t *q, hbm_t *k, hbm_t *v, hbm_t *o, void *ws)
 {
     const size_t d = s->dim, Nq = s->seq_q, Nk = s->seq_kv, bhs = s->batch * s->heads;
@@ -86,8 +59,8 @@ int attention_fa1_cpu(const attn_shape_t *s, hbm_t *q, hbm_t *k, hbm_t *v, hbm_t
     ledger_t *lg = q->lg;
     const uint64_t budget = lg->sram_budget;
     if (s->tune.sram) lg->sram_budget = s->tune.sram;
-    chip_t c;
-    if (chip_alloc(lg, &c, br, bc, d)) {
+    tiled_chip_t c;
+    if (tiled_chip_alloc(lg, &c, br, bc, d)) {
         fprintf(stderr, "fa1: the %zu x %zu tiles do not fit on chip\n", br, bc);
         lg->sram_budget = budget;
         return -1;
@@ -182,7 +155,7 @@ int attention_fa1_cpu(const attn_shape_t *s, hbm_t *q, hbm_t *k, hbm_t *v, hbm_t
             }
     }
     tiled_cpu_counts.skipped = tiled_cpu_counts.total - tiled_cpu_counts.computed;
-    chip_free(lg, &c, br, bc, d);
+    tiled_chip_free(lg, &c, br, bc, d);
     lg->sram_budget = budget;
     return 0;
 }

@@ -133,6 +133,15 @@ extern const attn_impl_t IMPL_ATTN_FA2;
 extern const attn_impl_t IMPL_ATTN_FA2_REGTILE;
 extern const attn_impl_t IMPL_ATTN_FA2_REGTILE128;
 
+/* The CPU versions' on-chip working set (fa1_cpu.c, fa2_cpu.c): Q_i, O_i,
+ * K_j, V_j, S_ij (fp32) and each query row's m and l, every array through
+ * sram_alloc, so a working set beyond --sram fails here. */
+typedef struct {
+    float *q, *o, *k, *v, *s, *m, *l;
+} tiled_chip_t;
+int tiled_chip_alloc(ledger_t *lg, tiled_chip_t *c, size_t br, size_t bc, size_t d);
+void tiled_chip_free(ledger_t *lg, tiled_chip_t *c, size_t br, size_t bc, size_t d);
+
 #ifdef __cplusplus
 }
 #endif

@@ -183,3 +183,26 @@ const char *tiled_gpu_text(int ok, const tiled_gpu_info_t *g, const char *why)
                  g->threads, (double)g->smem / 1024.0);
     return buf;
 }
+
+void tiled_chip_free(ledger_t *lg, tiled_chip_t *c, size_t br, size_t bc, size_t d)
+{
+    sram_free(lg, c->q, br * d * 4);
+    sram_free(lg, c->o, br * d * 4);
+    sram_free(lg, c->k, bc * d * 4);
+    sram_free(lg, c->v, bc * d * 4);
+    sram_free(lg, c->s, br * bc * 4);
+    sram_free(lg, c->m, br * 4);
+    sram_free(lg, c->l, br * 4);
+}
+
+int tiled_chip_alloc(ledger_t *lg, tiled_chip_t *c, size_t br, size_t bc, size_t d)
+{
+    memset(c, 0, sizeof *c);
+    if (!(c->q = sram_alloc(lg, br * d * 4)) || !(c->o = sram_alloc(lg, br * d * 4)) ||
+        !(c->k = sram_alloc(lg, bc * d * 4)) || !(c->v = sram_alloc(lg, bc * d * 4)) ||
+        !(c->s = sram_alloc(lg, br * bc * 4)) || !(c->m = sram_alloc(lg, br * 4)) || !(c->l = sram_alloc(lg, br * 4))) {
+        tiled_chip_free(lg, c, br, bc, d);
+        return -1;
+    }
+    return 0;
+}
