@@ -162,34 +162,24 @@ int attention_fa1_cpu(const attn_shape_t *s, hbm_t *q, hbm_t *k, hbm_t *v, hbm_t
 
 /* ---- the implementation's entry in the table */
 
-static void fa1_tiles(const attn_shape_t *s, size_t *br, size_t *bc)
-{
-    char why[384];
-    if (tiled_choose(TILED_FA1, s, br, bc, why, sizeof why)) *br = *bc = 0;
-}
-
 static double fa1_model(const attn_shape_t *s)
 {
     size_t br, bc;
-    fa1_tiles(s, &br, &bc);
+    tiled_tiles(TILED_FA1, s, &br, &bc);
     return br ? tiled_fa1_bytes(s, br, bc) : 0.0;
 }
 
 static const char *fa1_tiles_cell(const attn_shape_t *s, int gpu)
 {
-    static char buf[32];
-    size_t br, bc;
-    (void)gpu;
-    fa1_tiles(s, &br, &bc);
-    snprintf(buf, sizeof buf, "%zux%zu", br, bc);
-    return buf;
+    (void)gpu; /* the GPU kernel runs the same tiles (supports() declines others) */
+    return tiled_tiles_text(TILED_FA1, s);
 }
 
 static const char *fa1_describe(const attn_shape_t *s)
 {
     static char buf[640];
     size_t br, bc;
-    fa1_tiles(s, &br, &bc);
+    tiled_tiles(TILED_FA1, s, &br, &bc);
     tiled_gpu_info_t g;
     char why[256] = "";
     const int ok = attention_fa1_gpu_info(s, &g, why, sizeof why);

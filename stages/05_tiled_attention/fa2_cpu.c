@@ -123,34 +123,24 @@ int attention_fa2_cpu(const attn_shape_t *s, hbm_t *q, hbm_t *k, hbm_t *v, hbm_t
 
 /* ---- the implementation's entry in the table */
 
-static void fa2_tiles(const attn_shape_t *s, size_t *br, size_t *bc)
-{
-    char why[384];
-    if (tiled_choose(TILED_FA2, s, br, bc, why, sizeof why)) *br = *bc = 0;
-}
-
 static double fa2_model(const attn_shape_t *s)
 {
     size_t br, bc;
-    fa2_tiles(s, &br, &bc);
+    tiled_tiles(TILED_FA2, s, &br, &bc);
     return br ? tiled_fa2_bytes(s, br, bc) : 0.0;
 }
 
 static const char *fa2_tiles_cell(const attn_shape_t *s, int gpu)
 {
-    static char buf[32];
-    size_t br, bc;
     (void)gpu; /* the GPU kernel runs the same tiles (supports() declines others) */
-    fa2_tiles(s, &br, &bc);
-    snprintf(buf, sizeof buf, "%zux%zu", br, bc);
-    return buf;
+    return tiled_tiles_text(TILED_FA2, s);
 }
 
 static const char *fa2_describe(const attn_shape_t *s)
 {
     static char buf[640];
     size_t br, bc;
-    fa2_tiles(s, &br, &bc);
+    tiled_tiles(TILED_FA2, s, &br, &bc);
     tiled_counts_t c;
     tiled_count_blocks(s, br, bc, &c);
     tiled_gpu_info_t g;

@@ -55,6 +55,10 @@ size_t tiled_onchip_bytes(size_t br, size_t bc, size_t d);
  *  - nothing given: 64 x 64.
  * Returns 0, or -1 with the reason in why (the tiles do not fit in M). */
 int tiled_choose(tiled_order_t ord, const attn_shape_t *s, size_t *br, size_t *bc, char *why, size_t n);
+/* tiled_choose for the table: 0 x 0 when no tiles fit (the row then says why
+ * through supports()); and the same as text for the "tiles" column. */
+void tiled_tiles(tiled_order_t ord, const attn_shape_t *s, size_t *br, size_t *bc);
+const char *tiled_tiles_text(tiled_order_t ord, const attn_shape_t *s);
 
 /* The same check for a program's options, before any shape exists: 0 when
  * (d, br, bc, sram) can be tiled in both orders, else 2 with a message on

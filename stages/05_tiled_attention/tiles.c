@@ -206,3 +206,20 @@ int tiled_chip_alloc(ledger_t *lg, tiled_chip_t *c, size_t br, size_t bc, size_t
     }
     return 0;
 }
+
+void tiled_tiles(tiled_order_t ord, const attn_shape_t *s, size_t *br, size_t *bc)
+{
+    char why[384];
+    if (tiled_choose(ord, s, br, bc, why, sizeof why)) *br = *bc = 0;
+}
+
+const char *tiled_tiles_text(tiled_order_t ord, const attn_shape_t *s)
+{
+    static char buf[4][32];
+    static int k;
+    char *b = buf[k++ & 3];
+    size_t br, bc;
+    tiled_tiles(ord, s, &br, &bc);
+    snprintf(b, 32, "%zux%zu", br, bc);
+    return b;
+}
