@@ -26,8 +26,11 @@
 #     exits 1 at the end if any failed, and lists them.
 #
 # Inputs (environment): BIN (default $BUILD/bin, BUILD default build),
-# OUT (default $BENCH_DIR, default build/bench), DEVICE, QUICK, and
-# BENCH_WRAP (see plots/bench_lib.sh).
+# OUT (default $BENCH_DIR, default build/bench), DEVICE, QUICK,
+# BENCH_WRAP (see plots/bench_lib.sh), and BENCH_ONLY: an extended regex;
+# only the stage scripts whose path matches it run (for a machine that cuts
+# a long run into pieces: BENCH_ONLY='0[1-4]_', then BENCH_ONLY='0[5-7]_'
+# into the same OUT; nothing is removed first, bench.log is appended to).
 set -uo pipefail
 BUILD=${BUILD:-build}
 BIN=${BIN:-$BUILD/bin}
@@ -42,11 +45,13 @@ BIN=$(cd "$BIN" && pwd)
 OUT=$(cd "$OUT" && pwd)
 cd "$(dirname "$0")/.."
 
-mapfile -t scripts < <(LC_ALL=C ls -1 stages/*/bench*.sh 2>/dev/null | LC_ALL=C sort)
+mapfile -t scripts < <(LC_ALL=C ls -1 stages/*/bench*.sh 2>/dev/null | LC_ALL=C sort | grep -E -- "${BENCH_ONLY:-.}")
 n=${#scripts[@]}
-[ "$n" -gt 0 ] || { echo "bench: no stages/*/bench*.sh found" >&2; exit 2; }
-rm -f "$OUT"/*.csv "$OUT"/*.dat "$OUT"/*.info "$OUT"/*.png "$OUT/bench.log"
-: >"$OUT/bench.log"
+[ "$n" -gt 0 ] || { echo "bench: no stages/*/bench*.sh found${BENCH_ONLY:+ matching BENCH_ONLY='$BENCH_ONLY'}" >&2; exit 2; }
+if [ -z "${BENCH_ONLY:-}" ]; then
+    rm -f "$OUT"/*.csv "$OUT"/*.dat "$OUT"/*.info "$OUT"/*.png "$OUT/bench.log"
+    : >"$OUT/bench.log"
+fi # with BENCH_ONLY the other pieces' CSV stay and bench.log grows
 export BIN OUT DEVICE QUICK BENCH_STEPS=$n
 
 failed=()

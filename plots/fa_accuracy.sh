@@ -20,30 +20,43 @@ HERE=$(cd "$(dirname "$0")" && pwd)
 log=$OUT/fa_accuracy.log
 mkdir -p "$OUT"
 : >"$log"
+root=$(mktemp -d)
+trap 'rm -rf "$root"' EXIT
 fail=0 n=0
 impl_args=()
 for k in ${KERNELS//,/ }; do impl_args+=(--impl "$k"); done
+dirs=()
 for d in 64 96 128; do
     for dt in bf16 fp16; do
         for causal in "" --causal; do
+            s=0
             for shape in "--batch 2 --heads 8 --kv-heads 2 --seq-q 113 --seq-kv 203" \
                          "--batch 2 --heads 4 --seq-q 203 --seq-kv 113" \
                          "--batch 1 --heads 4 --seq-q 1000 --seq-kv 1000"; do
-                dir=$(mktemp -d)
+                s=$((s + 1))
+                # the directory's name says the case, so a failure in the log names it
+                dir=$root/d${d}_${dt}${causal:+_causal}_shape$s
+                mkdir -p "$dir"
+                n=$((n + 1))
                 # --kv-heads differs from --heads: stage 05's kernels read the K/V head by index
-                if ! "$BIN/05_tiled_attention" --device gpu --dtype $dt --dim $d $causal $shape --iters 1 --warmup 0 \
+                if "$BIN/05_tiled_attention" --device gpu --dtype $dt --dim $d $causal $shape --iters 1 --warmup 0 \
                         --kernel "$KERNELS" --save-npy "$dir" >>"$log" 2>&1; then
+                    dirs+=("$dir")
+                else
                     echo "FAILED (program): d=$d $dt $causal $shape" | tee -a "$log"
                     fail=1
-                elif ! python3 "$HERE/torch_attention.py" --check "$dir" "${impl_args[@]}" >>"$log" 2>&1; then
-                    echo "FAILED (2x torch): d=$d $dt $causal $shape" | tee -a "$log"
-                    fail=1
                 fi
-                n=$((n + 1))
-                rm -rf "$dir"
             done
         done
     done
 done
-echo "fa_accuracy: $n shapes x kernels ($KERNELS); $(grep -c ' PASS$' "$log") checks passed, $(grep -c ' FAIL$' "$log") failed (log: $log)"
+# one python process for every case: importing torch takes seconds
+echo "shapes: 1 = 2 x 8 query heads over 2 K/V heads, 113 x 203; 2 = 2 x 4 heads, 203 x 113; 3 = 1 x 4 heads, 1000 x 1000" >>"$log"
+if [ ${#dirs[@]} -gt 0 ] && ! python3 "$HERE/torch_attention.py" --check "${dirs[@]}" "${impl_args[@]}" >>"$log" 2>&1; then
+    echo "FAILED (2x torch): see the FAIL lines in $log" | tee -a "$log"
+    fail=1
+fi
+sed -i "s|$root/||g" "$log"
+grep ' FAIL$' "$log" | head -n 20
+echo "fa_accuracy: $n cases x kernels ($KERNELS); $(grep -c ' PASS$' "$log") checks passed, $(grep -c ' FAIL$' "$log") failed (log: $log)"
 exit $fail

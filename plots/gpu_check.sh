@@ -1,105 +1,176 @@
 #!/usr/bin/env bash
 # Everything that needs the GPU, in one go (the project's own check on a
-# machine with an NVIDIA GPU, after `make` and the test binaries are built):
-#   1. the GPU tests (test programs with STF_GPU_ONLY=1),
-#   2. compute-sanitizer: memcheck on the GPU tests, memcheck on every
-#      stage's quick benchmark runs (`plots/bench.sh` with QUICK=1, small odd
-#      shapes, output in $OUT/memcheck/), racecheck on the softmax tests,
-#   3. the benchmarks and sweeps of plots/bench.sh (every stages/*/bench*.sh),
-#   4. an Nsight Compute cross-check of the in-process DRAM counters.
+# machine with an NVIDIA GPU, after `make` and the test binaries are built).
+# Three phases; PARTS picks some (default: all three, in this order):
+#   counters  the hardware-counter test, Nsight Compute's DRAM bytes against
+#             the programs' own counters (stages 01-02), and stage 06's DRAM
+#             and L2 counters per method (plots/gqa_counters.sh). Alone on
+#             the GPU: profilers need the counters to themselves.
+#   checks    correctness, as parallel jobs (none of it is timed): the GPU
+#             tests (STF_GPU_ONLY=1); compute-sanitizer memcheck on the GPU
+#             tests and on every stage's quick benchmark runs (plots/bench.sh
+#             QUICK=1: small odd shapes, the GPU kernels of every stage);
+#             racecheck on the tests whose kernels share memory between warps
+#             (softmax reductions, the tensor-core ladder, GQA, split-KV);
+#             FlashAttention's 2x-torch accuracy criterion over the
+#             tensor-core ladder (plots/fa_accuracy.sh; needs torch).
+#   bench     every stage's benchmarks (plots/bench.sh, every
+#             stages/*/bench*.sh; BENCH_ONLY narrows it), alone on the GPU.
 # Stages are found by plots/bench.sh, so a new stage needs no edit here.
-# Logs and CSV go to $OUT (default build/bench). A short summary comes last.
+# Logs and CSV go to $OUT (default build/bench); a summary comes last.
 # Exit status: 1 if any test, sanitizer run, benchmark run or ncu run failed.
+#   bash plots/gpu_check.sh                      # all
+#   PARTS="counters checks" bash plots/gpu_check.sh; PARTS=bench bash plots/gpu_check.sh
 set -uo pipefail
 BUILD=${BUILD:-build}
 OUT=${OUT:-$BUILD/bench}
 DEVICE=${DEVICE:-gpu}
+PARTS=${PARTS:-counters checks bench}
 mkdir -p "$OUT"
+BUILD=$(cd "$BUILD" && pwd)
+OUT=$(cd "$OUT" && pwd)
+cd "$(dirname "$0")/.."
 export LD_LIBRARY_PATH=${LD_LIBRARY_PATH:-}:/usr/local/cuda/lib64
+export STF_BIN_DIR=$BUILD/bin
+for p in $PARTS; do
+    case $p in counters | checks | bench) ;; *) echo "gpu_check: unknown part '$p' (counters, checks, bench)" >&2; exit 2 ;; esac
+done
+has() { case " $PARTS " in *" $1 "*) return 0 ;; esac; return 1; }
 summary=()
 rc_all=0
+T0=$SECONDS
 # note STATUS TEXT: one summary line; STATUS 0 is ok, "skip" is skipped,
 # anything else fails the check.
 note() {
     local word=FAILED
     case $1 in 0) word=ok ;; skip) word=skipped ;; *) rc_all=1 ;; esac
     summary+=("$word: $2")
-    echo "### $2"
+    echo "### [$((SECONDS - T0)) s] $word: $2"
 }
 count() { local c; c=$(grep -c -E "$1" "$2" 2>/dev/null); echo "${c:-0}"; }
-errsum() { grep -m1 -E 'ERROR SUMMARY|RACECHECK SUMMARY' <(tail -n 5 "$1") || echo "no summary"; }
+errsum() { grep -h -E 'ERROR SUMMARY|RACECHECK SUMMARY' "$1" 2>/dev/null | tail -n 1 || true; }
 SAN=(compute-sanitizer --error-exitcode 1)
 
-nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.sm,clocks.mem --format=csv | tee "$OUT/gpu.log"
+nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.sm,clocks.max.sm,clocks.mem,temperature.gpu --format=csv | tee "$OUT/gpu.log"
 
-# 1. GPU tests
-for t in "$BUILD"/bin/test_*; do
-    STF_GPU_ONLY=1 timeout 300 "$t" >>"$OUT/tests.log" 2>&1
+# ---------------------------------------------------------------- counters
+if has counters; then
+    STF_GPU_ONLY=1 timeout 300 "$BUILD/bin/test_hwcounters" >"$OUT/test_hwcounters.log" 2>&1
     rc=$?
-    note $rc "$(basename "$t"): exit $rc"
-done
-grep -E '^\[  (PASSED|FAILED|SKIPPED) \]|FAILED|error' "$OUT/tests.log" | tail -n 20
-
-# 2. memcheck on the GPU tests (the counter test is skipped: the sanitizer
-# and the profiler cannot both hold the device)
-for t in "$BUILD"/bin/test_*; do
-    case $t in *hwcounters*) continue ;; esac
-    # STF_TEST_SMALL: the attention tests keep N <= 100 under the sanitizer
-    STF_GPU_ONLY=1 STF_TEST_SMALL=1 STF_NO_HWC=1 timeout 400 "${SAN[@]}" --tool memcheck --leak-check full "$t" \
-        >>"$OUT/sanitizer.log" 2>&1
-    rc=$?
-    note $rc "memcheck $(basename "$t"): exit $rc ($(errsum "$OUT/sanitizer.log"))"
-done
-# and every stage program, end to end, through its quick benchmark runs
-# (small odd shapes; every run under memcheck; log in memcheck/bench.log)
-STF_NO_HWC=1 BENCH_WRAP="${SAN[*]} --tool memcheck --leak-check full" BIN=$BUILD/bin OUT=$OUT/memcheck \
-    DEVICE=$DEVICE QUICK=1 timeout 1200 bash plots/bench.sh >>"$OUT/sanitizer.log" 2>&1
-rc=$?
-note $rc "memcheck of every stage's QUICK=1 benchmark runs: exit $rc ($(count 'ERROR SUMMARY: 0 errors' "$OUT/memcheck/bench.log") runs clean, $(count '^FAILED' "$OUT/memcheck/bench.log") failed)"
-
-# racecheck on the softmax kernels: their block reductions share memory
-# between warps, and a missing barrier shows up here before it shows up as
-# a wrong answer.
-STF_GPU_ONLY=1 STF_TEST_SMALL=1 STF_NO_HWC=1 timeout 200 "${SAN[@]}" --tool racecheck "$BUILD"/bin/test_softmax >>"$OUT/sanitizer.log" 2>&1
-rc=$?
-note $rc "racecheck test_softmax: exit $rc ($(errsum "$OUT/sanitizer.log"))"
-
-# 3. benchmarks
-BIN=$BUILD/bin OUT=$OUT DEVICE=$DEVICE QUICK=0 bash plots/bench.sh >/dev/null 2>&1
-rc=$?
-note $rc "bench: exit $rc ($(count '^FAILED' "$OUT/bench.log") runs failed; log in bench.log)"
-
-# FlashAttention's accuracy criterion on every tensor-core kernel (needs torch)
-if python3 -c 'import torch, numpy' 2>/dev/null; then
-    BIN=$BUILD/bin OUT=$OUT timeout 600 bash plots/fa_accuracy.sh | tail -n 3
-    rc=${PIPESTATUS[0]}
-    note $rc "FlashAttention's 2x-torch accuracy criterion, stage 05 tensor-core kernels: exit $rc (fa_accuracy.log)"
-else
-    note skip "FlashAttention's 2x-torch accuracy criterion: python3 with torch and numpy not found"
+    note $rc "test_hwcounters: exit $rc"
+    if command -v ncu >/dev/null; then
+        # The same kernels, same shape, measured by ncu (one launch each) and by
+        # the program's own counters (its "HBM meas" column).
+        shape="--cols 262144 --rows 1024"
+        : >"$OUT/ncu.log"
+        for pk in 01_naive_softmax:copy16 01_naive_softmax:naive_kernel 02_safe_softmax:safe_kernel; do
+            STF_NO_HWC=1 timeout 200 ncu --clock-control none --print-units base \
+                --metrics dram__bytes_read.sum,dram__bytes_write.sum -k "regex:${pk#*:}" -c 1 \
+                "$BUILD/bin/${pk%%:*}" --device gpu --iters 1 --warmup 0 $shape >>"$OUT/ncu.log" 2>&1
+            rc=$?
+            note $rc "ncu ${pk%%:*} ${pk#*:}: exit $rc"
+        done
+        grep -E '^  [a-z_]+.*\(|dram__bytes_(read|write).sum' "$OUT/ncu.log"
+        for p in 01_naive_softmax 02_safe_softmax; do
+            "$BUILD"/bin/$p --device gpu --iters 3 $shape | grep -E '^ +0[0-2] '
+        done | tee -a "$OUT/ncu.log"
+        BIN=$BUILD/bin OUT=$OUT timeout 900 bash plots/gqa_counters.sh
+        rc=$?
+        note $rc "stage 06 DRAM and L2 counters per method (gqa_counters.txt): exit $rc"
+    else
+        note skip "ncu: not on PATH, the counter cross-checks did not run"
+    fi
 fi
 
-# 4. ncu against the in-process counters, on the copy kernel of stage 01
-if command -v ncu >/dev/null; then
-    # The same kernels, same shape, measured by ncu (one launch each) and by
-    # the program's own counters (its "HBM meas" column).
-    shape="--cols 262144 --rows 1024"
-    for pk in 01_naive_softmax:copy16 01_naive_softmax:naive_kernel 02_safe_softmax:safe_kernel; do
-        STF_NO_HWC=1 timeout 200 ncu --clock-control none --print-units base \
-            --metrics dram__bytes_read.sum,dram__bytes_write.sum -k "regex:${pk#*:}" -c 1 \
-            "$BUILD/bin/${pk%%:*}" --device gpu --iters 1 --warmup 0 $shape >>"$OUT/ncu.log" 2>&1
-        rc=$?
-        note $rc "ncu ${pk%%:*} ${pk#*:}: exit $rc"
+# ---------------------------------------------------------------- checks
+if has checks; then
+    C=$OUT/checks
+    mkdir -p "$C"
+    # job NAME command...: runs in the background; its log is $C/NAME.log,
+    # its exit status $C/NAME.rc
+    jobs_started=()
+    job() {
+        local name=$1
+        shift
+        ( "$@" >"$C/$name.log" 2>&1; echo $? >"$C/$name.rc" ) &
+        jobs_started+=("$name")
+    }
+    tests=()
+    for t in "$BUILD"/bin/test_*; do
+        case $t in *hwcounters*) continue ;; esac
+        tests+=("$t")
     done
-    grep -E '^  [a-z_]+.*\(|dram__bytes_(read|write).sum' "$OUT/ncu.log"
-    for p in 01_naive_softmax 02_safe_softmax; do
-        "$BUILD"/bin/$p --device gpu --iters 3 $shape | grep -E '^ +0[0-2] '
-    done | tee -a "$OUT/ncu.log"
-else
-    note skip "ncu: not on PATH, the cross-check did not run"
+    # 1. the GPU tests, one after another in one job
+    gpu_tests() {
+        local t rc fail=0
+        for t in "${tests[@]}"; do
+            # STF_NO_HWC: the sanitizer jobs beside this one hold the device,
+            # and the counters were checked in the counters phase
+            STF_GPU_ONLY=1 STF_NO_HWC=1 timeout 600 "$t"
+            rc=$?
+            echo "=== $(basename "$t"): exit $rc"
+            [ $rc = 0 ] || fail=1
+        done
+        return $fail
+    }
+    job tests gpu_tests
+    # 2. memcheck on the GPU tests (STF_TEST_SMALL: the attention tests keep
+    # N small under the sanitizer; the counter test is left out, the
+    # sanitizer and the profiler cannot both hold the device)
+    san_tests() {
+        local tool=$1 t rc fail=0
+        shift
+        for t in "$@"; do
+            STF_GPU_ONLY=1 STF_TEST_SMALL=1 STF_NO_HWC=1 timeout 900 "${SAN[@]}" --tool "$tool" \
+                $([ "$tool" = memcheck ] && echo --leak-check full) "$t"
+            rc=$?
+            echo "=== $tool $(basename "$t"): exit $rc"
+            [ $rc = 0 ] || fail=1
+        done
+        return $fail
+    }
+    job memcheck_tests san_tests memcheck "${tests[@]}"
+    # 3. every stage program, end to end, through its quick benchmark runs
+    job memcheck_bench env STF_NO_HWC=1 BENCH_WRAP="${SAN[*]} --tool memcheck --leak-check full" BIN="$BUILD/bin" \
+        OUT="$C/memcheck_bench" DEVICE="$DEVICE" QUICK=1 timeout 1800 bash plots/bench.sh
+    # 4. racecheck where warps share memory: block reductions (softmax), the
+    # tensor-core tiles (ldmatrix from swizzled shared memory), the GQA and
+    # split-KV kernels
+    race=()
+    for t in test_softmax test_attention_tc test_gqa test_split_kv; do
+        [ -x "$BUILD/bin/$t" ] && race+=("$BUILD/bin/$t")
+    done
+    job racecheck san_tests racecheck "${race[@]}"
+    # 5. FlashAttention's accuracy criterion on every tensor-core kernel
+    if python3 -c 'import torch, numpy' 2>/dev/null; then
+        job fa_accuracy env BIN="$BUILD/bin" OUT="$OUT" timeout 900 bash plots/fa_accuracy.sh
+    fi
+    wait
+    for name in "${jobs_started[@]}"; do
+        rc=$(cat "$C/$name.rc" 2>/dev/null || echo 1)
+        case $name in
+        tests) extra="$(grep -c '^=== .*: exit 0$' "$C/tests.log") of $(grep -c '^=== ' "$C/tests.log") test programs passed; $(grep -c '^\[  SKIPPED \]' "$C/tests.log") tests skipped" ;;
+        memcheck_tests | racecheck) extra="$(grep -c -E 'ERROR SUMMARY: 0 errors|RACECHECK SUMMARY: 0 hazards' "$C/$name.log") runs clean of $(grep -c '^=== ' "$C/$name.log"); last: $(errsum "$C/$name.log")" ;;
+        memcheck_bench) extra="$(count 'ERROR SUMMARY: 0 errors' "$C/memcheck_bench/bench.log") runs clean, $(count '^FAILED' "$C/memcheck_bench/bench.log") failed" ;;
+        fa_accuracy) extra=$(tail -n 1 "$C/fa_accuracy.log") ;;
+        *) extra="" ;;
+        esac
+        note "$rc" "$name: exit $rc ($extra; log checks/$name.log)"
+    done
+    python3 -c 'import torch, numpy' 2>/dev/null ||
+        note skip "FlashAttention's 2x-torch accuracy criterion: python3 with torch and numpy not found"
+fi
+
+# ---------------------------------------------------------------- bench
+if has bench; then
+    BIN=$BUILD/bin OUT=$OUT DEVICE=$DEVICE QUICK=0 bash plots/bench.sh >"$OUT/bench_progress.log" 2>&1
+    rc=$?
+    note $rc "bench${BENCH_ONLY:+ (BENCH_ONLY=$BENCH_ONLY)}: exit $rc ($(count '^FAILED' "$OUT/bench.log") runs failed; log in bench.log)"
+    grep -E '^== step .* done in' "$OUT/bench_progress.log"
 fi
 
 echo
-echo "================ summary"
+echo "================ summary ($((SECONDS - T0)) s; PARTS=$PARTS)"
 printf '%s\n' "${summary[@]}"
-grep -E '^ +[0-9][0-9] +[a-z]' "$OUT/bench.log" | head -n 60
+has bench && grep -E '^ +[0-9][0-9] +[a-z]' "$OUT/bench.log" | head -n 60
 exit $rc_all

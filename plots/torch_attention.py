@@ -10,7 +10,7 @@ halved when causal.
 
   python3 plots/torch_attention.py [--csv FILE] [--iters 20] [--gemm]
   python3 plots/torch_attention.py --decode [--csv FILE] [--iters 30]
-  python3 plots/torch_attention.py --check DIR
+  python3 plots/torch_attention.py --check DIR [DIR ...] [--impl NAME ...]
 
 --decode times one query token per sequence against a K/V cache (stage 06-07
 shapes: bf16, d = 128, Hq = 32; Hkv = 32, 8, 1 at B = 8, Nk = 32768 and B = 1,
@@ -21,7 +21,7 @@ both timed) as a model's repeat_kv does. GB/s = the K/V bytes held (each
 byte once, unreplicated) / time.
 
 --gemm also times one 8192^3 bf16 matmul (cuBLAS), the tensor-core ceiling.
---check DIR [--impl NAME ...] loads q.npy, k.npy, v.npy, o.npy (or each
+--check DIR... [--impl NAME ...] loads, from each DIR, q.npy, k.npy, v.npy, o.npy (or each
 o_NAME.npy) (float32, [B, H, N, d]; K/V may
 have fewer heads: GQA) and meta.json ({"causal", "scale", "dtype"}) written by
 our programs, computes an fp32 reference (math backend on fp32 inputs) and
@@ -181,13 +181,15 @@ p = argparse.ArgumentParser()
 p.add_argument("--csv")
 p.add_argument("--iters", type=int, default=20)
 p.add_argument("--gemm", action="store_true")
-p.add_argument("--check")
+p.add_argument("--check", nargs="+", metavar="DIR")
 p.add_argument("--impl", action="append",
                help="with --check: check o_IMPL.npy (repeatable) instead of o.npy")
 p.add_argument("--decode", action="store_true")
 a = p.parse_args()
 if a.check:
-    sys.exit(max(check(a.check, i) for i in (a.impl or [None])))
+    # every directory and implementation is checked (no early exit), one
+    # process for all: importing torch costs seconds, a check milliseconds
+    sys.exit(max(check(d, i) for d in a.check for i in (a.impl or [None])))
 if a.decode:
     decode(a)
     sys.exit(0)

@@ -21,7 +21,10 @@ if [ "$dev" = auto ]; then
 fi
 P=$BIN/06_gqa_attention
 if [ "$QUICK" = 1 ]; then
-    A=(--device cpu --dim 64 --iters 1 --warmup 0 --csv "$CSV")
+    # on a GPU (DEVICE=gpu, or auto with one) the GPU kernels in bf16: this is
+    # what plots/gpu_check.sh runs under compute-sanitizer
+    A=(--device "$dev" --dim 64 --iters 1 --warmup 0 --csv "$CSV")
+    [ "$dev" = gpu ] && A+=(--dtype bf16)
     for kv in 32 16 8 4 1; do
         run "$P" "${A[@]}" --heads 32 --kv-heads $kv --seq 16
         run "$P" "${A[@]}" --heads 32 --kv-heads $kv --decode --seq-kv 256

@@ -20,7 +20,9 @@ if [ "$dev" = auto ]; then
 fi
 P=$BIN/07_split_kv_decode
 if [ "$QUICK" = 1 ]; then
-    A=(--device cpu --dim 64 --heads 8 --kv-heads 2 --decode --iters 1 --warmup 0 --csv "$CSV")
+    # on a GPU the GPU kernels in bf16 (plots/gpu_check.sh runs these under compute-sanitizer)
+    A=(--device "$dev" --dim 64 --heads 8 --kv-heads 2 --decode --iters 1 --warmup 0 --csv "$CSV")
+    [ "$dev" = gpu ] && A+=(--dtype bf16)
     for b in 1 8; do for n in 256 1024; do run "$P" "${A[@]}" --batch $b --seq-kv $n; done; done
     run "$P" "${A[@]}" --batch 4 --seq-kv 500 --varlen
 elif [ "$dev" = gpu ]; then
