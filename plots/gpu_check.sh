@@ -49,7 +49,7 @@ note() {
 }
 count() { local c; c=$(grep -c -E "$1" "$2" 2>/dev/null); echo "${c:-0}"; }
 errsum() { grep -h -E 'ERROR SUMMARY|RACECHECK SUMMARY' "$1" 2>/dev/null | tail -n 1 || true; }
-SAN=(compute-sanitizer --error-exitcode 1)
+SAN=(bash plots/sanitize_gpu.sh) # compute-sanitizer, and CPU-only programs told apart
 
 nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.sm,clocks.max.sm,clocks.mem,temperature.gpu --format=csv | tee "$OUT/gpu.log"
 
@@ -122,7 +122,7 @@ if has checks; then
         shift
         for t in "$@"; do
             STF_GPU_ONLY=1 STF_TEST_SMALL=1 STF_NO_HWC=1 timeout 900 "${SAN[@]}" --tool "$tool" \
-                $([ "$tool" = memcheck ] && echo --leak-check full) "$t"
+                $([ "$tool" = memcheck ] && echo --leak-check full) -- "$t"
             rc=$?
             echo "=== $tool $(basename "$t"): exit $rc"
             [ $rc = 0 ] || fail=1
@@ -131,7 +131,7 @@ if has checks; then
     }
     job memcheck_tests san_tests memcheck "${tests[@]}"
     # 3. every stage program, end to end, through its quick benchmark runs
-    job memcheck_bench env STF_NO_HWC=1 BENCH_WRAP="${SAN[*]} --tool memcheck --leak-check full" BIN="$BUILD/bin" \
+    job memcheck_bench env STF_NO_HWC=1 BENCH_WRAP="${SAN[*]} --tool memcheck --leak-check full --" BIN="$BUILD/bin" \
         OUT="$C/memcheck_bench" DEVICE="$DEVICE" QUICK=1 timeout 1800 bash plots/bench.sh
     # 4. racecheck where warps share memory: block reductions (softmax), the
     # tensor-core tiles (ldmatrix from swizzled shared memory), the GQA and
@@ -150,8 +150,8 @@ if has checks; then
         rc=$(cat "$C/$name.rc" 2>/dev/null || echo 1)
         case $name in
         tests) extra="$(grep -c '^=== .*: exit 0$' "$C/tests.log") of $(grep -c '^=== ' "$C/tests.log") test programs passed; $(grep -c '^\[  SKIPPED \]' "$C/tests.log") tests skipped" ;;
-        memcheck_tests | racecheck) extra="$(grep -c -E 'ERROR SUMMARY: 0 errors|RACECHECK SUMMARY: 0 hazards' "$C/$name.log") runs clean of $(grep -c '^=== ' "$C/$name.log"); last: $(errsum "$C/$name.log")" ;;
-        memcheck_bench) extra="$(count 'ERROR SUMMARY: 0 errors' "$C/memcheck_bench/bench.log") runs clean, $(count '^FAILED' "$C/memcheck_bench/bench.log") failed" ;;
+        memcheck_tests | racecheck) extra="$(grep -c -E 'ERROR SUMMARY: 0 errors|RACECHECK SUMMARY: 0 hazards' "$C/$name.log") runs clean of $(grep -c '^=== ' "$C/$name.log"), $(count '^sanitize_gpu: no CUDA call' "$C/$name.log") without CUDA calls; last: $(errsum "$C/$name.log")" ;;
+        memcheck_bench) extra="$(count 'ERROR SUMMARY: 0 errors' "$C/memcheck_bench/bench.log") runs clean, $(count '^sanitize_gpu: no CUDA call' "$C/memcheck_bench/bench.log") without CUDA calls, $(count '^FAILED' "$C/memcheck_bench/bench.log") failed" ;;
         fa_accuracy) extra=$(tail -n 1 "$C/fa_accuracy.log") ;;
         *) extra="" ;;
         esac

@@ -69,14 +69,24 @@ extern "C" void gqa_repeat_kv_gpu(const attn_shape_t *s, const void *src, void *
 
 /* ---- --varlen: the lengths a serving stack would keep on the device; built
  * once per (B, Nk) and kept, so the timed runs see only the kernel. */
+static int *g_lengths = NULL;
+
+/* at exit, so that compute-sanitizer's leak check sees every allocation freed */
+static void free_lengths(void)
+{
+    if (g_lengths) (void)cudaFree(g_lengths);
+    g_lengths = NULL;
+}
+
 extern "C" const int *gqa_device_lengths(const attn_shape_t *s)
 {
-    static int *dev = NULL;
+    int *&dev = g_lengths;
     static size_t cap = 0, key_b = 0, key_n = 0;
     if (!s->varlen) return NULL;
     if (dev && key_b == s->batch && key_n == s->seq_kv) return dev;
     if (cap < s->batch) {
         if (dev) gpu_free(dev);
+        else atexit(free_lengths);
         dev = (int *)gpu_malloc(s->batch * sizeof(int), "K/V lengths");
         cap = s->batch;
     }
