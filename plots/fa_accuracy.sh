@@ -11,10 +11,16 @@
 # (64, 96, 128), fp16 and bf16, causal or not, on odd lengths (113 queries
 # against 203 keys with 8 query heads over 2 K/V heads; 203 against 113;
 # 1000 against 1000).
+# The check itself is proved on every run: broken copies of the first case's
+# outputs (one NaN, one inf, all zeros, one element 5 x torch's error off)
+# must all fail it (torch_attention.py --check-broken).
 # Usage: BIN=build/bin OUT=build/bench bash plots/fa_accuracy.sh
+# Without a GPU (torch on the CPU, stage 05's CPU kernels):
+#   DEVICE=cpu KERNELS=fa1,fa2 bash plots/fa_accuracy.sh
 set -uo pipefail
 BIN=${BIN:-build/bin}
 OUT=${OUT:-build/bench}
+DEVICE=${DEVICE:-gpu}
 KERNELS=${KERNELS:-tc1_mma,tc2_swizzle,tc3_pipeline,tc4_exp2,tc5_tuned,tc6_m32}
 HERE=$(cd "$(dirname "$0")" && pwd)
 log=$OUT/fa_accuracy.log
@@ -39,7 +45,7 @@ for d in 64 96 128; do
                 mkdir -p "$dir"
                 n=$((n + 1))
                 # --kv-heads differs from --heads: stage 05's kernels read the K/V head by index
-                if "$BIN/05_tiled_attention" --device gpu --dtype $dt --dim $d $causal $shape --iters 1 --warmup 0 \
+                if "$BIN/05_tiled_attention" --device "$DEVICE" --dtype $dt --dim $d $causal $shape --iters 1 --warmup 0 \
                         --kernel "$KERNELS" --save-npy "$dir" >>"$log" 2>&1; then
                     dirs+=("$dir")
                 else
@@ -56,7 +62,12 @@ if [ ${#dirs[@]} -gt 0 ] && ! python3 "$HERE/torch_attention.py" --check "${dirs
     echo "FAILED (2x torch): see the FAIL lines in $log" | tee -a "$log"
     fail=1
 fi
+# and the check must fail what is wrong
+if [ ${#dirs[@]} -gt 0 ] && ! python3 "$HERE/torch_attention.py" --check-broken "${dirs[0]}" "${impl_args[@]}" >>"$log" 2>&1; then
+    echo "FAILED (the check passed a broken output): see the 'broken' lines in $log" | tee -a "$log"
+    fail=1
+fi
 sed -i "s|$root/||g" "$log"
 grep ' FAIL$' "$log" | head -n 20
-echo "fa_accuracy: $n cases x kernels ($KERNELS); $(grep -c ' PASS$' "$log") checks passed, $(grep -c ' FAIL$' "$log") failed (log: $log)"
+echo "fa_accuracy: $n cases x kernels ($KERNELS, $DEVICE); $(grep -c ' PASS$' "$log") checks passed, $(grep -c ' FAIL$' "$log") failed; $(grep -c 'fails, as it must$' "$log") of $(grep -c '^broken ' "$log") broken outputs failed, as they must (log: $log)"
 exit $fail

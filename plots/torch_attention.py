@@ -11,6 +11,7 @@ halved when causal.
   python3 plots/torch_attention.py [--csv FILE] [--iters 20] [--gemm]
   python3 plots/torch_attention.py --decode [--csv FILE] [--iters 30]
   python3 plots/torch_attention.py --check DIR [DIR ...] [--impl NAME ...]
+  python3 plots/torch_attention.py --check-broken DIR [DIR ...] [--impl NAME ...]
 
 --decode times one query token per sequence against a K/V cache (stage 06-07
 shapes: bf16, d = 128, Hq = 32; Hkv = 32, 8, 1 at B = 8, Nk = 32768 and B = 1,
@@ -21,6 +22,9 @@ both timed) as a model's repeat_kv does. GB/s = the K/V bytes held (each
 byte once, unreplicated) / time.
 
 --gemm also times one 8192^3 bf16 matmul (cuBLAS), the tensor-core ceiling.
+--check-broken DIR... [--impl NAME ...] proves the check: broken copies of
+each output (one NaN, one inf, all zeros, one element 5 x torch's error
+off) must all fail.
 --check DIR... [--impl NAME ...] loads, from each DIR, q.npy, k.npy, v.npy, o.npy (or each
 o_NAME.npy) (float32, [B, H, N, d]; K/V may
 have fewer heads: GQA) and meta.json ({"causal", "scale", "dtype"}) written by
@@ -143,10 +147,15 @@ def decode(a):
                 f.write("%s,%s,%s,%d,%d,%d,%d,%d,%d,%.5f,%.1f,%s,%s,%s\n" % r)
 
 
-def check(d, impl=None):
+def case_errors(d, impl=None):
+    """Loads one saved case; returns (description, o, ref, e_torch): our
+    output, the fp32 reference and torch's same-precision max error, on the
+    GPU when there is one, else on the CPU (so the check can be tried, with a
+    broken output, without a GPU)."""
     meta = json.load(open(os.path.join(d, "meta.json")))
     oname = "o_" + impl if impl else "o"
-    q, k, v, o = (torch.from_numpy(np.load(os.path.join(d, n + ".npy"))).cuda() for n in ("q", "k", "v", oname))
+    dev = "cuda" if torch.cuda.is_available() else "cpu"
+    q, k, v, o = (torch.from_numpy(np.load(os.path.join(d, n + ".npy"))).to(dev) for n in ("q", "k", "v", oname))
     causal, scale = bool(meta["causal"]), float(meta["scale"])
     low = {"bf16": torch.bfloat16, "fp16": torch.float16}[meta.get("dtype", "bf16")]
     Nq, Nk = q.shape[2], k.shape[2]
@@ -169,12 +178,47 @@ def check(d, impl=None):
     tout = tout.float()
     ref[:, :, empty] = 0.0
     tout[:, :, empty] = 0.0
-    e_ours = (o - ref).abs().max().item()
-    e_torch = (tout - ref).abs().max().item()
-    ok = e_ours == e_ours and e_ours <= 2.0 * e_torch
-    print(f"check {d} {oname}: shape q {tuple(q.shape)} k {tuple(k.shape)} causal={causal} {meta.get('dtype')}: "
-          f"max|ours - ref| = {e_ours:.3e}, max|torch - ref| = {e_torch:.3e}  {'PASS' if ok else 'FAIL'}")
+    desc = f"{d} {oname}: shape q {tuple(q.shape)} k {tuple(k.shape)} causal={causal} {meta.get('dtype')}"
+    return desc, o, ref, (tout - ref).abs().max().item()
+
+
+def verdict(o, ref, e_torch):
+    """FlashAttention's criterion: max|o - ref| <= 2 max|torch - ref|; NaN
+    anywhere (ours or torch's) fails."""
+    e_ours = (o - ref).abs().max().item()  # max propagates NaN
+    return e_ours, e_ours == e_ours and e_torch == e_torch and e_ours <= 2.0 * e_torch
+
+
+def check(d, impl=None):
+    try:
+        desc, o, ref, e_torch = case_errors(d, impl)
+    except (OSError, ValueError, KeyError) as e:
+        print(f"check {d} {impl or 'o'}: cannot load the case ({e})  FAIL")
+        return 1
+    e_ours, ok = verdict(o, ref, e_torch)
+    print(f"check {desc}: max|ours - ref| = {e_ours:.3e}, max|torch - ref| = {e_torch:.3e}  {'PASS' if ok else 'FAIL'}")
     return 0 if ok else 1
+
+
+def check_broken(d, impl=None):
+    """The check must fail on broken copies of a passing output: one element
+    NaN, one element inf, all zeros, and one element moved by 5 x torch's
+    error (since a passing output is within 2 x of it there, the moved element
+    is at least 3 x off: just past the criterion). Returns 0 when every
+    broken copy fails."""
+    desc, o, ref, e_torch = case_errors(d, impl)
+    bad = 0
+    for name in ("nan", "inf", "zeros", "one element + 5 x torch's error"):
+        b = o.clone()
+        if name == "zeros":
+            b.zero_()
+        else:
+            b.view(-1)[b.numel() // 2] += {"nan": float("nan"), "inf": float("inf")}.get(name, 5.0 * e_torch)
+        e, ok = verdict(b, ref, e_torch)
+        print(f"broken ({name}) {desc}: max|ours - ref| = {e:.3e}, 2 x torch = {2 * e_torch:.3e}  "
+              f"{'PASSED: the check is broken' if ok else 'fails, as it must'}")
+        bad += ok
+    return 1 if bad else 0
 
 
 p = argparse.ArgumentParser()
@@ -184,8 +228,12 @@ p.add_argument("--gemm", action="store_true")
 p.add_argument("--check", nargs="+", metavar="DIR")
 p.add_argument("--impl", action="append",
                help="with --check: check o_IMPL.npy (repeatable) instead of o.npy")
+p.add_argument("--check-broken", nargs="+", metavar="DIR",
+               help="feed the check broken copies of each output (NaN, inf, zeros, one element off); exit 1 if any passes")
 p.add_argument("--decode", action="store_true")
 a = p.parse_args()
+if a.check_broken:
+    sys.exit(max(check_broken(d, i) for d in a.check_broken for i in (a.impl or [None])))
 if a.check:
     # every directory and implementation is checked (no early exit), one
     # process for all: importing torch costs seconds, a check milliseconds

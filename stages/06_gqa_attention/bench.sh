@@ -6,7 +6,8 @@
 #   GPU: bf16, d = 128; prefill B = 4, N = 4096 (and B = 1, N = 16384 for
 #        g = 1, 4: the 3% target); decode B = 8, Nk = 32768.
 #   CPU: fp32, d = 64; prefill N = 128; decode B = 2, Nk = 4096.
-#   QUICK=1: tiny CPU shapes (seconds).
+#   QUICK=1: tiny shapes (seconds); on a GPU its kernels in bf16, so that
+#   plots/gpu_check.sh runs them under compute-sanitizer.
 set -uo pipefail
 BIN=${BIN:-build/bin}
 OUT=${OUT:-build/bench}
