@@ -3,7 +3,7 @@
 #   make            build every stage (CPU-only when nvcc is missing)
 #   make test       build and run the cmocka tests (installs libcmocka-dev if missing)
 #   make bench      build, run every stage's benchmarks (stages/*/bench*.sh,
-#                   through plots/bench.sh), then draw the plots; gnuplot-nox
+#                   through tools/bench.sh), then draw the plots; gnuplot-nox
 #                   is installed if missing, and if it cannot be, the CSV are
 #                   kept and the plots skipped (`make plots` draws them later)
 #   make bench QUICK=1   every stage on small shapes: seconds, also on a CPU
@@ -13,8 +13,8 @@
 #   make sanitize   host code with AddressSanitizer + UBSan (build-san/, CPU-only): tests and every stage
 #
 # `make test` also checks that the notes' code blocks match the source
-# (plots/snippets.sh --check) and that relative links in the Markdown files
-# resolve (plots/check_links.sh).
+# (tools/snippets.sh --check) and that relative links in the Markdown files
+# resolve (tools/check_links.sh).
 #
 # Variables: CUDA_ARCH=90 (the SM generation to build for; machine code and PTX
 # are embedded), NVCC=path/to/nvcc (empty: CPU-only build), BENCH_DIR, DEVICE
@@ -33,12 +33,16 @@ HAVE_CUDA := $(if $(strip $(NVCC)),1,0)
 CUDA_HOME ?= $(patsubst %/bin/nvcc,%,$(NVCC))
 
 CC ?= gcc
-CFLAGS := $(EXTRA_CFLAGS) -std=c11 -O2 -g -Wall -Wextra -Werror -D_POSIX_C_SOURCE=200809L -DHAVE_CUDA=$(HAVE_CUDA) -Icommon -MMD -MP
+# common/ by concern: numerics (types, fp64 references, tolerances), driver
+# (options, tables, .npy, the stage drivers, the ledger), device (GPU helpers,
+# hardware counters). Headers are included by name.
+COMMON_INC := -Icommon/numerics -Icommon/driver -Icommon/device
+CFLAGS := $(EXTRA_CFLAGS) -std=c11 -O2 -g -Wall -Wextra -Werror -D_POSIX_C_SOURCE=200809L -DHAVE_CUDA=$(HAVE_CUDA) $(COMMON_INC) -MMD -MP
 LDLIBS := -lm -ldl -lpthread
 
 ifeq ($(HAVE_CUDA),1)
 CFLAGS += -I$(CUDA_HOME)/include
-NVFLAGS := -O3 -std=c++17 -DHAVE_CUDA=1 -Icommon -lineinfo \
+NVFLAGS := -O3 -std=c++17 -DHAVE_CUDA=1 $(COMMON_INC) -lineinfo \
            -gencode arch=compute_$(CUDA_ARCH),code=[sm_$(CUDA_ARCH),compute_$(CUDA_ARCH)] \
            -Xcompiler -Wall,-Wextra -Werror all-warnings
 CUDA_LIBDIR := $(firstword $(wildcard $(CUDA_HOME)/lib64 $(CUDA_HOME)/targets/x86_64-linux/lib))
@@ -48,11 +52,11 @@ LDLIBS := -L$(CUDA_LIBDIR) -Wl,-rpath,$(CUDA_LIBDIR) -lcublas -lcudart_static -l
 endif
 
 # ---------------------------------------------------------------- sources
-COMMON_C  := $(wildcard common/*.c)
-COMMON_CU := $(if $(filter 1,$(HAVE_CUDA)),$(wildcard common/*.cu))
+COMMON_C  := $(wildcard common/*/*.c)
+COMMON_CU := $(if $(filter 1,$(HAVE_CUDA)),$(wildcard common/*/*.cu))
 COMMON_OBJ := $(COMMON_C:%.c=$(BUILD)/obj/%.o) $(COMMON_CU:%.cu=$(BUILD)/obj/%.cu.o)
 
-STAGES := $(sort $(notdir $(wildcard stages/[0-9][0-9]_*)))
+STAGES := $(sort $(notdir $(wildcard stages/[0-9][0-9]_* stages/[0-9][0-9][a-z]_*)))
 # Objects of a stage: every .c but main.c, and its .cu files when CUDA is on.
 stage_objs = $(patsubst %.c,$(BUILD)/obj/%.o,$(filter-out %/main.c,$(wildcard stages/$(1)/*.c))) \
              $(if $(filter 1,$(HAVE_CUDA)),$(patsubst %.cu,$(BUILD)/obj/%.cu.o,$(wildcard stages/$(1)/*.cu)))
@@ -143,8 +147,8 @@ test: banner check-cmocka $(STAGE_BINS) $(TEST_BINS)
 	    echo "== $$t"; STF_BIN_DIR=$(BUILD)/bin $$t || fail=1; \
 	done; \
 	echo "== notes: code snippets and links"; \
-	bash plots/snippets.sh --check || fail=1; \
-	bash plots/check_links.sh || fail=1; \
+	bash tools/snippets.sh --check || fail=1; \
+	bash tools/check_links.sh || fail=1; \
 	if [ $$fail = 0 ]; then echo "all test programs passed"; else echo "some tests FAILED"; exit 1; fi
 
 # ---------------------------------------------------------------- sanitize
@@ -153,7 +157,7 @@ test: banner check-cmocka $(STAGE_BINS) $(TEST_BINS)
 # maps memory where ASan keeps its shadow gap, so CUDA needs
 # protect_shadow_gap=0 to start at all, and LeakSanitizer then reports the
 # driver's own allocations), and the GPU code has compute-sanitizer instead
-# (plots/gpu_check.sh). Then the tests, and every stage program found in
+# (tools/gpu_check.sh). Then the tests, and every stage program found in
 # $(SAN_BUILD)/bin on a small shape (with --csv, --save-npy, then --load-npy of
 # what it saved), and bad-input runs (a missing --load-npy directory, a cut
 # .npy file, an unwritable --csv, a CSV of another layout) that must exit 2.
@@ -179,7 +183,7 @@ sanitize: check-cmocka
 	    else echo "ok  $$*"; fi; }; \
 	for t in $$B/bin/test_*; do san 0 $$(basename $$t) env STF_BIN_DIR=$$B/bin $$t; done; \
 	printf 'a,b,c\n1,2,3\n' >$$L/foreign.csv; \
-	progs=$$(ls $$B/bin | grep -E '^[0-9][0-9]_' | sort); \
+	progs=$$(ls $$B/bin | grep -E '^[0-9][0-9][a-z]?_' | sort); \
 	[ -n "$$progs" ] || { echo "FAIL: no stage programs in $$B/bin"; fail=1; }; \
 	for p in $$progs; do P=$$B/bin/$$p; \
 	    h=$$($$P --help); \
@@ -201,17 +205,17 @@ sanitize: check-cmocka
 
 # The documentation checks alone (no build).
 docs-check:
-	@bash plots/snippets.sh --check && bash plots/check_links.sh
+	@bash tools/snippets.sh --check && bash tools/check_links.sh
 
 snippets:
-	@bash plots/snippets.sh --update
+	@bash tools/snippets.sh --update
 
 # ---------------------------------------------------------------- bench
 # The benchmarks run first; the plots need gnuplot, which is installed if it
 # can be (plots/need_gnuplot.sh). A machine without it (a GPU machine without
 # internet) still gets every CSV; `make plots` elsewhere draws them.
 bench: banner $(STAGE_BINS)
-	@BIN=$(BUILD)/bin OUT=$(BENCH_DIR) DEVICE=$(DEVICE) QUICK=$(QUICK) bash plots/bench.sh; rc=$$?; \
+	@BIN=$(BUILD)/bin OUT=$(BENCH_DIR) DEVICE=$(DEVICE) QUICK=$(QUICK) bash tools/bench.sh; rc=$$?; \
 	if bash plots/need_gnuplot.sh; then \
 	    DIR=$(BENCH_DIR) bash plots/draw.sh || rc=1; \
 	else \
@@ -225,7 +229,7 @@ plots:
 
 profile: $(STAGE_BINS)
 	@test -n "$(STAGE)" || { echo "usage: make profile STAGE=NN (one of: $(STAGES))"; exit 2; }
-	@BUILD=$(BUILD) STAGE=$(STAGE) bash plots/profile.sh
+	@BUILD=$(BUILD) STAGE=$(STAGE) bash tools/profile.sh
 
 clean:
 	rm -rf $(BUILD)

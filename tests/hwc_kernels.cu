@@ -5,7 +5,7 @@
  * sweep comes back to the start, the L2 holds only the end of the buffer.
  *
  * This file also carries the compile-time check of the CUPTI host-API
- * mirrors in common/hwcounters.h: cupti_profiler_host.h is C++-only, so this
+ * mirrors in common/device/hwcounters.h: cupti_profiler_host.h is C++-only, so this
  * C++ translation unit is where the real structs and the C copies can be set
  * side by side. It is compiled whenever CUDA is, so a CUPTI whose layouts
  * moved fails the build rather than a profiler call. */

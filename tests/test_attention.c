@@ -1,5 +1,5 @@
 /* Stage 04: standard and one-pass attention, CPU and GPU, against the fp64
- * reference (common/attention_ref.h) with the stated tolerance; the merge's
+ * reference (common/numerics/attention_ref.h) with the stated tolerance; the merge's
  * associativity; invariance under a joint permutation of keys and values;
  * large logits; the ledger against the traffic models; bad input to the
  * program; and, so that none of these checks is vacuous, deliberately broken

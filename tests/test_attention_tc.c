@@ -1,4 +1,4 @@
-/* Stage 05, tensor-core ladder (stages/05_tiled_attention/tc*.cu): every
+/* Stage 05, tensor-core ladder (stages/05b_tensor_cores/tc*.cu): every
  * version against the fp64 reference (attention_ref_row) with the stated
  * tolerance, attention_tolerance(dt, d, stats, ATT_ROUND_P | ATT_MMA_LOWP):
  * P is rounded to fp16/bf16 before the P V product, both GEMMs run on tensor
@@ -21,7 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../stages/05_tiled_attention/tc.h"
+#include "../stages/05b_tensor_cores/tc.h"
 #include "attention_ref.h"
 #include "gpu.h"
 #include "harness.h"

@@ -41,7 +41,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../stages/05_tiled_attention/tc.h"
+#include "../stages/05b_tensor_cores/tc.h"
 #include "attention_ref.h"
 #include "gpu.h"
 #include "harness.h"

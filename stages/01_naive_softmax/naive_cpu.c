@@ -14,7 +14,7 @@
  * others: stage 02 exists to fix exactly this.
  * Special rows: all -inf gives 0/0 = NaN everywhere; a NaN gives a NaN row.
  *
- * The sum is accumulated in blocks joined pairwise (common/blocked_sum.h),
+ * The sum is accumulated in blocks joined pairwise (common/numerics/blocked_sum.h),
  * the order the GPU's threads and shuffle trees give it.
  *
  * Run: build/bin/01_naive_softmax --device cpu [--dtype fp16 --scale 12] */

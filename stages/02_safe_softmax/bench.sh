@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
-# Stage 02's benchmarks, run by `make bench` (contract: plots/bench.sh):
+# Stage 02's benchmarks, run by `make bench` (contract: tools/bench.sh):
 #   softmax.csv, softmax_sweep.csv  the default shape and the cols sweep, fp32
-#                                   and fp16 (softmax_stage_runs, plots/bench_lib.sh)
+#                                   and fp16 (softmax_stage_runs, tools/bench_lib.sh)
 set -euo pipefail
-source plots/bench_lib.sh
+source tools/bench_lib.sh
 P=$BIN/02_safe_softmax
 softmax_stage_runs "$P"
 # Q2: the same logits through naive (stage 01) and safe softmax, past the

@@ -13,7 +13,7 @@
  * has m = -inf and e^{-inf - (-inf)} = e^{NaN}: NaN everywhere, as 0/0 should.
  *
  * The sum is accumulated in blocks of 256 terms joined pairwise
- * (common/blocked_sum.h), as the GPU's threads and shuffle trees do: a
+ * (common/numerics/blocked_sum.h), as the GPU's threads and shuffle trees do: a
  * sequential fp32 sum over a row of 262147 wide logits drifted past the
  * tolerance.
  *

@@ -9,14 +9,14 @@
 #   softmax_cluster_sweep.csv  stage 03's cols sweep (rows x cols = 2^28 on
 #                              the GPU, 2^21 on the CPU), fp32 and fp16: every
 #                              path, the cluster's included
-# Called by plots/bench.sh with cwd = the repository root and BIN, OUT,
+# Called by tools/bench.sh with cwd = the repository root and BIN, OUT,
 # DEVICE (auto|cpu|gpu), QUICK (0|1) exported; runs alone too:
 #   BIN=build/bin OUT=build/bench DEVICE=gpu bash stages/03_online_softmax/bench_split.sh
 # QUICK=1: tiny shapes only. Exits non-zero if any run failed (bench_lib.sh).
 set -uo pipefail
 BIN=${BIN:-build/bin}
 OUT=${OUT:-build/bench}
-source plots/bench_lib.sh # run; a failed run makes the script exit 1
+source tools/bench_lib.sh # run; a failed run makes the script exit 1
 
 S03=$BIN/03_online_softmax
 S01=$BIN/01_naive_softmax

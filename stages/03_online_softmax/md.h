@@ -13,11 +13,11 @@
  * of a one-element second set: md_push(s, x) = md_merge(s, {x, 1}).
  *
  * While no finite element has been seen m = -inf; exponents are then taken
- * against 0 (exp_base, common/exp_base.h), so an empty or all -inf state
+ * against 0 (exp_base, common/numerics/exp_base.h), so an empty or all -inf state
  * merges as the identity. fmaxf ignores NaN: a NaN element poisons d instead,
  * and with it the whole row, as the reference does.
  *
- * e^x: expf on the CPU, fexp (exp2f of x log2 e, common/softmax_device.cuh)
+ * e^x: expf on the CPU, fexp (exp2f of x log2 e, common/device/softmax_device.cuh)
  * on the GPU. */
 #ifndef STF_STAGE03_MD_H
 #define STF_STAGE03_MD_H
@@ -74,7 +74,7 @@ STF_HD md_t md_push(md_t s, float x)
 /* ---- CPU: merging many states the way the GPU does, pairwise.
  * A left-to-right chain of N merges accumulates N roundings in d; a binary
  * counter (level k holds the merge of 2^k states) keeps it to about log2 N,
- * like the GPU's shuffle trees. See common/blocked_sum.h for the bound. */
+ * like the GPU's shuffle trees. See common/numerics/blocked_sum.h for the bound. */
 typedef struct {
     uint64_t count;
     md_t level[64];

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Stage 04's benchmarks, run by `make bench` (contract: plots/bench.sh):
+# Stage 04's benchmarks, run by `make bench` (contract: tools/bench.sh):
 #   attention.csv  Q1/Q4: standard vs one-pass attention. The sweeps keep
 #                  B x N fixed (16384 tokens on a GPU, H = 16; 2048 on the
 #                  CPU, H = 2): d = 64 fp32 and d = 128 bf16; then one causal
@@ -7,7 +7,7 @@
 #                  QUICK=1: N = 100, 200, 400 at 400 tokens, H = 2, and the
 #                  causal run at an odd shape (B 2, H 3, N 100, d 80, fp16).
 set -euo pipefail
-source plots/bench_lib.sh
+source tools/bench_lib.sh
 P=$BIN/04_one_pass_attention
 A=(--device "$DEVICE" --csv "$OUT/attention.csv")
 if [ "$QUICK" = 1 ]; then

@@ -22,7 +22,7 @@
  *
  * Memory traffic: none (registers only). An empty state (m = -inf) merges as
  * the identity: the exponents are taken against 0 while M = -inf (exp_base,
- * common/exp_base.h), as in stage 03, so that e^{-inf - (-inf)} = NaN never appears.
+ * common/numerics/exp_base.h), as in stage 03, so that e^{-inf - (-inf)} = NaN never appears.
  *
  * Run: through build/bin/test_attention (test_merge_*). */
 #include <math.h>

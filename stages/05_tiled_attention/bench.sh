@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Stage 05 benchmarks (run by plots/bench.sh with cwd = the repository root and
+# Stage 05 benchmarks (run by tools/bench.sh with cwd = the repository root and
 # BIN, OUT, DEVICE = auto|cpu|gpu, QUICK = 0|1 in the environment). Writes:
 #   tiled_io.csv     the IO-complexity experiment (Theorem 2 of Dao et al. 2022),
 #                    always on the CPU, bytes counted by the ledger: standard,
@@ -14,7 +14,7 @@ OUT=${OUT:-build/bench}
 P=$BIN/05_tiled_attention
 [ -x "$P" ] || { echo "stage 05: $P is missing: run make first" >&2; exit 1; }
 # shellcheck source=/dev/null
-source plots/bench_lib.sh # run; a failed run makes the script exit 1
+source tools/bench_lib.sh # run; a failed run makes the script exit 1
 
 rm -f "$OUT/tiled_io.csv" "$OUT/tiled.csv"
 

@@ -2,13 +2,12 @@
  * standard and one-pass attention, on the same input. fa1 and fa2 are
  * FlashAttention-1's and -2's loop orders (CPU: tiles in a simulated on-chip
  * memory, every HBM byte counted; GPU: shared-memory tiles), fa2-regtile and
- * fa2-regtile-br128 the register-tiled FA2 kernels (fp32, CUDA cores); then the
- * tensor-core ladder tc1_mma ... tc6_m32 (bf16/fp16, GPU only; tc.h). */
+ * fa2-regtile-br128 the register-tiled FA2 kernels (fp32, CUDA cores). The
+ * tensor-core ladder is the next stage (stages/05b_tensor_cores). */
 #include <stdio.h>
 #include <string.h>
 
 #include "cli.h"
-#include "tc.h"
 #include "tiled.h"
 
 int main(int argc, char **argv)
@@ -17,12 +16,9 @@ int main(int argc, char **argv)
         &IMPL_ATTN_STANDARD, &IMPL_ATTN_ONE_PASS, &IMPL_ATTN_FA1, &IMPL_ATTN_FA2,
         &IMPL_ATTN_FA2_REGTILE, &IMPL_ATTN_FA2_REGTILE128,
     };
-    int n = 6, ntc = 0;
-    const attn_impl_t *const *tc = attn_tc_impls(&ntc);
-    for (int v = 0; v < ntc && n < 32; v++) impls[n++] = tc[v];
+    const int n = 6;
     const attn_stage_t st = {
-        "05_tiled_attention", "stage 05, tiled attention: FlashAttention-1 and -2 loop orders against stage 04, "
-                              "then on tensor cores",
+        "05_tiled_attention", "stage 05, tiled attention: FlashAttention-1 and -2 loop orders against stage 04",
         impls, n, 2, ATTN04_DIMS, 1,
     };
     /* Tiles that cannot fit in --sram are bad input (exit 2), whatever the

@@ -1,18 +1,18 @@
 #!/usr/bin/env bash
 # Stage 06 sweep over group sizes g = Hq / Hkv = 1, 2, 4, 8, 32 (Hq = 32),
 # the three methods, prefill and decode, into $OUT/gqa.csv (drawn by
-# plots/draw_gqa.sh). Called by plots/bench.sh with cwd = the repository root
+# plots/draw_gqa.sh). Called by tools/bench.sh with cwd = the repository root
 # and BIN, OUT, DEVICE (auto|cpu|gpu), QUICK (0|1) exported.
 #   GPU: bf16, d = 128; prefill B = 4, N = 4096 (and B = 1, N = 16384 for
 #        g = 1, 4: the 3% target); decode B = 8, Nk = 32768.
 #   CPU: fp32, d = 64; prefill N = 128; decode B = 2, Nk = 4096.
 #   QUICK=1: tiny shapes (seconds); on a GPU its kernels in bf16, so that
-#   plots/gpu_check.sh runs them under compute-sanitizer.
+#   tools/gpu_check.sh runs them under compute-sanitizer.
 set -uo pipefail
 BIN=${BIN:-build/bin}
 OUT=${OUT:-build/bench}
 # shellcheck disable=SC1091
-source plots/bench_lib.sh # run; a failed run makes the script exit 1
+source tools/bench_lib.sh # run; a failed run makes the script exit 1
 CSV=$OUT/gqa.csv
 rm -f "$CSV"
 
@@ -23,7 +23,7 @@ fi
 P=$BIN/06_gqa_attention
 if [ "$QUICK" = 1 ]; then
     # on a GPU (DEVICE=gpu, or auto with one) the GPU kernels in bf16: this is
-    # what plots/gpu_check.sh runs under compute-sanitizer
+    # what tools/gpu_check.sh runs under compute-sanitizer
     A=(--device "$dev" --dim 64 --iters 1 --warmup 0 --csv "$CSV")
     [ "$dev" = gpu ] && A+=(--dtype bf16)
     for kv in 32 16 8 4 1; do

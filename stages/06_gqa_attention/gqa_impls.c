@@ -11,7 +11,7 @@
 #include "gpu.h"
 #include "gqa.h"
 #include "report.h"
-#include "../05_tiled_attention/tc.h"
+#include "../05b_tensor_cores/tc.h"
 
 /* Stage 05's best rung for the shape, as its H200 sweep of 2026-11-28 found
  * (notes/data/h200-2026-11-28/tc_ladder.log): tc6_m32 without a mask,

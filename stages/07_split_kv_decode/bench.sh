@@ -2,7 +2,7 @@
 # Stage 07 sweep: K/V GB/s against the cache length, split-KV vs stage 06's
 # packed decode, for B = 1 and B = 8 (Hq = 32, Hkv = 8), into
 # $OUT/split_kv.csv (drawn by plots/draw_gqa.sh with the libraries from
-# $OUT/torch_decode.csv when plots/torch_attention.py --decode made it).
+# $OUT/torch_decode.csv when tools/torch_attention.py --decode made it).
 # Contract as stages/06_gqa_attention/bench.sh (BIN, OUT, DEVICE, QUICK).
 #   GPU: bf16, d = 128, Nk = 1k ... 128k; MHA and MQA at the target shapes; --varlen.
 #   CPU: fp32, d = 64, Hq = 8, Hkv = 2, Nk = 1k ... 16k.
@@ -10,7 +10,7 @@ set -uo pipefail
 BIN=${BIN:-build/bin}
 OUT=${OUT:-build/bench}
 # shellcheck disable=SC1091
-source plots/bench_lib.sh # run; a failed run makes the script exit 1
+source tools/bench_lib.sh # run; a failed run makes the script exit 1
 CSV=$OUT/split_kv.csv
 rm -f "$CSV"
 
@@ -20,7 +20,7 @@ if [ "$dev" = auto ]; then
 fi
 P=$BIN/07_split_kv_decode
 if [ "$QUICK" = 1 ]; then
-    # on a GPU the GPU kernels in bf16 (plots/gpu_check.sh runs these under compute-sanitizer)
+    # on a GPU the GPU kernels in bf16 (tools/gpu_check.sh runs these under compute-sanitizer)
     A=(--device "$dev" --dim 64 --heads 8 --kv-heads 2 --decode --iters 1 --warmup 0 --csv "$CSV")
     [ "$dev" = gpu ] && A+=(--dtype bf16)
     for b in 1 8; do for n in 256 1024; do run "$P" "${A[@]}" --batch $b --seq-kv $n; done; done

@@ -1,5 +1,5 @@
 /* GPU helpers with a C interface, so host code stays C11 and compiles (with
- * stubs, common/gpu_stub.c) where nvcc is missing. Everything that can fail
+ * stubs, common/device/gpu_stub.c) where nvcc is missing. Everything that can fail
  * is checked; a CUDA error prints file, line and the call, and exits 1. */
 #ifndef STF_GPU_H
 #define STF_GPU_H

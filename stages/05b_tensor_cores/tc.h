@@ -49,7 +49,7 @@ int attn_tc_supports(int v, const tc_shape_t *s, char *why, size_t n);
 
 /* Asynchronous launch on stream 0. Returns 0, or -1 (reason printed to
  * stderr) when the shape is unsupported. CUDA errors exit with file and line
- * (common/gpu_check.h). */
+ * (common/device/gpu_check.h). */
 int attn_tc_launch(int v, const tc_shape_t *s, const void *q, const void *k, const void *v_, void *o);
 
 /* One line on tiles, threads, shared memory per block, registers and

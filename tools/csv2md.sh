@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Prints rows of a results CSV as a GitHub Markdown table, so the tables in
 # notes/ are copied from runs, never typed.
-#   plots/csv2md.sh FILE 'awk condition' col1,col2,...
+#   tools/csv2md.sh FILE 'awk condition' col1,col2,...
 # The condition uses c["name"] for column indices, e.g.
-#   plots/csv2md.sh build/bench/softmax.csv '$c["dtype"]=="fp32"' impl,rows,cols,time_ms,gbps
+#   tools/csv2md.sh build/bench/softmax.csv '$c["dtype"]=="fp32"' impl,rows,cols,time_ms,gbps
 set -euo pipefail
 file=$1 cond=${2:-1} cols=${3:-}
 awk -F, -v cols="$cols" '

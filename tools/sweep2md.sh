@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # A softmax sweep CSV as one Markdown table per dtype: rows are row lengths,
 # columns implementations, each cell "% of copy (measured accesses/element)".
-#   plots/sweep2md.sh build/bench/softmax_sweep.csv fp32
+#   tools/sweep2md.sh build/bench/softmax_sweep.csv fp32
 set -euo pipefail
 awk -F, -v dt="${2:-fp32}" '
 NR == 1 { for (i = 1; i <= NF; i++) c[$i] = i; next }

@@ -14,7 +14,7 @@
  * Numerics: the exponent's argument is rounded once instead of three times;
  * ex2.approx has a relative error near 2^-22 and flushes results below
  * 2^-126 to 0 (an absolute error under 2^-126 per P entry, against l >= 1);
- * all of it inside attention_tolerance (common/attention_ref.h), which
+ * all of it inside attention_tolerance (common/numerics/attention_ref.h), which
  * budgets two roundings of the argument and stage 03's exp error.
  *
  * Traffic: as tc3.

@@ -1,7 +1,7 @@
 """Compares two benchmark CSVs of the same kind (softmax or attention, as the
 stage programs write them with --csv), row by row: has a change cost speed?
 
-  python3 plots/compare_csv.py OLD.csv NEW.csv [--tol 0.05]
+  python3 tools/compare_csv.py OLD.csv NEW.csv [--tol 0.05]
 
 Rows are matched on what defines the run (stage, implementation, device,
 dtype and the shape; the n-th repeat of a key matches the n-th); the figure

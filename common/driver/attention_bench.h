@@ -2,7 +2,7 @@
  * softmax_bench.h: each stage lists its implementations (the previous
  * stage's first, then its own) and calls attention_stage_main. The driver
  * generates Q, K, V (or loads them), runs every implementation on the same
- * input, checks each against the fp64 reference (common/attention_ref.h),
+ * input, checks each against the fp64 reference (common/numerics/attention_ref.h),
  * times it, and prints one table per shape (and appends it to --csv). */
 #ifndef STF_ATTENTION_BENCH_H
 #define STF_ATTENTION_BENCH_H

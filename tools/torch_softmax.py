@@ -4,7 +4,7 @@ figures can be compared with a framework's in the same session.
 Shapes: "default", rows x cols = 2^28 at five row lengths (fp32, fp16);
 "split", stage 03's few-long-rows shapes (1 x 1048576 fp32, 16 x 256000
 fp32 and bf16, and rows = 1 ... 4096 at cols = 262144 fp32); "all", both.
-Usage: python3 plots/torch_softmax.py [--csv FILE] [--shapes default|split|all]"""
+Usage: python3 tools/torch_softmax.py [--csv FILE] [--shapes default|split|all]"""
 import argparse
 import statistics
 

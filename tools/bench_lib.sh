@@ -1,6 +1,6 @@
-# Sourced by every stages/*/bench*.sh (the contract is in plots/bench.sh):
+# Sourced by every stages/*/bench*.sh (the contract is in tools/bench.sh):
 #
-#   source plots/bench_lib.sh
+#   source tools/bench_lib.sh
 #   run "$BIN/NN_name" --device "$DEVICE" ... --csv "$OUT/file.csv"
 #
 # run PROGRAM ARGS...  prints a progress line ("[step k of n] ..." on stderr),
@@ -19,9 +19,9 @@
 #                      fp32 and fp16.
 # BENCH_WRAP           optional command put before every program (word-split),
 #                      e.g. "compute-sanitizer --error-exitcode 1": the
-#                      sanitizer runs over the same runs (plots/gpu_check.sh).
-: "${BIN:?BIN is not set: run the stage benchmarks through plots/bench.sh (make bench)}"
-: "${OUT:?OUT is not set: run the stage benchmarks through plots/bench.sh (make bench)}"
+#                      sanitizer runs over the same runs (tools/gpu_check.sh).
+: "${BIN:?BIN is not set: run the stage benchmarks through tools/bench.sh (make bench)}"
+: "${OUT:?OUT is not set: run the stage benchmarks through tools/bench.sh (make bench)}"
 DEVICE=${DEVICE:-auto}
 QUICK=${QUICK:-0}
 BENCH_STEP=${BENCH_STEP:-1}

@@ -5,8 +5,8 @@
 # PyTorch's attention in the same 16-bit precision. Needs a GPU and python3
 # with torch (the GPU machine has both).
 #
-# For each shape, 05_tiled_attention runs the selected kernels once and saves
-# q, k, v, every output and meta.json (--save-npy); plots/torch_attention.py
+# For each shape, 05b_tensor_cores runs the selected kernels once and saves
+# q, k, v, every output and meta.json (--save-npy); tools/torch_attention.py
 # --check then compares each output with torch's. The grid: every supported d
 # (64, 96, 128), fp16 and bf16, causal or not, on odd lengths (113 queries
 # against 203 keys with 8 query heads over 2 K/V heads; 203 against 113;
@@ -14,13 +14,14 @@
 # The check itself is proved on every run: broken copies of the first case's
 # outputs (one NaN, one inf, all zeros, one element 5 x torch's error off)
 # must all fail it (torch_attention.py --check-broken).
-# Usage: BIN=build/bin OUT=build/bench bash plots/fa_accuracy.sh
+# Usage: BIN=build/bin OUT=build/bench bash tools/fa_accuracy.sh
 # Without a GPU (torch on the CPU, stage 05's CPU kernels):
-#   DEVICE=cpu KERNELS=fa1,fa2 bash plots/fa_accuracy.sh
+#   DEVICE=cpu PROG=05_tiled_attention KERNELS=fa1,fa2 bash tools/fa_accuracy.sh
 set -uo pipefail
 BIN=${BIN:-build/bin}
 OUT=${OUT:-build/bench}
 DEVICE=${DEVICE:-gpu}
+PROG=${PROG:-05b_tensor_cores}
 KERNELS=${KERNELS:-tc1_mma,tc2_swizzle,tc3_pipeline,tc4_exp2,tc5_tuned,tc6_m32}
 HERE=$(cd "$(dirname "$0")" && pwd)
 log=$OUT/fa_accuracy.log
@@ -45,7 +46,7 @@ for d in 64 96 128; do
                 mkdir -p "$dir"
                 n=$((n + 1))
                 # --kv-heads differs from --heads: stage 05's kernels read the K/V head by index
-                if "$BIN/05_tiled_attention" --device "$DEVICE" --dtype $dt --dim $d $causal $shape --iters 1 --warmup 0 \
+                if "$BIN/$PROG" --device "$DEVICE" --dtype $dt --dim $d $causal $shape --iters 1 --warmup 0 \
                         --kernel "$KERNELS" --save-npy "$dir" >>"$log" 2>&1; then
                     dirs+=("$dir")
                 else

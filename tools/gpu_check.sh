@@ -4,23 +4,23 @@
 # Three phases; PARTS picks some (default: all three, in this order):
 #   counters  the hardware-counter test, Nsight Compute's DRAM bytes against
 #             the programs' own counters (stages 01-02), and stage 06's DRAM
-#             and L2 counters per method (plots/gqa_counters.sh). Alone on
+#             and L2 counters per method (tools/gqa_counters.sh). Alone on
 #             the GPU: profilers need the counters to themselves.
 #   checks    correctness, as parallel jobs (none of it is timed): the GPU
 #             tests (STF_GPU_ONLY=1); compute-sanitizer memcheck on the GPU
-#             tests and on every stage's quick benchmark runs (plots/bench.sh
+#             tests and on every stage's quick benchmark runs (tools/bench.sh
 #             QUICK=1: small odd shapes, the GPU kernels of every stage);
 #             racecheck on the tests whose kernels share memory between warps
 #             (softmax reductions, the tensor-core ladder, GQA, split-KV);
 #             FlashAttention's 2x-torch accuracy criterion over the
-#             tensor-core ladder (plots/fa_accuracy.sh; needs torch).
-#   bench     every stage's benchmarks (plots/bench.sh, every
+#             tensor-core ladder (tools/fa_accuracy.sh; needs torch).
+#   bench     every stage's benchmarks (tools/bench.sh, every
 #             stages/*/bench*.sh; BENCH_ONLY narrows it), alone on the GPU.
-# Stages are found by plots/bench.sh, so a new stage needs no edit here.
+# Stages are found by tools/bench.sh, so a new stage needs no edit here.
 # Logs and CSV go to $OUT (default build/bench); a summary comes last.
 # Exit status: 1 if any test, sanitizer run, benchmark run or ncu run failed.
-#   bash plots/gpu_check.sh                      # all
-#   PARTS="counters checks" bash plots/gpu_check.sh; PARTS=bench bash plots/gpu_check.sh
+#   bash tools/gpu_check.sh                      # all
+#   PARTS="counters checks" bash tools/gpu_check.sh; PARTS=bench bash tools/gpu_check.sh
 set -uo pipefail
 BUILD=${BUILD:-build}
 OUT=${OUT:-$BUILD/bench}
@@ -49,7 +49,7 @@ note() {
 }
 count() { local c; c=$(grep -c -E "$1" "$2" 2>/dev/null); echo "${c:-0}"; }
 errsum() { grep -h -E 'ERROR SUMMARY|RACECHECK SUMMARY' "$1" 2>/dev/null | tail -n 1 || true; }
-SAN=(bash plots/sanitize_gpu.sh) # compute-sanitizer, and CPU-only programs told apart
+SAN=(bash tools/sanitize_gpu.sh) # compute-sanitizer, and CPU-only programs told apart
 
 nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.sm,clocks.max.sm,clocks.mem,temperature.gpu --format=csv | tee "$OUT/gpu.log"
 
@@ -74,7 +74,7 @@ if has counters; then
         for p in 01_naive_softmax 02_safe_softmax; do
             "$BUILD"/bin/$p --device gpu --iters 3 $shape | grep -E '^ +0[0-2] '
         done | tee -a "$OUT/ncu.log"
-        BIN=$BUILD/bin OUT=$OUT timeout 900 bash plots/gqa_counters.sh
+        BIN=$BUILD/bin OUT=$OUT timeout 900 bash tools/gqa_counters.sh
         rc=$?
         note $rc "stage 06 DRAM and L2 counters per method (gqa_counters.txt): exit $rc"
     else
@@ -132,7 +132,7 @@ if has checks; then
     job memcheck_tests san_tests memcheck "${tests[@]}"
     # 3. every stage program, end to end, through its quick benchmark runs
     job memcheck_bench env STF_NO_HWC=1 BENCH_WRAP="${SAN[*]} --tool memcheck --leak-check full --" BIN="$BUILD/bin" \
-        OUT="$C/memcheck_bench" DEVICE="$DEVICE" QUICK=1 timeout 1800 bash plots/bench.sh
+        OUT="$C/memcheck_bench" DEVICE="$DEVICE" QUICK=1 timeout 1800 bash tools/bench.sh
     # 4. racecheck where warps share memory: block reductions (softmax), the
     # tensor-core tiles (ldmatrix from swizzled shared memory), the GQA and
     # split-KV kernels
@@ -143,7 +143,7 @@ if has checks; then
     job racecheck san_tests racecheck "${race[@]}"
     # 5. FlashAttention's accuracy criterion on every tensor-core kernel
     if python3 -c 'import torch, numpy' 2>/dev/null; then
-        job fa_accuracy env BIN="$BUILD/bin" OUT="$OUT" timeout 900 bash plots/fa_accuracy.sh
+        job fa_accuracy env BIN="$BUILD/bin" OUT="$OUT" timeout 900 bash tools/fa_accuracy.sh
     fi
     wait
     for name in "${jobs_started[@]}"; do
@@ -163,7 +163,7 @@ fi
 
 # ---------------------------------------------------------------- bench
 if has bench; then
-    BIN=$BUILD/bin OUT=$OUT DEVICE=$DEVICE QUICK=0 bash plots/bench.sh >"$OUT/bench_progress.log" 2>&1
+    BIN=$BUILD/bin OUT=$OUT DEVICE=$DEVICE QUICK=0 bash tools/bench.sh >"$OUT/bench_progress.log" 2>&1
     rc=$?
     note $rc "bench${BENCH_ONLY:+ (BENCH_ONLY=$BENCH_ONLY)}: exit $rc ($(count '^FAILED' "$OUT/bench.log") runs failed; log in bench.log)"
     grep -E '^== step .* done in' "$OUT/bench_progress.log"

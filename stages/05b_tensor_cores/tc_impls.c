@@ -11,7 +11,7 @@
  * with n_t the keys visible to the tile's last row. The L2 serves many of the
  * repeated K/V reads; the "HBM meas" column shows how many reach DRAM.
  *
- * Run: build/bin/05_tiled_attention --dtype bf16 --dim 128 --kernel tc6_m32 */
+ * Run: build/bin/05b_tensor_cores --dtype bf16 --dim 128 --kernel tc6_m32 */
 #include <stdio.h>
 
 #include "tc.h"

@@ -11,7 +11,7 @@
 #       QUICK   0 or 1; 1: small (odd) shapes and short sweeps, so every stage
 #               finishes in seconds on a CPU (all stages: under a minute)
 #       BENCH_STEP, BENCH_STEPS  this script's number k and the count n
-#   - A stage script sources plots/bench_lib.sh and calls
+#   - A stage script sources tools/bench_lib.sh and calls
 #       run PROGRAM ARGS...
 #     for each program run: it prints "[step k of n, run r] ...", logs the
 #     command and its output to $OUT/bench.log, and records a failure; the
@@ -27,7 +27,7 @@
 #
 # Inputs (environment): BIN (default $BUILD/bin, BUILD default build),
 # OUT (default $BENCH_DIR, default build/bench), DEVICE, QUICK,
-# BENCH_WRAP (see plots/bench_lib.sh), and BENCH_ONLY: an extended regex;
+# BENCH_WRAP (see tools/bench_lib.sh), and BENCH_ONLY: an extended regex;
 # only the stage scripts whose path matches it run (for a machine that cuts
 # a long run into pieces: BENCH_ONLY='0[1-4]_', then BENCH_ONLY='0[5-7]_'
 # into the same OUT; nothing is removed first, bench.log is appended to).

@@ -2,7 +2,7 @@
  * stage 04): storage-type conversion, 16-byte vector access, block-wide
  * reductions and row sweeps. The (max, sum) state and its merge, the idea of
  * stage 03, live in stages/03_online_softmax/md.h; the -inf guard in
- * common/exp_base.h.
+ * common/numerics/exp_base.h.
  *
  * Storage types: float, __half, __nv_bfloat16; arithmetic is always fp32. */
 #ifndef STF_SOFTMAX_DEVICE_CUH
@@ -56,7 +56,7 @@ __device__ __forceinline__ vec_t<T, VEC> ld_vec_stream(const T *p)
  * compute-bound (measured: fp16 online softmax at 54% of copy bandwidth).
  * Error: exp2f is within 2 ulp (CUDA C++ Programming Guide, mathematical
  * functions), and rounding x * log2 e costs a relative u |x| more; see
- * softmax_tolerance() in common/reference.h. Not flushed to zero: subnormal
+ * softmax_tolerance() in common/numerics/reference.h. Not flushed to zero: subnormal
  * results stay (the build does not use -ftz). */
 __device__ __forceinline__ float fexp(float x) { return exp2f(x * 1.4426950408889634f); }
 

@@ -4,7 +4,7 @@
  *      type), then one run, so an element the implementation failed to write
  *      shows up as NaN when the caller checks it;
  *   2. the measured run: one more run between the hardware DRAM counters
- *      (GPU, where CUPTI allows it; common/hwcounters.h);
+ *      (GPU, where CUPTI allows it; common/device/hwcounters.h);
  *   3. the timed runs: warm-up, then the median of iters (CUDA events with
  *      the L2 flushed before each run on the GPU; a monotonic clock on the CPU);
  *   4. the verdict: what the "ok" cell says and whether the program fails.

@@ -11,7 +11,7 @@
 #   L2 hit       lts__t_sectors_srcunit_tex_op_read_lookup_hit.sum / the above
 # Output: $OUT/gqa_counters.log (ncu's CSV) and a table on stdout and in
 # $OUT/gqa_counters.txt, one row per kernel launch.
-#   BIN=build/bin OUT=build/bench bash plots/gqa_counters.sh
+#   BIN=build/bin OUT=build/bench bash tools/gqa_counters.sh
 set -uo pipefail
 BIN=${BIN:-build/bin}
 OUT=${OUT:-build/bench}

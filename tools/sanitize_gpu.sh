@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# compute-sanitizer around one program, for plots/gpu_check.sh:
-#   bash plots/sanitize_gpu.sh SANITIZER-OPTIONS... -- PROGRAM ARGS...
+# compute-sanitizer around one program, for tools/gpu_check.sh:
+#   bash tools/sanitize_gpu.sh SANITIZER-OPTIONS... -- PROGRAM ARGS...
 # Exit status: the sanitizer's (1 on any error it reports, via
 # --error-exitcode 1), or the program's own. A program that makes no CUDA
 # call (a test binary whose cases are all CPU cases, a stage run with

@@ -2,8 +2,8 @@
 # Code shown in the notes is copied from marked regions of the source, so it
 # cannot drift from what runs.
 #
-#   bash plots/snippets.sh --check    exit 1, listing each stale snippet with a diff
-#   bash plots/snippets.sh --update   rewrite the notes' code blocks (make snippets)
+#   bash tools/snippets.sh --check    exit 1, listing each stale snippet with a diff
+#   bash tools/snippets.sh --update   rewrite the notes' code blocks (make snippets)
 #
 # In a source file (C, CUDA, shell: any comment style), a region is the lines
 # strictly between two marker lines:

@@ -1,4 +1,4 @@
-/* Stand-ins for common/gpu.cu when the build has no nvcc: the programs run on
+/* Stand-ins for common/device/gpu.cu when the build has no nvcc: the programs run on
  * the CPU and say why the GPU is not there. None of the others is reachable,
  * because every caller asks gpu_available() first; they fail loudly if not. */
 #include "gpu.h"

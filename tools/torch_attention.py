@@ -8,10 +8,10 @@ Shapes: bf16, B x N = 16384 tokens, H x d = 2048, N in {4096, 16384},
 d in {64, 128}, causal or not (as tc_dev perf). TFLOP/s = 4 B H N^2 d / time,
 halved when causal.
 
-  python3 plots/torch_attention.py [--csv FILE] [--iters 20] [--gemm]
-  python3 plots/torch_attention.py --decode [--csv FILE] [--iters 30]
-  python3 plots/torch_attention.py --check DIR [DIR ...] [--impl NAME ...]
-  python3 plots/torch_attention.py --check-broken DIR [DIR ...] [--impl NAME ...]
+  python3 tools/torch_attention.py [--csv FILE] [--iters 20] [--gemm]
+  python3 tools/torch_attention.py --decode [--csv FILE] [--iters 30]
+  python3 tools/torch_attention.py --check DIR [DIR ...] [--impl NAME ...]
+  python3 tools/torch_attention.py --check-broken DIR [DIR ...] [--impl NAME ...]
 
 --decode times one query token per sequence against a K/V cache (stage 06-07
 shapes: bf16, d = 128, Hq = 32; Hkv = 32, 8, 1 at B = 8, Nk = 32768 and B = 1,

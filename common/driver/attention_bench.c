@@ -141,7 +141,7 @@ static int save_npy_dev(const char *dir, const char *name, const void *dev, dtyp
 }
 
 /* meta.json beside the arrays: what a checker outside this program needs to
- * recompute the same problem (plots/torch_attention.py --check). */
+ * recompute the same problem (tools/torch_attention.py --check). */
 static int save_meta(const char *dir, const attn_shape_t *s)
 {
     char path[4096];
