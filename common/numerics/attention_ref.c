@@ -66,9 +66,11 @@ double attn_flops(const attn_shape_t *s) { return 4.0 * (double)s->dim * (double
 
 uint64_t attn_kv_slice(const attn_shape_t *s, uint64_t r)
 {
+    /* [snippet:gqa-kv-slice] */
     const uint64_t bh = r / s->seq_q, b = bh / s->heads, h = bh % s->heads;
     const uint64_t group = s->heads / s->kv_heads; /* query heads per K/V head */
     return b * s->kv_heads + h / group;
+    /* [/snippet] */
 }
 
 size_t attn_visible(const attn_shape_t *s, uint64_t r)

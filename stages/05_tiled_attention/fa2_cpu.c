@@ -75,6 +75,7 @@ int attention_fa2_cpu(const attn_shape_t *s, hbm_t *q, hbm_t *k, hbm_t *v, hbm_t
             for (size_t x = 0; x < rows * d; x++) c.q[x] = hbm_ld(q, qbase + row0 * d + x);
             for (size_t r = 0; r < rows; r++) c.m[r] = -INFINITY, c.l[r] = 0.0f;
             memset(c.o, 0, rows * d * sizeof(float));
+            /* [snippet:fa2-key-blocks] */
             for (size_t j = 0; j < ct; j++) {
                 const size_t key0 = j * bc, cols = key0 + bc <= Nk ? bc : Nk - key0;
                 for (size_t x = 0; x < cols * d; x++) c.k[x] = hbm_ld(k, kvbase + key0 * d + x);
@@ -110,6 +111,7 @@ int attention_fa2_cpu(const attn_shape_t *s, hbm_t *q, hbm_t *k, hbm_t *v, hbm_t
                 }
                 tiled_cpu_counts.masked += masked;
             }
+            /* [/snippet] */
             for (size_t r = 0; r < rows; r++) /* the one division; l = 0: no visible key, output 0 */
                 for (size_t x = 0; x < d; x++)
                     hbm_st(o, qbase + (row0 + r) * d + x, c.l[r] == 0.0f ? 0.0f : c.o[r * d + x] / c.l[r]);
