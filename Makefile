@@ -22,6 +22,7 @@
 # EXTRA_CFLAGS (compile) and LDFLAGS (link), e.g. for a sanitizer.
 
 SHELL := /bin/bash
+comma := ,
 BUILD ?= build
 BENCH_DIR ?= $(BUILD)/bench
 DEVICE ?= auto
@@ -85,9 +86,11 @@ TEST_BINS := $(TEST_SRC:tests/%.c=$(BUILD)/bin/%)
 
 all: banner $(STAGE_BINS) $(ALL_STAGE_LIBS)
 
+# The CPU-only note says why: NVCC= given on purpose (make sanitize, the CPU
+# build), or no nvcc found.
 banner:
 ifeq ($(HAVE_CUDA),0)
-	@echo "note: nvcc not found (PATH, /usr/local/cuda/bin): building the CPU-only programs."
+	@echo "note: $(if $(filter command line environment%,$(origin NVCC)),NVCC is empty (set on purpose),nvcc not found (PATH$(comma) /usr/local/cuda/bin)): building the CPU-only programs."
 endif
 
 $(BUILD)/obj/%.o: %.c
@@ -143,13 +146,7 @@ check-cmocka:
 tests: $(TEST_BINS)
 
 test: banner check-cmocka $(STAGE_BINS) $(TEST_BINS)
-	@fail=0; for t in $(TEST_BINS); do \
-	    echo "== $$t"; STF_BIN_DIR=$(BUILD)/bin $$t || fail=1; \
-	done; \
-	echo "== notes: code snippets and links"; \
-	bash tools/snippets.sh --check || fail=1; \
-	bash tools/check_links.sh || fail=1; \
-	if [ $$fail = 0 ]; then echo "all test programs passed"; else echo "some tests FAILED"; exit 1; fi
+	@BUILD=$(BUILD) bash tools/run_tests.sh $(TEST_BINS)
 
 # ---------------------------------------------------------------- sanitize
 # The host code built with AddressSanitizer and UBSan into its own folder,
@@ -157,51 +154,17 @@ test: banner check-cmocka $(STAGE_BINS) $(TEST_BINS)
 # maps memory where ASan keeps its shadow gap, so CUDA needs
 # protect_shadow_gap=0 to start at all, and LeakSanitizer then reports the
 # driver's own allocations), and the GPU code has compute-sanitizer instead
-# (tools/gpu_check.sh). Then the tests, and every stage program found in
-# $(SAN_BUILD)/bin on a small shape (with --csv, --save-npy, then --load-npy of
-# what it saved), and bad-input runs (a missing --load-npy directory, a cut
-# .npy file, an unwritable --csv, a CSV of another layout) that must exit 2.
+# (tools/gpu_check.sh). Then tools/sanitize.sh: the tests, every stage
+# program on a small shape and on bad input (what it runs: its header).
 # Any sanitizer report (leaks included) fails the target. Logs: $(SAN_BUILD)/sanitize/.
 SAN_BUILD ?= build-san
 SAN_FLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
 # GCC's flow analysis sees the instrumented code and warns about malloc'd
 # buffers filled in a loop (stages/04 one_pass_cpu.c's qr): a false positive there only.
 SAN_CFLAGS := $(SAN_FLAGS) -Wno-maybe-uninitialized
-SAN_ENV := ASAN_OPTIONS=detect_leaks=1:abort_on_error=1:halt_on_error=1 \
-           UBSAN_OPTIONS=halt_on_error=1:abort_on_error=1:print_stacktrace=1
 
 sanitize: check-cmocka
-	@$(MAKE) --no-print-directory BUILD=$(SAN_BUILD) NVCC= EXTRA_CFLAGS="$(SAN_CFLAGS)" LDFLAGS="$(SAN_FLAGS)" \
-	    all tests
-	@export $(SAN_ENV); B=$(SAN_BUILD); L=$$B/sanitize; rm -rf $$L; mkdir -p $$L; fail=0; n=0; \
-	san() { want=$$1; log=$$L/$$2; shift 2; n=$$((n + 1)); \
-	    "$$@" >$$log.out 2>$$log.err; rc=$$?; \
-	    if grep -qE 'ERROR: [A-Za-z]+Sanitizer|runtime error:|SUMMARY: [A-Za-z]+Sanitizer' $$log.err $$log.out; then \
-	        echo "FAIL (sanitizer report): $$*"; grep -hE -A30 'ERROR: [A-Za-z]+Sanitizer|runtime error:' $$log.err $$log.out | head -40; fail=1; \
-	    elif [ $$rc != $$want ]; then \
-	        echo "FAIL (exit $$rc, expected $$want): $$*"; tail -n 15 $$log.err; fail=1; \
-	    else echo "ok  $$*"; fi; }; \
-	for t in $$B/bin/test_*; do san 0 $$(basename $$t) env STF_BIN_DIR=$$B/bin $$t; done; \
-	printf 'a,b,c\n1,2,3\n' >$$L/foreign.csv; \
-	progs=$$(ls $$B/bin | grep -E '^[0-9][0-9][a-z]?_' | sort); \
-	[ -n "$$progs" ] || { echo "FAIL: no stage programs in $$B/bin"; fail=1; }; \
-	for p in $$progs; do P=$$B/bin/$$p; \
-	    h=$$($$P --help); \
-	    case "$$h" in \
-	        *--seq*) ds=" $$(printf '%s\n' "$$h" | sed -n 's/^head dimensions d this stage accepts://p' | tr ',' ' ') "; \
-	                 case "$$ds" in *" 32 "*|"  ") d=32 ;; *) d=$$(echo $$ds | cut -d' ' -f1) ;; esac; \
-	                 shape="--batch 1 --heads 2 --seq 33 --dim $$d"; in=q ;; \
-	        *) shape="--rows 5 --cols 1000"; in=x ;; \
-	    esac; \
-	    san 0 $$p $$P $$shape --iters 1 --warmup 0 --csv $$L/$$p.csv --save-npy $$L/$$p.npy; \
-	    san 0 $$p.load $$P --iters 1 --warmup 0 --load-npy $$L/$$p.npy; \
-	    san 2 $$p.missing $$P --iters 1 --warmup 0 --load-npy $$L/no-such-dir; \
-	    mkdir -p $$L/$$p.cut && head -c 200 $$L/$$p.npy/$$in.npy >$$L/$$p.cut/$$in.npy; \
-	    san 2 $$p.cut $$P --iters 1 --warmup 0 --load-npy $$L/$$p.cut; \
-	    san 2 $$p.csv-dir $$P $$shape --iters 1 --warmup 0 --csv $$L/no-such-dir/a.csv; \
-	    san 2 $$p.csv-layout $$P $$shape --iters 1 --warmup 0 --csv $$L/foreign.csv; \
-	done; \
-	if [ $$fail = 0 ]; then echo "sanitize: $$n runs, no sanitizer report"; else echo "sanitize: FAILED (logs in $$L)"; exit 1; fi
+	@$(MAKE) --no-print-directory BUILD=$(SAN_BUILD) NVCC= EXTRA_CFLAGS="$(SAN_CFLAGS)" LDFLAGS="$(SAN_FLAGS)" all tests && SAN_BUILD=$(SAN_BUILD) bash tools/sanitize.sh
 
 # The documentation checks alone (no build).
 docs-check:

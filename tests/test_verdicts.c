@@ -14,6 +14,7 @@
 #include "attn_harness.h"
 #include "harness.h"
 #include "npy.h"
+#include "report.h"
 
 static int prog(const char *p, const char *args, char *out, size_t n)
 {
@@ -182,13 +183,22 @@ static void test_csv_quoted(void **state)
     int rows = 0, quoted = 0;
     while (fgets(line, sizeof line, f)) {
         assert_int_equal(csv_fields(line), want);
-        quoted += strstr(line, ",\"yes, ") != NULL;
+        quoted += strstr(line, ",yes (63 excused),") != NULL;
         rows++;
     }
     fclose(f);
     unlink(path);
     assert_int_equal(rows, 2);
     assert_int_equal(quoted, 1);
+    /* RFC 4180 for any cell that holds a comma, a quote or a line break */
+    char buf[256] = "";
+    FILE *m = fmemopen(buf, sizeof buf, "w");
+    assert_non_null(m);
+    report_csv_cell(m, "a, b", ',');
+    report_csv_cell(m, "say \"x\"", ',');
+    report_csv_cell(m, "plain", '\n');
+    fclose(m);
+    assert_string_equal(buf, "\"a, b\",\"say \"\"x\"\"\",plain\n");
 }
 
 /* --save-npy: the files appear under their names only when the run

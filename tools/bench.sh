@@ -53,10 +53,13 @@ if [ -z "${BENCH_ONLY:-}" ]; then
     : >"$OUT/bench.log"
 fi # with BENCH_ONLY the other pieces' CSV stay and bench.log grows
 export BIN OUT DEVICE QUICK BENCH_STEPS=$n
+# what DEVICE=auto means, decided once for every stage script (bench_lib.sh's bench_device)
+BENCH_DEV=$(source tools/bench_lib.sh && trap - EXIT && bench_device)
+export BENCH_DEV
 
 failed=()
 start=$SECONDS
-echo "bench: $n stage scripts, DEVICE=$DEVICE QUICK=$QUICK, output in $OUT"
+echo "bench: $n stage scripts, DEVICE=$DEVICE (runs on the $BENCH_DEV) QUICK=$QUICK, output in $OUT"
 for k in "${!scripts[@]}"; do
     s=${scripts[$k]}
     t0=$SECONDS
