@@ -696,10 +696,11 @@ int attention_stage_main_ext(const attn_stage_t *st, const attn_stage_ext_t *ext
              "the others, with the reason in the table)%s%s\n"
              "implementations: run all, or pick with --kernel (names as in the table); a run in which none of\n"
              "the stage's own implementations (or of those picked) ran fails with exit 2 and the reasons\n"
-             "defaults: GPU B=4 H=16 N=4096 d=64; CPU B=1 H=2 N=256 d=64\n"
+             "defaults: GPU B=4 H=16 N=4096 d=64; CPU B=1 H=2 N=256 d=64; %s%s\n"
              "--sweep: GPU N = 1024 ... 16384 at B = 16384/N, H = 16; CPU N = 128 ... 2048 at B = 2048/N, H = 2\n"
              "         (--heads and --dim apply; --batch and the lengths do not; the CPU sweep times 3 runs by default)\n",
-             ATTN_DIM_MAX, st->dims ? "; this stage's GPU kernels: d = " : "", st->dims ? dims_text(st->dims) : "");
+             ATTN_DIM_MAX, st->dims ? "; this stage's GPU kernels: d = " : "", st->dims ? dims_text(st->dims) : "",
+             dtype_name(st->dtype_default), st->decode_default ? "; Nq = 1 (decode) unless --seq or --seq-q" : "");
     cli_spec_t spec = { st->prog, st->summary, CLI_ATTENTION, extra, st->opts, st->nopts };
     opts_t o;
     int rc = cli_parse(&spec, argc, argv, &o, stderr);
@@ -717,13 +718,15 @@ int attention_stage_main_ext(const attn_stage_t *st, const attn_stage_ext_t *ext
     if (!(o.given & GIVEN_ITERS)) o.iters = gpu ? 20 : (o.sweep ? 3 : 5);
     if (!(o.given & GIVEN_WARMUP)) o.warmup = 1 + 2 * gpu;
 
+    if (!(o.given & GIVEN_DTYPE)) o.dtype = st->dtype_default;
     const int kv_given = cli_opt_given(&o, "kv-heads");
     size_t B = gpu ? 4 : 1, H = gpu ? 16 : 2, N = gpu ? 4096 : 256, d = 64;
     if (o.given & GIVEN_BATCH) B = (size_t)o.batch;
     if (o.given & GIVEN_HEADS) H = (size_t)o.heads;
     if (o.given & GIVEN_SEQ) N = (size_t)o.seq;
     if (o.given & GIVEN_DIM) d = (size_t)o.dim;
-    size_t Nq = (o.given & (GIVEN_SEQ_Q | GIVEN_DECODE)) ? (size_t)o.seq_q : N;
+    size_t Nq = (o.given & (GIVEN_SEQ_Q | GIVEN_DECODE)) ? (size_t)o.seq_q
+              : (st->decode_default && !(o.given & GIVEN_SEQ)) ? 1 : N;
     size_t Nk = (o.given & GIVEN_SEQ_KV) ? (size_t)o.seq_kv : N;
     size_t Hkv = kv_given ? (size_t)cli_opt_value(&o, "kv-heads") : H;
 

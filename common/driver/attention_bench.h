@@ -85,6 +85,12 @@ typedef struct {
      *   varlen      (attn_shape_t.varlen) */
     const cli_opt_t *opts;
     int nopts;
+    /* The defaults, so that a bare run runs the stage's own implementations:
+     * dtype when --dtype is not given (0: fp32; the tensor-core ladder: bf16),
+     * and decode = 1 for a decode stage (Nq = 1 unless --seq, --seq-q or
+     * --decode says otherwise). */
+    dtype_t dtype_default;
+    int decode_default;
 } attn_stage_t;
 
 /* What stages 06-07 add (a separate struct, so that the earlier stages'

@@ -287,6 +287,7 @@ int cli_parse(const cli_spec_t *spec, int argc, char **argv, opts_t *o, FILE *er
             break;
         case OPT_DTYPE:
             if (dtype_parse(a, &o->dtype)) return bad(err, P, "--dtype", a, "fp32, fp16 or bf16");
+            o->given |= GIVEN_DTYPE;
             break;
         case OPT_ROWS:
             if (cli_parse_count(a, CLI_MAX_DIM, &o->rows)) return bad(err, P, "--rows", a, "an integer from 1 to 2^31-1");

@@ -51,7 +51,7 @@ enum {
     GIVEN_WARMUP = 1u << 3, GIVEN_BATCH = 1u << 4, GIVEN_HEADS = 1u << 5,
     GIVEN_SEQ = 1u << 6, GIVEN_DIM = 1u << 7,
     GIVEN_SCALE = 1u << 9, GIVEN_SEQ_Q = 1u << 10, GIVEN_SEQ_KV = 1u << 11,
-    GIVEN_DECODE = 1u << 12, GIVEN_SEED = 1u << 13,
+    GIVEN_DECODE = 1u << 12, GIVEN_SEED = 1u << 13, GIVEN_DTYPE = 1u << 14,
 };
 
 typedef struct {

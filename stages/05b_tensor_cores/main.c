@@ -20,6 +20,7 @@ int main(int argc, char **argv)
         .summary = "stage 05b, FlashAttention-2 on tensor cores (mma.sync): a ladder of kernels, "
                    "one change apart, against stage 05's fp32 kernel and standard attention",
         .impls = impls, .nimpls = n, .own = 2, .opts = opts, .nopts = 1,
+        .dtype_default = DT_BF16, /* the tensor cores take fp16 and bf16 */
     };
     return attention_stage_main(&st, argc, argv);
 }

@@ -20,6 +20,7 @@ int main(int argc, char **argv)
         .prog = "07_split_kv_decode",
         .summary = "stage 07, split-KV decoding (partial states merged with stage 04's merge) vs stage 06's packed decode",
         .impls = impls, .nimpls = 2, .own = 1, .opts = opts, .nopts = 5,
+        .decode_default = 1, /* split-KV is a decode method: Nq = 1 unless told otherwise */
     };
     const attn_stage_ext_t ext = { gqa_read_ceiling_gbps };
     return attention_stage_main_ext(&st, &ext, argc, argv);
