@@ -231,8 +231,9 @@ static int shape_row(report_t *rep, const attn_stage_t *st, const opts_t *o, con
     report_set(rep, row, "dim", "%zu", s->dim);
     report_set(rep, row, "causal", "%s", s->causal ? "yes" : "no");
     report_set(rep, row, "varlen", "%s", s->varlen ? "yes" : "no");
-    report_set(rep, row, "seed", "%llu", (unsigned long long)o->seed);
-    report_set(rep, row, "scale", "%g", o->scale);
+    /* with --load-npy neither describes the input: the file does */
+    report_set(rep, row, "seed", "%s", o->load_npy ? "file" : fmt("%llu", (unsigned long long)o->seed));
+    report_set(rep, row, "scale", "%s", o->load_npy ? "file" : fmt("%g", o->scale));
     report_set(rep, row, "tiles", "%s", im->tiles ? im->tiles(s, o->device == DEV_GPU) : "-");
     return row;
 }

@@ -192,8 +192,9 @@ static int run_shape(const softmax_stage_t *st, const opts_t *o, size_t rows, si
         report_set(rep, row, "passes", "%d", im->passes);
         report_set(rep, row, "acc_per_elem", "%d", im->loads + im->stores);
         report_set(rep, row, "copy_gbps", "%.0f", copy_gbps);
-        report_set(rep, row, "seed", "%llu", (unsigned long long)o->seed);
-        report_set(rep, row, "scale", "%g", o->scale);
+        /* with --load-npy neither describes the input: the file does */
+        report_set(rep, row, "seed", "%s", o->load_npy ? "file" : fmt("%llu", (unsigned long long)o->seed));
+        report_set(rep, row, "scale", "%s", o->load_npy ? "file" : fmt("%g", o->scale));
         const int applies = !im->applies || im->applies(rows, cols, dt, gpu, why, sizeof why);
         if (im->applies && applies) printf("%s applies: %s\n", im->name, why);
         if (!applies) {
