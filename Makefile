@@ -129,19 +129,7 @@ $(BUILD)/bin/test_%: $(BUILD)/obj/tests/test_%.o $(TEST_OBJ_EXTRA) $(ALL_STAGE_L
 $(BUILD)/obj/tests/%.o: CFLAGS += -Wno-unused-parameter
 
 check-cmocka:
-	@if [ ! -f /usr/include/cmocka.h ]; then \
-	    if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-	        echo "cmocka is missing: installing it with 'apt-get install -y libcmocka-dev'"; \
-	        DEBIAN_FRONTEND=noninteractive apt-get install -y libcmocka-dev >/dev/null 2>&1 || \
-	        { apt-get update >/dev/null 2>&1 && DEBIAN_FRONTEND=noninteractive apt-get install -y libcmocka-dev >/dev/null; } || \
-	        { echo "error: could not install libcmocka-dev; run: sudo apt-get install -y libcmocka-dev"; exit 1; }; \
-	    elif command -v sudo >/dev/null && sudo -n true 2>/dev/null; then \
-	        echo "cmocka is missing: installing it with 'sudo apt-get install -y libcmocka-dev'"; \
-	        sudo apt-get install -y libcmocka-dev >/dev/null || { echo "error: run: sudo apt-get install -y libcmocka-dev"; exit 1; }; \
-	    else \
-	        echo "error: the tests need cmocka. Install it with: sudo apt-get install -y libcmocka-dev"; exit 1; \
-	    fi; \
-	fi
+	@bash tools/need_cmocka.sh
 
 tests: $(TEST_BINS)
 
@@ -178,13 +166,7 @@ snippets:
 # can be (plots/need_gnuplot.sh). A machine without it (a GPU machine without
 # internet) still gets every CSV; `make plots` elsewhere draws them.
 bench: banner $(STAGE_BINS)
-	@BIN=$(BUILD)/bin OUT=$(BENCH_DIR) DEVICE=$(DEVICE) QUICK=$(QUICK) bash tools/bench.sh; rc=$$?; \
-	if bash plots/need_gnuplot.sh; then \
-	    DIR=$(BENCH_DIR) bash plots/draw.sh || rc=1; \
-	else \
-	    echo "plots skipped: gnuplot is not installed and could not be installed; run 'make plots' on a machine with gnuplot (apt-get install gnuplot-nox)"; \
-	fi; \
-	exit $$rc
+	@BIN=$(BUILD)/bin OUT=$(BENCH_DIR) DEVICE=$(DEVICE) QUICK=$(QUICK) DRAW=1 bash tools/bench.sh
 
 plots:
 	@bash plots/need_gnuplot.sh || { echo "error: the plots need gnuplot: sudo apt-get install -y gnuplot-nox"; exit 1; }
