@@ -75,7 +75,7 @@ BROKEN_SM(B_ZERO_LESSON, sm_zero, 1);
 static int softmax_with(const softmax_impl_t *im, const char *args)
 {
     const softmax_impl_t *list[] = { &IMPL_SAFE, im };
-    softmax_stage_t st = { "test_softmax_driver", "broken softmax", list, 2, 1, NULL, 0 };
+    softmax_stage_t st = { .prog = "test_softmax_driver", .summary = "broken softmax", .impls = list, .nimpls = 2, .own = 1 };
     return run_main(softmax_main, &st, args);
 }
 
@@ -110,7 +110,7 @@ static void test_softmax_wide_range(void **state)
     assert_true(tol < 1e-3);
     /* naive at fp16 scale 12: overflow on rows that pass ln(65504), excused */
     const softmax_impl_t *list[] = { &IMPL_COPY, &IMPL_NAIVE };
-    softmax_stage_t st = { "test_softmax_driver", "naive", list, 2, 1, NULL, 0 };
+    softmax_stage_t st = { .prog = "test_softmax_driver", .summary = "naive", .impls = list, .nimpls = 2, .own = 1 };
     assert_int_equal(run_main(softmax_main, &st, "--device cpu --rows 8 --cols 4096 --dtype fp16 --scale 12 --iters 1"), 0);
 }
 
@@ -192,7 +192,7 @@ BROKEN_AT(A_NAN_S, at_nan, ATT_ROUND_S | ATT_ROUND_P);
 static int attention_with(const attn_impl_t *im, const char *args)
 {
     const attn_impl_t *list[] = { &IMPL_ATTN_ONE_PASS, im };
-    attn_stage_t st = { "test_attention_driver", "broken attention", list, 2, 1, ATTN04_DIMS, NULL, 0 };
+    attn_stage_t st = { .prog = "test_attention_driver", .summary = "broken attention", .impls = list, .nimpls = 2, .own = 1 };
     return run_main(attention_main, &st, args);
 }
 
@@ -221,7 +221,7 @@ static void test_attention_extreme_scale(void **state)
 {
     (void)state;
     const attn_impl_t *list[] = { &IMPL_ATTN_STANDARD, &IMPL_ATTN_ONE_PASS };
-    attn_stage_t st = { "test_attention_driver", "stage 04", list, 2, 1, ATTN04_DIMS, NULL, 0 };
+    attn_stage_t st = { .prog = "test_attention_driver", .summary = "stage 04", .impls = list, .nimpls = 2, .own = 1 };
     assert_int_equal(run_main(attention_main, &st, "--device cpu --iters 1 --warmup 0 --scale 1e20 --seq 16 --dim 16"), 1);
     assert_int_equal(run_main(attention_main, &st, "--device cpu --iters 1 --warmup 0 --scale 1e3 --seq 16 --dim 16"), 1);
     assert_int_equal(run_main(attention_main, &st, "--device cpu --iters 1 --warmup 0 --seq 16 --dim 16"), 0);
@@ -322,7 +322,7 @@ static void test_naive_underflow_excused(void **state)
     snprintf(path, sizeof path, "%s/x.npy", dir);
     assert_int_equal(npy_write_f32(path, data, shape, 2), 0);
     const softmax_impl_t *list[] = { &IMPL_COPY, &IMPL_NAIVE };
-    softmax_stage_t st = { "test_softmax_driver", "naive", list, 2, 1, NULL, 0 };
+    softmax_stage_t st = { .prog = "test_softmax_driver", .summary = "naive", .impls = list, .nimpls = 2, .own = 1 };
     snprintf(args, sizeof args, "--device cpu --iters 1 --load-npy %s", dir);
     assert_int_equal(run_main(softmax_main, &st, args), 0);
     /* the excuse is naive's only: a safe softmax that returns 0/0 there fails */
@@ -367,7 +367,7 @@ static void test_nothing_ran_fails(void **state)
     static const attn_impl_t AT_DEMO = { .name = "demo", .stage = "xx", .model_bytes = attention_one_pass_model_bytes,
                                          .cpu = at_garbage, .demo = "a broken demonstration (test)" };
     const attn_impl_t *list[] = { &AT_DEMO, &IMPL_ATTN_ONE_PASS };
-    attn_stage_t st = { "test_attention_driver", "demo", list, 2, 1, NULL, NULL, 0 };
+    attn_stage_t st = { .prog = "test_attention_driver", .summary = "demo", .impls = list, .nimpls = 2, .own = 1 };
     assert_int_equal(run_main(attention_main, &st, args), 0);
 }
 
