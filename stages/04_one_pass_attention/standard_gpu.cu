@@ -84,7 +84,9 @@ __global__ void mask_kernel(T *S, int Nq, int Nk)
     const unsigned long long row = blockIdx.x;
     const int i = (int)(row % (unsigned)Nq);
     T *sr = S + row * (unsigned long long)Nk;
-    for (int j = i + 1 + (Nk - Nq) + (int)threadIdx.x; j < Nk; j += (int)blockDim.x) sr[j] = from_f<T>(-INFINITY);
+    /* keys j > i + Nk - Nq; a query row with no visible key (Nq > Nk) is masked whole */
+    const int first = i + 1 + (Nk - Nq) > 0 ? i + 1 + (Nk - Nq) : 0;
+    for (int j = first + (int)threadIdx.x; j < Nk; j += (int)blockDim.x) sr[j] = from_f<T>(-INFINITY);
 }
 
 /* P = softmax(S) for one row of fp32 S per block, P in T: stage 03's

@@ -66,7 +66,7 @@ echo "runs done: $(( $(date +%s) - t0 )) s"
 if [ "${H_TESTS:-1}" = 1 ]; then
     make -j16 $B/test_attention $B/test_checks >"$RESULTS/build_tests.log" 2>&1 &&
         for t in test_attention test_checks; do
-            STF_GPU_ONLY=1 STF_BIN_DIR=$B timeout 120 compute-sanitizer --tool memcheck --error-exitcode 9 \
+            STF_GPU_ONLY=1 STF_BIN_DIR=$B timeout 120 bash tools/sanitize_gpu.sh --tool memcheck -- \
                 $B/$t >"$RESULTS/$t.memcheck.log" 2>&1
             echo "memcheck_$t rc=$?" | tee -a "$RESULTS/summary.txt"
         done
