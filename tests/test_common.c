@@ -234,7 +234,7 @@ static int parse(const char *line, opts_t *o)
     snprintf(buf, sizeof buf, "prog %s", line);
     for (char *t = strtok(buf, " "); t && argc < 31; t = strtok(NULL, " ")) argv[argc++] = t;
     argv[argc] = NULL;
-    cli_spec_t spec = { "prog", "test", CLI_SOFTMAX, NULL, NULL, 0 };
+    cli_spec_t spec = { "prog", "test", CLI_SOFTMAX, NULL };
     FILE *devnull = fopen("/dev/null", "w");
     int rc = cli_parse(&spec, argc, argv, o, devnull);
     fclose(devnull);
@@ -274,7 +274,7 @@ static int parse_v(int kind, const char *const *args, opts_t *o, char *msg, size
     argv[argc++] = (char *)"prog";
     for (; *args && argc < 31; args++) argv[argc++] = (char *)*args;
     argv[argc] = NULL;
-    cli_spec_t spec = { "prog", "test", kind, NULL, NULL, 0 };
+    cli_spec_t spec = { "prog", "test", kind, NULL };
     FILE *m = tmpfile();
     assert_non_null(m);
     int rc = cli_parse(&spec, argc, argv, o, m);

@@ -702,9 +702,9 @@ int attention_stage_main_ext(const attn_stage_t *st, const attn_stage_ext_t *ext
              "         (--heads and --dim apply; --batch and the lengths do not; the CPU sweep times 3 runs by default)\n",
              ATTN_DIM_MAX, st->dims ? "; this stage's GPU kernels: d = " : "", st->dims ? dims_text(st->dims) : "",
              dtype_name(st->dtype_default), st->decode_default ? "; Nq = 1 (decode) unless --seq or --seq-q" : "");
-    cli_spec_t spec = { st->prog, st->summary, CLI_ATTENTION, extra, st->opts, st->nopts };
+    cli_spec_t spec = { st->prog, st->summary, CLI_ATTENTION, extra };
     opts_t o;
-    int rc = cli_parse(&spec, argc, argv, &o, stderr);
+    int rc = cli_parse_opts(&spec, st->opts, st->nopts, argc, argv, &o, stderr);
     if (rc == 1) return 0;
     if (rc) return rc;
     if (o.csv && report_csv_check(o.csv, COLS, NCOLS, stderr)) return 2; /* one CSV, one layout */

@@ -36,7 +36,7 @@ int cli_parse_count(const char *s, long long max, long long *out)
     return 0;
 }
 
-static void usage(const cli_spec_t *spec, FILE *f)
+static void usage(const cli_spec_t *spec, const cli_opt_t *stage_opts, int nstage, FILE *f)
 {
     fprintf(f, "usage: %s [options]\n%s\n\noptions:\n", spec->prog, spec->summary);
     fprintf(f,
@@ -59,11 +59,11 @@ static void usage(const cli_spec_t *spec, FILE *f)
                 "  --kernel A,B           run only these implementations (names as in the table)\n"
                 "  --sweep                run N = 1024 ... 16384 at B*N = 16384 tokens\n"
                 "  --scale S              inputs are S * U[-1, 1) (default 1)\n");
-    for (int i = 0; i < spec->nopts; i++) {
+    for (int i = 0; i < nstage; i++) {
         char head[64];
-        snprintf(head, sizeof head, "--%s%s%s", spec->opts[i].name, spec->opts[i].arg ? " " : "",
-                 spec->opts[i].arg ? spec->opts[i].arg : "");
-        fprintf(f, "  %-22s %s\n", head, spec->opts[i].help);
+        snprintf(head, sizeof head, "--%s%s%s", stage_opts[i].name, stage_opts[i].arg ? " " : "",
+                 stage_opts[i].arg ? stage_opts[i].arg : "");
+        fprintf(f, "  %-22s %s\n", head, stage_opts[i].help);
     }
     fprintf(f,
             "  --iters N              timed runs; the median is reported (default 20 GPU, 5 CPU)\n"
@@ -217,6 +217,21 @@ static void unknown_long(FILE *err, const char *P, const char *arg, const struct
 
 int cli_parse(const cli_spec_t *spec, int argc, char **argv, opts_t *o, FILE *err)
 {
+    static const cli_opt_t legacy[] = {
+        { "kv-heads", "G", 65536, "key/value heads (default --heads; must divide it)" },
+        { "br", "N", 4096, "query rows per tile" },
+        { "bc", "N", 4096, "key rows per tile" },
+        { "sram", "BYTES", 1LL << 30, "simulated on-chip memory of the CPU tiling" },
+        { "splits", "N", 65536, "K/V splits" },
+        { "varlen", NULL, 0, "variable K/V lengths per batch element" },
+    };
+    if (spec->kind == CLI_ATTENTION) return cli_parse_opts(spec, legacy, 6, argc, argv, o, err);
+    return cli_parse_opts(spec, NULL, 0, argc, argv, o, err);
+}
+
+int cli_parse_opts(const cli_spec_t *spec, const cli_opt_t *stage_opts, int nstage, int argc, char **argv, opts_t *o,
+                   FILE *err)
+{
     memset(o, 0, sizeof *o);
     o->device = DEV_AUTO;
     o->dtype = DT_F32;
@@ -258,17 +273,17 @@ int cli_parse(const cli_spec_t *spec, int argc, char **argv, opts_t *o, FILE *er
         for (size_t i = 0; i < sizeof softmax_opts / sizeof *softmax_opts; i++) longopts[n++] = softmax_opts[i];
     else
         for (size_t i = 0; i < sizeof attention_opts / sizeof *attention_opts; i++) longopts[n++] = attention_opts[i];
-    if (spec->nopts < 0 || spec->nopts > CLI_OPTS_MAX) {
+    if (nstage < 0 || nstage > CLI_OPTS_MAX) {
         fprintf(err, "%s: %d stage options declared, at most %d (a bug in the stage's main.c)\n", spec->prog,
-                spec->nopts, CLI_OPTS_MAX);
+                nstage, CLI_OPTS_MAX);
         return 2;
     }
-    for (int i = 0; i < spec->nopts; i++) {
-        struct option x = { spec->opts[i].name, spec->opts[i].arg ? required_argument : no_argument, 0, OPT_STAGE0 + i };
+    for (int i = 0; i < nstage; i++) {
+        struct option x = { stage_opts[i].name, stage_opts[i].arg ? required_argument : no_argument, 0, OPT_STAGE0 + i };
         longopts[n++] = x;
     }
-    o->opts = spec->opts;
-    o->nopts = spec->nopts;
+    o->opts = stage_opts;
+    o->nopts = nstage;
     memset(&longopts[n], 0, sizeof longopts[n]);
 
     const char *P = spec->prog;
@@ -360,10 +375,10 @@ int cli_parse(const cli_spec_t *spec, int argc, char **argv, opts_t *o, FILE *er
         case OPT_SAVE: o->save_npy = a; break;
         case OPT_LOAD: o->load_npy = a; break;
         case OPT_SWEEP: o->sweep = 1; break;
-        case OPT_HELP: usage(spec, stdout); return 1;
+        case OPT_HELP: usage(spec, stage_opts, nstage, stdout); return 1;
         case OPT_STAGE0: case OPT_STAGE0 + 1: case OPT_STAGE0 + 2: case OPT_STAGE0 + 3:
         case OPT_STAGE0 + 4: case OPT_STAGE0 + 5: case OPT_STAGE0 + 6: case OPT_STAGE0 + 7: {
-            const cli_opt_t *d = &spec->opts[c - OPT_STAGE0];
+            const cli_opt_t *d = &stage_opts[c - OPT_STAGE0];
             if (d->arg) {
                 char want[64], opt[64];
                 snprintf(want, sizeof want, "an integer from 1 to %lld", d->max);
@@ -411,7 +426,22 @@ int cli_parse(const cli_spec_t *spec, int argc, char **argv, opts_t *o, FILE *er
                 o->seq_q);
         return 2;
     }
-    if (o->given & GIVEN_DECODE) o->seq_q = 1;
+    if (o->given & GIVEN_DECODE) {
+        o->seq_q = 1;
+        o->given |= GIVEN_SEQ_Q; /* what a driver reading GIVEN_SEQ_Q alone expects */
+    }
+    /* the transitional copies (opts_t) */
+    static const struct { const char *name; unsigned bit; } copies[] = {
+        { "kv-heads", GIVEN_KV_HEADS }, { "br", GIVEN_BR }, { "bc", GIVEN_BC },
+        { "sram", GIVEN_SRAM }, { "splits", GIVEN_SPLITS }, { "varlen", GIVEN_VARLEN },
+    };
+    long long *dst[] = { &o->kv_heads, &o->br, &o->bc, &o->sram, &o->splits, NULL };
+    for (int i = 0; i < 6; i++)
+        if (cli_opt_given(o, copies[i].name)) {
+            o->given |= copies[i].bit;
+            if (dst[i]) *dst[i] = cli_opt_value(o, copies[i].name);
+            else o->varlen = 1;
+        }
     if (o->load_npy && (o->given & (GIVEN_SCALE | GIVEN_SEED))) {
         fprintf(err, "%s: --%s describes the generated input, which --load-npy replaces: give one or the other\n",
                 P, (o->given & GIVEN_SCALE) ? "scale" : "seed");

@@ -25,7 +25,7 @@ typedef enum { DEV_AUTO = 0, DEV_CPU = 1, DEV_GPU = 2 } device_sel_t;
 enum { CLI_SOFTMAX = 1, CLI_ATTENTION = 2 };
 
 /* An option one stage adds to its family's, declared in that stage's main.c
- * and handed to the driver, which hands it to cli_parse:
+ * and handed to the driver, which hands it to cli_parse_opts:
  *
  *     static const cli_opt_t OPTS[] = {
  *         { "chunks", "N", 64, "split each row into N chunks (default: chosen per shape)" },
@@ -51,7 +51,10 @@ enum {
     GIVEN_WARMUP = 1u << 3, GIVEN_BATCH = 1u << 4, GIVEN_HEADS = 1u << 5,
     GIVEN_SEQ = 1u << 6, GIVEN_DIM = 1u << 7,
     GIVEN_SCALE = 1u << 9, GIVEN_SEQ_Q = 1u << 10, GIVEN_SEQ_KV = 1u << 11,
-    GIVEN_DECODE = 1u << 12, GIVEN_SEED = 1u << 13, GIVEN_DTYPE = 1u << 14,
+    GIVEN_DECODE = 1u << 17, GIVEN_SEED = 1u << 18, GIVEN_DTYPE = 1u << 19,
+    /* Transitional (see cli_parse): set when an option of that name was given. */
+    GIVEN_KV_HEADS = 1u << 8, GIVEN_BR = 1u << 12, GIVEN_BC = 1u << 13, GIVEN_SRAM = 1u << 14,
+    GIVEN_SPLITS = 1u << 15, GIVEN_VARLEN = 1u << 16,
 };
 
 typedef struct {
@@ -70,11 +73,16 @@ typedef struct {
     const char *save_npy;
     const char *load_npy;
     unsigned given;
-    /* the stage's own options (cli_spec_t.opts): values and which were given */
+    /* the stage's own options (cli_parse_opts): values and which were given */
     const cli_opt_t *opts;
     int nopts;
     long long opt_val[CLI_OPTS_MAX];
     unsigned opt_given;
+    /* Transitional copies, for a driver that reads them by field (stage 08's,
+     * until it reads cli_opt_value): filled when a declared option of the
+     * same name ("kv-heads", "br", "bc", "sram", "splits", "varlen") is given. */
+    long long kv_heads, br, bc, sram, splits;
+    int varlen;
 } opts_t;
 
 typedef struct {
@@ -82,8 +90,6 @@ typedef struct {
     const char *summary; /* one line for --help */
     int kind;            /* CLI_SOFTMAX or CLI_ATTENTION */
     const char *extra_help; /* stage-specific lines for --help, or NULL */
-    const cli_opt_t *opts;  /* the stage's own options (see cli_opt_t), or NULL */
-    int nopts;
 } cli_spec_t;
 
 /* 1 when the stage option `name` was given; its value (0 when not given, 1
@@ -103,6 +109,13 @@ long long cli_opt_value(const opts_t *o, const char *name);
  * Conflicts refused here: --seq with --seq-q/--seq-kv/--decode, --decode
  * with --seq-q, --sweep with --load-npy or --save-npy, and --scale or --seed
  * with --load-npy (the file replaces the generated input they describe). */
+int cli_parse_opts(const cli_spec_t *spec, const cli_opt_t *opts, int nopts, int argc, char **argv, opts_t *o,
+                   FILE *err);
+/* Transitional: cli_parse_opts with no stage options for the softmax family,
+ * and for the attention family the set every attention program took before
+ * stages declared their own (kv-heads, br, bc, sram, splits, varlen), for a
+ * driver that has not declared its options yet. A stage declares them and
+ * calls cli_parse_opts. */
 int cli_parse(const cli_spec_t *spec, int argc, char **argv, opts_t *o, FILE *err);
 
 /* Parses a strictly positive integer no larger than max: 0 on success. */

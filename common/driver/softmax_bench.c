@@ -330,9 +330,9 @@ static int first_unfit(const float *x, size_t n, dtype_t dt, size_t *at)
 
 int softmax_stage_main(const softmax_stage_t *st, int argc, char **argv)
 {
-    cli_spec_t spec = { st->prog, st->summary, CLI_SOFTMAX, NULL, st->opts, st->nopts };
+    cli_spec_t spec = { st->prog, st->summary, CLI_SOFTMAX, NULL };
     opts_t o;
-    int rc = cli_parse(&spec, argc, argv, &o, stderr);
+    int rc = cli_parse_opts(&spec, st->opts, st->nopts, argc, argv, &o, stderr);
     if (rc == 1) return 0;
     if (rc) return rc;
     if (o.csv && report_csv_check(o.csv, COLS, NCOLS, stderr)) return 2; /* one CSV, one layout */

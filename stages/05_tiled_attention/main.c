@@ -34,11 +34,11 @@ int main(int argc, char **argv)
      * shape: checked before the driver runs anything. A parse error is left
      * to the driver, which reports it. */
     opts_t o;
-    const cli_spec_t spec = { st.prog, st.summary, CLI_ATTENTION, NULL, st.opts, st.nopts };
+    const cli_spec_t spec = { st.prog, st.summary, CLI_ATTENTION, NULL };
     FILE *devnull = fopen("/dev/null", "w");
     int help = 0;
     for (int i = 1; i < argc; i++) help |= !strcmp(argv[i], "--help") || !strcmp(argv[i], "-h");
-    if (!help && devnull && cli_parse(&spec, argc, argv, &o, devnull) == 0 &&
+    if (!help && devnull && cli_parse_opts(&spec, st.opts, st.nopts, argc, argv, &o, devnull) == 0 &&
         (cli_opt_given(&o, "br") || cli_opt_given(&o, "bc") || cli_opt_given(&o, "sram"))) {
         const size_t d = (o.given & GIVEN_DIM) ? (size_t)o.dim : 64;
         if (tiled_check_options(st.prog, d, (size_t)cli_opt_value(&o, "br"), (size_t)cli_opt_value(&o, "bc"),
