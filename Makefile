@@ -11,6 +11,7 @@
 #   make snippets   copy the marked source regions into the notes' code blocks
 #   make profile STAGE=01   run one stage under Nsight Compute (ncu), report in build/profile/
 #   make sanitize   host code with AddressSanitizer + UBSan (build-san/, CPU-only): tests and every stage
+#   make ladder-diff N=3   the tensor-core ladder: what one rung changes (tools/ladder_diff.sh)
 #
 # `make test` also checks that the notes' code blocks match the source
 # (tools/snippets.sh --check) and that relative links in the Markdown files
@@ -79,7 +80,7 @@ TEST_HELPERS := $(filter-out tests/test_%.c,$(wildcard tests/*.c))
 TEST_OBJ_EXTRA := $(TEST_HELPERS:%.c=$(BUILD)/obj/%.o) $(TEST_CU:%.cu=$(BUILD)/obj/%.cu.o)
 TEST_BINS := $(TEST_SRC:tests/%.c=$(BUILD)/bin/%)
 
-.PHONY: all test bench plots snippets docs-check profile sanitize clean check-cmocka banner
+.PHONY: all test bench plots snippets docs-check profile sanitize clean check-cmocka banner ladder-diff
 # Keep the objects that pattern chains would otherwise delete as intermediates.
 .SECONDARY:
 .DEFAULT_GOAL := all
@@ -175,6 +176,9 @@ plots:
 profile: $(STAGE_BINS)
 	@test -n "$(STAGE)" || { echo "usage: make profile STAGE=NN (one of: $(STAGES))"; exit 2; }
 	@BUILD=$(BUILD) STAGE=$(STAGE) bash tools/profile.sh
+
+# The tensor-core ladder's changes, one rung against the previous (stage 05b): make ladder-diff N=3
+ladder-diff: ; @bash tools/ladder_diff.sh $(N)
 
 clean:
 	rm -rf $(BUILD)
