@@ -13,8 +13,7 @@ int main(int argc, char **argv)
         { "br", "N", 4096, "query rows per block of stage 06's CPU tiling" },
         { "bc", "N", 4096, "keys per tile" },
         { "splits", "N", 65536, "K/V splits (default: chosen per shape)" },
-        { "varlen", NULL, 0, "batch element b holds only Nk - b*Nk/(2B) of the --seq-kv keys (variable K/V "
-                             "lengths, as in a serving batch)" },
+        { "varlen", NULL, 0, "batch element b holds Nk - b Nk / 2B keys (variable lengths, a serving batch)" },
     };
     const attn_stage_t st = {
         .prog = "07_split_kv_decode",
