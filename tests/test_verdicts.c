@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "attn_harness.h"
+#include "gpu.h"
 #include "harness.h"
 #include "npy.h"
 #include "report.h"
@@ -225,22 +226,26 @@ static void test_save_npy_atomic(void **state)
 }
 
 /* Inputs whose exact outputs are 0, NaN in V, -inf keys: every stage's
- * implementations are right, and the programs say so (exit 0). */
-static void test_semantics_programs(void **state)
+ * implementations are right, and the programs say so (exit 0). On the CPU
+ * (d = 16) and, when there is one, on the GPU (d = 64, where every kernel
+ * family is compiled): the semantics of notes/04, "NaN and -inf in Q, K, V". */
+static void semantics(int gpu)
 {
-    (void)state;
     char dir[] = "/tmp/stf_sem_XXXXXX", a[700];
     assert_non_null(mkdtemp(dir));
-    enum { N = 40, D = 16 };
-    static float q[2 * N * D], k[2 * N * D], v[2 * N * D];
+    enum { N = 40 };
+    const size_t D = gpu ? 64 : 16;
+    float *q = malloc(2 * N * D * sizeof *q), *k = malloc(2 * N * D * sizeof *k), *v = malloc(2 * N * D * sizeof *v);
+    assert_true(q && k && v);
     const size_t sh[4] = { 1, 2, N, D };
     const char *dts[] = { "fp32", "fp16", "bf16" };
+    static const char *const what[] = { "all zero", "V = 0 in head 1", "-inf in k[..., 0]", "NaN in V[5, 3]" };
     for (int c = 0; c < 4; c++) {
         for (size_t i = 0; i < 2 * N * D; i++) {
             q[i] = c == 0 ? 0.0f : (float)((i * 7) % 11) / 11.0f - 0.4f;
             k[i] = c == 0 ? 0.0f : (float)((i * 5) % 13) / 13.0f - 0.5f;
             v[i] = c == 0 ? 0.0f : (float)((i * 3) % 17) / 17.0f - 0.5f;
-            if (c == 1 && i >= N * D) v[i] = 0.0f; /* head 1: V = 0 */
+            if (c == 1 && i >= N * D) v[i] = 0.0f;       /* head 1: V = 0 */
             if (c == 2 && i % D == 0) k[i] = -INFINITY; /* every key masked where q_0 > 0, NaN rows where q_0 < 0 */
         }
         if (c == 3) v[5 * D + 3] = NAN; /* key 5, column 3 of head 0 */
@@ -248,24 +253,55 @@ static void test_semantics_programs(void **state)
         write_npy(dir, "k.npy", k, sh, 4);
         write_npy(dir, "v.npy", v, sh, 4);
         for (int t = 0; t < 3; t++) {
-            snprintf(a, sizeof a, "--device cpu --iters 1 --warmup 0 --dtype %s --load-npy %s", dts[t], dir);
-            assert_int_equal(prog("05_tiled_attention", a, g_out, sizeof g_out), 0);
-            assert_int_equal(prog("04_one_pass_attention", a, g_out, sizeof g_out), 0);
+            print_message("%s, %s, %s:\n", what[c], dts[t], gpu ? "GPU" : "CPU");
+            snprintf(a, sizeof a, "--device %s --iters 1 --warmup 0 --dtype %s --load-npy %s", gpu ? "gpu" : "cpu",
+                     dts[t], dir);
+            int rc = prog("05_tiled_attention", a, g_out, sizeof g_out);
+            if (rc) print_message("%s\n", g_out);
+            assert_int_equal(rc, 0);
+            rc = prog("04_one_pass_attention", a, g_out, sizeof g_out);
+            if (rc) print_message("%s\n", g_out);
+            assert_int_equal(rc, 0);
             assert_null(strstr(g_out, "excused"));
+            if (gpu) {
+                rc = prog("06_gqa_attention", a, g_out, sizeof g_out);
+                if (rc) print_message("%s\n", g_out);
+                assert_int_equal(rc, 0);
+                if (t > 0) { /* the tensor cores take fp16 and bf16 */
+                    rc = prog("05b_tensor_cores", a, g_out, sizeof g_out);
+                    if (rc) print_message("%s\n", g_out);
+                    assert_int_equal(rc, 0);
+                }
+            }
         }
     }
+    free(q);
+    free(k);
+    free(v);
     snprintf(a, sizeof a, "rm -rf %s", dir);
     assert_int_equal(system(a), 0);
+}
+static void test_semantics_programs(void **state)
+{
+    (void)state;
+    semantics(0);
+}
+static void test_semantics_programs_gpu(void **state)
+{
+    (void)state;
+    SKIP_WITHOUT_GPU();
+    semantics(1);
 }
 
 int main(void)
 {
     test_seed();
+    if (getenv("STF_GPU_ONLY")) cmocka_set_test_filter("*_gpu");
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_head_dims_cpu),      cmocka_unit_test(test_nothing_ran_programs),
         cmocka_unit_test(test_unfit_values),       cmocka_unit_test(test_too_large_files),
         cmocka_unit_test(test_csv_quoted),         cmocka_unit_test(test_save_npy_atomic),
-        cmocka_unit_test(test_semantics_programs),
+        cmocka_unit_test(test_semantics_programs), cmocka_unit_test(test_semantics_programs_gpu),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -71,7 +71,11 @@ echo "runs done: $(( $(date +%s) - t0 )) s"
 
 # the tests, under compute-sanitizer, if the slice allows (they link every stage)
 if [ "${H_TESTS:-1}" = 1 ]; then
-    make -j16 $B/test_attention $B/test_checks >"$RESULTS/build_tests.log" 2>&1 &&
+    make -j16 $B/test_attention $B/test_checks $B/test_verdicts >"$RESULTS/build_tests.log" 2>&1 &&
+        STF_GPU_ONLY=1 STF_BIN_DIR=$B timeout 120 $B/test_verdicts >"$RESULTS/test_verdicts_gpu.log" 2>&1
+    echo "test_verdicts (GPU semantics: zeros, V = 0, -inf keys, NaN in V; 04 05 05b 06) rc=$?" | tee -a "$RESULTS/summary.txt"
+    grep -E "FAILED|LINE|ERROR|none of|wrong result" "$RESULTS/test_verdicts_gpu.log" | head -20 | tee -a "$RESULTS/summary.txt"
+    [ -x $B/test_attention ] &&
         for t in test_attention test_checks; do
             STF_GPU_ONLY=1 STF_BIN_DIR=$B timeout 120 bash tools/sanitize_gpu.sh --tool memcheck -- \
                 $B/$t >"$RESULTS/$t.memcheck.log" 2>&1
