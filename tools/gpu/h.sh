@@ -33,7 +33,7 @@ run() {
 std4="--dtype bf16 --dim 128 --scale 6.928 --batch 2 --heads 8 --seq 2048 --iters 5 --warmup 1"
 run std4_bf16_04 0 $B/04_one_pass_attention --device gpu $std4
 run std4_fp16_04 0 $B/04_one_pass_attention --device gpu ${std4/bf16/fp16}
-run unit_bf16_04 0 $B/04_one_pass_attention --device gpu --dtype bf16 --dim 128 --iters 5
+run unit_bf16_04 0 $B/04_one_pass_attention --device gpu --dtype bf16 --dim 128 --batch 2 --heads 8 --seq 2048 --iters 5
 run std4_bf16_05 0 $B/05_tiled_attention --device gpu $std4
 # d = 16: either a kernel takes it (exit 0) or the run says none did (exit 2), never exit 0 with nothing run
 run d16_05 "0|2" $B/05_tiled_attention --device gpu --dim 16 --iters 2
