@@ -7,11 +7,20 @@
 int main(int argc, char **argv)
 {
     static const attn_impl_t *const impls[] = { &IMPL_GQA_PACKED, &IMPL_SPLIT_KV };
-    const attn_stage_t st = {
-        "07_split_kv_decode",
-        "stage 07, split-KV decoding (partial states merged with stage 04's merge) vs stage 06's packed decode",
-        impls, 2, 1, GQA_DIMS, 1,
+    /* The stage's own options (cli.h, cli_opt_t). */
+    static const cli_opt_t opts[] = {
+        { "kv-heads", "G", 65536, "key/value heads (default --heads; must divide it)" },
+        { "br", "N", 4096, "query rows per block of stage 06's CPU tiling" },
+        { "bc", "N", 4096, "keys per tile" },
+        { "splits", "N", 65536, "K/V splits (default: chosen per shape)" },
+        { "varlen", NULL, 0, "batch element b holds Nk - b Nk / 2B keys (variable lengths, a serving batch)" },
     };
-    const attn_stage_ext_t ext = { 1, gqa_read_ceiling_gbps };
+    const attn_stage_t st = {
+        .prog = "07_split_kv_decode",
+        .summary = "stage 07, split-KV decoding (partial states merged with stage 04's merge) vs stage 06's packed decode",
+        .impls = impls, .nimpls = 2, .own = 1, .opts = opts, .nopts = 5,
+        .decode_default = 1, /* split-KV is a decode method: Nq = 1 unless told otherwise */
+    };
+    const attn_stage_ext_t ext = { gqa_read_ceiling_gbps };
     return attention_stage_main_ext(&st, &ext, argc, argv);
 }
