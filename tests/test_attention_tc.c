@@ -11,7 +11,8 @@
  * So that the check cannot pass a wrong answer: a launch with a wrong scale,
  * a NaN, a perturbed element and a non-zero empty row must each fail it.
  * GPU cases skip (cmocka skip) without a GPU. STF_TEST_SMALL=1 runs small
- * shapes (for compute-sanitizer). */
+ * shapes (for compute-sanitizer); STF_TEST_FILTER=PATTERN runs the matching
+ * tests only (cmocka's filter: "tc5*"). */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -355,5 +356,7 @@ int main(void)
         t.name = TC_VERSIONS[v].name;
         tests[n++] = t;
     }
+    /* STF_TEST_FILTER="tc5*": only the matching tests (compute-sanitizer runs on a few rungs) */
+    if (getenv("STF_TEST_FILTER")) cmocka_set_test_filter(getenv("STF_TEST_FILTER"));
     return _cmocka_run_group_tests("attention stage 05b, tensor cores", tests, (size_t)n, NULL, teardown_probs);
 }
