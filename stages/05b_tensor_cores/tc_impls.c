@@ -41,7 +41,7 @@ const tc_version_t TC_VERSIONS[] = {
     { "tc6_m32", "32 query rows per warp: each K/V fragment feeds two m16 tiles (Q re-read from shared memory)" },
 };
 const int TC_NVERSIONS = (int)(sizeof TC_VERSIONS / sizeof TC_VERSIONS[0]);
-#define TC_MAX_VERSIONS 16
+#define TC_MAX_VERSIONS 12 /* rows instantiated below (TC_IMPL) */
 
 /* The head dims each rung is built for (tc_common.cuh's F::DIMS, as a list). */
 static const int DIMS_BASE[] = { 64, 96, 128, 0 };
@@ -174,7 +174,7 @@ int attn_tc_launch(int v, const tc_shape_t *s, const void *q, const void *k, con
     }
     const int ok = attn_tc_supports(v, s, why, sizeof why);
     if (launch_checks("attn_tc_launch", ok, why, q, k, v_, o)) return -1;
-    if (!LAUNCH || LAUNCH[v](s, q, k, v_, o)) {
+    if (!HAVE_CUDA || LAUNCH[v](s, q, k, v_, o)) {
         fprintf(stderr, "attn_tc_launch: %s has no kernel for this shape\n", TC_VERSIONS[v].name);
         return -1;
     }
@@ -189,7 +189,7 @@ const char *attn_tc_describe(int v, const tc_shape_t *s)
         snprintf(buf, sizeof buf, "%s (no GPU to query: %s)", TC_VERSIONS[v].what, gpu_unavailable_reason());
         return buf;
     }
-    if (!DESCRIBE || DESCRIBE[v](s, buf, sizeof buf)) snprintf(buf, sizeof buf, "no kernel for this shape");
+    if (!HAVE_CUDA || DESCRIBE[v](s, buf, sizeof buf)) snprintf(buf, sizeof buf, "no kernel for this shape");
     return buf;
 }
 
@@ -311,10 +311,6 @@ TC_IMPL(8);
 TC_IMPL(9);
 TC_IMPL(10);
 TC_IMPL(11);
-TC_IMPL(12);
-TC_IMPL(13);
-TC_IMPL(14);
-TC_IMPL(15);
 
 /* Names come from TC_VERSIONS; filled in on first use. */
 const attn_impl_t *const *attn_tc_impls(int *n)
@@ -322,9 +318,10 @@ const attn_impl_t *const *attn_tc_impls(int *n)
     static attn_impl_t rows[TC_MAX_VERSIONS];
     static const attn_impl_t *list[TC_MAX_VERSIONS];
     static const attn_impl_t *src[TC_MAX_VERSIONS] = {
-        &IMPL_TC0, &IMPL_TC1, &IMPL_TC2,  &IMPL_TC3,  &IMPL_TC4,  &IMPL_TC5,  &IMPL_TC6,  &IMPL_TC7,
-        &IMPL_TC8, &IMPL_TC9, &IMPL_TC10, &IMPL_TC11, &IMPL_TC12, &IMPL_TC13, &IMPL_TC14, &IMPL_TC15,
+        &IMPL_TC0, &IMPL_TC1, &IMPL_TC2, &IMPL_TC3, &IMPL_TC4,  &IMPL_TC5,
+        &IMPL_TC6, &IMPL_TC7, &IMPL_TC8, &IMPL_TC9, &IMPL_TC10, &IMPL_TC11,
     };
+    /* a rung added to TC_VERSIONS needs its TC_IMPL row: the table shows only these */
     const int nv = TC_NVERSIONS < TC_MAX_VERSIONS ? TC_NVERSIONS : TC_MAX_VERSIONS;
     if (!list[0])
         for (int v = 0; v < nv; v++) {
