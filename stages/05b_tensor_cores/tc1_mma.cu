@@ -27,13 +27,11 @@
  *   in practice K/V are re-read from L2, which holds a head's K/V while its
  *   query blocks run; shared memory: each warp reads all of K and V of a tile.
  *
- * Measured (H200, bf16, d = 128, N = 16384, 2026-11-28): 54.9 TFLOP/s. ncu:
- * 6.99e9 of the 8.60e9 shared-memory load wavefronts are bank conflicts,
- * L1/shared pipe 99% busy, tensor pipe active 8.7%: the next step (tc2)
- * removes the conflicts.
+ * Measured: note 05b's ladder table (notes/05b_tensor_cores.md); what the
+ * profiler found (most shared-memory loads are bank conflicts) is why tc2
+ * exists.
  *
- * Run: through the stage-05 program or the tensor-core test
- *   (build/bin/test_attention_tc); version index 0 in tc.h's API. */
+ * Run: build/bin/05b_tensor_cores --dtype bf16 --kernel tc1_mma */
 #include "tc_common.cuh"
 
 #define TC1_BQ 64

@@ -20,12 +20,11 @@
  * mostly from L2); shared memory: the same bytes as tc1 in 1/8 of the
  * wavefronts.
  *
- * Measured (H200, bf16, d = 128, N = 16384, 2026-11-28): 220.3 TFLOP/s
- * (4.0x tc1). ncu: 1161 bank conflicts left, tensor pipe 35% active; the
- * global loads are synchronous, so between each tile's two barriers every
- * warp waits for them: the next step (tc3) overlaps them with compute.
+ * Measured: note 05b's ladder table. The global loads are still
+ * synchronous: between each tile's two barriers every warp waits for them,
+ * which the next step (tc3) overlaps with compute.
  *
- * Run: build/bin/test_attention_tc, or version index 1 of tc.h's API. */
+ * Run: build/bin/05b_tensor_cores --dtype bf16 --kernel tc2_swizzle */
 #include "tc_common.cuh"
 
 #define TC2_BQ 64

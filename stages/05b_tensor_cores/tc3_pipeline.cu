@@ -21,12 +21,11 @@
  * Traffic: as tc1/tc2 (HBM es d (2 N_q + 2 N_kv ceil(N_q / 64)) per head,
  * K/V mostly from L2); what changes is only how much of it is in flight.
  *
- * Measured (H200, bf16, d = 128, N = 16384, 2026-11-28): 267.2 TFLOP/s.
- * ncu: tensor pipe 42% active, issue slots 50% busy, 3.96e9 instructions;
- * per score tc3 still spends FMUL (scale), FADD, FMUL (log2 e) and exp2f's
- * range handling around one MUFU: the next step (tc4) cuts those.
+ * Measured: note 05b's ladder table. Per score tc3 still spends FMUL
+ * (scale), FADD, FMUL (log2 e) and exp2f's range handling around one MUFU:
+ * the next step (tc4) cuts those.
  *
- * Run: build/bin/test_attention_tc, or version index 2 of tc.h's API. */
+ * Run: build/bin/05b_tensor_cores --dtype bf16 --kernel tc3_pipeline */
 #include "tc_common.cuh"
 
 #define TC3_BQ 64

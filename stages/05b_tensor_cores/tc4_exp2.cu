@@ -19,12 +19,11 @@
  *
  * Traffic: as tc3.
  *
- * Measured (H200, bf16, d = 128, N = 16384, 2026-11-28): 282.7 TFLOP/s;
- * instructions 3.96e9 -> 3.28e9. ncu: tensor pipe 45% active, issue slots
- * 44%, top stall a fixed-latency dependency (1.7 of 4.33 cycles between
- * issues) with 2 warps per scheduler: tc5 adds independent work per warp.
+ * Measured: note 05b's ladder table (with the instruction counts). The top
+ * stall left is a fixed-latency dependency with 2 warps per scheduler: the
+ * tc5a ... tc5f rungs add independent work per warp, one change each.
  *
- * Run: build/bin/test_attention_tc, or version index 3 of tc.h's API. */
+ * Run: build/bin/05b_tensor_cores --dtype bf16 --kernel tc4_exp2 */
 #include "tc_common.cuh"
 
 #define TC4_BQ 64
