@@ -2,12 +2,12 @@
 # r05's GPU round (stages 05 and 05b; issues 16 and 17): run from the worktree
 # root on the H200 machine, logs under $RESULTS. About 90 s after the build:
 # every step has a timeout and steps past the budget are skipped (said so).
-#   1. GPU tests: test_attention_tc (every rung, d = 32 ... 256), test_tiled
-#      (fa1/fa2/fa2-regtile, d = 16, 192, 256 with GQA), test_f16acc
-#   2. the new head dims through the programs (bf16 and fp32; d = 192 only
-#      through the tests while the stages' accepted list lacks it)
-#   3. the ladder's timing: every rung, bf16, N = 4096, B x N = 16384 tokens,
-#      H x d = 2048, at d = 64 and 128 (and causal if time allows)
+#   1. the ladder's timing: every rung, bf16, N = 4096, B x N = 16384 tokens,
+#      H x d = 2048, at d = 64 and 128, causal or not
+#   2. GPU tests, small shapes: test_attention_tc (every rung, d = 32 ...
+#      256), test_tiled (fa1/fa2/fa2-regtile; d = 16, 192, 256 with GQA),
+#      test_f16acc
+#   3. the new head dims through the programs (bf16 and fp32)
 #   4. compute-sanitizer memcheck on test_attention_tc, small shapes, the new
 #      rungs; racecheck if time allows
 set -u
@@ -40,30 +40,32 @@ step() { # step NAME TIMEOUT CMD...: runs unless the budget is spent; log in $R/
 }
 B=build/bin
 
-# 1. the tests (GPU cases only)
-step test_attention_tc 40 env STF_GPU_ONLY=1 $B/test_attention_tc
-step test_tiled_gpu 25 env STF_GPU_ONLY=1 $B/test_tiled
+# 1. the ladder, every rung (and stage 04's standard, stage 05's fa2-regtile), in one session
+L=(--dtype bf16 --seq 4096 --iters 20 --warmup 3 --csv "$R/ladder.csv")
+step ladder_d64 10 $B/05b_tensor_cores "${L[@]}" --batch 4 --heads 32 --dim 64
+step ladder_d128 10 $B/05b_tensor_cores "${L[@]}" --batch 4 --heads 16 --dim 128
+step ladder_d64_causal 10 $B/05b_tensor_cores "${L[@]}" --batch 4 --heads 32 --dim 64 --causal
+step ladder_d128_causal 10 $B/05b_tensor_cores "${L[@]}" --batch 4 --heads 16 --dim 128 --causal
+
+# 2. the tests, GPU cases, small shapes (the fp64 reference of the full
+#    shapes at d = 256 alone takes minutes of CPU)
+step test_attention_tc 30 env STF_GPU_ONLY=1 STF_TEST_SMALL=1 $B/test_attention_tc
+step test_tiled_gpu 20 env STF_GPU_ONLY=1 STF_TEST_SMALL=1 $B/test_tiled
 step test_f16acc 10 $B/test_f16acc
 
-# 2. head dims through the programs
-step dims_05b_bf16_d32 6 $B/05b_tensor_cores --dtype bf16 --batch 2 --heads 8 --seq 1000 --dim 32 --kernel tc5_tuned,tc6_m32 --iters 3 --warmup 1 --csv "$R/dims.csv"
-step dims_05b_bf16_d256 6 $B/05b_tensor_cores --dtype bf16 --batch 2 --heads 8 --seq 1000 --dim 256 --kernel tc5_tuned,tc6_m32 --iters 3 --warmup 1 --csv "$R/dims.csv"
-step dims_05b_bf16_d256c 6 $B/05b_tensor_cores --dtype bf16 --batch 2 --heads 8 --kv-heads 2 --seq 1000 --dim 256 --causal --kernel tc5_tuned --iters 3 --warmup 1 --csv "$R/dims.csv"
-step dims_05_fp32_d16 8 $B/05_tiled_attention --device gpu --dim 16 --iters 3 --warmup 1 --csv "$R/dims.csv"
-step dims_05_fp32_d32 8 $B/05_tiled_attention --device gpu --dim 32 --kernel fa2,fa2-regtile,fa2-regtile-br128 --iters 3 --warmup 1 --csv "$R/dims.csv"
-step dims_05_fp32_d256 10 $B/05_tiled_attention --device gpu --dim 256 --kernel fa2-regtile,fa2-regtile-br128 --iters 3 --warmup 1 --csv "$R/dims.csv"
-
-# 3. the ladder, every rung (and stage 04's standard, stage 05's fa2-regtile)
-L=(--dtype bf16 --seq 4096 --iters 20 --warmup 3 --csv "$R/ladder.csv")
-step ladder_d64 15 $B/05b_tensor_cores "${L[@]}" --batch 4 --heads 32 --dim 64
-step ladder_d128 15 $B/05b_tensor_cores "${L[@]}" --batch 4 --heads 16 --dim 128
-step ladder_d128_causal 12 $B/05b_tensor_cores "${L[@]}" --batch 4 --heads 16 --dim 128 --causal
-step ladder_d64_causal 12 $B/05b_tensor_cores "${L[@]}" --batch 4 --heads 32 --dim 64 --causal
+# 3. head dims through the programs (d = 192 through the tests: the stage's
+#    accepted list lacks it until the harness of issue 16 lands)
+D=(--batch 2 --heads 8 --seq 1000 --iters 3 --warmup 1 --csv "$R/dims.csv")
+step dims_05b_bf16_d32 5 $B/05b_tensor_cores --dtype bf16 --dim 32 --kernel tc5_tuned,tc6_m32 "${D[@]}"
+step dims_05b_bf16_d256 5 $B/05b_tensor_cores --dtype bf16 --dim 256 --kernel tc5_tuned,tc6_m32 "${D[@]}"
+step dims_05b_bf16_d256c 5 $B/05b_tensor_cores --dtype bf16 --dim 256 --kv-heads 2 --causal --kernel tc5_tuned "${D[@]}"
+step dims_05_fp32_d16 5 $B/05_tiled_attention --device gpu --dim 16 "${D[@]}"
+step dims_05_fp32_d256 5 $B/05_tiled_attention --device gpu --dim 256 --kernel fa2,fa2-regtile,fa2-regtile-br128 "${D[@]}"
 
 # 4. compute-sanitizer on the new rungs (small shapes)
 CS=compute-sanitizer
 step memcheck_tc5 30 env STF_TEST_SMALL=1 STF_GPU_ONLY=1 STF_TEST_FILTER='tc5*' $CS --tool memcheck --error-exitcode 9 $B/test_attention_tc
-step memcheck_tc6 20 env STF_TEST_SMALL=1 STF_GPU_ONLY=1 STF_TEST_FILTER='tc6*' $CS --tool memcheck --error-exitcode 9 $B/test_attention_tc
+step memcheck_tc6 15 env STF_TEST_SMALL=1 STF_GPU_ONLY=1 STF_TEST_FILTER='tc6*' $CS --tool memcheck --error-exitcode 9 $B/test_attention_tc
 step racecheck_tc5_tuned 25 env STF_TEST_SMALL=1 STF_GPU_ONLY=1 STF_TEST_FILTER='tc5_tuned' $CS --tool racecheck --error-exitcode 9 $B/test_attention_tc
 
 # the ladder as one table: TFLOP/s per rung and shape (from the CSVs' rows)
