@@ -46,6 +46,10 @@ step ladder_d64 10 $B/05b_tensor_cores "${L[@]}" --batch 4 --heads 32 --dim 64
 step ladder_d128 10 $B/05b_tensor_cores "${L[@]}" --batch 4 --heads 16 --dim 128
 step ladder_d64_causal 10 $B/05b_tensor_cores "${L[@]}" --batch 4 --heads 32 --dim 64 --causal
 step ladder_d128_causal 10 $B/05b_tensor_cores "${L[@]}" --batch 4 --heads 16 --dim 128 --causal
+# the same two non-causal runs again (another CSV): the run-to-run spread the table's small steps sit in
+RP=(--dtype bf16 --seq 4096 --iters 20 --warmup 3 --csv "$R/ladder_repeat.csv")
+step ladder_d64_repeat 10 $B/05b_tensor_cores "${RP[@]}" --batch 4 --heads 32 --dim 64
+step ladder_d128_repeat 10 $B/05b_tensor_cores "${RP[@]}" --batch 4 --heads 16 --dim 128
 
 # 2. the tests, GPU cases, small shapes (the fp64 reference of the full
 #    shapes at d = 256 alone takes minutes of CPU)
