@@ -140,7 +140,7 @@ template <typename T, int D, int BR> static void fa2_info(tiled_gpu_info_t *g)
 #define FA2_INST(T, DT, D, BR) { DT, D, BR, fa2_launch<T, D, BR>, fa2_info<T, D, BR> }
 #define FA2_DIMS(T, DT, BR) FA2_INST(T, DT, 32, BR), FA2_INST(T, DT, 64, BR), FA2_INST(T, DT, 80, BR), \
                             FA2_INST(T, DT, 96, BR), FA2_INST(T, DT, 128, BR)
-/* d = 16, 192, 256 at Br = 64 only. At d = 256 the tiles take 213.5 KiB of
+/* d = 16, 192, 256 at Br = 64 only. At d = 256 the tiles take 208.5 KiB of
  * shared memory (one block of 64 threads per SM) and o[d] lives in local
  * memory (a thread's row no longer fits in registers): it runs, slowly; the
  * register-tiled kernel is the one to time there. */

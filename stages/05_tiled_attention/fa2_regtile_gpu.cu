@@ -245,8 +245,8 @@ template <typename T, int D, int BR> static void rt_info(tiled_gpu_info_t *g)
 #define RT_INST(T, DT, D, BR) { DT, D, BR, rt_launch<T, D, BR>, rt_info<T, D, BR> }
 #define RT_DIMS(T, DT, BR) RT_INST(T, DT, 16, BR), RT_INST(T, DT, 32, BR), RT_INST(T, DT, 64, BR), \
                            RT_INST(T, DT, 80, BR), RT_INST(T, DT, 96, BR), RT_INST(T, DT, 128, BR)
-/* d = 192 and 256 at Br = 64 only: 170 and 214 KiB of shared memory (one
- * block of 256 threads per SM); Br = 128 would need 240 and 306 KiB, more
+/* d = 192 and 256 at Br = 64 only: 166 and 214 KiB of shared memory (one
+ * block of 256 threads per SM); Br = 128 would need 235 and 299 KiB, more
  * than a block may have (227 KiB on H100/H200). */
 #define RT_BIG(T, DT) RT_INST(T, DT, 192, 64), RT_INST(T, DT, 256, 64)
 static const rt_inst_t RT_INSTANCES[] = {
