@@ -13,15 +13,6 @@
  * Run: build/bin/05b_tensor_cores --dtype bf16 --kernel tc5e_ostore */
 #include "tc_common.cuh"
 
-/* Per-lane byte offset, inside a row, of 16-byte chunk 8 k + 2 i + lc for a
- * lane reading row lr (mod 8) of a tile: for the swizzled layout
- * ((2 i) ^ lc ^ (lr % 8)) * 16, plus k * 128 known at compile time; for the
- * padded one (d = 32, 96) (2 i + lc) * 16, plus the same k * 128. */
-template <int D> __device__ __forceinline__ uint32_t tc5e_sw(int i, int lc, int lr)
-{
-    return tc_layout<D>::SWIZZLE ? (uint32_t)(((2 * i) ^ lc ^ (lr & 7)) * 16) : (uint32_t)((2 * i + lc) * 16);
-}
-
 #define TC5E_BQ 64
 #define TC5E_BKV 64
 #define TC5E_WARPS 4
@@ -63,7 +54,7 @@ __global__ void __launch_bounds__(TC5E_THREADS) tc5e_kernel(tc_args_t a)
         const int lr = lane & 15, lc = lane >> 4;
         const uint32_t base = aQ + (warp * MMA_M + lr) * PB;
 #pragma unroll
-        for (int kk = 0; kk < D / MMA_K; kk++) tc_ldsm_x4(qf[kk], base + tc5e_sw<D>(kk % 4, lc, lr) + (kk / 4) * 128);
+        for (int kk = 0; kk < D / MMA_K; kk++) tc_ldsm_x4(qf[kk], base + tc_chunk_off<D>(kk % 4, lc, lr) + (kk / 4) * 128);
     }
 
     float o[D / MMA_N][4];
@@ -81,8 +72,8 @@ __global__ void __launch_bounds__(TC5E_THREADS) tc5e_kernel(tc_args_t a)
         const int vrow = lane & 15, vch = lane >> 4;
 #pragma unroll
         for (int i = 0; i < 4; i++) {
-            koff[i] = krow * PB + tc5e_sw<D>(i, kch, krow);
-            voff[i] = vrow * PB + tc5e_sw<D>(i, vch, vrow);
+            koff[i] = krow * PB + tc_chunk_off<D>(i, kch, krow);
+            voff[i] = vrow * PB + tc_chunk_off<D>(i, vch, vrow);
         }
     }
 

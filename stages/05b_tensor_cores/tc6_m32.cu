@@ -23,12 +23,6 @@
  * Run: build/bin/05b_tensor_cores --dtype bf16 --dim 128 --kernel tc6_m32 */
 #include "tc_common.cuh"
 
-/* as tc5_sw: per-lane offset of chunk 8 k + 2 i + lc in a row read by lane row lr */
-template <int D> __device__ __forceinline__ uint32_t tc6_sw(int i, int lc, int lr)
-{
-    return tc_layout<D>::SWIZZLE ? (uint32_t)(((2 * i) ^ lc ^ (lr & 7)) * 16) : (uint32_t)((2 * i + lc) * 16);
-}
-
 template <typename T, int D, int WARPS, int BKV, int MINB>
 __global__ void __launch_bounds__(WARPS * 32, MINB) tc6_kernel(tc_args_t a)
 {
@@ -64,9 +58,9 @@ __global__ void __launch_bounds__(WARPS * 32, MINB) tc6_kernel(tc_args_t a)
         const int vrow = lane & 15, vch = lane >> 4;
 #pragma unroll
         for (int i = 0; i < 4; i++) {
-            qoff[i] = aQ + (warp * 2 * MMA_M + qr) * PB + tc6_sw<D>(i, qc, qr);
-            koff[i] = krow * PB + tc6_sw<D>(i, kch, krow);
-            voff[i] = vrow * PB + tc6_sw<D>(i, vch, vrow);
+            qoff[i] = aQ + (warp * 2 * MMA_M + qr) * PB + tc_chunk_off<D>(i, qc, qr);
+            koff[i] = krow * PB + tc_chunk_off<D>(i, kch, krow);
+            voff[i] = vrow * PB + tc_chunk_off<D>(i, vch, vrow);
         }
     }
 

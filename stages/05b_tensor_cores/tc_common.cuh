@@ -222,6 +222,17 @@ template <int D> struct tc_layout {
 };
 // [/snippet]
 
+/* From tc5c on, ldmatrix addresses are a per-lane register plus an
+ * immediate: the byte offset, inside a row, of 16-byte chunk 8 k + 2 i + lc
+ * for a lane reading row lr (mod 8) of a tile is tc_chunk_off<D>(i, lc, lr)
+ * + k * 128. The swizzle XORs the chunk with row % 8, which only touches the
+ * chunk's low 3 bits, so ((2 i) ^ lc ^ (lr % 8)) * 16 for the swizzled
+ * layout; (2 i + lc) * 16 for the padded one (d = 32, 96). */
+template <int D> __device__ __forceinline__ uint32_t tc_chunk_off(int i, int lc, int lr)
+{
+    return tc_layout<D>::SWIZZLE ? (uint32_t)(((2 * i) ^ lc ^ (lr & 7)) * 16) : (uint32_t)((2 * i + lc) * 16);
+}
+
 /* ROWS x D elements from global rows g[0 .. valid-1] (row pitch D) into the
  * tile at shared address s, by NT threads, 16 bytes each; rows >= valid are
  * zero-filled (their scores are masked, and 0 * V stays finite). */
