@@ -57,12 +57,14 @@ step test_attention_tc 30 env STF_GPU_ONLY=1 STF_TEST_SMALL=1 $B/test_attention_
 step test_tiled_gpu 20 env STF_GPU_ONLY=1 STF_TEST_SMALL=1 $B/test_tiled
 step test_f16acc 10 $B/test_f16acc
 
-# 3. head dims through the programs (d = 192 through the tests: the stage's
-#    accepted list lacks it until the harness of issue 16 lands)
+# 3. head dims through the programs
 D=(--batch 2 --heads 8 --seq 1000 --iters 3 --warmup 1 --csv "$R/dims.csv")
 step dims_05b_bf16_d32 5 $B/05b_tensor_cores --dtype bf16 --dim 32 --kernel tc5_tuned,tc6_m32 "${D[@]}"
 step dims_05b_bf16_d256 5 $B/05b_tensor_cores --dtype bf16 --dim 256 --kernel tc5_tuned,tc6_m32 "${D[@]}"
 step dims_05b_bf16_d256c 5 $B/05b_tensor_cores --dtype bf16 --dim 256 --kv-heads 2 --causal --kernel tc5_tuned "${D[@]}"
+# d = 192 through the programs once every d is accepted (issue 16's harness; refused before it, exit 2)
+step dims_05b_bf16_d192 5 $B/05b_tensor_cores --dtype bf16 --dim 192 --kernel tc5_tuned,tc6_m32 "${D[@]}"
+step dims_05_fp32_d192 5 $B/05_tiled_attention --device gpu --dim 192 --kernel fa2,fa2-regtile,fa2-regtile-br128 "${D[@]}"
 step dims_05_fp32_d16 5 $B/05_tiled_attention --device gpu --dim 16 "${D[@]}"
 step dims_05_fp32_d256 5 $B/05_tiled_attention --device gpu --dim 256 --kernel fa2,fa2-regtile,fa2-regtile-br128 "${D[@]}"
 
