@@ -194,6 +194,50 @@ static void test_accuracy_gpu(void **state)
     print_message("gpu fa1/fa2/fa2-regtile(-br128): worst error/tolerance %.3g\n", worst_seen);
 }
 
+/* Issue 16's head dims on the GPU: fa2 and fa2-regtile take d = 16, 192 and
+ * 256 in every dtype, with GQA (4 query heads over 2 K/V heads); the Br = 128
+ * variant declines 192 and 256 with the shared memory it would need. */
+static void test_head_dims_gpu(void **state)
+{
+    (void)state;
+    SKIP_WITHOUT_GPU();
+    static const size_t dims[] = { 16, 192, 256 };
+    static const lens_t lens[] = { { 113, 203 }, { 203, 113 }, { 1, 300 } };
+    const attn_impl_t *impls[] = { &IMPL_ATTN_FA2, &IMPL_ATTN_FA2_REGTILE };
+    worst_seen = 0;
+    unsigned n = 0;
+    for (size_t b = 0; b < 3; b++)
+        for (size_t a = 0; a < (small_mode() ? 1u : 3u); a++)
+            for (int causal = 0; causal < 2; causal++)
+                for (size_t t = 0; t < 3; t++, n++) {
+                    attn_problem_t p;
+                    attn_problem_make(&p, 1, 4, 2, lens[a].nq, lens[a].nk, dims[b], causal, DTYPES[t], 1.5f,
+                                      7000 + 10 * n);
+                    attn_problem_ref(&p, NULL);
+                    void *o = malloc((size_t)attn_q_elems(&p.s) * dtype_size(DTYPES[t]));
+                    for (size_t c = 0; c < 2; c++) {
+                        char why[256] = "";
+                        const int ok = impls[c]->supports(&p.s, 1, why, sizeof why);
+                        if (!ok) print_message("%s d=%zu %s: declined: %s\n", impls[c]->name, dims[b],
+                                               dtype_name(DTYPES[t]), why);
+                        assert_true(ok);
+                        check_one(impls[c], 1, &p, o, "head dims");
+                    }
+                    char why[256] = "";
+                    const int ok128 = IMPL_ATTN_FA2_REGTILE128.supports(&p.s, 1, why, sizeof why);
+                    if (dims[b] > 128) {
+                        assert_false(ok128);
+                        assert_non_null(strstr(why, "shared memory"));
+                    } else {
+                        assert_true(ok128);
+                        check_one(&IMPL_ATTN_FA2_REGTILE128, 1, &p, o, "head dims");
+                    }
+                    free(o);
+                    attn_problem_free(&p);
+                }
+    print_message("gpu fa2, fa2-regtile at d = 16, 192, 256 (GQA 4/2): worst error/tolerance %.3g\n", worst_seen);
+}
+
 /* Large logits (30 U[-1,1): logits of several hundred): the running maximum
  * moves by large steps between blocks, and every rescale must be right. */
 static void large_logits(int gpu)
@@ -574,6 +618,7 @@ int main(void)
         cmocka_unit_test(test_large_logits_cpu),
         cmocka_unit_test(test_program),
         cmocka_unit_test(test_accuracy_gpu),
+        cmocka_unit_test(test_head_dims_gpu),
         cmocka_unit_test(test_large_logits_gpu),
     };
     if (getenv("STF_GPU_ONLY")) cmocka_set_test_filter("*_gpu");

@@ -23,7 +23,8 @@
  * once per query block: es (2 Nq d + 2 Nk d ceil(Nq / Br)) per head (not
  * causal). Blocks are scheduled last query block first (longest under causal).
  *
- * Tiles: Br = 64 (any dtype), or --br 32 / 128 (fp32); Bc = 64.
+ * Tiles: Br = 64 (any dtype; d = 16 ... 256), or --br 32 / 128 (fp32,
+ * d = 32 ... 128); Bc = 64. K/V head of query head h: h / (H / Hkv) (GQA).
  * Run: build/bin/05_tiled_attention --kernel fa2 [--br 32] [--causal] [--dim 128] */
 #include "tiled_device.cuh"
 
@@ -139,9 +140,15 @@ template <typename T, int D, int BR> static void fa2_info(tiled_gpu_info_t *g)
 #define FA2_INST(T, DT, D, BR) { DT, D, BR, fa2_launch<T, D, BR>, fa2_info<T, D, BR> }
 #define FA2_DIMS(T, DT, BR) FA2_INST(T, DT, 32, BR), FA2_INST(T, DT, 64, BR), FA2_INST(T, DT, 80, BR), \
                             FA2_INST(T, DT, 96, BR), FA2_INST(T, DT, 128, BR)
+/* d = 16, 192, 256 at Br = 64 only. At d = 256 the tiles take 208.5 KiB of
+ * shared memory (one block of 64 threads per SM) and o[d] lives in local
+ * memory (a thread's row no longer fits in registers): it runs, slowly; the
+ * register-tiled kernel is the one to time there. */
+#define FA2_MORE(T, DT) FA2_INST(T, DT, 16, 64), FA2_INST(T, DT, 192, 64), FA2_INST(T, DT, 256, 64)
 static const fa2_inst_t FA2_INSTANCES[] = {
     FA2_DIMS(float, DT_F32, 64),  FA2_DIMS(__half, DT_F16, 64), FA2_DIMS(__nv_bfloat16, DT_BF16, 64),
     FA2_DIMS(float, DT_F32, 32),  FA2_DIMS(float, DT_F32, 128),
+    FA2_MORE(float, DT_F32),      FA2_MORE(__half, DT_F16),     FA2_MORE(__nv_bfloat16, DT_BF16),
 };
 
 static const fa2_inst_t *fa2_find(const attn_shape_t *s, char *why, size_t n)
@@ -160,8 +167,8 @@ static const fa2_inst_t *fa2_find(const attn_shape_t *s, char *why, size_t n)
         const fa2_inst_t *e = &FA2_INSTANCES[x];
         if (e->dt == s->dt && (size_t)e->d == s->dim && (size_t)e->br == br) return e;
     }
-    snprintf(why, n, "no kernel instance for d = %zu, %s, Br = %zu (compiled: d = 32, 64, 80, 96, 128; Br = 64, and "
-                     "Br = 32 or 128 in fp32)", s->dim, dtype_name(s->dt), br);
+    snprintf(why, n, "no kernel instance for d = %zu, %s, Br = %zu (compiled: d = 16, 32, 64, 80, 96, 128, 192, 256 "
+                     "at Br = 64; d = 32 ... 128 at Br = 32 or 128 in fp32)", s->dim, dtype_name(s->dt), br);
     return NULL;
 }
 

@@ -34,9 +34,10 @@
  * V once per query block. Blocks of one head run next to each other, so K and
  * V are mostly re-read from the L2.
  *
- * Variants: fa2-regtile (Br = 64: 4 x 4 micro-tiles of S) and
- * fa2-regtile-br128 (Br = 128: 8 x 4 micro-tiles, more FMAs per load, fewer
- * blocks per SM).
+ * Variants: fa2-regtile (Br = 64: 4 x 4 micro-tiles of S; d = 16 ... 256)
+ * and fa2-regtile-br128 (Br = 128: 8 x 4 micro-tiles, more FMAs per load,
+ * fewer blocks per SM; d = 16 ... 128). GQA: query head h reads K/V head
+ * h / (H / Hkv) (bh / heads_per_kv, with bh = b H + h).
  * Run: build/bin/05_tiled_attention --kernel fa2-regtile,fa2-regtile-br128 [--causal] [--dim 128] */
 #include "tiled_device.cuh"
 
@@ -242,11 +243,16 @@ template <typename T, int D, int BR> static void rt_info(tiled_gpu_info_t *g)
 }
 
 #define RT_INST(T, DT, D, BR) { DT, D, BR, rt_launch<T, D, BR>, rt_info<T, D, BR> }
-#define RT_DIMS(T, DT, BR) RT_INST(T, DT, 32, BR), RT_INST(T, DT, 64, BR), RT_INST(T, DT, 80, BR), \
-                           RT_INST(T, DT, 96, BR), RT_INST(T, DT, 128, BR)
+#define RT_DIMS(T, DT, BR) RT_INST(T, DT, 16, BR), RT_INST(T, DT, 32, BR), RT_INST(T, DT, 64, BR), \
+                           RT_INST(T, DT, 80, BR), RT_INST(T, DT, 96, BR), RT_INST(T, DT, 128, BR)
+/* d = 192 and 256 at Br = 64 only: 166 and 214 KiB of shared memory (one
+ * block of 256 threads per SM); Br = 128 would need 235 and 299 KiB, more
+ * than a block may have (227 KiB on H100/H200). */
+#define RT_BIG(T, DT) RT_INST(T, DT, 192, 64), RT_INST(T, DT, 256, 64)
 static const rt_inst_t RT_INSTANCES[] = {
     RT_DIMS(float, DT_F32, 64),   RT_DIMS(__half, DT_F16, 64),   RT_DIMS(__nv_bfloat16, DT_BF16, 64),
     RT_DIMS(float, DT_F32, 128),  RT_DIMS(__half, DT_F16, 128),  RT_DIMS(__nv_bfloat16, DT_BF16, 128),
+    RT_BIG(float, DT_F32),        RT_BIG(__half, DT_F16),        RT_BIG(__nv_bfloat16, DT_BF16),
 };
 
 static const rt_inst_t *rt_find(const attn_shape_t *s, int br, char *why, size_t n)
@@ -265,7 +271,14 @@ static const rt_inst_t *rt_find(const attn_shape_t *s, int br, char *why, size_t
         const rt_inst_t *e = &RT_INSTANCES[x];
         if (e->dt == s->dt && (size_t)e->d == s->dim && e->br == br) return e;
     }
-    snprintf(why, n, "no kernel instance for d = %zu (compiled: d = 32, 64, 80, 96, 128)", s->dim);
+    if (br == 128 && (s->dim == 192 || s->dim == 256))
+        snprintf(why, n,
+                 "d = %zu: Br = 128 tiles need %.0f KiB of shared memory per block, more than a block may have; "
+                 "fa2-regtile (Br = 64) takes d = 192 and 256",
+                 s->dim, 4.0 * (128.0 * (s->dim + 4) + 64.0 * (s->dim + 4) + 64.0 * s->dim + 128.0 * 80) / 1024);
+    else
+        snprintf(why, n, "no kernel instance for d = %zu (compiled: d = 16, 32, 64, 80, 96, 128, and 192, 256 at Br = 64)",
+                 s->dim);
     return NULL;
 }
 

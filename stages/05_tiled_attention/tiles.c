@@ -165,25 +165,6 @@ size_t tiled_fa1_ws_bytes(const attn_shape_t *s)
     return (size_t)attn_rows(s) * (s->dim + 2) * sizeof(float);
 }
 
-const char *tiled_gpu_text(int ok, const tiled_gpu_info_t *g, const char *why)
-{
-    static char buf[320];
-    if (!ok) {
-        snprintf(buf, sizeof buf, "GPU: n/a (%s)", why);
-        return buf;
-    }
-    if (g->blocks_per_sm > 0)
-        snprintf(buf, sizeof buf,
-                 "GPU: %dx%d tiles, %d threads, %.1f KiB shared memory and %d registers per thread: %d block%s per SM "
-                 "(%d warps)",
-                 g->br, g->bc, g->threads, (double)g->smem / 1024.0, g->regs, g->blocks_per_sm,
-                 g->blocks_per_sm == 1 ? "" : "s", g->blocks_per_sm * g->threads / 32);
-    else
-        snprintf(buf, sizeof buf, "GPU: %dx%d tiles, %d threads, %.1f KiB shared memory per block", g->br, g->bc,
-                 g->threads, (double)g->smem / 1024.0);
-    return buf;
-}
-
 void tiled_chip_free(ledger_t *lg, tiled_chip_t *c, size_t br, size_t bc, size_t d)
 {
     sram_free(lg, c->q, br * d * 4);
@@ -205,21 +186,4 @@ int tiled_chip_alloc(ledger_t *lg, tiled_chip_t *c, size_t br, size_t bc, size_t
         return -1;
     }
     return 0;
-}
-
-void tiled_tiles(tiled_order_t ord, const attn_shape_t *s, size_t *br, size_t *bc)
-{
-    char why[384];
-    if (tiled_choose(ord, s, br, bc, why, sizeof why)) *br = *bc = 0;
-}
-
-const char *tiled_tiles_text(tiled_order_t ord, const attn_shape_t *s)
-{
-    static char buf[4][32];
-    static int k;
-    char *b = buf[k++ & 3];
-    size_t br, bc;
-    tiled_tiles(ord, s, &br, &bc);
-    snprintf(b, 32, "%zux%zu", br, bc);
-    return b;
 }

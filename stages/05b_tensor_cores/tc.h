@@ -1,13 +1,18 @@
-/* Stage 05 on tensor cores: FlashAttention-2's forward pass with mma.sync,
- * built as a ladder of kernels (tc1_mma.cu ... tc5_tuned.cu), each one change
- * away from the previous and each runnable on its own.
+/* Stage 05b: FlashAttention-2's forward pass on tensor cores (mma.sync),
+ * built as a ladder of kernels, each one change away from the previous and
+ * each runnable on its own (--kernel NAME; tools/ladder_diff.sh N shows the
+ * change of rung N):
+ *   tc1_mma.cu tc2_swizzle.cu tc3_pipeline.cu tc4_exp2.cu tc5a_kouter.cu
+ *   tc5b_tree.cu tc5c_immoff.cu tc5d_lazy.cu tc5e_ostore.cu tc5f_qborrow.cu
+ *   tc5_tuned.cu tc6_m32.cu        (device helpers: tc_common.cuh)
+ * and tcx_f16acc.cu, a numerics demonstration outside the ladder.
  *
  *   O = softmax(Q K^T * scale) V     fp16 or bf16 storage, fp32 accumulation
  *
  * Loop order (FlashAttention-2): one thread block per tile of query rows of
- * one (batch, head); its warps own 16 query rows each and stream the K/V tiles
- * of that head through shared memory, carrying the online-softmax state
- * (m, l, O) in registers.
+ * one (batch, head); its warps own 16 (tc6: 32) query rows each and stream
+ * the K/V tiles of that head through shared memory, carrying the
+ * online-softmax state (m, l, O) in registers.
  *
  * Layout: Q, O are [batch, heads, seq_q, dim]; K, V are [batch, kv_heads,
  * seq_kv, dim]; row-major, contiguous, base pointers 16-byte aligned (any
@@ -15,7 +20,8 @@
  * when kv_heads = heads).
  * Causal masking is bottom-right aligned: key j is visible to query i iff
  * j <= i + seq_kv - seq_q. A query row that sees no key outputs zeros.
- * Supported: dt DT_F16 or DT_BF16; dim 64, 96 or 128 (attn_tc_supports says
+ * Supported: dt DT_F16 or DT_BF16; head dim 64, 96 or 128 on every rung,
+ * also 32, 192 and 256 on tc5_tuned and 32 on tc6_m32 (attn_tc_supports says
  * why anything else is declined). */
 #ifndef STF_STAGE05_TC_H
 #define STF_STAGE05_TC_H
@@ -69,7 +75,7 @@ int attn_tcx_f16acc_supports(const tc_shape_t *s, char *why, size_t n);
 /* As attn_tc_launch: asynchronous, 0 or -1 with the reason on stderr. */
 int attn_tcx_f16acc_launch(const tc_shape_t *s, const void *q, const void *k, const void *v_, void *o);
 
-/* The versions as rows of the stage-05 table (tc_impls.c): *n of them, in
+/* The versions as rows of the stage-05b table (tc_impls.c): *n of them, in
  * ladder order, named as TC_VERSIONS. GPU only (the CPU declines them). */
 const attn_impl_t *const *attn_tc_impls(int *n);
 

@@ -27,13 +27,11 @@
  *   in practice K/V are re-read from L2, which holds a head's K/V while its
  *   query blocks run; shared memory: each warp reads all of K and V of a tile.
  *
- * Measured (H200, bf16, d = 128, N = 16384, 2026-11-28): 54.9 TFLOP/s. ncu:
- * 6.99e9 of the 8.60e9 shared-memory load wavefronts are bank conflicts,
- * L1/shared pipe 99% busy, tensor pipe active 8.7%: the next step (tc2)
- * removes the conflicts.
+ * Measured: note 05b's ladder table (notes/05b_tensor_cores.md); what the
+ * profiler found (most shared-memory loads are bank conflicts) is why tc2
+ * exists.
  *
- * Run: through the stage-05 program or the tensor-core test
- *   (build/bin/test_attention_tc); version index 0 in tc.h's API. */
+ * Run: build/bin/05b_tensor_cores --dtype bf16 --kernel tc1_mma */
 #include "tc_common.cuh"
 
 #define TC1_BQ 64
@@ -54,7 +52,7 @@ __global__ void __launch_bounds__(TC1_THREADS) tc1_kernel(tc_args_t a)
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
     const int g = lane / 4, c = lane % 4;
     const int q0 = tc_qblock(a) * TC1_BQ, h = blockIdx.y, b = blockIdx.z;
-    const int wq0 = q0 + warp * 16; /* this warp's first query row */
+    const int wq0 = q0 + warp * MMA_M; /* this warp's first query row */
     const size_t qhead = (size_t)b * a.heads + h, kvhead = (size_t)b * a.kv_heads + h / a.group;
     const uint16_t *Q = reinterpret_cast<const uint16_t *>(a.q) + qhead * a.seq_q * D;
     const uint16_t *K = reinterpret_cast<const uint16_t *>(a.k) + kvhead * a.seq_kv * D;
@@ -68,11 +66,11 @@ __global__ void __launch_bounds__(TC1_THREADS) tc1_kernel(tc_args_t a)
         *reinterpret_cast<uint4 *>(sQ + r * D + ch * 8) = x;
     }
     __syncthreads();
-    uint32_t qf[D / 16][4];
+    uint32_t qf[D / MMA_K][4];
     {
-        const uint16_t *w = sQ + warp * 16 * D;
+        const uint16_t *w = sQ + warp * MMA_M * D;
 #pragma unroll
-        for (int kk = 0; kk < D / 16; kk++) {
+        for (int kk = 0; kk < D / MMA_K; kk++) {
             qf[kk][0] = *reinterpret_cast<const uint32_t *>(w + g * D + 16 * kk + 2 * c);
             qf[kk][1] = *reinterpret_cast<const uint32_t *>(w + (g + 8) * D + 16 * kk + 2 * c);
             qf[kk][2] = *reinterpret_cast<const uint32_t *>(w + g * D + 16 * kk + 8 + 2 * c);
@@ -81,9 +79,9 @@ __global__ void __launch_bounds__(TC1_THREADS) tc1_kernel(tc_args_t a)
     }
 
     /* The running state of rows g (index 0) and g + 8 (index 1). */
-    float o[D / 8][4];
+    float o[D / MMA_N][4];
 #pragma unroll
-    for (int n = 0; n < D / 8; n++) o[n][0] = o[n][1] = o[n][2] = o[n][3] = 0.0f;
+    for (int n = 0; n < D / MMA_N; n++) o[n][0] = o[n][1] = o[n][2] = o[n][3] = 0.0f;
     float m[2] = { -INFINITY, -INFINITY }, l[2] = { 0.0f, 0.0f };
 
     const int kv_end = tc_kv_end(a, q0, TC1_BQ);
@@ -104,20 +102,20 @@ __global__ void __launch_bounds__(TC1_THREADS) tc1_kernel(tc_args_t a)
         if (tc_warp_skips(a, wq0, kv0)) continue; /* a tile wholly in this warp's future */
 
         /* S = Q K^T: 16 x 64, as 8 C tiles of 8 keys. */
-        float s[TC1_BKV / 8][4];
+        float s[TC1_BKV / MMA_N][4];
 #pragma unroll
-        for (int j = 0; j < TC1_BKV / 8; j++) {
+        for (int j = 0; j < TC1_BKV / MMA_N; j++) {
             s[j][0] = s[j][1] = s[j][2] = s[j][3] = 0.0f;
             const uint16_t *krow = sK + (8 * j + g) * D; /* key 8j + g */
 #pragma unroll
-            for (int kk = 0; kk < D / 16; kk++) {
+            for (int kk = 0; kk < D / MMA_K; kk++) {
                 const uint32_t b0 = *reinterpret_cast<const uint32_t *>(krow + 16 * kk + 2 * c);
                 const uint32_t b1 = *reinterpret_cast<const uint32_t *>(krow + 16 * kk + 8 + 2 * c);
                 tc_mma<T>(s[j], qf[kk], b0, b1);
             }
         }
 #pragma unroll
-        for (int j = 0; j < TC1_BKV / 8; j++)
+        for (int j = 0; j < TC1_BKV / MMA_N; j++)
 #pragma unroll
             for (int e = 0; e < 4; e++) s[j][e] *= a.scale;
         if (tc_tile_needs_mask(a, wq0, kv0, TC1_BKV)) tc_apply_mask(s, a, wq0, kv0);
@@ -127,24 +125,24 @@ __global__ void __launch_bounds__(TC1_THREADS) tc1_kernel(tc_args_t a)
         for (int r = 0; r < 2; r++) {
             float mx = -INFINITY;
 #pragma unroll
-            for (int j = 0; j < TC1_BKV / 8; j++) mx = fmaxf(mx, fmaxf(s[j][2 * r], s[j][2 * r + 1]));
+            for (int j = 0; j < TC1_BKV / MMA_N; j++) mx = fmaxf(mx, fmaxf(s[j][2 * r], s[j][2 * r + 1]));
             const float mnew = fmaxf(m[r], tc_quad_max(mx));
             /* While a row has seen no visible key, mnew = -inf: take the
              * exponents against 0 so that they give 0, not NaN. */
             const float ms = mnew == -INFINITY ? 0.0f : mnew;
-            const float alpha = exp2f((m[r] - ms) * 1.4426950408889634f); /* 1 unless m grew */
+            const float alpha = exp2f((m[r] - ms) * LOG2E_F); /* 1 unless m grew */
             m[r] = mnew;
             l[r] *= alpha; /* l stays a per-thread partial sum until the end */
 #pragma unroll
-            for (int n = 0; n < D / 8; n++) {
+            for (int n = 0; n < D / MMA_N; n++) {
                 o[n][2 * r] *= alpha;
                 o[n][2 * r + 1] *= alpha;
             }
 #pragma unroll
-            for (int j = 0; j < TC1_BKV / 8; j++)
+            for (int j = 0; j < TC1_BKV / MMA_N; j++)
 #pragma unroll
                 for (int e = 2 * r; e < 2 * r + 2; e++) {
-                    s[j][e] = exp2f((s[j][e] - ms) * 1.4426950408889634f);
+                    s[j][e] = exp2f((s[j][e] - ms) * LOG2E_F);
                     l[r] += s[j][e];
                 }
         }
@@ -152,12 +150,12 @@ __global__ void __launch_bounds__(TC1_THREADS) tc1_kernel(tc_args_t a)
         /* O += P V: P's A fragments straight from s; V's B fragments pair
          * two key rows of one dim (two 16-bit loads each). */
 #pragma unroll
-        for (int kk = 0; kk < TC1_BKV / 16; kk++) {
+        for (int kk = 0; kk < TC1_BKV / MMA_K; kk++) {
             uint32_t pa[4];
             tc_pack_p<T>(pa, s[2 * kk], s[2 * kk + 1]);
             const uint16_t *v0 = sV + (16 * kk + 2 * c) * D; /* keys 16kk + 2c, +1, +8, +9 */
 #pragma unroll
-            for (int n = 0; n < D / 8; n++) {
+            for (int n = 0; n < D / MMA_N; n++) {
                 const int col = 8 * n + g;
                 const uint32_t b0 = (uint32_t)v0[col] | (uint32_t)v0[D + col] << 16;
                 const uint32_t b1 = (uint32_t)v0[8 * D + col] | (uint32_t)v0[9 * D + col] << 16;
@@ -172,10 +170,10 @@ __global__ void __launch_bounds__(TC1_THREADS) tc1_kernel(tc_args_t a)
     for (int r = 0; r < 2; r++) {
         const float lsum = tc_quad_sum(l[r]);
         const float inv = lsum > 0.0f ? 1.0f / lsum : 0.0f;
-        const int row = wq0 + g + 8 * r;
+        const int row = wq0 + g + (MMA_M / 2) * r;
         if (row >= a.seq_q) continue;
 #pragma unroll
-        for (int n = 0; n < D / 8; n++)
+        for (int n = 0; n < D / MMA_N; n++)
             *reinterpret_cast<uint32_t *>(O + (size_t)row * D + 8 * n + 2 * c) =
                 tc_pack<T>(o[n][2 * r] * inv, o[n][2 * r + 1] * inv);
     }
@@ -184,6 +182,7 @@ __global__ void __launch_bounds__(TC1_THREADS) tc1_kernel(tc_args_t a)
 template <typename T, int D> static constexpr int tc1_smem() { return (TC1_BQ + 2 * TC1_BKV) * D * 2; }
 
 struct tc1_run {
+    static constexpr unsigned DIMS = TC_DIMS_BASE;
     const tc_shape_t *s;
     const void *q, *k, *v;
     void *o;
@@ -195,6 +194,7 @@ struct tc1_run {
     }
 };
 struct tc1_desc {
+    static constexpr unsigned DIMS = TC_DIMS_BASE;
     char *buf;
     size_t n;
     template <typename T, int D> int run()

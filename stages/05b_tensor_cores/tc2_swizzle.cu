@@ -20,12 +20,11 @@
  * mostly from L2); shared memory: the same bytes as tc1 in 1/8 of the
  * wavefronts.
  *
- * Measured (H200, bf16, d = 128, N = 16384, 2026-11-28): 220.3 TFLOP/s
- * (4.0x tc1). ncu: 1161 bank conflicts left, tensor pipe 35% active; the
- * global loads are synchronous, so between each tile's two barriers every
- * warp waits for them: the next step (tc3) overlaps them with compute.
+ * Measured: note 05b's ladder table. The global loads are still
+ * synchronous: between each tile's two barriers every warp waits for them,
+ * which the next step (tc3) overlaps with compute.
  *
- * Run: build/bin/test_attention_tc, or version index 1 of tc.h's API. */
+ * Run: build/bin/05b_tensor_cores --dtype bf16 --kernel tc2_swizzle */
 #include "tc_common.cuh"
 
 #define TC2_BQ 64
@@ -46,7 +45,7 @@ __global__ void __launch_bounds__(TC2_THREADS) tc2_kernel(tc_args_t a)
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
     const int g = lane / 4, c = lane % 4;
     const int q0 = tc_qblock(a) * TC2_BQ, h = blockIdx.y, b = blockIdx.z;
-    const int wq0 = q0 + warp * 16;
+    const int wq0 = q0 + warp * MMA_M;
     const size_t qhead = (size_t)b * a.heads + h, kvhead = (size_t)b * a.kv_heads + h / a.group;
     const T *Q = reinterpret_cast<const T *>(a.q) + qhead * a.seq_q * D;
     const T *K = reinterpret_cast<const T *>(a.k) + kvhead * a.seq_kv * D;
@@ -55,13 +54,13 @@ __global__ void __launch_bounds__(TC2_THREADS) tc2_kernel(tc_args_t a)
     tc_tile_sync<T, D, TC2_BQ, TC2_THREADS>(sQ, Q + (size_t)q0 * D, a.seq_q - q0);
     __syncthreads();
     /* Q's A fragment for k-step kk: lane l points at row l % 16, chunk 2kk + l / 16. */
-    uint32_t qf[D / 16][4];
+    uint32_t qf[D / MMA_K][4];
 #pragma unroll
-    for (int kk = 0; kk < D / 16; kk++) tc_ldsm_x4(qf[kk], aQ + L::off(warp * 16 + (lane & 15), 2 * kk + (lane >> 4)));
+    for (int kk = 0; kk < D / MMA_K; kk++) tc_ldsm_x4(qf[kk], aQ + L::off(warp * MMA_M + (lane & 15), 2 * kk + (lane >> 4)));
 
-    float o[D / 8][4];
+    float o[D / MMA_N][4];
 #pragma unroll
-    for (int n = 0; n < D / 8; n++) o[n][0] = o[n][1] = o[n][2] = o[n][3] = 0.0f;
+    for (int n = 0; n < D / MMA_N; n++) o[n][0] = o[n][1] = o[n][2] = o[n][3] = 0.0f;
     float m[2] = { -INFINITY, -INFINITY }, l[2] = { 0.0f, 0.0f };
 
     /* Per-lane rows of the K and V ldmatrix (see tc_common.cuh):
@@ -79,22 +78,22 @@ __global__ void __launch_bounds__(TC2_THREADS) tc2_kernel(tc_args_t a)
         __syncthreads();
         if (tc_warp_skips(a, wq0, kv0)) continue;
 
-        float s[TC2_BKV / 8][4];
+        float s[TC2_BKV / MMA_N][4];
 #pragma unroll
-        for (int j = 0; j < TC2_BKV / 8; j++) s[j][0] = s[j][1] = s[j][2] = s[j][3] = 0.0f;
+        for (int j = 0; j < TC2_BKV / MMA_N; j++) s[j][0] = s[j][1] = s[j][2] = s[j][3] = 0.0f;
         // [snippet:s-ldmatrix]
 #pragma unroll
-        for (int j = 0; j < TC2_BKV / 8; j += 2)
+        for (int j = 0; j < TC2_BKV / MMA_N; j += 2)
 #pragma unroll
-            for (int kk = 0; kk < D / 16; kk++) {
+            for (int kk = 0; kk < D / MMA_K; kk++) {
                 uint32_t kb[4];
-                tc_ldsm_x4(kb, aK + L::off(8 * j + krow, 2 * kk + kch));
+                tc_ldsm_x4(kb, aK + L::off(MMA_N * j + krow, 2 * kk + kch));
                 tc_mma<T>(s[j], qf[kk], kb[0], kb[1]);
                 tc_mma<T>(s[j + 1], qf[kk], kb[2], kb[3]);
             }
         // [/snippet]
 #pragma unroll
-        for (int j = 0; j < TC2_BKV / 8; j++)
+        for (int j = 0; j < TC2_BKV / MMA_N; j++)
 #pragma unroll
             for (int e = 0; e < 4; e++) s[j][e] *= a.scale;
         if (tc_tile_needs_mask(a, wq0, kv0, TC2_BKV)) tc_apply_mask(s, a, wq0, kv0);
@@ -103,34 +102,34 @@ __global__ void __launch_bounds__(TC2_THREADS) tc2_kernel(tc_args_t a)
         for (int r = 0; r < 2; r++) {
             float mx = -INFINITY;
 #pragma unroll
-            for (int j = 0; j < TC2_BKV / 8; j++) mx = fmaxf(mx, fmaxf(s[j][2 * r], s[j][2 * r + 1]));
+            for (int j = 0; j < TC2_BKV / MMA_N; j++) mx = fmaxf(mx, fmaxf(s[j][2 * r], s[j][2 * r + 1]));
             const float mnew = fmaxf(m[r], tc_quad_max(mx));
             const float ms = mnew == -INFINITY ? 0.0f : mnew;
-            const float alpha = exp2f((m[r] - ms) * 1.4426950408889634f);
+            const float alpha = exp2f((m[r] - ms) * LOG2E_F);
             m[r] = mnew;
             l[r] *= alpha;
 #pragma unroll
-            for (int n = 0; n < D / 8; n++) {
+            for (int n = 0; n < D / MMA_N; n++) {
                 o[n][2 * r] *= alpha;
                 o[n][2 * r + 1] *= alpha;
             }
 #pragma unroll
-            for (int j = 0; j < TC2_BKV / 8; j++)
+            for (int j = 0; j < TC2_BKV / MMA_N; j++)
 #pragma unroll
                 for (int e = 2 * r; e < 2 * r + 2; e++) {
-                    s[j][e] = exp2f((s[j][e] - ms) * 1.4426950408889634f);
+                    s[j][e] = exp2f((s[j][e] - ms) * LOG2E_F);
                     l[r] += s[j][e];
                 }
         }
 
 #pragma unroll
-        for (int kk = 0; kk < TC2_BKV / 16; kk++) {
+        for (int kk = 0; kk < TC2_BKV / MMA_K; kk++) {
             uint32_t pa[4];
             tc_pack_p<T>(pa, s[2 * kk], s[2 * kk + 1]);
 #pragma unroll
-            for (int n = 0; n < D / 8; n += 2) {
+            for (int n = 0; n < D / MMA_N; n += 2) {
                 uint32_t vb[4];
-                tc_ldsm_x4_trans(vb, aV + L::off(16 * kk + vrow, n + vch));
+                tc_ldsm_x4_trans(vb, aV + L::off(MMA_K * kk + vrow, n + vch));
                 tc_mma<T>(o[n], pa, vb[0], vb[1]);
                 tc_mma<T>(o[n + 1], pa, vb[2], vb[3]);
             }
@@ -142,10 +141,10 @@ __global__ void __launch_bounds__(TC2_THREADS) tc2_kernel(tc_args_t a)
     for (int r = 0; r < 2; r++) {
         const float lsum = tc_quad_sum(l[r]);
         const float inv = lsum > 0.0f ? 1.0f / lsum : 0.0f;
-        const int row = wq0 + g + 8 * r;
+        const int row = wq0 + g + (MMA_M / 2) * r;
         if (row >= a.seq_q) continue;
 #pragma unroll
-        for (int n = 0; n < D / 8; n++)
+        for (int n = 0; n < D / MMA_N; n++)
             *reinterpret_cast<uint32_t *>(O + (size_t)row * D + 8 * n + 2 * c) =
                 tc_pack<T>(o[n][2 * r] * inv, o[n][2 * r + 1] * inv);
     }
@@ -154,6 +153,7 @@ __global__ void __launch_bounds__(TC2_THREADS) tc2_kernel(tc_args_t a)
 template <int D> static constexpr int tc2_smem() { return tc_layout<D>::bytes(TC2_BQ + 2 * TC2_BKV); }
 
 struct tc2_run {
+    static constexpr unsigned DIMS = TC_DIMS_BASE;
     const tc_shape_t *s;
     const void *q, *k, *v;
     void *o;
@@ -165,6 +165,7 @@ struct tc2_run {
     }
 };
 struct tc2_desc {
+    static constexpr unsigned DIMS = TC_DIMS_BASE;
     char *buf;
     size_t n;
     template <typename T, int D> int run()

@@ -21,12 +21,11 @@
  * Traffic: as tc1/tc2 (HBM es d (2 N_q + 2 N_kv ceil(N_q / 64)) per head,
  * K/V mostly from L2); what changes is only how much of it is in flight.
  *
- * Measured (H200, bf16, d = 128, N = 16384, 2026-11-28): 267.2 TFLOP/s.
- * ncu: tensor pipe 42% active, issue slots 50% busy, 3.96e9 instructions;
- * per score tc3 still spends FMUL (scale), FADD, FMUL (log2 e) and exp2f's
- * range handling around one MUFU: the next step (tc4) cuts those.
+ * Measured: note 05b's ladder table. Per score tc3 still spends FMUL
+ * (scale), FADD, FMUL (log2 e) and exp2f's range handling around one MUFU:
+ * the next step (tc4) cuts those.
  *
- * Run: build/bin/test_attention_tc, or version index 2 of tc.h's API. */
+ * Run: build/bin/05b_tensor_cores --dtype bf16 --kernel tc3_pipeline */
 #include "tc_common.cuh"
 
 #define TC3_BQ 64
@@ -46,7 +45,7 @@ __global__ void __launch_bounds__(TC3_THREADS) tc3_kernel(tc_args_t a)
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
     const int g = lane / 4, c = lane % 4;
     const int q0 = tc_qblock(a) * TC3_BQ, h = blockIdx.y, b = blockIdx.z;
-    const int wq0 = q0 + warp * 16;
+    const int wq0 = q0 + warp * MMA_M;
     const size_t qhead = (size_t)b * a.heads + h, kvhead = (size_t)b * a.kv_heads + h / a.group;
     const T *Q = reinterpret_cast<const T *>(a.q) + qhead * a.seq_q * D;
     const T *K = reinterpret_cast<const T *>(a.k) + kvhead * a.seq_kv * D;
@@ -63,13 +62,13 @@ __global__ void __launch_bounds__(TC3_THREADS) tc3_kernel(tc_args_t a)
     tc_cp_async_wait<1>();
     __syncthreads();
 
-    uint32_t qf[D / 16][4];
+    uint32_t qf[D / MMA_K][4];
 #pragma unroll
-    for (int kk = 0; kk < D / 16; kk++) tc_ldsm_x4(qf[kk], aQ + L::off(warp * 16 + (lane & 15), 2 * kk + (lane >> 4)));
+    for (int kk = 0; kk < D / MMA_K; kk++) tc_ldsm_x4(qf[kk], aQ + L::off(warp * MMA_M + (lane & 15), 2 * kk + (lane >> 4)));
 
-    float o[D / 8][4];
+    float o[D / MMA_N][4];
 #pragma unroll
-    for (int n = 0; n < D / 8; n++) o[n][0] = o[n][1] = o[n][2] = o[n][3] = 0.0f;
+    for (int n = 0; n < D / MMA_N; n++) o[n][0] = o[n][1] = o[n][2] = o[n][3] = 0.0f;
     float m[2] = { -INFINITY, -INFINITY }, l[2] = { 0.0f, 0.0f };
     const int krow = (lane & 7) + ((lane >> 4) << 3), kch = (lane >> 3) & 1;
     const int vrow = lane & 15, vch = lane >> 4;
@@ -96,21 +95,21 @@ __global__ void __launch_bounds__(TC3_THREADS) tc3_kernel(tc_args_t a)
         // [/snippet]
 
         const bool skip = tc_warp_skips(a, wq0, kv0);
-        float s[TC3_BKV / 8][4];
+        float s[TC3_BKV / MMA_N][4];
         if (!skip) {
 #pragma unroll
-            for (int j = 0; j < TC3_BKV / 8; j++) s[j][0] = s[j][1] = s[j][2] = s[j][3] = 0.0f;
+            for (int j = 0; j < TC3_BKV / MMA_N; j++) s[j][0] = s[j][1] = s[j][2] = s[j][3] = 0.0f;
 #pragma unroll
-            for (int j = 0; j < TC3_BKV / 8; j += 2)
+            for (int j = 0; j < TC3_BKV / MMA_N; j += 2)
 #pragma unroll
-                for (int kk = 0; kk < D / 16; kk++) {
+                for (int kk = 0; kk < D / MMA_K; kk++) {
                     uint32_t kb[4];
-                    tc_ldsm_x4(kb, aK + L::off(8 * j + krow, 2 * kk + kch));
+                    tc_ldsm_x4(kb, aK + L::off(MMA_N * j + krow, 2 * kk + kch));
                     tc_mma<T>(s[j], qf[kk], kb[0], kb[1]);
                     tc_mma<T>(s[j + 1], qf[kk], kb[2], kb[3]);
                 }
 #pragma unroll
-            for (int j = 0; j < TC3_BKV / 8; j++)
+            for (int j = 0; j < TC3_BKV / MMA_N; j++)
 #pragma unroll
                 for (int e = 0; e < 4; e++) s[j][e] *= a.scale;
             if (tc_tile_needs_mask(a, wq0, kv0, TC3_BKV)) tc_apply_mask(s, a, wq0, kv0);
@@ -119,22 +118,22 @@ __global__ void __launch_bounds__(TC3_THREADS) tc3_kernel(tc_args_t a)
             for (int r = 0; r < 2; r++) {
                 float mx = -INFINITY;
 #pragma unroll
-                for (int j = 0; j < TC3_BKV / 8; j++) mx = fmaxf(mx, fmaxf(s[j][2 * r], s[j][2 * r + 1]));
+                for (int j = 0; j < TC3_BKV / MMA_N; j++) mx = fmaxf(mx, fmaxf(s[j][2 * r], s[j][2 * r + 1]));
                 const float mnew = fmaxf(m[r], tc_quad_max(mx));
                 const float ms = mnew == -INFINITY ? 0.0f : mnew;
-                const float alpha = exp2f((m[r] - ms) * 1.4426950408889634f);
+                const float alpha = exp2f((m[r] - ms) * LOG2E_F);
                 m[r] = mnew;
                 l[r] *= alpha;
 #pragma unroll
-                for (int n = 0; n < D / 8; n++) {
+                for (int n = 0; n < D / MMA_N; n++) {
                     o[n][2 * r] *= alpha;
                     o[n][2 * r + 1] *= alpha;
                 }
 #pragma unroll
-                for (int j = 0; j < TC3_BKV / 8; j++)
+                for (int j = 0; j < TC3_BKV / MMA_N; j++)
 #pragma unroll
                     for (int e = 2 * r; e < 2 * r + 2; e++) {
-                        s[j][e] = exp2f((s[j][e] - ms) * 1.4426950408889634f);
+                        s[j][e] = exp2f((s[j][e] - ms) * LOG2E_F);
                         l[r] += s[j][e];
                     }
             }
@@ -144,13 +143,13 @@ __global__ void __launch_bounds__(TC3_THREADS) tc3_kernel(tc_args_t a)
         __syncthreads();
         if (!skip) {
 #pragma unroll
-            for (int kk = 0; kk < TC3_BKV / 16; kk++) {
+            for (int kk = 0; kk < TC3_BKV / MMA_K; kk++) {
                 uint32_t pa[4];
                 tc_pack_p<T>(pa, s[2 * kk], s[2 * kk + 1]);
 #pragma unroll
-                for (int n = 0; n < D / 8; n += 2) {
+                for (int n = 0; n < D / MMA_N; n += 2) {
                     uint32_t vb[4];
-                    tc_ldsm_x4_trans(vb, aV + L::off(16 * kk + vrow, n + vch));
+                    tc_ldsm_x4_trans(vb, aV + L::off(MMA_K * kk + vrow, n + vch));
                     tc_mma<T>(o[n], pa, vb[0], vb[1]);
                     tc_mma<T>(o[n + 1], pa, vb[2], vb[3]);
                 }
@@ -163,10 +162,10 @@ __global__ void __launch_bounds__(TC3_THREADS) tc3_kernel(tc_args_t a)
     for (int r = 0; r < 2; r++) {
         const float lsum = tc_quad_sum(l[r]);
         const float inv = lsum > 0.0f ? 1.0f / lsum : 0.0f;
-        const int row = wq0 + g + 8 * r;
+        const int row = wq0 + g + (MMA_M / 2) * r;
         if (row >= a.seq_q) continue;
 #pragma unroll
-        for (int n = 0; n < D / 8; n++)
+        for (int n = 0; n < D / MMA_N; n++)
             *reinterpret_cast<uint32_t *>(O + (size_t)row * D + 8 * n + 2 * c) =
                 tc_pack<T>(o[n][2 * r] * inv, o[n][2 * r + 1] * inv);
     }
@@ -175,6 +174,7 @@ __global__ void __launch_bounds__(TC3_THREADS) tc3_kernel(tc_args_t a)
 template <int D> static constexpr int tc3_smem() { return tc_layout<D>::bytes(TC3_BQ + 4 * TC3_BKV); }
 
 struct tc3_run {
+    static constexpr unsigned DIMS = TC_DIMS_BASE;
     const tc_shape_t *s;
     const void *q, *k, *v;
     void *o;
@@ -186,6 +186,7 @@ struct tc3_run {
     }
 };
 struct tc3_desc {
+    static constexpr unsigned DIMS = TC_DIMS_BASE;
     char *buf;
     size_t n;
     template <typename T, int D> int run()

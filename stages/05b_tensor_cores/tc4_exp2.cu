@@ -19,12 +19,11 @@
  *
  * Traffic: as tc3.
  *
- * Measured (H200, bf16, d = 128, N = 16384, 2026-11-28): 282.7 TFLOP/s;
- * instructions 3.96e9 -> 3.28e9. ncu: tensor pipe 45% active, issue slots
- * 44%, top stall a fixed-latency dependency (1.7 of 4.33 cycles between
- * issues) with 2 warps per scheduler: tc5 adds independent work per warp.
+ * Measured: note 05b's ladder table (with the instruction counts). The top
+ * stall left is a fixed-latency dependency with 2 warps per scheduler: the
+ * tc5a ... tc5f rungs add independent work per warp, one change each.
  *
- * Run: build/bin/test_attention_tc, or version index 3 of tc.h's API. */
+ * Run: build/bin/05b_tensor_cores --dtype bf16 --kernel tc4_exp2 */
 #include "tc_common.cuh"
 
 #define TC4_BQ 64
@@ -44,7 +43,7 @@ __global__ void __launch_bounds__(TC4_THREADS) tc4_kernel(tc_args_t a)
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
     const int g = lane / 4, c = lane % 4;
     const int q0 = tc_qblock(a) * TC4_BQ, h = blockIdx.y, b = blockIdx.z;
-    const int wq0 = q0 + warp * 16;
+    const int wq0 = q0 + warp * MMA_M;
     const size_t qhead = (size_t)b * a.heads + h, kvhead = (size_t)b * a.kv_heads + h / a.group;
     const T *Q = reinterpret_cast<const T *>(a.q) + qhead * a.seq_q * D;
     const T *K = reinterpret_cast<const T *>(a.k) + kvhead * a.seq_kv * D;
@@ -61,13 +60,13 @@ __global__ void __launch_bounds__(TC4_THREADS) tc4_kernel(tc_args_t a)
     tc_cp_async_wait<1>();
     __syncthreads();
 
-    uint32_t qf[D / 16][4];
+    uint32_t qf[D / MMA_K][4];
 #pragma unroll
-    for (int kk = 0; kk < D / 16; kk++) tc_ldsm_x4(qf[kk], aQ + L::off(warp * 16 + (lane & 15), 2 * kk + (lane >> 4)));
+    for (int kk = 0; kk < D / MMA_K; kk++) tc_ldsm_x4(qf[kk], aQ + L::off(warp * MMA_M + (lane & 15), 2 * kk + (lane >> 4)));
 
-    float o[D / 8][4];
+    float o[D / MMA_N][4];
 #pragma unroll
-    for (int n = 0; n < D / 8; n++) o[n][0] = o[n][1] = o[n][2] = o[n][3] = 0.0f;
+    for (int n = 0; n < D / MMA_N; n++) o[n][0] = o[n][1] = o[n][2] = o[n][3] = 0.0f;
     float m[2] = { -INFINITY, -INFINITY }, l[2] = { 0.0f, 0.0f };
     const int krow = (lane & 7) + ((lane >> 4) << 3), kch = (lane >> 3) & 1;
     const int vrow = lane & 15, vch = lane >> 4;
@@ -92,16 +91,16 @@ __global__ void __launch_bounds__(TC4_THREADS) tc4_kernel(tc_args_t a)
         }
 
         const bool skip = tc_warp_skips(a, wq0, kv0);
-        float s[TC4_BKV / 8][4];
+        float s[TC4_BKV / MMA_N][4];
         if (!skip) {
 #pragma unroll
-            for (int j = 0; j < TC4_BKV / 8; j++) s[j][0] = s[j][1] = s[j][2] = s[j][3] = 0.0f;
+            for (int j = 0; j < TC4_BKV / MMA_N; j++) s[j][0] = s[j][1] = s[j][2] = s[j][3] = 0.0f;
 #pragma unroll
-            for (int j = 0; j < TC4_BKV / 8; j += 2)
+            for (int j = 0; j < TC4_BKV / MMA_N; j += 2)
 #pragma unroll
-                for (int kk = 0; kk < D / 16; kk++) {
+                for (int kk = 0; kk < D / MMA_K; kk++) {
                     uint32_t kb[4];
-                    tc_ldsm_x4(kb, aK + L::off(8 * j + krow, 2 * kk + kch));
+                    tc_ldsm_x4(kb, aK + L::off(MMA_N * j + krow, 2 * kk + kch));
                     tc_mma<T>(s[j], qf[kk], kb[0], kb[1]);
                     tc_mma<T>(s[j + 1], qf[kk], kb[2], kb[3]);
                 }
@@ -112,7 +111,7 @@ __global__ void __launch_bounds__(TC4_THREADS) tc4_kernel(tc_args_t a)
             for (int r = 0; r < 2; r++) {
                 float mx = -INFINITY;
 #pragma unroll
-                for (int j = 0; j < TC4_BKV / 8; j++) mx = fmaxf(mx, fmaxf(s[j][2 * r], s[j][2 * r + 1]));
+                for (int j = 0; j < TC4_BKV / MMA_N; j++) mx = fmaxf(mx, fmaxf(s[j][2 * r], s[j][2 * r + 1]));
                 const float mnew = fmaxf(m[r], tc_quad_max(mx));
                 const float ms = mnew == -INFINITY ? 0.0f : mnew;
                 const float msc = ms * a.scale_log2; /* the row max in exp2 units */
@@ -120,12 +119,12 @@ __global__ void __launch_bounds__(TC4_THREADS) tc4_kernel(tc_args_t a)
                 m[r] = mnew;
                 l[r] *= alpha;
 #pragma unroll
-                for (int n = 0; n < D / 8; n++) {
+                for (int n = 0; n < D / MMA_N; n++) {
                     o[n][2 * r] *= alpha;
                     o[n][2 * r + 1] *= alpha;
                 }
 #pragma unroll
-                for (int j = 0; j < TC4_BKV / 8; j++)
+                for (int j = 0; j < TC4_BKV / MMA_N; j++)
 #pragma unroll
                     for (int e = 2 * r; e < 2 * r + 2; e++) {
                         s[j][e] = tc_exp2(fmaf(s[j][e], a.scale_log2, -msc));
@@ -140,13 +139,13 @@ __global__ void __launch_bounds__(TC4_THREADS) tc4_kernel(tc_args_t a)
         if (!skip) {
             // [snippet:pv-registers]
 #pragma unroll
-            for (int kk = 0; kk < TC4_BKV / 16; kk++) {
+            for (int kk = 0; kk < TC4_BKV / MMA_K; kk++) {
                 uint32_t pa[4];
                 tc_pack_p<T>(pa, s[2 * kk], s[2 * kk + 1]);
 #pragma unroll
-                for (int n = 0; n < D / 8; n += 2) {
+                for (int n = 0; n < D / MMA_N; n += 2) {
                     uint32_t vb[4];
-                    tc_ldsm_x4_trans(vb, aV + L::off(16 * kk + vrow, n + vch));
+                    tc_ldsm_x4_trans(vb, aV + L::off(MMA_K * kk + vrow, n + vch));
                     tc_mma<T>(o[n], pa, vb[0], vb[1]);
                     tc_mma<T>(o[n + 1], pa, vb[2], vb[3]);
                 }
@@ -160,10 +159,10 @@ __global__ void __launch_bounds__(TC4_THREADS) tc4_kernel(tc_args_t a)
     for (int r = 0; r < 2; r++) {
         const float lsum = tc_quad_sum(l[r]);
         const float inv = lsum > 0.0f ? 1.0f / lsum : 0.0f;
-        const int row = wq0 + g + 8 * r;
+        const int row = wq0 + g + (MMA_M / 2) * r;
         if (row >= a.seq_q) continue;
 #pragma unroll
-        for (int n = 0; n < D / 8; n++)
+        for (int n = 0; n < D / MMA_N; n++)
             *reinterpret_cast<uint32_t *>(O + (size_t)row * D + 8 * n + 2 * c) =
                 tc_pack<T>(o[n][2 * r] * inv, o[n][2 * r + 1] * inv);
     }
@@ -172,6 +171,7 @@ __global__ void __launch_bounds__(TC4_THREADS) tc4_kernel(tc_args_t a)
 template <int D> static constexpr int tc4_smem() { return tc_layout<D>::bytes(TC4_BQ + 4 * TC4_BKV); }
 
 struct tc4_run {
+    static constexpr unsigned DIMS = TC_DIMS_BASE;
     const tc_shape_t *s;
     const void *q, *k, *v;
     void *o;
@@ -183,6 +183,7 @@ struct tc4_run {
     }
 };
 struct tc4_desc {
+    static constexpr unsigned DIMS = TC_DIMS_BASE;
     char *buf;
     size_t n;
     template <typename T, int D> int run()

@@ -1,4 +1,4 @@
-/* tc6_m32: tc5 with 32 query rows per warp (two m16 tiles) instead of 16.
+/* tc6_m32: tc5_tuned with 32 query rows per warp (two m16 tiles) instead of 16.
  *
  * What changes against tc5_tuned.cu: every K and V fragment a warp loads
  * from shared memory (ldmatrix.x4: the B operands of two MMAs) now feeds
@@ -12,32 +12,21 @@
  * d = 128, from 32 KB to 20 KB per 16 rows' worth of MMAs.
  * Everything else as tc5 (cp.async x2, exp2 with folded scale, immediate
  * ldmatrix offsets, tree reductions, lazy rescale, 16-byte O stores).
+ * Head dims 32 ... 128: at d = 192 and 256 O alone would take 192 and 256
+ * registers per thread (the limit is 255); tc5_tuned runs those.
  *
  * Traffic per head: HBM es d (2 N_q + 2 N_kv ceil(N_q / BQ)) at most, BQ = 32
  * x warps (K/V re-reads mostly from L2).
+ * Measured: note 05b's ladder table (notes/05b_tensor_cores.md); the tile
+ * choice per d (tc6_config) from the sweep listed there.
  *
- * Measured (H200, bf16, N = 16384, 2026-11-28): 321.3 TFLOP/s at d = 128
- * (4 warps, 32 keys per tile), 291.6 at d = 64 (4 warps, 64 keys); causal
- * d = 128 292.7, below tc5's 302.6 (twice the rows per warp straddle the
- * diagonal, so more masked MMAs). ncu (d = 128): tensor pipe 51% active,
- * shared-memory wavefronts 1.07e9 -> 0.81e9, 247 registers (2 blocks of 4
- * warps per SM), stall "wait" 2.06 of 5.20 cycles per issue.
- *
- * Run: build/bin/test_attention_tc, or version index 5 of tc.h's API. */
+ * Run: build/bin/05b_tensor_cores --dtype bf16 --dim 128 --kernel tc6_m32 */
 #include "tc_common.cuh"
 
-/* as tc5_sw: per-lane offset of chunk 8 k + 2 i + lc in a row read by lane row lr */
-template <int D> __device__ __forceinline__ uint32_t tc6_sw(int i, int lc, int lr)
-{
-    return tc_layout<D>::SWIZZLE ? (uint32_t)(((2 * i) ^ lc ^ (lr & 7)) * 16) : (uint32_t)((2 * i + lc) * 16);
-}
-
-/* LAZY: skip the O rescale when no row max of the warp moved (tc5's vote);
- * 0 rescales every tile, one branch fewer between the softmax and P V. */
-template <typename T, int D, int WARPS, int BKV, int MINB, int LAZY>
+template <typename T, int D, int WARPS, int BKV, int MINB>
 __global__ void __launch_bounds__(WARPS * 32, MINB) tc6_kernel(tc_args_t a)
 {
-    constexpr int BQ = 32 * WARPS, NT = 32 * WARPS;
+    constexpr int BQ = 2 * MMA_M * WARPS, NT = 32 * WARPS;
     using L = tc_layout<D>;
     constexpr int PB = L::PITCH * 16;
     constexpr int KVB = L::bytes(BKV);
@@ -48,7 +37,7 @@ __global__ void __launch_bounds__(WARPS * 32, MINB) tc6_kernel(tc_args_t a)
 
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
     const int q0 = tc_qblock(a) * BQ, h = blockIdx.y, b = blockIdx.z;
-    const int wq0 = q0 + warp * 32; /* m-tile mt: rows wq0 + 16 mt .. + 15 */
+    const int wq0 = q0 + warp * 2 * MMA_M; /* m-tile mt: rows wq0 + 16 mt .. + 15 */
     const size_t qhead = (size_t)b * a.heads + h, kvhead = (size_t)b * a.kv_heads + h / a.group;
     const T *Q = reinterpret_cast<const T *>(a.q) + qhead * a.seq_q * D;
     const T *K = reinterpret_cast<const T *>(a.k) + kvhead * a.seq_kv * D;
@@ -69,17 +58,17 @@ __global__ void __launch_bounds__(WARPS * 32, MINB) tc6_kernel(tc_args_t a)
         const int vrow = lane & 15, vch = lane >> 4;
 #pragma unroll
         for (int i = 0; i < 4; i++) {
-            qoff[i] = aQ + (warp * 32 + qr) * PB + tc6_sw<D>(i, qc, qr);
-            koff[i] = krow * PB + tc6_sw<D>(i, kch, krow);
-            voff[i] = vrow * PB + tc6_sw<D>(i, vch, vrow);
+            qoff[i] = aQ + (warp * 2 * MMA_M + qr) * PB + tc_chunk_off<D>(i, qc, qr);
+            koff[i] = krow * PB + tc_chunk_off<D>(i, kch, krow);
+            voff[i] = vrow * PB + tc_chunk_off<D>(i, vch, vrow);
         }
     }
 
-    float o[2][D / 8][4];
+    float o[2][D / MMA_N][4];
 #pragma unroll
     for (int mt = 0; mt < 2; mt++)
 #pragma unroll
-        for (int n = 0; n < D / 8; n++) o[mt][n][0] = o[mt][n][1] = o[mt][n][2] = o[mt][n][3] = 0.0f;
+        for (int n = 0; n < D / MMA_N; n++) o[mt][n][0] = o[mt][n][1] = o[mt][n][2] = o[mt][n][3] = 0.0f;
     float m[2][2] = { { -INFINITY, -INFINITY }, { -INFINITY, -INFINITY } };
     float l[2][2] = { { 0.0f, 0.0f }, { 0.0f, 0.0f } };
 
@@ -101,23 +90,23 @@ __global__ void __launch_bounds__(WARPS * 32, MINB) tc6_kernel(tc_args_t a)
         }
 
         /* the later m-tile sees at least the keys the earlier one sees */
-        const bool skip = tc_warp_skips(a, wq0, kv0) && tc_warp_skips(a, wq0 + 16, kv0);
-        float s[2][BKV / 8][4];
+        const bool skip = tc_warp_skips(a, wq0, kv0) && tc_warp_skips(a, wq0 + MMA_M, kv0);
+        float s[2][BKV / MMA_N][4];
         if (!skip) {
 #pragma unroll
             for (int mt = 0; mt < 2; mt++)
 #pragma unroll
-                for (int j = 0; j < BKV / 8; j++) s[mt][j][0] = s[mt][j][1] = s[mt][j][2] = s[mt][j][3] = 0.0f;
+                for (int j = 0; j < BKV / MMA_N; j++) s[mt][j][0] = s[mt][j][1] = s[mt][j][2] = s[mt][j][3] = 0.0f;
             // [snippet:m32-reuse]
 #pragma unroll
-            for (int kk = 0; kk < D / 16; kk++) {
+            for (int kk = 0; kk < D / MMA_K; kk++) {
                 uint32_t qf[2][4];
                 tc_ldsm_x4(qf[0], qoff[kk % 4] + (kk / 4) * 128);
-                tc_ldsm_x4(qf[1], qoff[kk % 4] + 16 * PB + (kk / 4) * 128);
+                tc_ldsm_x4(qf[1], qoff[kk % 4] + MMA_M * PB + (kk / 4) * 128);
 #pragma unroll
-                for (int j = 0; j < BKV / 8; j += 2) {
+                for (int j = 0; j < BKV / MMA_N; j += 2) {
                     uint32_t kb[4];
-                    tc_ldsm_x4(kb, aK + koff[kk % 4] + 8 * j * PB + (kk / 4) * 128);
+                    tc_ldsm_x4(kb, aK + koff[kk % 4] + MMA_N * j * PB + (kk / 4) * 128);
                     tc_mma<T>(s[0][j], qf[0], kb[0], kb[1]);
                     tc_mma<T>(s[0][j + 1], qf[0], kb[2], kb[3]);
                     tc_mma<T>(s[1][j], qf[1], kb[0], kb[1]);
@@ -127,18 +116,18 @@ __global__ void __launch_bounds__(WARPS * 32, MINB) tc6_kernel(tc_args_t a)
             // [/snippet]
 #pragma unroll
             for (int mt = 0; mt < 2; mt++)
-                if (tc_tile_needs_mask(a, wq0 + 16 * mt, kv0, BKV)) tc_apply_mask(s[mt], a, wq0 + 16 * mt, kv0);
+                if (tc_tile_needs_mask(a, wq0 + MMA_M * mt, kv0, BKV)) tc_apply_mask(s[mt], a, wq0 + MMA_M * mt, kv0);
 
             float alpha[2][2];
 #pragma unroll
             for (int mt = 0; mt < 2; mt++)
 #pragma unroll
                 for (int r = 0; r < 2; r++) {
-                    float t2[BKV / 8];
+                    float t2[BKV / MMA_N];
 #pragma unroll
-                    for (int j = 0; j < BKV / 8; j++) t2[j] = fmaxf(s[mt][j][2 * r], s[mt][j][2 * r + 1]);
+                    for (int j = 0; j < BKV / MMA_N; j++) t2[j] = fmaxf(s[mt][j][2 * r], s[mt][j][2 * r + 1]);
 #pragma unroll
-                    for (int w = BKV / 16; w >= 1; w /= 2)
+                    for (int w = BKV / MMA_K; w >= 1; w /= 2)
 #pragma unroll
                         for (int j = 0; j < w; j++) t2[j] = fmaxf(t2[j], t2[j + w]);
                     const float mnew = fmaxf(m[mt][r], tc_quad_max(t2[0]));
@@ -147,23 +136,23 @@ __global__ void __launch_bounds__(WARPS * 32, MINB) tc6_kernel(tc_args_t a)
                     alpha[mt][r] = tc_exp2((m[mt][r] - ms) * a.scale_log2);
                     m[mt][r] = mnew;
 #pragma unroll
-                    for (int j = 0; j < BKV / 8; j++) {
+                    for (int j = 0; j < BKV / MMA_N; j++) {
                         s[mt][j][2 * r] = tc_exp2(fmaf(s[mt][j][2 * r], a.scale_log2, -msc));
                         s[mt][j][2 * r + 1] = tc_exp2(fmaf(s[mt][j][2 * r + 1], a.scale_log2, -msc));
                         t2[j] = s[mt][j][2 * r] + s[mt][j][2 * r + 1];
                     }
 #pragma unroll
-                    for (int w = BKV / 16; w >= 1; w /= 2)
+                    for (int w = BKV / MMA_K; w >= 1; w /= 2)
 #pragma unroll
                         for (int j = 0; j < w; j++) t2[j] += t2[j + w];
                     l[mt][r] = l[mt][r] * alpha[mt][r] + t2[0];
                 }
-            if (!LAZY || __any_sync(0xffffffffu, alpha[0][0] != 1.0f || alpha[0][1] != 1.0f || alpha[1][0] != 1.0f ||
+            if (__any_sync(0xffffffffu, alpha[0][0] != 1.0f || alpha[0][1] != 1.0f || alpha[1][0] != 1.0f ||
                                             alpha[1][1] != 1.0f)) {
 #pragma unroll
                 for (int mt = 0; mt < 2; mt++)
 #pragma unroll
-                    for (int n = 0; n < D / 8; n++) {
+                    for (int n = 0; n < D / MMA_N; n++) {
                         o[mt][n][0] *= alpha[mt][0];
                         o[mt][n][1] *= alpha[mt][0];
                         o[mt][n][2] *= alpha[mt][1];
@@ -176,14 +165,14 @@ __global__ void __launch_bounds__(WARPS * 32, MINB) tc6_kernel(tc_args_t a)
         __syncthreads();
         if (!skip) {
 #pragma unroll
-            for (int kk = 0; kk < BKV / 16; kk++) {
+            for (int kk = 0; kk < BKV / MMA_K; kk++) {
                 uint32_t pa[2][4];
                 tc_pack_p<T>(pa[0], s[0][2 * kk], s[0][2 * kk + 1]);
                 tc_pack_p<T>(pa[1], s[1][2 * kk], s[1][2 * kk + 1]);
 #pragma unroll
-                for (int n = 0; n < D / 8; n += 2) {
+                for (int n = 0; n < D / MMA_N; n += 2) {
                     uint32_t vb[4];
-                    tc_ldsm_x4_trans(vb, aV + voff[(n % 8) / 2] + 16 * kk * PB + (n / 8) * 128);
+                    tc_ldsm_x4_trans(vb, aV + voff[(n % 8) / 2] + MMA_K * kk * PB + (n / 8) * 128);
                     tc_mma<T>(o[0][n], pa[0], vb[0], vb[1]);
                     tc_mma<T>(o[0][n + 1], pa[0], vb[2], vb[3]);
                     tc_mma<T>(o[1][n], pa[1], vb[0], vb[1]);
@@ -207,9 +196,9 @@ __global__ void __launch_bounds__(WARPS * 32, MINB) tc6_kernel(tc_args_t a)
         for (int r = 0; r < 2; r++) {
             const float lsum = tc_quad_sum(l[mt][r]);
             const float inv = lsum > 0.0f ? 1.0f / lsum : 0.0f;
-            const int row = warp * 32 + 16 * mt + g + 8 * r;
+            const int row = warp * 2 * MMA_M + MMA_M * mt + g + (MMA_M / 2) * r;
 #pragma unroll
-            for (int n = 0; n < D / 8; n++)
+            for (int n = 0; n < D / MMA_N; n++)
                 *reinterpret_cast<uint32_t *>(sQ + L::off(row, n) + 4 * c) =
                     tc_pack<T>(o[mt][n][2 * r] * inv, o[mt][n][2 * r + 1] * inv);
         }
@@ -217,96 +206,66 @@ __global__ void __launch_bounds__(WARPS * 32, MINB) tc6_kernel(tc_args_t a)
     T *O = reinterpret_cast<T *>(a.o) + qhead * a.seq_q * D;
     constexpr int CH = D / 8;
 #pragma unroll
-    for (int it = 0; it < 32 * CH / 32; it++) {
+    for (int it = 0; it < 2 * MMA_M * CH / 32; it++) {
         const int i = it * 32 + lane, rr = i / CH, ch = i % CH;
         if (wq0 + rr < a.seq_q)
             *reinterpret_cast<uint4 *>(O + (size_t)(wq0 + rr) * D + ch * 8) =
-                *reinterpret_cast<const uint4 *>(sQ + L::off(warp * 32 + rr, ch));
+                *reinterpret_cast<const uint4 *>(sQ + L::off(warp * 2 * MMA_M + rr, ch));
     }
 }
 
 /* ---------------------------------------------------------------- configurations */
 
-/* warps (x 32 query rows), keys per tile, blocks per SM asked of the register allocator */
-struct tc6_cfg_t {
-    int warps, bkv, minb, lazy;
-};
-static const tc6_cfg_t TC6_CFGS[] = { { 4, 64, 1, 1 }, { 4, 32, 1, 1 }, { 2, 32, 1, 1 },
-                                      { 2, 64, 1, 1 }, { 4, 64, 3, 1 }, { 4, 32, 1, 0 } };
-#define TC6_NCFG ((int)(sizeof TC6_CFGS / sizeof TC6_CFGS[0]))
+/* The configuration each head dim runs: warps (x 32 query rows), keys per
+ * tile, blocks per SM asked of the register allocator. d = 64: 64 keys;
+ * d = 128: 32 keys (measured against 64: note 05b); d = 96 takes d = 128's
+ * (not measured; it spills nothing), d = 32 d = 64's. */
+template <int D> struct tc6_config;
+template <> struct tc6_config<32> { static constexpr int WARPS = 4, BKV = 64, MINB = 1; };
+template <> struct tc6_config<64> { static constexpr int WARPS = 4, BKV = 64, MINB = 1; };
+template <> struct tc6_config<96> { static constexpr int WARPS = 4, BKV = 32, MINB = 1; };
+template <> struct tc6_config<128> { static constexpr int WARPS = 4, BKV = 32, MINB = 1; };
 
-/* The configuration each head dim runs (an index into TC6_CFGS). */
-static int tc6_default_cfg(int d)
-{
-    switch (d) {
-    case 64: return 0;  /* 4 warps, 64 keys: 289 TFLOP/s at N = 16384 (H200, 2026-11-28) */
-    case 96: return 1;  /* not measured; 4 warps, 32 keys is the d = 128 choice and spills nothing */
-    default: return 1;  /* 4 warps, 32 keys: 324 TFLOP/s at N = 16384, against 320 with 64 keys */
-    }
-}
-
-template <int D, int WARPS, int BKV> static constexpr int tc6_smem() { return tc_layout<D>::bytes(32 * WARPS + 4 * BKV); }
-
-template <typename T, int D, int WARPS, int BKV, int MINB, int LAZY> struct tc6_inst {
-    static void launch(const tc_shape_t *s, const tc_args_t &a)
-    {
-        tc_launch_kernel<tc6_kernel<T, D, WARPS, BKV, MINB, LAZY>>(tc_grid(s, 32 * WARPS), 32 * WARPS,
-                                                              tc6_smem<D, WARPS, BKV>(), a);
-    }
-    static void describe(char *buf, size_t n)
-    {
-        tc_describe_kernel(buf, n, tc6_kernel<T, D, WARPS, BKV, MINB, LAZY>, 32 * WARPS, BKV, 32 * WARPS,
-                           tc6_smem<D, WARPS, BKV>(), "32 query rows per warp, Q re-read by ldmatrix per tile");
-    }
+template <typename T, int D> struct tc6_inst {
+    using C = tc6_config<D>;
+    static constexpr auto kernel = tc6_kernel<T, D, C::WARPS, C::BKV, C::MINB>;
+    static constexpr int BQ = 2 * MMA_M * C::WARPS, THREADS = 32 * C::WARPS;
+    static constexpr int SMEM = tc_layout<D>::bytes(BQ + 4 * C::BKV);
 };
 
+#define TC6_DIMS (TC_DIM_BIT(32) | TC_DIMS_BASE)
 struct tc6_run {
-    int cfg;
+    static constexpr unsigned DIMS = TC6_DIMS;
     const tc_shape_t *s;
     const void *q, *k, *v;
     void *o;
+    template <typename T, int D> int run()
+    {
+        using I = tc6_inst<T, D>;
+        tc_launch_kernel<I::kernel>(tc_grid(s, I::BQ), I::THREADS, I::SMEM, tc_make_args(s, q, k, v, o));
+        return 0;
+    }
+};
+struct tc6_desc {
+    static constexpr unsigned DIMS = TC6_DIMS;
     char *buf;
     size_t n;
     template <typename T, int D> int run()
     {
-        const tc_args_t a = tc_make_args(s, q, k, v, o);
-        switch (cfg) {
-#define TC6_CASE(i, W, B, M, Z)                                                                               \
-    case i:                                                                                                   \
-        if (buf) tc6_inst<T, D, W, B, M, Z>::describe(buf, n);                                                \
-        else tc6_inst<T, D, W, B, M, Z>::launch(s, a);                                                        \
+        using I = tc6_inst<T, D>;
+        tc_describe_kernel(buf, n, I::kernel, I::BQ, I::C::BKV, I::THREADS, I::SMEM,
+                           "32 query rows per warp, Q re-read by ldmatrix per tile");
         return 0;
-            TC6_CASE(0, 4, 64, 1, 1)
-            TC6_CASE(1, 4, 32, 1, 1)
-            TC6_CASE(2, 2, 32, 1, 1)
-            TC6_CASE(3, 2, 64, 1, 1)
-            TC6_CASE(4, 4, 64, 3, 1)
-            TC6_CASE(5, 4, 32, 1, 0)
-#undef TC6_CASE
-        default: return -1;
-        }
     }
 };
 
-extern "C" int tc6_ncfg(void) { return TC6_NCFG; }
-extern "C" int tc6_cfg_warps(int cfg) { return cfg >= 0 && cfg < TC6_NCFG ? TC6_CFGS[cfg].warps : 0; }
-extern "C" int tc6_cfg_bkv(int cfg) { return cfg >= 0 && cfg < TC6_NCFG ? TC6_CFGS[cfg].bkv : 0; }
-extern "C" int tc6_cfg_minb(int cfg) { return cfg >= 0 && cfg < TC6_NCFG ? TC6_CFGS[cfg].minb : 0; }
-extern "C" int tc6_launch_cfg(int cfg, const tc_shape_t *s, const void *q, const void *k, const void *v, void *o)
-{
-    tc6_run f = { cfg, s, q, k, v, o, NULL, 0 };
-    return tc_dispatch(s, f);
-}
-extern "C" int tc6_describe_cfg(int cfg, const tc_shape_t *s, char *buf, size_t n)
-{
-    tc6_run f = { cfg, s, NULL, NULL, NULL, NULL, buf, n };
-    return tc_dispatch(s, f);
-}
 extern "C" int tc6_launch(const tc_shape_t *s, const void *q, const void *k, const void *v, void *o)
 {
-    return tc6_launch_cfg(tc6_default_cfg(s->dim), s, q, k, v, o);
+    tc6_run f = { s, q, k, v, o };
+    return tc_dispatch(s, f);
 }
 extern "C" int tc6_describe(const tc_shape_t *s, char *buf, size_t n)
 {
-    return tc6_describe_cfg(tc6_default_cfg(s->dim), s, buf, n);
+    tc6_desc f = { buf, n };
+    return tc_dispatch(s, f);
 }

@@ -1,5 +1,7 @@
-/* Device helpers shared by every tensor-core ladder file (tc1_mma.cu ...
- * tc5_tuned.cu): the mma.sync, ldmatrix and cp.async wrappers (inline PTX),
+/* Device helpers shared by every tensor-core ladder file (tc1_mma.cu,
+ * tc2_swizzle.cu, tc3_pipeline.cu, tc4_exp2.cu, tc5a_kouter.cu, tc5b_tree.cu,
+ * tc5c_immoff.cu, tc5d_lazy.cu, tc5e_ostore.cu, tc5f_qborrow.cu, tc5_tuned.cu,
+ * tc6_m32.cu, and the demonstration tcx_f16acc.cu): the mma.sync, ldmatrix and cp.async wrappers (inline PTX),
  * the fragment layouts they imply, the shared-memory tile layout, the tile
  * range of a query block under bottom-right causal masking, and the launch
  * glue (dtype and head-dim dispatch, checked launches).
@@ -41,8 +43,9 @@
  * conflict). Swizzle: chunk c of row r is stored at chunk c ^ (r % 8), which
  * puts the 8 rows in 8 different 16-byte bank groups, for ldmatrix reads and
  * for the 16-byte writes that fill the tile alike. It needs D / 8 to be a
- * multiple of 8 (d = 64, 128); d = 96 (12 chunks) pads each row by one chunk
- * instead (pitch 13 chunks, odd: 8 consecutive rows again fall in 8 groups). */
+ * multiple of 8 (d = 64, 128, 192, 256); d = 32 and 96 (4 and 12 chunks) pad
+ * each row by one chunk instead (pitch 5 or 13 chunks, odd: 8 consecutive
+ * rows again fall in 8 different groups). */
 #ifndef STF_TC_COMMON_CUH
 #define STF_TC_COMMON_CUH
 
@@ -54,6 +57,19 @@
 
 #include "gpu_check.h"
 #include "tc.h"
+
+/* ---------------------------------------------------------------- names */
+
+/* The shape of one mma.sync.m16n8k16: A is MMA_M x MMA_K, B MMA_K x MMA_N.
+ * A warp's slice of query rows is MMA_M (or 2 MMA_M in tc6), S tiles are
+ * MMA_N keys wide, and both GEMMs step over MMA_K (d for S, keys for P V). */
+#define MMA_M 16
+#define MMA_N 8
+#define MMA_K 16
+
+/* log2(e): the kernels compute e^x as 2^(x log2 e) (one MUFU.EX2). */
+#define LOG2E 1.4426950408889634
+#define LOG2E_F 1.4426950408889634f
 
 /* ---------------------------------------------------------------- arguments */
 
@@ -81,7 +97,7 @@ static inline tc_args_t tc_make_args(const tc_shape_t *s, const void *q, const v
     a.seq_kv = s->seq_kv;
     a.causal = s->causal;
     a.scale = s->scale;
-    a.scale_log2 = (float)((double)s->scale * 1.4426950408889634);
+    a.scale_log2 = (float)((double)s->scale * LOG2E);
     return a;
 }
 
@@ -206,6 +222,17 @@ template <int D> struct tc_layout {
 };
 // [/snippet]
 
+/* From tc5c on, ldmatrix addresses are a per-lane register plus an
+ * immediate: the byte offset, inside a row, of 16-byte chunk 8 k + 2 i + lc
+ * for a lane reading row lr (mod 8) of a tile is tc_chunk_off<D>(i, lc, lr)
+ * + k * 128. The swizzle XORs the chunk with row % 8, which only touches the
+ * chunk's low 3 bits, so ((2 i) ^ lc ^ (lr % 8)) * 16 for the swizzled
+ * layout; (2 i + lc) * 16 for the padded one (d = 32, 96). */
+template <int D> __device__ __forceinline__ uint32_t tc_chunk_off(int i, int lc, int lr)
+{
+    return tc_layout<D>::SWIZZLE ? (uint32_t)(((2 * i) ^ lc ^ (lr & 7)) * 16) : (uint32_t)((2 * i + lc) * 16);
+}
+
 /* ROWS x D elements from global rows g[0 .. valid-1] (row pitch D) into the
  * tile at shared address s, by NT threads, 16 bytes each; rows >= valid are
  * zero-filled (their scores are masked, and 0 * V stays finite). */
@@ -263,7 +290,7 @@ __device__ __forceinline__ bool tc_tile_needs_mask(const tc_args_t &a, int wq0, 
 __device__ __forceinline__ bool tc_warp_skips(const tc_args_t &a, int wq0, int kv0)
 {
     if (wq0 >= a.seq_q) return true;
-    return a.causal && kv0 > min(wq0 + 15, a.seq_q - 1) + (a.seq_kv - a.seq_q);
+    return a.causal && kv0 > min(wq0 + MMA_M - 1, a.seq_q - 1) + (a.seq_kv - a.seq_q);
 }
 
 /* Sets the score of an invisible (query, key) pair to -inf, for the C tiles
@@ -277,24 +304,40 @@ __device__ __forceinline__ void tc_apply_mask(float (&s)[NT][4], const tc_args_t
     for (int j = 0; j < NT; j++)
 #pragma unroll
         for (int e = 0; e < 4; e++) {
-            const int key = kv0 + 8 * j + 2 * c + (e & 1);
-            const int row = wq0 + g + 8 * (e >> 1);
+            const int key = kv0 + MMA_N * j + 2 * c + (e & 1);
+            const int row = wq0 + g + (MMA_M / 2) * (e >> 1);
             if (key >= a.seq_kv || (a.causal && key > row + off)) s[j][e] = -INFINITY;
         }
 }
 
 /* ---------------------------------------------------------------- launch glue */
 
+/* Head dims as a bit set (bit D / 32): what a version's launcher F is built
+ * for (F::DIMS). The first four rungs take TC_DIMS_BASE; tc5_tuned all. */
+#define TC_DIM_BIT(D) (1u << ((D) / 32))
+#define TC_DIMS_BASE (TC_DIM_BIT(64) | TC_DIM_BIT(96) | TC_DIM_BIT(128))
+#define TC_DIMS_ALL (TC_DIMS_BASE | TC_DIM_BIT(32) | TC_DIM_BIT(192) | TC_DIM_BIT(256))
+
+template <typename T, int D, typename F> static int tc_run_dim(F &f)
+{
+    if constexpr ((F::DIMS & TC_DIM_BIT(D)) != 0) return f.template run<T, D>();
+    else return -1;
+}
+
 /* Calls F::template run<T, D>() for the shape's storage type and head dim;
  * -1 for a combination the kernels are not built for (attn_tc_supports has
- * refused it before this is reached). */
+ * refused it before this is reached). Only the dims in F::DIMS are
+ * instantiated. */
 template <typename F> static int tc_dispatch(const tc_shape_t *s, F &f)
 {
 #define TC_DIMS(T)                                                                                 \
     switch (s->dim) {                                                                              \
-    case 64: return f.template run<T, 64>();                                                       \
-    case 96: return f.template run<T, 96>();                                                       \
-    case 128: return f.template run<T, 128>();                                                     \
+    case 32: return tc_run_dim<T, 32>(f);                                                          \
+    case 64: return tc_run_dim<T, 64>(f);                                                          \
+    case 96: return tc_run_dim<T, 96>(f);                                                          \
+    case 128: return tc_run_dim<T, 128>(f);                                                        \
+    case 192: return tc_run_dim<T, 192>(f);                                                        \
+    case 256: return tc_run_dim<T, 256>(f);                                                        \
     default: return -1;                                                                            \
     }
     if (s->dt == DT_F16) TC_DIMS(__half)

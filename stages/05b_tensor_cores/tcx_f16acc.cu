@@ -61,7 +61,7 @@ __global__ void __launch_bounds__(TCX_THREADS) tcx_f16acc_kernel(tc_args_t a)
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
     const int g = lane / 4, c = lane % 4;
     const int q0 = tc_qblock(a) * TCX_BQ, h = blockIdx.y, b = blockIdx.z;
-    const int wq0 = q0 + warp * 16;
+    const int wq0 = q0 + warp * MMA_M;
     const size_t qhead = (size_t)b * a.heads + h, kvhead = (size_t)b * a.kv_heads + h / a.group;
     const T *Q = reinterpret_cast<const T *>(a.q) + qhead * a.seq_q * D;
     const T *K = reinterpret_cast<const T *>(a.k) + kvhead * a.seq_kv * D;
@@ -69,14 +69,14 @@ __global__ void __launch_bounds__(TCX_THREADS) tcx_f16acc_kernel(tc_args_t a)
 
     tc_tile_sync<T, D, TCX_BQ, TCX_THREADS>(sQ, Q + (size_t)q0 * D, a.seq_q - q0);
     __syncthreads();
-    uint32_t qf[D / 16][4];
+    uint32_t qf[D / MMA_K][4];
 #pragma unroll
-    for (int kk = 0; kk < D / 16; kk++) tc_ldsm_x4(qf[kk], aQ + L::off(warp * 16 + (lane & 15), 2 * kk + (lane >> 4)));
+    for (int kk = 0; kk < D / MMA_K; kk++) tc_ldsm_x4(qf[kk], aQ + L::off(warp * MMA_M + (lane & 15), 2 * kk + (lane >> 4)));
 
     /* O in fp16: o[n][0] = row g, o[n][1] = row g + 8, two columns each. */
-    uint32_t o[D / 8][2];
+    uint32_t o[D / MMA_N][2];
 #pragma unroll
-    for (int n = 0; n < D / 8; n++) o[n][0] = o[n][1] = 0u;
+    for (int n = 0; n < D / MMA_N; n++) o[n][0] = o[n][1] = 0u;
     float m[2] = { -INFINITY, -INFINITY }, l[2] = { 0.0f, 0.0f };
 
     const int krow = (lane & 7) + ((lane >> 4) << 3), kch = (lane >> 3) & 1;
@@ -92,20 +92,20 @@ __global__ void __launch_bounds__(TCX_THREADS) tcx_f16acc_kernel(tc_args_t a)
         if (tc_warp_skips(a, wq0, kv0)) continue;
 
         /* S = Q K^T in fp32, exactly as tc2 */
-        float s[TCX_BKV / 8][4];
+        float s[TCX_BKV / MMA_N][4];
 #pragma unroll
-        for (int j = 0; j < TCX_BKV / 8; j++) s[j][0] = s[j][1] = s[j][2] = s[j][3] = 0.0f;
+        for (int j = 0; j < TCX_BKV / MMA_N; j++) s[j][0] = s[j][1] = s[j][2] = s[j][3] = 0.0f;
 #pragma unroll
-        for (int j = 0; j < TCX_BKV / 8; j += 2)
+        for (int j = 0; j < TCX_BKV / MMA_N; j += 2)
 #pragma unroll
-            for (int kk = 0; kk < D / 16; kk++) {
+            for (int kk = 0; kk < D / MMA_K; kk++) {
                 uint32_t kb[4];
-                tc_ldsm_x4(kb, aK + L::off(8 * j + krow, 2 * kk + kch));
+                tc_ldsm_x4(kb, aK + L::off(MMA_N * j + krow, 2 * kk + kch));
                 tc_mma<T>(s[j], qf[kk], kb[0], kb[1]);
                 tc_mma<T>(s[j + 1], qf[kk], kb[2], kb[3]);
             }
 #pragma unroll
-        for (int j = 0; j < TCX_BKV / 8; j++)
+        for (int j = 0; j < TCX_BKV / MMA_N; j++)
 #pragma unroll
             for (int e = 0; e < 4; e++) s[j][e] *= a.scale;
         if (tc_tile_needs_mask(a, wq0, kv0, TCX_BKV)) tc_apply_mask(s, a, wq0, kv0);
@@ -115,33 +115,33 @@ __global__ void __launch_bounds__(TCX_THREADS) tcx_f16acc_kernel(tc_args_t a)
         for (int r = 0; r < 2; r++) {
             float mx = -INFINITY;
 #pragma unroll
-            for (int j = 0; j < TCX_BKV / 8; j++) mx = fmaxf(mx, fmaxf(s[j][2 * r], s[j][2 * r + 1]));
+            for (int j = 0; j < TCX_BKV / MMA_N; j++) mx = fmaxf(mx, fmaxf(s[j][2 * r], s[j][2 * r + 1]));
             const float mnew = fmaxf(m[r], tc_quad_max(mx));
             const float ms = mnew == -INFINITY ? 0.0f : mnew;
-            const float alpha = exp2f((m[r] - ms) * 1.4426950408889634f);
+            const float alpha = exp2f((m[r] - ms) * LOG2E_F);
             m[r] = mnew;
             l[r] *= alpha;
             const __half2 alpha2 = __float2half2_rn(alpha);
 #pragma unroll
-            for (int n = 0; n < D / 8; n++) o[n][r] = tcx_u32(__hmul2(tcx_h2(o[n][r]), alpha2));
+            for (int n = 0; n < D / MMA_N; n++) o[n][r] = tcx_u32(__hmul2(tcx_h2(o[n][r]), alpha2));
 #pragma unroll
-            for (int j = 0; j < TCX_BKV / 8; j++)
+            for (int j = 0; j < TCX_BKV / MMA_N; j++)
 #pragma unroll
                 for (int e = 2 * r; e < 2 * r + 2; e++) {
-                    s[j][e] = exp2f((s[j][e] - ms) * 1.4426950408889634f);
+                    s[j][e] = exp2f((s[j][e] - ms) * LOG2E_F);
                     l[r] += s[j][e];
                 }
         }
 
         /* O += P V with fp16 accumulators: the one line that differs from tc2 */
 #pragma unroll
-        for (int kk = 0; kk < TCX_BKV / 16; kk++) {
+        for (int kk = 0; kk < TCX_BKV / MMA_K; kk++) {
             uint32_t pa[4];
             tc_pack_p<T>(pa, s[2 * kk], s[2 * kk + 1]);
 #pragma unroll
-            for (int n = 0; n < D / 8; n += 2) {
+            for (int n = 0; n < D / MMA_N; n += 2) {
                 uint32_t vb[4];
-                tc_ldsm_x4_trans(vb, aV + L::off(16 * kk + vrow, n + vch));
+                tc_ldsm_x4_trans(vb, aV + L::off(MMA_K * kk + vrow, n + vch));
                 tcx_mma_f16acc(o[n], pa, vb[0], vb[1]);
                 tcx_mma_f16acc(o[n + 1], pa, vb[2], vb[3]);
             }
@@ -153,10 +153,10 @@ __global__ void __launch_bounds__(TCX_THREADS) tcx_f16acc_kernel(tc_args_t a)
     for (int r = 0; r < 2; r++) {
         const float lsum = tc_quad_sum(l[r]);
         const float inv = lsum > 0.0f ? 1.0f / lsum : 0.0f;
-        const int row = wq0 + g + 8 * r;
+        const int row = wq0 + g + (MMA_M / 2) * r;
         if (row >= a.seq_q) continue;
 #pragma unroll
-        for (int n = 0; n < D / 8; n++) {
+        for (int n = 0; n < D / MMA_N; n++) {
             const float2 f = __half22float2(tcx_h2(o[n][r]));
             *reinterpret_cast<uint32_t *>(O + (size_t)row * D + 8 * n + 2 * c) = tc_pack<T>(f.x * inv, f.y * inv);
         }
@@ -170,7 +170,7 @@ template <int D> static void tcx_launch_d(const tc_shape_t *s, const void *q, co
     tc_launch_kernel<tcx_f16acc_kernel<D>>(tc_grid(s, TCX_BQ), TCX_THREADS, tcx_smem<D>(), tc_make_args(s, q, k, v, o));
 }
 
-/* The kernel alone: attn_tcx_f16acc_launch (tc_launch.cu) checks the shape
+/* The kernel alone: attn_tcx_f16acc_launch (tc_impls.c) checks the shape
  * first. -1 for a shape it has no instance for. */
 extern "C" int tcx_f16acc_launch(const tc_shape_t *s, const void *q, const void *k, const void *v, void *o)
 {
