@@ -16,7 +16,8 @@
  * Grid: (query-head blocks, batch, whatever Epi indexes by blockIdx.z). A
  * block serves hpb query heads that share one K/V head (hpb = 1: indexed, or
  * MHA on a replicated copy; hpb = g or a divisor of it: packed, the group's
- * query rows are the rows of one tile; hpb is capped at 16 for registers).
+ * query rows are the rows of one tile; hpb is capped at 16 for registers,
+ * at 8 from d = 192 on, where 16 rows spill).
  *
  * Per block (W warps of 32 threads, W = 4, or 2 where 4 warps' K/V tiles do
  * not fit in shared memory: fp32 at d = 256): the hpb query rows in shared
@@ -346,7 +347,13 @@ template <typename T, int D, typename F> static int dec_dispatch_rt(int rt, F &&
     case 2: f(dec_type<T>{}, dec_int<D>{}, dec_int<2>{}); return 1;
     case 4: f(dec_type<T>{}, dec_int<D>{}, dec_int<4>{}); return 1;
     case 8: f(dec_type<T>{}, dec_int<D>{}, dec_int<8>{}); return 1;
-    case 16: f(dec_type<T>{}, dec_int<D>{}, dec_int<16>{}); return 1;
+    case 16: /* compiled only where the packed layout launches it (gqa_packed_hpb) */
+        if constexpr (D <= GQA_DECODE_MAX_HPB_D16) {
+            f(dec_type<T>{}, dec_int<D>{}, dec_int<16>{});
+            return 1;
+        } else {
+            return 0;
+        }
     default: return 0;
     }
 }
@@ -390,7 +397,8 @@ static int dec_run(const attn_shape_t *s, const void *q, const void *k, const vo
 {
     char why[256];
     const int g = (int)(s->heads / s->kv_heads);
-    if (!gqa_decode_supports(s, why, sizeof why) || hpb < 1 || g % hpb || hpb > 16 || gz < 1 || gz > 65535) {
+    if (!gqa_decode_supports(s, why, sizeof why) || hpb < 1 || g % hpb || hpb > gqa_decode_max_hpb(s) || gz < 1 ||
+        gz > 65535) {
         fprintf(stderr, "decode kernel: shape or arguments not supported (%s; hpb %d, grid z %d)\n", why, hpb, gz);
         return -1;
     }

@@ -97,7 +97,7 @@ void gqa_repeat_kv_gpu(const attn_shape_t *s, const void *src, void *dst);
  * divisor of it: packed). Every block takes all the keys of its sequence and
  * writes O; stage 07 launches the same kernel with its own epilogue. */
 typedef struct {
-    int hpb;           /* query heads per block (divides g, at most 16) */
+    int hpb;           /* query heads per block (divides g, at most gqa_decode_max_hpb) */
     const int *kv_len; /* device array of B lengths, or NULL: every element holds seq_kv keys */
 } gqa_decode_args_t;
 
@@ -108,7 +108,12 @@ typedef struct {
 int gqa_decode_supports(const attn_shape_t *s, char *why, size_t n);
 void gqa_decode_gpu(const attn_shape_t *s, const void *q, const void *k, const void *v, void *o,
                     const gqa_decode_args_t *a);
-/* Query heads per block of the packed kernel: g, capped at 16 (registers). */
+/* Query heads per block of the decode kernel: at most 16 (registers), at
+ * most 8 above d = GQA_DECODE_MAX_HPB_D16 (16 rows of o spill there). */
+#define GQA_DECODE_MAX_HPB_D16 128
+int gqa_decode_max_hpb(const attn_shape_t *s);
+/* Query heads per block of the packed kernel: the largest divisor of g up to
+ * gqa_decode_max_hpb. */
 int gqa_packed_hpb(const attn_shape_t *s);
 /* The device's lengths array for s->varlen (built once per shape and kept),
  * or NULL when the shape has no varlen. */

@@ -190,11 +190,13 @@ int gqa_decode_supports(const attn_shape_t *s, char *why, size_t n)
     return 1;
 }
 
+int gqa_decode_max_hpb(const attn_shape_t *s) { return s->dim <= GQA_DECODE_MAX_HPB_D16 ? 16 : 8; }
+
 int gqa_packed_hpb(const attn_shape_t *s)
 {
-    const int g = (int)group_of(s);
-    int h = g < 16 ? g : 16;
-    while (g % h) h--; /* the largest divisor of g up to 16 */
+    const int g = (int)group_of(s), top = gqa_decode_max_hpb(s);
+    int h = g < top ? g : top;
+    while (g % h) h--; /* the largest divisor of g up to top */
     return h;
 }
 
