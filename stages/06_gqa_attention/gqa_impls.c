@@ -15,17 +15,6 @@
 #include "../05_tiled_attention/tiled.h"
 #include "../05b_tensor_cores/tc.h"
 
-/* Stage 05's best rung for the shape, as its H200 sweep of 2026-11-28 found
- * (notes/data/h200-2026-11-28/tc_ladder.log): tc6_m32 without a mask,
- * tc5_tuned with the causal mask; the last rung when those names are absent. */
-static int tc_best(const attn_shape_t *s)
-{
-    const char *want = s->causal ? "tc5_tuned" : "tc6_m32";
-    for (int v = 0; v < TC_NVERSIONS; v++)
-        if (!strcmp(TC_VERSIONS[v].name, want)) return v;
-    return TC_NVERSIONS - 1;
-}
-#define TC_BEST tc_best(s)
 
 static size_t group_of(const attn_shape_t *s) { return s->heads / s->kv_heads; }
 static int is_decode(const attn_shape_t *s) { return s->seq_q == 1; }
@@ -119,6 +108,28 @@ static attn_shape_t fa2_shape_of(const attn_shape_t *s, gqa_method_t m)
     return t;
 }
 #define FA2_BR 64 /* fa2-regtile's 64 x 64 tiles */
+
+static int tc_version(const char *name)
+{
+    for (int v = 0; v < TC_NVERSIONS; v++)
+        if (!strcmp(TC_VERSIONS[v].name, name)) return v;
+    return -1;
+}
+
+/* Stage 05b's best rung for the shape, as its H200 sweep of 2026-11-28 found
+ * (notes/data/h200-2026-11-28/tc_ladder.log): tc6_m32 without a mask where it
+ * takes the shape (head dims up to 128), else tc5_tuned; the last rung when
+ * those names are absent. */
+static int tc_best(const attn_shape_t *s)
+{
+    const int tc6 = tc_version("tc6_m32"), tc5 = tc_version("tc5_tuned");
+    tc_shape_t t;
+    char w[256];
+    if (!s->causal && tc6 >= 0 && tc_shape_of(s, GQA_INDEXED, &t, w, sizeof w) && attn_tc_supports(tc6, &t, w, sizeof w))
+        return tc6;
+    return tc5 >= 0 ? tc5 : TC_NVERSIONS - 1;
+}
+#define TC_BEST tc_best(s)
 
 static int gpu_supports(const attn_shape_t *s, gqa_method_t m, char *why, size_t n)
 {
