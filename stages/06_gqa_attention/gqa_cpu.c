@@ -79,7 +79,7 @@ typedef int (*block_fn)(void *ctx, uint64_t r0, size_t nr, size_t z, size_t lo, 
 static int for_blocks(const attn_shape_t *s, gqa_method_t m, const int *lens, const gqa_epilogue_t *e, block_fn f,
                       void *ctx)
 {
-    const size_t U = unit_rows(s, m), br = tile_rows(s), splits = e->ranges, kps = e->keys_per_range;
+    const size_t U = unit_rows(s, m), br = tile_rows(s), ranges = e->ranges, kpr = e->keys_per_range;
     const uint64_t units = attn_rows(s) / U;
     for (uint64_t u = 0; u < units; u++)
         for (size_t t0 = 0; t0 < U; t0 += br) {
@@ -90,9 +90,9 @@ static int for_blocks(const attn_shape_t *s, gqa_method_t m, const int *lens, co
                 const size_t n = gqa_row_visible(s, lens, r0 + i);
                 if (n > maxvis) maxvis = n;
             }
-            for (size_t z = 0; z < splits; z++) {
-                const size_t lo = z * kps < s->seq_kv ? z * kps : s->seq_kv;
-                const size_t hi = kps < s->seq_kv - lo ? lo + kps : s->seq_kv;
+            for (size_t z = 0; z < ranges; z++) {
+                const size_t lo = z * kpr < s->seq_kv ? z * kpr : s->seq_kv;
+                const size_t hi = kpr < s->seq_kv - lo ? lo + kpr : s->seq_kv;
                 const size_t end = hi < maxvis ? hi : maxvis;
                 if (f(ctx, r0, nr, z, lo, end > lo ? end : lo)) return -1;
             }
