@@ -361,5 +361,6 @@ int main(void)
         cmocka_unit_test(test_head_dims_gpu),
     };
     if (getenv("STF_GPU_ONLY")) cmocka_set_test_filter("*_gpu");
+    if (getenv("STF_TEST_FILTER")) cmocka_set_test_filter(getenv("STF_TEST_FILTER")); /* e.g. "*head_dims*" */
     return cmocka_run_group_tests_name("stage 06 GQA", tests, NULL, NULL);
 }

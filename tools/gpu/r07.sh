@@ -15,7 +15,7 @@ B=build/bin
 summary=()
 note() { summary+=("$(printf '%-44s %s' "$1" "$2")"); }
 t0=$SECONDS
-make -j16 $B/06_gqa_attention $B/07_split_kv_decode $B/test_gqa $B/test_split_kv >"$RESULTS/build.log" 2>&1
+make -j"${JOBS:-16}" $B/06_gqa_attention $B/07_split_kv_decode $B/test_gqa $B/test_split_kv >"$RESULTS/build.log" 2>&1
 rc=$?
 note "build" "rc=$rc ($((SECONDS - t0)) s)"
 if [ $rc -ne 0 ]; then tail -30 "$RESULTS/build.log"; printf '%s\n' "${summary[@]}"; exit 1; fi
@@ -26,7 +26,7 @@ git status --short >>"$RESULTS/commit.txt" 2>&1
 # 1. benchmarks alone on the GPU: stage 07's shapes (bf16, d = 128, Hq = 32)
 CSV=$RESULTS/split_kv.csv
 rm -f "$CSV"
-A=(--device gpu --dim 128 --dtype bf16 --decode --iters 30 --csv "$CSV")
+A=(--device gpu --dim 128 --dtype bf16 --decode --iters 20 --csv "$CSV")
 {
     for kv in 32 8 1; do
         $B/07_split_kv_decode "${A[@]}" --heads 32 --kv-heads $kv --batch 8 --seq-kv 32768 || echo "rc=$? kv=$kv B=8"
@@ -38,15 +38,17 @@ python3 tools/compare_csv.py notes/data/h200-2026-11-28/split_kv.csv "$CSV" --to
 rc=$?
 note "compare with 2026-11-28" "rc=$rc ($(grep -i median "$RESULTS/compare.txt" | head -1))"
 
-# 2. correctness, in parallel (nothing timed), each within 45 s: the GPU
-# tests, memcheck on them with small shapes, the defaults (fp32) of 06 and 07,
-# decode at the new head dims
-T="timeout 45"
+# 2. correctness, in parallel (nothing timed), each within 35 s: the GPU
+# tests (test_gqa's groupings with small shapes: in full they take ~90 s; its
+# head dims in full), memcheck on them with small shapes, the defaults (fp32)
+# of 06 and 07, decode at the new head dims
+T="timeout 35"
 bg() { # name, log, command...: in the background, noted when it ends
     local name=$1 log=$2; shift 2
     ( t=$SECONDS; $T "$@" >"$RESULTS/$log" 2>&1; rc=$?; printf '%-44s rc=%d (%d s, %s)\n' "$name" $rc $((SECONDS - t)) "$log" >"$RESULTS/$log.rc" ) &
 }
-bg "test_gqa (GPU)" test_gqa.log env STF_GPU_ONLY=1 $B/test_gqa
+bg "test_gqa (GPU, small shapes)" test_gqa.log env STF_GPU_ONLY=1 STF_TEST_SMALL=1 $B/test_gqa
+bg "test_gqa head dims (GPU, full)" test_gqa_dims.log env STF_TEST_FILTER='*head_dims_gpu' $B/test_gqa
 bg "test_split_kv (GPU)" test_split_kv.log env STF_GPU_ONLY=1 $B/test_split_kv
 bg "memcheck test_gqa (small)" memcheck_gqa.log env STF_GPU_ONLY=1 STF_TEST_SMALL=1 \
     compute-sanitizer --tool memcheck --error-exitcode 9 $B/test_gqa
