@@ -11,6 +11,7 @@
 #   make snippets   copy the marked source regions into the notes' code blocks
 #   make profile STAGE=01   run one stage under Nsight Compute (ncu), report in build/profile/
 #   make sanitize   host code with AddressSanitizer + UBSan (build-san/, CPU-only): tests and every stage
+#   make ladder-diff N=3   the tensor-core ladder: what one rung changes (tools/ladder_diff.sh)
 #
 # `make test` also checks that the notes' code blocks match the source
 # (tools/snippets.sh --check) and that relative links in the Markdown files
@@ -22,6 +23,7 @@
 # EXTRA_CFLAGS (compile) and LDFLAGS (link), e.g. for a sanitizer.
 
 SHELL := /bin/bash
+comma := ,
 BUILD ?= build
 BENCH_DIR ?= $(BUILD)/bench
 DEVICE ?= auto
@@ -78,16 +80,18 @@ TEST_HELPERS := $(filter-out tests/test_%.c,$(wildcard tests/*.c))
 TEST_OBJ_EXTRA := $(TEST_HELPERS:%.c=$(BUILD)/obj/%.o) $(TEST_CU:%.cu=$(BUILD)/obj/%.cu.o)
 TEST_BINS := $(TEST_SRC:tests/%.c=$(BUILD)/bin/%)
 
-.PHONY: all test bench plots snippets docs-check profile sanitize clean check-cmocka banner
+.PHONY: all test bench plots snippets docs-check profile sanitize clean check-cmocka banner ladder-diff
 # Keep the objects that pattern chains would otherwise delete as intermediates.
 .SECONDARY:
 .DEFAULT_GOAL := all
 
 all: banner $(STAGE_BINS) $(ALL_STAGE_LIBS)
 
+# The CPU-only note says why: NVCC= given on purpose (make sanitize, the CPU
+# build), or no nvcc found.
 banner:
 ifeq ($(HAVE_CUDA),0)
-	@echo "note: nvcc not found (PATH, /usr/local/cuda/bin): building the CPU-only programs."
+	@echo "note: $(if $(filter command line environment%,$(origin NVCC)),NVCC is empty (set on purpose),nvcc not found (PATH$(comma) /usr/local/cuda/bin)): building the CPU-only programs."
 endif
 
 $(BUILD)/obj/%.o: %.c
@@ -126,30 +130,12 @@ $(BUILD)/bin/test_%: $(BUILD)/obj/tests/test_%.o $(TEST_OBJ_EXTRA) $(ALL_STAGE_L
 $(BUILD)/obj/tests/%.o: CFLAGS += -Wno-unused-parameter
 
 check-cmocka:
-	@if [ ! -f /usr/include/cmocka.h ]; then \
-	    if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-	        echo "cmocka is missing: installing it with 'apt-get install -y libcmocka-dev'"; \
-	        DEBIAN_FRONTEND=noninteractive apt-get install -y libcmocka-dev >/dev/null 2>&1 || \
-	        { apt-get update >/dev/null 2>&1 && DEBIAN_FRONTEND=noninteractive apt-get install -y libcmocka-dev >/dev/null; } || \
-	        { echo "error: could not install libcmocka-dev; run: sudo apt-get install -y libcmocka-dev"; exit 1; }; \
-	    elif command -v sudo >/dev/null && sudo -n true 2>/dev/null; then \
-	        echo "cmocka is missing: installing it with 'sudo apt-get install -y libcmocka-dev'"; \
-	        sudo apt-get install -y libcmocka-dev >/dev/null || { echo "error: run: sudo apt-get install -y libcmocka-dev"; exit 1; }; \
-	    else \
-	        echo "error: the tests need cmocka. Install it with: sudo apt-get install -y libcmocka-dev"; exit 1; \
-	    fi; \
-	fi
+	@bash tools/need_cmocka.sh
 
 tests: $(TEST_BINS)
 
 test: banner check-cmocka $(STAGE_BINS) $(TEST_BINS)
-	@fail=0; for t in $(TEST_BINS); do \
-	    echo "== $$t"; STF_BIN_DIR=$(BUILD)/bin $$t || fail=1; \
-	done; \
-	echo "== notes: code snippets and links"; \
-	bash tools/snippets.sh --check || fail=1; \
-	bash tools/check_links.sh || fail=1; \
-	if [ $$fail = 0 ]; then echo "all test programs passed"; else echo "some tests FAILED"; exit 1; fi
+	@BUILD=$(BUILD) bash tools/run_tests.sh $(TEST_BINS)
 
 # ---------------------------------------------------------------- sanitize
 # The host code built with AddressSanitizer and UBSan into its own folder,
@@ -157,51 +143,17 @@ test: banner check-cmocka $(STAGE_BINS) $(TEST_BINS)
 # maps memory where ASan keeps its shadow gap, so CUDA needs
 # protect_shadow_gap=0 to start at all, and LeakSanitizer then reports the
 # driver's own allocations), and the GPU code has compute-sanitizer instead
-# (tools/gpu_check.sh). Then the tests, and every stage program found in
-# $(SAN_BUILD)/bin on a small shape (with --csv, --save-npy, then --load-npy of
-# what it saved), and bad-input runs (a missing --load-npy directory, a cut
-# .npy file, an unwritable --csv, a CSV of another layout) that must exit 2.
+# (tools/gpu_check.sh). Then tools/sanitize.sh: the tests, every stage
+# program on a small shape and on bad input (what it runs: its header).
 # Any sanitizer report (leaks included) fails the target. Logs: $(SAN_BUILD)/sanitize/.
 SAN_BUILD ?= build-san
 SAN_FLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
 # GCC's flow analysis sees the instrumented code and warns about malloc'd
 # buffers filled in a loop (stages/04 one_pass_cpu.c's qr): a false positive there only.
 SAN_CFLAGS := $(SAN_FLAGS) -Wno-maybe-uninitialized
-SAN_ENV := ASAN_OPTIONS=detect_leaks=1:abort_on_error=1:halt_on_error=1 \
-           UBSAN_OPTIONS=halt_on_error=1:abort_on_error=1:print_stacktrace=1
 
 sanitize: check-cmocka
-	@$(MAKE) --no-print-directory BUILD=$(SAN_BUILD) NVCC= EXTRA_CFLAGS="$(SAN_CFLAGS)" LDFLAGS="$(SAN_FLAGS)" \
-	    all tests
-	@export $(SAN_ENV); B=$(SAN_BUILD); L=$$B/sanitize; rm -rf $$L; mkdir -p $$L; fail=0; n=0; \
-	san() { want=$$1; log=$$L/$$2; shift 2; n=$$((n + 1)); \
-	    "$$@" >$$log.out 2>$$log.err; rc=$$?; \
-	    if grep -qE 'ERROR: [A-Za-z]+Sanitizer|runtime error:|SUMMARY: [A-Za-z]+Sanitizer' $$log.err $$log.out; then \
-	        echo "FAIL (sanitizer report): $$*"; grep -hE -A30 'ERROR: [A-Za-z]+Sanitizer|runtime error:' $$log.err $$log.out | head -40; fail=1; \
-	    elif [ $$rc != $$want ]; then \
-	        echo "FAIL (exit $$rc, expected $$want): $$*"; tail -n 15 $$log.err; fail=1; \
-	    else echo "ok  $$*"; fi; }; \
-	for t in $$B/bin/test_*; do san 0 $$(basename $$t) env STF_BIN_DIR=$$B/bin $$t; done; \
-	printf 'a,b,c\n1,2,3\n' >$$L/foreign.csv; \
-	progs=$$(ls $$B/bin | grep -E '^[0-9][0-9][a-z]?_' | sort); \
-	[ -n "$$progs" ] || { echo "FAIL: no stage programs in $$B/bin"; fail=1; }; \
-	for p in $$progs; do P=$$B/bin/$$p; \
-	    h=$$($$P --help); \
-	    case "$$h" in \
-	        *--seq*) ds=" $$(printf '%s\n' "$$h" | sed -n 's/^head dimensions d this stage accepts://p' | tr ',' ' ') "; \
-	                 case "$$ds" in *" 32 "*|"  ") d=32 ;; *) d=$$(echo $$ds | cut -d' ' -f1) ;; esac; \
-	                 shape="--batch 1 --heads 2 --seq 33 --dim $$d"; in=q ;; \
-	        *) shape="--rows 5 --cols 1000"; in=x ;; \
-	    esac; \
-	    san 0 $$p $$P $$shape --iters 1 --warmup 0 --csv $$L/$$p.csv --save-npy $$L/$$p.npy; \
-	    san 0 $$p.load $$P --iters 1 --warmup 0 --load-npy $$L/$$p.npy; \
-	    san 2 $$p.missing $$P --iters 1 --warmup 0 --load-npy $$L/no-such-dir; \
-	    mkdir -p $$L/$$p.cut && head -c 200 $$L/$$p.npy/$$in.npy >$$L/$$p.cut/$$in.npy; \
-	    san 2 $$p.cut $$P --iters 1 --warmup 0 --load-npy $$L/$$p.cut; \
-	    san 2 $$p.csv-dir $$P $$shape --iters 1 --warmup 0 --csv $$L/no-such-dir/a.csv; \
-	    san 2 $$p.csv-layout $$P $$shape --iters 1 --warmup 0 --csv $$L/foreign.csv; \
-	done; \
-	if [ $$fail = 0 ]; then echo "sanitize: $$n runs, no sanitizer report"; else echo "sanitize: FAILED (logs in $$L)"; exit 1; fi
+	@$(MAKE) --no-print-directory BUILD=$(SAN_BUILD) NVCC= EXTRA_CFLAGS="$(SAN_CFLAGS)" LDFLAGS="$(SAN_FLAGS)" all tests && SAN_BUILD=$(SAN_BUILD) bash tools/sanitize.sh
 
 # The documentation checks alone (no build).
 docs-check:
@@ -215,13 +167,7 @@ snippets:
 # can be (plots/need_gnuplot.sh). A machine without it (a GPU machine without
 # internet) still gets every CSV; `make plots` elsewhere draws them.
 bench: banner $(STAGE_BINS)
-	@BIN=$(BUILD)/bin OUT=$(BENCH_DIR) DEVICE=$(DEVICE) QUICK=$(QUICK) bash tools/bench.sh; rc=$$?; \
-	if bash plots/need_gnuplot.sh; then \
-	    DIR=$(BENCH_DIR) bash plots/draw.sh || rc=1; \
-	else \
-	    echo "plots skipped: gnuplot is not installed and could not be installed; run 'make plots' on a machine with gnuplot (apt-get install gnuplot-nox)"; \
-	fi; \
-	exit $$rc
+	@BIN=$(BUILD)/bin OUT=$(BENCH_DIR) DEVICE=$(DEVICE) QUICK=$(QUICK) DRAW=1 bash tools/bench.sh
 
 plots:
 	@bash plots/need_gnuplot.sh || { echo "error: the plots need gnuplot: sudo apt-get install -y gnuplot-nox"; exit 1; }
@@ -230,6 +176,9 @@ plots:
 profile: $(STAGE_BINS)
 	@test -n "$(STAGE)" || { echo "usage: make profile STAGE=NN (one of: $(STAGES))"; exit 2; }
 	@BUILD=$(BUILD) STAGE=$(STAGE) bash tools/profile.sh
+
+# The tensor-core ladder's changes, one rung against the previous (stage 05b): make ladder-diff N=3
+ladder-diff: ; @bash tools/ladder_diff.sh $(N)
 
 clean:
 	rm -rf $(BUILD)

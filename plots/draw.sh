@@ -32,7 +32,7 @@ for s in $(LC_ALL=C ls -1 "$HERE"/draw_*.sh | LC_ALL=C sort); do
 done
 if [ ${#pngs[@]} -gt 0 ]; then
     echo "drew ${#pngs[@]} plot(s) in $DIR:"
-    printf '  %s\n' "${pngs[@]}"
+    printf '  %s\n' "${pngs[@]#"$DIR"/}"
 fi
 if [ ${#failed[@]} -gt 0 ]; then
     echo "draw: FAILED: ${failed[*]}"

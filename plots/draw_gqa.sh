@@ -45,7 +45,7 @@ if [ -s "$DIR/gqa.csv" ]; then
         NR == 2 { n = $N; t = substr($T, 1, 10); dt = $DT; dim = $d; h = $H; dev = $D }
         END { printf "%s, %s, %s d=%s Hq=%s; %s; %s", n, t, dt, dim, h, pre, dec }' "$f")
     meas=$(awk -F, -v D="$(col "$f" device)" 'NR == 2 { print ($D == "gpu") ? "DRAM bytes (counters)" : "bytes (ledger)" }' "$f")
-    gnuplot -e "dir='$DIR'; info='$info'; meas='$meas'" "$HERE/gqa_groups.gp" && echo "drew $DIR/gqa_groups.png"
+    gp "$DIR/gqa_groups.png" -e "dir='$DIR'; info='$info'; meas='$meas'" "$HERE/gqa_groups.gp"
 fi
 
 if [ -s "$DIR/split_kv.csv" ]; then
@@ -77,6 +77,6 @@ if [ -s "$DIR/split_kv.csv" ]; then
     info=$(awk -F, -v N="$(col "$f" device_name)" -v T="$(col "$f" date)" -v DT="$(col "$f" dtype)" \
                -v d="$(col "$f" dim)" -v H="$(col "$f" heads)" -v K="$(col "$f" kv_heads)" '
         NR == 2 { printf "%s, %s, %s d=%s Hq=%s Hkv=%s", $N, substr($T, 1, 10), $DT, $d, $H, $K }' "$f")
-    gnuplot -e "dir='$DIR'; info='$info'" "$HERE/split_kv_bandwidth.gp" && echo "drew $DIR/split_kv_bandwidth.png"
+    gp "$DIR/split_kv_bandwidth.png" -e "dir='$DIR'; info='$info'" "$HERE/split_kv_bandwidth.gp"
 fi
 exit 0

@@ -2,11 +2,18 @@
 # plots/draw.sh does not run it as one of them):
 #   source "$HERE/plot_lib.sh"
 #
-# gp PNG GNUPLOT-ARGS...: draws, and prints PNG if gnuplot wrote it. The
-# warning for a line with no points (measured bytes on a CPU run) is dropped.
+# gp PNG GNUPLOT-ARGS...: draws, and prints PNG if gnuplot wrote it (the
+# only thing a draw script prints: plots/draw.sh counts these). gnuplot's
+# "Skipping data file with no valid points" is expected where a series has no
+# data in this run (the measured HBM bytes of a CPU run: no hardware counters;
+# a kernel the shape did not run): it is replaced by one line that says so.
 gp() {
-    local png=$1; shift; rm -f "$png"
-    { gnuplot "$@" 2>&1 1>&3 | { grep -v 'Skipping data file with no valid points' || true; } >&2; } 3>&1
+    local png=$1 err; shift; rm -f "$png"
+    err=$(gnuplot "$@" 2>&1 >/dev/null)
+    if grep -q 'Skipping data file with no valid points' <<<"$err"; then
+        echo "note: $(basename "$png"): $(grep -c 'Skipping data file with no valid points' <<<"$err") series without points in this run (no counters on a CPU, or a kernel that did not run this shape): left out" >&2
+    fi
+    grep -v -e 'Skipping data file with no valid points' -e '^ *$' -e '^ *\^ *$' -e '^ *".*", line [0-9]*: *$' <<<"$err" >&2 || true
     if [ -s "$png" ]; then echo "$png"; fi
 }
 

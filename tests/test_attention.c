@@ -163,10 +163,46 @@ static void test_reference_known_cases(void **state)
         assert_true(fabs(out[c] - mean / N) <= 1e-15);
     }
     assert_true(st.cmax == 0.0);
-    /* a NaN in V makes the row NaN, and NaN matches NaN in the check */
+    /* PyTorch's SDPA semantics (notes/04, "NaN and -inf in Q, K, V"):
+     * a NaN in V[j, c] makes column c NaN, and only column c */
     v[3] = NAN;
     attention_ref_row(q, k, v, DT_F32, N, d, 0.25f, out, &st);
+    for (size_t c = 0; c < d; c++) assert_true(c == 3 ? isnan(out[c]) : isfinite(out[c]));
+    v[3] = 0.5f;
+    /* an inf in V[j, c]: column c is inf (p_j > 0), the rest finite */
+    v[2 * d + 5] = INFINITY;
+    attention_ref_row(q, k, v, DT_F32, N, d, 0.25f, out, &st);
+    for (size_t c = 0; c < d; c++) assert_true(c == 5 ? out[c] == INFINITY : isfinite(out[c]));
+    v[2 * d + 5] = 0.5f;
+    /* a NaN in q: the whole row NaN */
+    q[1] = NAN;
+    attention_ref_row(q, k, v, DT_F32, N, d, 0.25f, out, &st);
     for (size_t c = 0; c < d; c++) assert_true(isnan(out[c]));
+    /* a -inf logit is a masked key: q > 0 in component 0, k_j[0] = -inf gives
+     * s_j = -inf, and the row equals attention over the other keys; smax and
+     * cmax count finite logits only (no overflow of S, no infinite tolerance) */
+    for (size_t c = 0; c < d; c++) q[c] = 0.1f + 0.01f * (float)c;
+    double *want = malloc(d * sizeof *want);
+    assert_non_null(want);
+    attention_ref_row(q, k + d, v + d, DT_F32, N - 1, d, 0.25f, want, NULL);
+    const float k00 = k[0];
+    k[0] = -INFINITY;
+    attention_ref_row(q, k, v, DT_F32, N, d, 0.25f, out, &st);
+    for (size_t c = 0; c < d; c++) assert_true(fabs(out[c] - want[c]) <= 1e-12);
+    assert_true(isfinite(st.smax) && isfinite(st.cmax));
+    assert_false(attn_row_overflows_s(DT_F16, &st, ATT_ROUND_S));
+    assert_true(isfinite(attention_tolerance(DT_F16, d, &st, ATT_ROUND_S | ATT_ROUND_P)));
+    /* every key -inf: zeros (PyTorch >= 2.5's SDPA, FlashAttention) */
+    for (size_t j = 0; j < N; j++) k[j * d] = -INFINITY;
+    attention_ref_row(q, k, v, DT_F32, N, d, 0.25f, out, &st);
+    for (size_t c = 0; c < d; c++) assert_true(out[c] == 0.0);
+    assert_true(st.rmax == 0.0);
+    /* a +inf logit: e^{inf - inf}, the row NaN */
+    k[0] = INFINITY;
+    attention_ref_row(q, k, v, DT_F32, N, d, 0.25f, out, &st);
+    for (size_t c = 0; c < d; c++) assert_true(isnan(out[c]));
+    for (size_t j = 0; j < N; j++) k[j * d] = k00;
+    free(want);
 }
 
 /* ---- the merge */
@@ -349,13 +385,21 @@ static void large_logits(int gpu)
     attn_problem_ref(&p, NULL);
     void *o = malloc((size_t)attn_q_elems(&p.s) * 2);
     attn_check_t c;
-    assert_int_equal(attn_run_impl(&IMPL_ATTN_STANDARD, gpu, &p, o, NULL), 0);
-    attn_check_rows(&p, o, IMPL_ATTN_STANDARD.rounding, &c);
+    /* standard-s16 stores S in fp16: logits past 65504 become inf, and with
+     * the flag that says so (ATT_ROUND_S) those rows are the excused lesson */
+    assert_int_equal(attn_run_impl(&IMPL_ATTN_STANDARD_S16, gpu, &p, o, NULL), 0);
+    attn_check_rows(&p, o, ATT_ROUND_S | ATT_ROUND_P, &c);
     assert_true(c.nonfinite > 0);
-    print_message("standard fp16 at 300 U[-1,1): %zu of %zu rows overflow S (excused), worst ratio of the rest %.3g, "
-                  "%zu unresolved\n", c.excused, c.rows, c.worst_ratio, c.unresolved);
+    print_message("standard-s16 fp16 at 300 U[-1,1): %zu of %zu rows overflow S (excused), worst ratio of the rest "
+                  "%.3g, %zu unresolved\n", c.excused, c.rows, c.worst_ratio, c.unresolved);
     assert_true(c.excused > 0); /* rows whose logits pass 65504: the lesson, excused, not judged */
     assert_false(attn_check_ok(&c)); /* the other rows: unresolved, never a pass */
+    /* standard keeps S in fp32: nothing overflows, nothing is excused */
+    assert_int_equal(attn_run_impl(&IMPL_ATTN_STANDARD, gpu, &p, o, NULL), 0);
+    attn_check_rows(&p, o, IMPL_ATTN_STANDARD.rounding, &c);
+    assert_int_equal(c.nonfinite, 0);
+    assert_int_equal(c.excused, 0);
+    assert_false(attn_check_ok(&c)); /* unresolved, as one-pass below */
     assert_int_equal(attn_run_impl(&IMPL_ATTN_ONE_PASS, gpu, &p, o, NULL), 0);
     attn_check_rows(&p, o, IMPL_ATTN_ONE_PASS.rounding, &c);
     assert_int_equal(c.nonfinite, 0); /* s stays in fp32 registers: nothing overflows */
@@ -397,16 +441,22 @@ static void test_ledger_models(void **state)
             assert_int_equal(ledger_total(&c.lg), c.q.bytes_read + c.k.bytes_read + c.v.bytes_read + c.o.bytes_written);
             assert_int_equal(c.lg.sram_peak, 0);
 
-            assert_int_equal(IMPL_ATTN_STANDARD.ws_bytes(s), 2 * bh * N * N * es);
+            assert_int_equal(IMPL_ATTN_STANDARD.ws_bytes(s), bh * N * N * (4 + es));
             assert_int_equal(attn_run_impl(&IMPL_ATTN_STANDARD, 0, &p, o, &c), 0);
             assert_int_equal(ledger_total(&c.lg), (uint64_t)IMPL_ATTN_STANDARD.model_bytes(s));
             assert_int_equal(c.q.bytes_read, E * es);
             assert_int_equal(c.k.bytes_read, E * es);
             assert_int_equal(c.v.bytes_read, E * es);
             assert_int_equal(c.o.bytes_written, E * es);
-            /* the rest is S and P: 4 B H N^2 (row-on-chip softmax) plus the mask */
-            assert_true(attention_standard_onchip(s));
+            /* the rest is S in fp32 (written, read twice, the mask) and P in
+             * the storage type (written, read) */
             const uint64_t nn = bh * N * N, mask = causal ? bh * N * (N - 1) / 2 : 0;
+            assert_int_equal(ledger_total(&c.lg) - 4 * E * es, (3 * nn + mask) * 4 + 2 * nn * es);
+            /* standard-s16: S and P in the storage type, 4 B H N^2 (row-on-chip softmax) plus the mask */
+            assert_int_equal(IMPL_ATTN_STANDARD_S16.ws_bytes(s), 2 * bh * N * N * es);
+            assert_int_equal(attn_run_impl(&IMPL_ATTN_STANDARD_S16, 0, &p, o, &c), 0);
+            assert_int_equal(ledger_total(&c.lg), (uint64_t)IMPL_ATTN_STANDARD_S16.model_bytes(s));
+            assert_true(attention_standard_onchip(s));
             assert_int_equal(ledger_total(&c.lg) - 4 * E * es, (4 * nn + mask) * es);
             free(o);
             attn_problem_free(&p);
@@ -438,8 +488,12 @@ static void test_program_rejects_bad_input(void **state)
     (void)state;
     static const char *cases[][2] = {
         { "--seq 0", "--seq" },
-        { "--dim 7", "supported d: 16, 32, 64, 80, 96, 128, 256" },
-        { "--kv-heads 3 --heads 4", "stage 06" },
+        { "--dim 513", "1 to 512" },
+        { "--kv-heads 3 --heads 4", "unknown option '--kv-heads'" },
+        { "--br 16", "unknown option '--br'" },
+        { "--splits 4", "unknown option '--splits'" },
+        { "--decode --seq-q 7", "--decode means --seq-q 1" },
+        { "--scale 2 --load-npy /tmp", "--load-npy replaces" },
         { "--device cpu --seq 2000000 --batch 1000", "memory" },
         { "--device cpu --batch 1048576 --heads 65536 --seq 16777216", "too large" },
         { "--sweep --seq 512", "cannot be combined" },

@@ -18,6 +18,7 @@
 #include "attention_bench.h"
 #include "attention_ref.h"
 #include "harness.h"
+#include "npy.h"
 #include "reference.h"
 #include "rng.h"
 
@@ -74,7 +75,7 @@ BROKEN_SM(B_ZERO_LESSON, sm_zero, 1);
 static int softmax_with(const softmax_impl_t *im, const char *args)
 {
     const softmax_impl_t *list[] = { &IMPL_SAFE, im };
-    softmax_stage_t st = { "test_softmax_driver", "broken softmax", list, 2, 1 };
+    softmax_stage_t st = { .prog = "test_softmax_driver", .summary = "broken softmax", .impls = list, .nimpls = 2, .own = 1 };
     return run_main(softmax_main, &st, args);
 }
 
@@ -109,7 +110,7 @@ static void test_softmax_wide_range(void **state)
     assert_true(tol < 1e-3);
     /* naive at fp16 scale 12: overflow on rows that pass ln(65504), excused */
     const softmax_impl_t *list[] = { &IMPL_COPY, &IMPL_NAIVE };
-    softmax_stage_t st = { "test_softmax_driver", "naive", list, 2, 1 };
+    softmax_stage_t st = { .prog = "test_softmax_driver", .summary = "naive", .impls = list, .nimpls = 2, .own = 1 };
     assert_int_equal(run_main(softmax_main, &st, "--device cpu --rows 8 --cols 4096 --dtype fp16 --scale 12 --iters 1"), 0);
 }
 
@@ -191,7 +192,7 @@ BROKEN_AT(A_NAN_S, at_nan, ATT_ROUND_S | ATT_ROUND_P);
 static int attention_with(const attn_impl_t *im, const char *args)
 {
     const attn_impl_t *list[] = { &IMPL_ATTN_ONE_PASS, im };
-    attn_stage_t st = { "test_attention_driver", "broken attention", list, 2, 1, ATTN04_DIMS, 0 };
+    attn_stage_t st = { .prog = "test_attention_driver", .summary = "broken attention", .impls = list, .nimpls = 2, .own = 1 };
     return run_main(attention_main, &st, args);
 }
 
@@ -220,10 +221,154 @@ static void test_attention_extreme_scale(void **state)
 {
     (void)state;
     const attn_impl_t *list[] = { &IMPL_ATTN_STANDARD, &IMPL_ATTN_ONE_PASS };
-    attn_stage_t st = { "test_attention_driver", "stage 04", list, 2, 1, ATTN04_DIMS, 0 };
+    attn_stage_t st = { .prog = "test_attention_driver", .summary = "stage 04", .impls = list, .nimpls = 2, .own = 1 };
     assert_int_equal(run_main(attention_main, &st, "--device cpu --iters 1 --warmup 0 --scale 1e20 --seq 16 --dim 16"), 1);
     assert_int_equal(run_main(attention_main, &st, "--device cpu --iters 1 --warmup 0 --scale 1e3 --seq 16 --dim 16"), 1);
     assert_int_equal(run_main(attention_main, &st, "--device cpu --iters 1 --warmup 0 --seq 16 --dim 16"), 0);
+}
+
+
+/* Issue 16: rows whose exact result is 0 were "unresolved" (exit 1 on right
+ * answers), rows whose derived tolerance reached the size of the output were
+ * "unresolved", and NaN rows failed through their tolerance. Now: an exact
+ * zero row is judged by an absolute bound; a row the tolerance cannot tell
+ * from 0 is judged at half its output's size (an all-zero answer fails);
+ * an all-NaN row by exact match. */
+static void test_attention_zero_and_nan_rows(void **state)
+{
+    (void)state;
+    enum { d = 8, n = 16 };
+    float q[d], k[n * d], v[n * d], o[d];
+    double ref[d];
+    attn_row_stats_t st;
+    attn_check_t c;
+    for (size_t i = 0; i < n * d; i++) k[i] = rng_logit(4, 1, i, 1.0f), v[i] = 0.0f;
+    for (size_t i = 0; i < d; i++) q[i] = rng_logit(4, 2, i, 1.0f);
+    /* V = 0: the exact result is 0; 0 passes, 1e-3 does not */
+    attention_ref_row(q, k, v, DT_F32, n, d, 0.35f, ref, &st);
+    memset(o, 0, sizeof o);
+    attn_check_init(&c);
+    attn_check_row(&c, o, DT_F32, ref, &st, d, 0);
+    assert_true(attn_check_ok(&c));
+    assert_int_equal(c.zero_rows, 1);
+    assert_int_equal(c.unresolved, 0);
+    o[2] = 1e-3f;
+    attn_check_init(&c);
+    attn_check_row(&c, o, DT_F32, ref, &st, d, 0);
+    assert_false(attn_check_ok(&c));
+    /* every key masked through K (-inf logits): the exact result is 0 */
+    for (size_t i = 0; i < n * d; i++) v[i] = rng_logit(4, 3, i, 1.0f);
+    for (size_t i = 0; i < d; i++) q[i] = 0.5f;
+    for (size_t j = 0; j < n; j++) k[j * d] = -INFINITY;
+    attention_ref_row(q, k, v, DT_F32, n, d, 0.35f, ref, &st);
+    memset(o, 0, sizeof o);
+    attn_check_init(&c);
+    attn_check_row(&c, o, DT_F32, ref, &st, d, ATT_ROUND_S | ATT_ROUND_P);
+    assert_true(attn_check_ok(&c));
+    assert_int_equal(c.excused, 0); /* -inf is a mask, not an overflow of S */
+    /* a +inf logit: the row is NaN; NaN passes, a finite row fails */
+    k[0] = INFINITY;
+    attention_ref_row(q, k, v, DT_F32, n, d, 0.35f, ref, &st);
+    for (size_t i = 0; i < d; i++) o[i] = NAN;
+    attn_check_init(&c);
+    attn_check_row(&c, o, DT_F32, ref, &st, d, 0);
+    assert_true(attn_check_ok(&c));
+    assert_int_equal(c.nan_rows, 1);
+    o[0] = 0.0f;
+    attn_check_init(&c);
+    attn_check_row(&c, o, DT_F32, ref, &st, d, 0);
+    assert_false(attn_check_ok(&c));
+    /* a row whose tolerance is not below half its all-zero error (made so
+     * by hand: a tiny output against a large A): the right answer passes at
+     * the capped tolerance, the all-zero answer fails */
+    st.n = 4;
+    st.amax = 1.0;
+    st.rmax = 1e-5;
+    st.cmax = 1e3;
+    st.smax = st.vmax = st.psq = st.pv = st.dev = 0;
+    for (size_t i = 0; i < d; i++) ref[i] = i == 1 ? 1e-5 : 0.0;
+    assert_true(attention_tolerance(DT_F32, d, &st, 0) >= 0.5e-5);
+    for (size_t i = 0; i < d; i++) o[i] = (float)ref[i];
+    attn_check_init(&c);
+    attn_check_row(&c, o, DT_F32, ref, &st, d, 0);
+    assert_true(attn_check_ok(&c));
+    assert_int_equal(c.capped, 1);
+    memset(o, 0, sizeof o);
+    attn_check_init(&c);
+    attn_check_row(&c, o, DT_F32, ref, &st, d, 0);
+    assert_false(attn_check_ok(&c)); /* never a pass for 0 against a nonzero row */
+}
+
+/* Issue 16: an all -200 fp32 row is 0/0 for naive softmax, overflow's twin:
+ * excused as underflow; a row that is not extreme is never excused. */
+static void test_naive_underflow_excused(void **state)
+{
+    (void)state;
+    float x[64];
+    for (size_t j = 0; j < 64; j++) x[j] = -200.0f;
+    assert_int_equal(softmax_row_breaks_naive(x, DT_F32, 64), NAIVE_UNDERFLOW);
+    x[5] = 0.0f;
+    assert_int_equal(softmax_row_breaks_naive(x, DT_F32, 64), NAIVE_OK);
+    x[5] = 100.0f;
+    assert_int_equal(softmax_row_breaks_naive(x, DT_F32, 64), NAIVE_OVERFLOW);
+    for (size_t j = 0; j < 64; j++) x[j] = -INFINITY;
+    assert_int_equal(softmax_row_breaks_naive(x, DT_F32, 64), NAIVE_OK); /* NaN for every formula */
+    /* through the driver: naive on all -200 rows, excused, exit 0 */
+    char dir[] = "/tmp/stf_under_XXXXXX", path[600], args[700];
+    assert_non_null(mkdtemp(dir));
+    float data[4 * 64];
+    for (size_t i = 0; i < 4 * 64; i++) data[i] = -200.0f;
+    const size_t shape[2] = { 4, 64 };
+    snprintf(path, sizeof path, "%s/x.npy", dir);
+    assert_int_equal(npy_write_f32(path, data, shape, 2), 0);
+    const softmax_impl_t *list[] = { &IMPL_COPY, &IMPL_NAIVE };
+    softmax_stage_t st = { .prog = "test_softmax_driver", .summary = "naive", .impls = list, .nimpls = 2, .own = 1 };
+    snprintf(args, sizeof args, "--device cpu --iters 1 --load-npy %s", dir);
+    assert_int_equal(run_main(softmax_main, &st, args), 0);
+    /* the excuse is naive's only: a safe softmax that returns 0/0 there fails */
+    assert_int_equal(softmax_with(&B_NAN, args), 1);
+    unlink(path);
+    rmdir(dir);
+}
+
+/* Issue 16, item 1: a run in which none of the stage's own implementations
+ * ran was exit 0. Now it is exit 2, in both drivers, and --kernel's choice
+ * counts the same way. */
+static int sm_never(size_t rows, size_t cols, dtype_t dt, int gpu, char *why, size_t n)
+{
+    (void)rows, (void)cols, (void)dt, (void)gpu;
+    snprintf(why, n, "declines every shape (test)");
+    return 0;
+}
+static int at_never(const attn_shape_t *s, int gpu, char *why, size_t n)
+{
+    (void)s, (void)gpu;
+    snprintf(why, n, "declines every shape (test)");
+    return 0;
+}
+static void test_nothing_ran_fails(void **state)
+{
+    (void)state;
+    static const softmax_impl_t SM_NEVER = { .name = "never", .stage = "xx", .passes = 1, .loads = 1, .stores = 1,
+                                             .round_k = 1, .cpu = sm_zero, .applies = sm_never };
+    assert_int_equal(softmax_with(&SM_NEVER, "--device cpu --rows 4 --cols 64 --iters 1"), 2);
+    static const attn_impl_t AT_NEVER = { .name = "never", .stage = "xx", .model_bytes = attention_one_pass_model_bytes,
+                                          .cpu = at_zero, .supports = at_never };
+    const char *args = "--device cpu --seq 9 --dim 8 --iters 1 --warmup 0";
+    assert_int_equal(attention_with(&AT_NEVER, args), 2);
+    /* the earlier stage's implementation ran, the stage's own did not: still 2 */
+    char a2[200];
+    snprintf(a2, sizeof a2, "%s --kernel one-pass", args);
+    assert_int_equal(attention_with(&AT_NEVER, a2), 0); /* what --kernel chose ran */
+    snprintf(a2, sizeof a2, "%s --kernel never", args);
+    assert_int_equal(attention_with(&AT_NEVER, a2), 2);
+    /* a demonstration that fails is reported, not the run's failure; its
+     * absence is no failure either */
+    static const attn_impl_t AT_DEMO = { .name = "demo", .stage = "xx", .model_bytes = attention_one_pass_model_bytes,
+                                         .cpu = at_garbage, .demo = "a broken demonstration (test)" };
+    const attn_impl_t *list[] = { &AT_DEMO, &IMPL_ATTN_ONE_PASS };
+    attn_stage_t st = { .prog = "test_attention_driver", .summary = "demo", .impls = list, .nimpls = 2, .own = 1 };
+    assert_int_equal(run_main(attention_main, &st, args), 0);
 }
 
 int main(void)
@@ -236,6 +381,9 @@ int main(void)
         cmocka_unit_test(test_attention_inf_in_v),
         cmocka_unit_test(test_attention_driver_rejects_broken),
         cmocka_unit_test(test_attention_extreme_scale),
+        cmocka_unit_test(test_attention_zero_and_nan_rows),
+        cmocka_unit_test(test_naive_underflow_excused),
+        cmocka_unit_test(test_nothing_ran_fails),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -416,7 +416,11 @@ static void test_programs_reject_bad_input(void **state)
         { "03_online_softmax --load-npy /nonexistent", "cannot open" },
         { "03_online_softmax --load-npy /tmp --rows 3", "cannot be combined" },
         { "01_naive_softmax -xy", "'-x'" },
-        { "04_one_pass_attention --dim 100000", "supported d: 16, 32" },
+        { "04_one_pass_attention --dim 100000", "1 to 512" },
+        { "05_tiled_attention --splits 4", "unknown option '--splits'" },
+        { "06_gqa_attention --sram 4096", "unknown option '--sram'" },
+        { "04_one_pass_attention --decode --seq-q 7", "--decode means --seq-q 1" },
+        { "02_safe_softmax --scale 3 --load-npy /tmp", "--load-npy replaces" },
         { "03_online_softmax --load-npy ''", "--load-npy" },
         { "02_safe_softmax --csv /nonexistent-stf-dir/x.csv", "--csv" },
         { "04_one_pass_attention --save-npy /nonexistent-stf-dir/out", "--save-npy" },
@@ -438,7 +442,7 @@ static void test_programs_reject_bad_npy(void **state)
     (void)state;
     char dir[] = "/tmp/stf_badnpy_XXXXXX", path[600], args[800], msg[512];
     assert_non_null(mkdtemp(dir));
-    static float data[4 * 16 * 16];
+    static float data[4 * 16 * 16 + 1];
     for (size_t i = 0; i < sizeof data / sizeof *data; i++) data[i] = (float)(i % 7) * 0.125f;
     static const struct {
         const char *prog, *name;
@@ -446,8 +450,8 @@ static void test_programs_reject_bad_npy(void **state)
         int rank;
         const char *want;
     } cases[] = {
-        { "04_one_pass_attention", "dim7", { 1, 2, 16, 7 }, { 1, 2, 16, 7 }, 4, "supported d" },
-        { "04_one_pass_attention", "gqa", { 1, 4, 16, 16 }, { 1, 2, 16, 16 }, 4, "stage 06" },
+        { "04_one_pass_attention", "dim513", { 1, 1, 1, 513 }, { 1, 1, 1, 513 }, 4, "d = 513 (from the files: q.npy [1,1,1,513]" },
+        { "04_one_pass_attention", "gqa", { 1, 4, 16, 16 }, { 1, 2, 16, 16 }, 4, "q.npy [1,4,16,16], k.npy [1,2,16,16]" },
         { "04_one_pass_attention", "batch", { 2, 2, 16, 16 }, { 1, 2, 8, 16 }, 4, "shapes disagree" },
         { "03_online_softmax", "rank3", { 2, 3, 4 }, { 0 }, 3, "3 dimensions, 2 expected" },
     };

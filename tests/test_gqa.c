@@ -321,7 +321,8 @@ static void test_program_rejects_bad_input(void **state)
         { "--heads 6 --kv-heads 4", "must divide" },
         { "--heads 32 --kv-heads 5 --decode --seq-kv 64", "must divide" },
         { "--heads 4 --kv-heads 8", "must divide" },
-        { "--varlen --decode", "stage 07" },
+        { "--dim 513", "1 to 512" },
+        { "--varlen --decode", "unknown option '--varlen'" },
         { "--kernel repeated", "no implementation named" },
         { "--kv-heads 0", "--kv-heads" },
     };

@@ -344,8 +344,9 @@ static void test_program_cpu(void **state)
     assert_int_equal(run_prog("--device cpu --decode --seq-kv 1000 --heads 4 --kv-heads 1 --splits 7 --iters 1 --dtype fp16",
                               out, sizeof out, 1), 0);
     assert_non_null(strstr(out, "7 splits (--splits)"));
-    /* prefill: the split declines with its reason, stage 06's packed still runs */
-    assert_int_equal(run_prog("--device cpu --seq 40 --heads 4 --kv-heads 2 --iters 1", out, sizeof out, 1), 0);
+    /* prefill: the split declines with its reason; stage 06's packed still
+     * runs, but a run in which none of the stage's own ran fails (exit 2) */
+    assert_int_equal(run_prog("--device cpu --seq 40 --heads 4 --kv-heads 2 --iters 1", out, sizeof out, 1), 2);
     assert_non_null(strstr(out, "one query token"));
     /* --splits beyond the tiles: clamped, with the reason (1000 keys: 16 tiles) */
     assert_int_equal(run_prog("--device cpu --decode --seq-kv 1000 --heads 4 --kv-heads 1 --splits 65536 --iters 1",

@@ -463,7 +463,7 @@ static void test_program(void **state)
         { "--device cpu --sram 65536 --br 64 --bc 64", "more than --sram 65536" },
         { "--device cpu --dim 128 --sram 2000", "cannot hold" },
         { "--device cpu --kernel fa3", "no implementation named 'fa3'" },
-        { "--device cpu --dim 7", "supported d" },
+        { "--device cpu --dim 600", "1 to 512" },
     };
     char out[16384];
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {

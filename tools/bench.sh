@@ -27,7 +27,9 @@
 #
 # Inputs (environment): BIN (default $BUILD/bin, BUILD default build),
 # OUT (default $BENCH_DIR, default build/bench), DEVICE, QUICK,
-# BENCH_WRAP (see tools/bench_lib.sh), and BENCH_ONLY: an extended regex;
+# BENCH_WRAP (see tools/bench_lib.sh), DRAW=1 (then the plots, `make bench`:
+# gnuplot-nox is installed if it can be, plots/need_gnuplot.sh; without it
+# the CSV stay and `make plots` draws them later), and BENCH_ONLY: an extended regex;
 # only the stage scripts whose path matches it run (for a machine that cuts
 # a long run into pieces: BENCH_ONLY='0[1-4]_', then BENCH_ONLY='0[5-7]_'
 # into the same OUT; nothing is removed first, bench.log is appended to).
@@ -53,10 +55,13 @@ if [ -z "${BENCH_ONLY:-}" ]; then
     : >"$OUT/bench.log"
 fi # with BENCH_ONLY the other pieces' CSV stay and bench.log grows
 export BIN OUT DEVICE QUICK BENCH_STEPS=$n
+# what DEVICE=auto means, decided once for every stage script (bench_lib.sh's bench_device)
+BENCH_DEV=$(source tools/bench_lib.sh && trap - EXIT && bench_device)
+export BENCH_DEV
 
 failed=()
 start=$SECONDS
-echo "bench: $n stage scripts, DEVICE=$DEVICE QUICK=$QUICK, output in $OUT"
+echo "bench: $n stage scripts, DEVICE=$DEVICE (runs on the $BENCH_DEV) QUICK=$QUICK, output in $OUT"
 for k in "${!scripts[@]}"; do
     s=${scripts[$k]}
     t0=$SECONDS
@@ -70,8 +75,17 @@ done
 
 echo "bench: $n stage scripts in $((SECONDS - start)) s; CSV and log in $OUT:"
 (cd "$OUT" && ls -1 -- *.csv bench.log 2>/dev/null | sed 's/^/  /')
+rc=0
 if [ ${#failed[@]} -gt 0 ]; then
     echo "bench: FAILED:"
     printf '  %s\n' "${failed[@]}"
-    exit 1
+    rc=1
 fi
+if [ "${DRAW:-0}" = 1 ]; then
+    if bash plots/need_gnuplot.sh; then
+        DIR=$OUT bash plots/draw.sh || rc=1
+    else
+        echo "plots skipped: gnuplot is not installed and could not be installed; run 'make plots' on a machine with gnuplot (apt-get install gnuplot-nox)"
+    fi
+fi
+exit $rc

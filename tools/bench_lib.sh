@@ -66,6 +66,23 @@ softmax_stage_runs() {
     done
 }
 
+# bench_device         prints what DEVICE means for this run: cpu or gpu.
+#                      DEVICE=auto is decided once per `make bench`
+#                      (tools/bench.sh exports BENCH_DEV): gpu when a tiny
+#                      GPU run of stage 01 succeeds, else cpu. Every stage
+#                      script asks this instead of probing on its own.
+bench_device() {
+    if [ "$DEVICE" != auto ]; then
+        echo "$DEVICE"
+    elif [ -n "${BENCH_DEV:-}" ]; then
+        echo "$BENCH_DEV"
+    elif "$BIN/01_naive_softmax" --device gpu --rows 1 --cols 32 --iters 1 --warmup 0 >/dev/null 2>&1; then
+        echo gpu
+    else
+        echo cpu
+    fi
+}
+
 bench_finish() {
     local rc=$?
     if [ "$bench_failures" != 0 ]; then

@@ -59,7 +59,7 @@ double attn_kv_bytes_once(const attn_shape_t *s)
 
 int attn_dim_listed(const int *dims, size_t d)
 {
-    for (const int *p = dims; *p; p++)
+    for (const int *p = dims; p && *p; p++)
         if ((size_t)*p == d) return 1;
     return 0;
 }
@@ -116,37 +116,41 @@ static size_t pick_rows(const attn_shape_t *s, int gpu, uint64_t **idx)
     return n;
 }
 
-/* Returns 0, or -1 after printing why. */
-static int save_npy(const char *dir, const char *name, const void *data, dtype_t dt, uint64_t n, const size_t *shape)
+/* Returns 0, or -1 after printing why. The file goes to nb under a
+ * temporary name, renamed when the whole run has succeeded. */
+static int save_npy(npy_batch_t *nb, const char *dir, const char *name, const void *data, dtype_t dt, uint64_t n,
+                    const size_t *shape)
 {
     char path[4096];
     float *f = malloc((size_t)n * sizeof(float));
     if (!f) { fprintf(stderr, "error: out of host memory for --save-npy\n"); return -1; }
     for (uint64_t i = 0; i < n; i++) f[i] = dtype_get(data, dt, (size_t)i);
     snprintf(path, sizeof path, "%s/%s.npy", dir, name);
-    int rc = npy_write_f32(path, f, shape, 4);
+    int rc = npy_batch_write_f32(nb, path, f, shape, 4);
     free(f);
     return rc;
 }
 
 /* The same, from device memory. */
-static int save_npy_dev(const char *dir, const char *name, const void *dev, dtype_t dt, uint64_t n, const size_t *shape)
+static int save_npy_dev(npy_batch_t *nb, const char *dir, const char *name, const void *dev, dtype_t dt, uint64_t n,
+                        const size_t *shape)
 {
     void *t = malloc((size_t)n * dtype_size(dt));
     if (!t) { fprintf(stderr, "error: out of host memory for --save-npy\n"); return -1; }
     gpu_d2h(t, dev, (size_t)n * dtype_size(dt));
-    int rc = save_npy(dir, name, t, dt, n, shape);
+    int rc = save_npy(nb, dir, name, t, dt, n, shape);
     free(t);
     return rc;
 }
 
 /* meta.json beside the arrays: what a checker outside this program needs to
  * recompute the same problem (tools/torch_attention.py --check). */
-static int save_meta(const char *dir, const attn_shape_t *s)
+static int save_meta(npy_batch_t *nb, const char *dir, const attn_shape_t *s)
 {
     char path[4096];
     snprintf(path, sizeof path, "%s/meta.json", dir);
-    FILE *f = fopen(path, "w");
+    const char *tmp = npy_batch_tmp(nb, path);
+    FILE *f = tmp ? fopen(tmp, "w") : NULL;
     if (!f) {
         fprintf(stderr, "error: cannot write '%s'\n", path);
         return -1;
@@ -156,6 +160,22 @@ static int save_meta(const char *dir, const attn_shape_t *s)
             s->causal, (double)s->scale, dtype_name(s->dt), s->seq_q, s->seq_kv, s->heads, s->kv_heads);
     return fclose(f) ? -1 : 0;
 }
+
+/* What one shape's runs tell main: which of the wanted implementations
+ * (the stage's own, or those --kernel chose) ran, why the others did not,
+ * and which failed. */
+typedef struct {
+    int wanted, ran;
+    char why[1024];    /* "name: reason; ..." of the wanted ones that did not run */
+    char failed[256];  /* names of the implementations whose check failed */
+} tally_t;
+
+static void tally_add2(char *buf, size_t n, const char *sep, const char *text, const char *more)
+{
+    const size_t k = strlen(buf);
+    if (k + 1 < n) snprintf(buf + k, n - k, "%s%s%s%s", k ? sep : "", text, more ? ": " : "", more ? more : "");
+}
+static void tally_add(char *buf, size_t n, const char *sep, const char *text) { tally_add2(buf, n, sep, text, NULL); }
 
 typedef struct { float *q, *k, *v; } loaded_t;
 
@@ -211,8 +231,9 @@ static int shape_row(report_t *rep, const attn_stage_t *st, const opts_t *o, con
     report_set(rep, row, "dim", "%zu", s->dim);
     report_set(rep, row, "causal", "%s", s->causal ? "yes" : "no");
     report_set(rep, row, "varlen", "%s", s->varlen ? "yes" : "no");
-    report_set(rep, row, "seed", "%llu", (unsigned long long)o->seed);
-    report_set(rep, row, "scale", "%g", o->scale);
+    /* with --load-npy neither describes the input: the file does */
+    report_set(rep, row, "seed", "%s", o->load_npy ? "file" : fmt("%llu", (unsigned long long)o->seed));
+    report_set(rep, row, "scale", "%s", o->load_npy ? "file" : fmt("%g", o->scale));
     report_set(rep, row, "tiles", "%s", im->tiles ? im->tiles(s, o->device == DEV_GPU) : "-");
     return row;
 }
@@ -255,7 +276,8 @@ static int quadratic_ws(const attn_impl_t *im, const attn_shape_t *s)
 
 /* Runs every selected implementation on one shape and fills its table.
  * Returns 0 on success, 2 on bad input, 1 on a failed check. */
-static int run_shape(const attn_stage_t *st, const attn_stage_ext_t *ext, const opts_t *o, const attn_shape_t *s, const loaded_t *ld, report_t *rep)
+static int run_shape(const attn_stage_t *st, const attn_stage_ext_t *ext, const opts_t *o, const attn_shape_t *s,
+                     const loaded_t *ld, report_t *rep, npy_batch_t *nb, tally_t *ty)
 {
     const int gpu = o->device == DEV_GPU;
     const dtype_t dt = s->dt;
@@ -359,13 +381,13 @@ static int run_shape(const attn_stage_t *st, const attn_stage_ext_t *ext, const 
     const size_t shape_q[4] = { s->batch, s->heads, s->seq_q, d }, shape_kv[4] = { s->batch, s->kv_heads, Nk, d };
     if (o->save_npy) {
         const int bad = ensure_dir(o->save_npy) ||
-                        (gpu ? save_npy_dev(o->save_npy, "q", dq, dt, E, shape_q) ||
-                                   save_npy_dev(o->save_npy, "k", dk, dt, Ekv, shape_kv) ||
-                                   save_npy_dev(o->save_npy, "v", dv, dt, Ekv, shape_kv)
-                             : save_npy(o->save_npy, "q", hq, dt, E, shape_q) ||
-                                   save_npy(o->save_npy, "k", hk, dt, Ekv, shape_kv) ||
-                                   save_npy(o->save_npy, "v", hv, dt, Ekv, shape_kv));
-        if (bad || save_meta(o->save_npy, s)) { rc = 2; goto out; }
+                        (gpu ? save_npy_dev(nb, o->save_npy, "q", dq, dt, E, shape_q) ||
+                                   save_npy_dev(nb, o->save_npy, "k", dk, dt, Ekv, shape_kv) ||
+                                   save_npy_dev(nb, o->save_npy, "v", dv, dt, Ekv, shape_kv)
+                             : save_npy(nb, o->save_npy, "q", hq, dt, E, shape_q) ||
+                                   save_npy(nb, o->save_npy, "k", hk, dt, Ekv, shape_kv) ||
+                                   save_npy(nb, o->save_npy, "v", hv, dt, Ekv, shape_kv));
+        if (bad || save_meta(nb, o->save_npy, s)) { rc = 2; goto out; }
     }
 
     const char *notes[16];
@@ -380,12 +402,16 @@ static int run_shape(const attn_stage_t *st, const attn_stage_ext_t *ext, const 
     for (int k = 0; k < st->nimpls; k++) {
         const attn_impl_t *im = st->impls[k];
         if (!selected(o->kernels, im->name)) continue;
+        /* wanted: what --kernel chose, else the stage's own (not a demonstration) */
+        const int wanted = o->kernels ? 1 : (k >= st->own && !im->demo);
+        ty->wanted += wanted;
         char why[256] = "";
         if ((gpu && !im->gpu) || (im->supports && !im->supports(s, gpu, why, sizeof why))) {
             if (!why[0]) snprintf(why, sizeof why, "no GPU kernel in this build");
             const int row = shape_row(rep, st, o, s, im);
             report_set(rep, row, "ok", "n/a");
             printf("%s: n/a: %s\n", im->name, why);
+            if (wanted) tally_add2(ty->why, sizeof ty->why, "; ", im->name, why);
             continue;
         }
         const size_t ws_bytes = im->ws_bytes ? im->ws_bytes(s) : 0;
@@ -421,8 +447,10 @@ static int run_shape(const attn_stage_t *st, const attn_stage_ext_t *ext, const 
         }
         if (!fits) {
             report_set(rep, row, "ok", "does not fit");
+            if (wanted) tally_add2(ty->why, sizeof ty->why, "; ", im->name, "its workspace does not fit");
             continue;
         }
+        ty->ran += wanted;
 
         ledger_t lg = { 0 };
         hbm_t aq, ak, av, ao;
@@ -441,8 +469,11 @@ static int run_shape(const attn_stage_t *st, const attn_stage_ext_t *ext, const 
             for (size_t r = 0; r < nchk; r++) gpu_d2h_rows(orows + r * d * es, dout, (size_t)idx[r], 1, d * es);
         } else {
             if (a.rc) {
-                report_set(rep, row, "ok", "NO: error");
-                failed = 1;
+                report_set(rep, row, "ok", im->demo ? "demo: error" : "NO: error");
+                if (!im->demo) {
+                    failed = 1;
+                    tally_add(ty->failed, sizeof ty->failed, ", ", im->name);
+                }
                 if (ws) free(ws);
                 continue;
             }
@@ -463,10 +494,11 @@ static int run_shape(const attn_stage_t *st, const attn_stage_ext_t *ext, const 
         if (base_ms == 0) base_ms = m.ms;
 
         if (o->save_npy) {
-            int bad = gpu ? save_npy_dev(o->save_npy, fmt("o_%s", im->name), dout, dt, E, shape_q)
-                          : save_npy(o->save_npy, fmt("o_%s", im->name), ho, dt, E, shape_q);
+            int bad = gpu ? save_npy_dev(nb, o->save_npy, fmt("o_%s", im->name), dout, dt, E, shape_q)
+                          : save_npy(nb, o->save_npy, fmt("o_%s", im->name), ho, dt, E, shape_q);
             if (!bad && k == st->own)
-                bad = gpu ? save_npy_dev(o->save_npy, "o", dout, dt, E, shape_q) : save_npy(o->save_npy, "o", ho, dt, E, shape_q);
+                bad = gpu ? save_npy_dev(nb, o->save_npy, "o", dout, dt, E, shape_q)
+                          : save_npy(nb, o->save_npy, "o", ho, dt, E, shape_q);
             if (bad) {
                 if (gpu) gpu_free(ws);
                 else free(ws);
@@ -493,14 +525,39 @@ static int run_shape(const attn_stage_t *st, const attn_stage_ext_t *ext, const 
             report_set(rep, row, "tolerance", "%.1e", c.max_tol);
         }
         report_set(rep, row, "nonfinite", "%zu", nonfinite);
-        report_set(rep, row, "ok", "%s", bench_ok_cell(ok, c.excused, c.unresolved));
-        if (!ok) failed = 1;
+        if (im->demo) {
+            /* The lesson, reported, never the run's failure. */
+            report_set(rep, row, "ok", "%s", ok ? "demo: within tol" : c.unresolved ? "demo: unresolved"
+                                                                  : fmt("demo: %.3gx tol", c.worst_ratio));
+            printf("%s: a demonstration (%s): error %.2e against the tolerance %.2e of its check: %s; not counted\n",
+                   im->name, im->demo, c.max_err, c.max_tol,
+                   ok ? "within it" : c.unresolved ? "the check cannot resolve it (tolerance above the cap)"
+                                                   : fmt("%.3g times it, the expected failure", c.worst_ratio));
+        } else {
+            report_set(rep, row, "ok", "%s", bench_ok_cell(ok, c.excused, c.unresolved));
+            if (!ok) {
+                failed = 1;
+                tally_add(ty->failed, sizeof ty->failed, ", ", im->name);
+                if (!c.unresolved)
+                    printf("%s: FAILED: error %.2e, %.3g times its tolerance %.2e\n", im->name, c.max_err,
+                           c.worst_ratio, c.max_tol);
+            }
+        }
         if (c.unresolved)
-            printf("%s: %zu checked rows have a tolerance above %g (or not finite): the check cannot resolve this "
-                   "input, which is a failure, not a pass\n", im->name, c.unresolved, CHECK_TOL_CAP);
+            printf("%s: %zu checked rows have a derived tolerance above the cap %g (largest %.2e) or not finite: "
+                   "the check cannot resolve this input, which is a failure, not a pass\n",
+                   im->name, c.unresolved, CHECK_TOL_CAP, c.max_tol);
+        if (c.capped)
+            printf("%s: %zu checked rows are judged at half their output's size (their derived tolerance is not "
+                   "below it: long rows average V towards 0), so an all-zero answer cannot pass\n",
+                   im->name, c.capped);
+        if (c.zero_rows)
+            printf("%s: %zu checked rows have the exact result 0 (V = 0, all-zero inputs, or every key masked): "
+                   "judged by the absolute bound |o| <= tol max(A, min_normal)\n", im->name, c.zero_rows);
         if (c.excused)
-            printf("%s: %zu checked rows have logits beyond the largest %s (%g): storing S overflows there, the "
-                   "lesson of Q2; those rows are not judged\n", im->name, c.excused, dtype_name(dt), dtype_max_finite(dt));
+            printf("%s: %zu checked rows have finite logits beyond the largest %s (%g): storing S overflows there, "
+                   "the lesson of Q2; those rows are not judged\n", im->name, c.excused, dtype_name(dt),
+                   dtype_max_finite(dt));
         if (gpu) gpu_free(ws);
         else free(ws);
     }
@@ -525,30 +582,86 @@ static void free_loaded(loaded_t *ld)
     memset(ld, 0, sizeof *ld);
 }
 
-/* q.npy [B, H, Nq, d], k.npy and v.npy [B, Hkv, Nk, d]. Returns 0 or 2 (and
- * frees what it read). */
-static int load_inputs(const attn_stage_t *st, const char *dir, loaded_t *ld, size_t *shq, size_t *shkv)
+static const char *shape_text(const size_t *sh) { return fmt("[%zu,%zu,%zu,%zu]", sh[0], sh[1], sh[2], sh[3]); }
+
+/* The first finite value that the storage type cannot hold (it would be
+ * stored as inf): 1 and its index, or 0. */
+static int first_unfit(const float *x, size_t n, dtype_t dt, size_t *at)
 {
-    char path[4096];
-    size_t shk[NPY_MAX_DIMS], shv[NPY_MAX_DIMS];
-    memset(ld, 0, sizeof *ld);
-    snprintf(path, sizeof path, "%s/q.npy", dir);
-    if (npy_read_f32(path, 4, &ld->q, shq)) goto bad;
-    snprintf(path, sizeof path, "%s/k.npy", dir);
-    if (npy_read_f32(path, 4, &ld->k, shk)) goto bad;
-    snprintf(path, sizeof path, "%s/v.npy", dir);
-    if (npy_read_f32(path, 4, &ld->v, shv)) goto bad;
-    if (memcmp(shk, shv, 4 * sizeof *shk) || shq[0] != shk[0] || shq[3] != shk[3]) {
-        fprintf(stderr, "%s: --load-npy: shapes disagree: q [%zu,%zu,%zu,%zu], k [%zu,%zu,%zu,%zu], v [%zu,%zu,%zu,%zu]; "
-                        "expected q [B,H,Nq,d] and k, v [B,Hkv,Nk,d]\n",
-                st->prog, shq[0], shq[1], shq[2], shq[3], shk[0], shk[1], shk[2], shk[3], shv[0], shv[1], shv[2], shv[3]);
-        goto bad;
-    }
-    for (int i = 0; i < 4; i++) shkv[i] = shk[i];
+    if (dt == DT_F32) return 0;
+    for (size_t i = 0; i < n; i++)
+        if (isfinite(x[i]) && !isfinite(dtype_round(dt, x[i]))) {
+            *at = i;
+            return 1;
+        }
     return 0;
-bad:
-    free_loaded(ld);
-    return 2;
+}
+
+/* q.npy [B, H, Nq, d], k.npy and v.npy [B, Hkv, Nk, d]: the headers first
+ * (shapes, and whether the arrays fit in host memory, and on the GPU in
+ * device memory, before a byte of data is read), then the data, then every
+ * value against the storage type. Returns 0 or 2 (and frees what it read). */
+static int load_inputs(const attn_stage_t *st, const char *dir, dtype_t dt, int gpu, loaded_t *ld, size_t *shq,
+                       size_t *shkv)
+{
+    char pq[4096], pk[4096], pv[4096];
+    size_t shv[NPY_MAX_DIMS];
+    memset(ld, 0, sizeof *ld);
+    snprintf(pq, sizeof pq, "%s/q.npy", dir);
+    snprintf(pk, sizeof pk, "%s/k.npy", dir);
+    snprintf(pv, sizeof pv, "%s/v.npy", dir);
+    if (npy_peek_f32(pq, 4, shq) || npy_peek_f32(pk, 4, shkv) || npy_peek_f32(pv, 4, shv)) return 2;
+    if (memcmp(shkv, shv, 4 * sizeof *shv) || shq[0] != shkv[0] || shq[3] != shkv[3]) {
+        fprintf(stderr, "%s: --load-npy: shapes disagree: q.npy %s, k.npy %s, v.npy %s; expected q [B,H,Nq,d] and "
+                        "k, v [B,Hkv,Nk,d]\n", st->prog, shape_text(shq), shape_text(shkv), shape_text(shv));
+        return 2;
+    }
+    const double eq = (double)shq[0] * (double)shq[1] * (double)shq[2] * (double)shq[3];
+    const double ekv = (double)shkv[0] * (double)shkv[1] * (double)shkv[2] * (double)shkv[3];
+    /* host: the float32 arrays read, Q, K, V, O in the storage type (CPU), or
+     * one staging buffer (GPU); device: Q, K, V, O */
+    const double es = (double)dtype_size(dt), fbytes = 4.0 * (eq + 2.0 * ekv);
+    const double host = fbytes + (gpu ? es * fmax(eq, ekv) : es * (2.0 * eq + 2.0 * ekv));
+    if (!fits_host(host)) {
+        fprintf(stderr, "%s: --load-npy: q.npy %s, k.npy %s, v.npy %s (%s of float32) need %s of host memory with "
+                        "the arrays in %s; this machine has %s (3/4 of it may be used). Nothing was read.\n",
+                st->prog, shape_text(shq), shape_text(shkv), shape_text(shv), gib(fbytes), gib(host), dtype_name(dt),
+                gib(host_bytes()));
+        return 2;
+    }
+    if (gpu) {
+        size_t fr = 0, tot = 0;
+        gpu_mem_info(&fr, &tot);
+        const double dev = es * (2.0 * eq + 2.0 * ekv) + (double)GPU_MARGIN;
+        if (dev > (double)fr) {
+            fprintf(stderr, "%s: --load-npy: q.npy %s, k.npy %s, v.npy %s need %s of device memory in %s; %s of %s "
+                            "are free. Nothing was read.\n",
+                    st->prog, shape_text(shq), shape_text(shkv), shape_text(shv), gib(dev), dtype_name(dt),
+                    gib((double)fr), gib((double)tot));
+            return 2;
+        }
+    }
+    size_t sh[NPY_MAX_DIMS];
+    if (npy_read_f32(pq, 4, &ld->q, sh) || npy_read_f32(pk, 4, &ld->k, sh) || npy_read_f32(pv, 4, &ld->v, sh)) {
+        free_loaded(ld);
+        return 2;
+    }
+    const struct { const char *name; const float *x; size_t n; const size_t *sh; } arr[3] = {
+        { "q.npy", ld->q, (size_t)eq, shq }, { "k.npy", ld->k, (size_t)ekv, shkv }, { "v.npy", ld->v, (size_t)ekv, shv },
+    };
+    for (int a = 0; a < 3; a++) {
+        size_t at;
+        if (first_unfit(arr[a].x, arr[a].n, dt, &at)) {
+            const size_t d = arr[a].sh[3], n = arr[a].sh[2], h = arr[a].sh[1];
+            fprintf(stderr, "%s: --load-npy: %s %s holds %.9g at [%zu,%zu,%zu,%zu], beyond the largest %s (%g): it "
+                            "would be stored as inf and change the problem; scale the input or use a wider --dtype\n",
+                    st->prog, arr[a].name, shape_text(arr[a].sh), (double)arr[a].x[at], at / d / n / h, at / d / n % h,
+                    at / d % n, at % d, dtype_name(dt), dtype_max_finite(dt));
+            free_loaded(ld);
+            return 2;
+        }
+    }
+    return 0;
 }
 
 static const char *dims_text(const int *dims)
@@ -556,9 +669,17 @@ static const char *dims_text(const int *dims)
     static char buf[256];
     size_t n = 0;
     buf[0] = 0;
-    for (const int *p = dims; *p && n + 16 < sizeof buf; p++)
+    for (const int *p = dims; p && *p && n + 16 < sizeof buf; p++)
         n += (size_t)snprintf(buf + n, sizeof buf - n, "%s%d", p == dims ? "" : ", ", *p);
     return buf;
+}
+
+/* 1 when the stage declares the option `name` (cli_opt_t). */
+static int attn_declares(const attn_stage_t *st, const char *name)
+{
+    for (int i = 0; i < st->nopts; i++)
+        if (!strcmp(st->opts[i].name, name)) return 1;
+    return 0;
 }
 
 int attention_stage_main(const attn_stage_t *st, int argc, char **argv)
@@ -568,22 +689,26 @@ int attention_stage_main(const attn_stage_t *st, int argc, char **argv)
 
 int attention_stage_main_ext(const attn_stage_t *st, const attn_stage_ext_t *ext, int argc, char **argv)
 {
-    char extra[640];
+    npy_batch_t nb;
+    npy_batch_init(&nb);
+    char extra[768];
     snprintf(extra, sizeof extra,
-             "head dimensions d this stage accepts: %s\n"
-             "implementations: run all, or pick with --kernel (names as in the table)\n"
-             "defaults: GPU B=4 H=16 N=4096 d=64; CPU B=1 H=2 N=256 d=64\n"
+             "head dimensions d: 1 to %d (the CPU implementations take each; GPU kernels compiled for some decline\n"
+             "the others, with the reason in the table)%s%s\n"
+             "implementations: run all, or pick with --kernel (names as in the table); a run in which none of\n"
+             "the stage's own implementations (or of those picked) ran fails with exit 2 and the reasons\n"
+             "defaults: GPU B=4 H=16 N=4096 d=64; CPU B=1 H=2 N=256 d=64; %s%s\n"
              "--sweep: GPU N = 1024 ... 16384 at B = 16384/N, H = 16; CPU N = 128 ... 2048 at B = 2048/N, H = 2\n"
-             "         (--heads, --kv-heads and --dim apply; --batch and the lengths do not; the CPU sweep\n"
-             "         times 3 runs by default)\n",
-             dims_text(st->dims));
+             "         (--heads and --dim apply; --batch and the lengths do not; the CPU sweep times 3 runs by default)\n",
+             ATTN_DIM_MAX, st->dims ? "; this stage's GPU kernels: d = " : "", st->dims ? dims_text(st->dims) : "",
+             dtype_name(st->dtype_default), st->decode_default ? "; Nq = 1 (decode) unless --seq or --seq-q" : "");
     cli_spec_t spec = { st->prog, st->summary, CLI_ATTENTION, extra };
     opts_t o;
-    int rc = cli_parse(&spec, argc, argv, &o, stderr);
+    int rc = cli_parse_opts(&spec, st->opts, st->nopts, argc, argv, &o, stderr);
     if (rc == 1) return 0;
     if (rc) return rc;
     if (o.csv && report_csv_check(o.csv, COLS, NCOLS, stderr)) return 2; /* one CSV, one layout */
-    if (o.sweep && (o.given & (GIVEN_BATCH | GIVEN_SEQ | GIVEN_SEQ_Q | GIVEN_SEQ_KV))) {
+    if (o.sweep && (o.given & (GIVEN_BATCH | GIVEN_SEQ | GIVEN_SEQ_Q | GIVEN_SEQ_KV | GIVEN_DECODE))) {
         fprintf(stderr, "%s: --sweep sets the lengths and B itself; --batch, --seq, --seq-q, --seq-kv and --decode "
                         "cannot be combined with it\n", st->prog);
         return 2;
@@ -594,68 +719,72 @@ int attention_stage_main_ext(const attn_stage_t *st, const attn_stage_ext_t *ext
     if (!(o.given & GIVEN_ITERS)) o.iters = gpu ? 20 : (o.sweep ? 3 : 5);
     if (!(o.given & GIVEN_WARMUP)) o.warmup = 1 + 2 * gpu;
 
+    if (!(o.given & GIVEN_DTYPE)) o.dtype = st->dtype_default;
+    const int kv_given = cli_opt_given(&o, "kv-heads");
     size_t B = gpu ? 4 : 1, H = gpu ? 16 : 2, N = gpu ? 4096 : 256, d = 64;
     if (o.given & GIVEN_BATCH) B = (size_t)o.batch;
     if (o.given & GIVEN_HEADS) H = (size_t)o.heads;
     if (o.given & GIVEN_SEQ) N = (size_t)o.seq;
     if (o.given & GIVEN_DIM) d = (size_t)o.dim;
-    size_t Nq = (o.given & GIVEN_SEQ_Q) ? (size_t)o.seq_q : N, Nk = (o.given & GIVEN_SEQ_KV) ? (size_t)o.seq_kv : N;
-    size_t Hkv = (o.given & GIVEN_KV_HEADS) ? (size_t)o.kv_heads : H;
+    size_t Nq = (o.given & (GIVEN_SEQ_Q | GIVEN_DECODE)) ? (size_t)o.seq_q
+              : (st->decode_default && !(o.given & GIVEN_SEQ)) ? 1 : N;
+    size_t Nk = (o.given & GIVEN_SEQ_KV) ? (size_t)o.seq_kv : N;
+    size_t Hkv = kv_given ? (size_t)cli_opt_value(&o, "kv-heads") : H;
 
     loaded_t ld = { 0 }, *ldp = NULL;
+    size_t shq[NPY_MAX_DIMS] = { 0 }, shkv[NPY_MAX_DIMS] = { 0 };
     if (o.load_npy) {
-        if (o.given & (GIVEN_BATCH | GIVEN_HEADS | GIVEN_KV_HEADS | GIVEN_SEQ | GIVEN_SEQ_Q | GIVEN_SEQ_KV | GIVEN_DIM)) {
+        if ((o.given & (GIVEN_BATCH | GIVEN_HEADS | GIVEN_SEQ | GIVEN_SEQ_Q | GIVEN_SEQ_KV | GIVEN_DECODE | GIVEN_DIM)) ||
+            kv_given) {
             fprintf(stderr, "%s: --batch/--heads/--kv-heads/--seq/--seq-q/--seq-kv/--decode/--dim cannot be combined "
                             "with --load-npy: the files give the shape\n", st->prog);
             return 2;
         }
-        size_t shq[NPY_MAX_DIMS], shkv[NPY_MAX_DIMS];
-        if (load_inputs(st, o.load_npy, &ld, shq, shkv)) return 2;
+        if (load_inputs(st, o.load_npy, o.dtype, gpu, &ld, shq, shkv)) return 2;
         B = shq[0]; H = shq[1]; Nq = shq[2]; d = shq[3]; Hkv = shkv[1]; Nk = shkv[2];
         ldp = &ld;
-        if (!B || !H || !Hkv || !Nq || !Nk || !d) {
-            fprintf(stderr, "%s: --load-npy: every dimension must be at least 1\n", st->prog);
-            free_loaded(&ld);
-            return 2;
-        }
     }
+    /* Where the shape came from, for the messages below. */
+    char from[160] = "";
+    if (o.load_npy) snprintf(from, sizeof from, " (from the files: q.npy %s, k.npy %s)", shape_text(shq), shape_text(shkv));
     rc = 2; /* every check below is bad input */
-    if (o.varlen && !(ext && ext->varlen)) {
-        fprintf(stderr, "%s: --varlen (per-batch K/V lengths) arrives in stage 07 (split-KV decoding)\n", st->prog);
-        goto done;
-    }
-    if (Hkv != H && !st->gqa) {
-        fprintf(stderr, "%s: %zu K/V heads for %zu query heads: grouped K/V heads arrive in stage 06; "
-                        "here --kv-heads must equal --heads\n", st->prog, Hkv, H);
+    if (Hkv != H && !attn_declares(st, "kv-heads")) {
+        fprintf(stderr, "%s: %zu K/V heads for %zu query heads%s: this stage's implementations take as many K/V heads "
+                        "as query heads (grouped K/V heads: stage 06)\n", st->prog, Hkv, H, from);
         goto done;
     }
     if (H % Hkv) {
-        fprintf(stderr, "%s: --kv-heads %zu must divide --heads %zu (each K/V head serves a whole group)\n",
-                st->prog, Hkv, H);
+        fprintf(stderr, "%s: %zu K/V heads must divide %zu query heads%s (each K/V head serves a whole group)\n",
+                st->prog, Hkv, H, o.load_npy ? from : " (--kv-heads, --heads)");
         goto done;
     }
-    if (!attn_dim_listed(st->dims, d)) {
-        fprintf(stderr, "%s: head dimension d = %zu is not supported; supported d: %s (each is a compile-time "
-                        "size of the GPU kernels)\n", st->prog, d, dims_text(st->dims));
+    if (d > ATTN_DIM_MAX) {
+        fprintf(stderr, "%s: head dimension d = %zu%s: the programs take 1 to %d\n", st->prog, d, from, ATTN_DIM_MAX);
         goto done;
     }
     if ((double)B * (double)H * (double)(Nq > Nk ? Nq : Nk) * (double)d > 1099511627776.0) {
-        fprintf(stderr, "%s: B x H x N x d = %zu x %zu x %zu x %zu is too large (more than 2^40 elements per array)\n",
-                st->prog, B, H, Nq > Nk ? Nq : Nk, d);
+        fprintf(stderr, "%s: B x H x N x d = %zu x %zu x %zu x %zu%s is too large (more than 2^40 elements per array)\n",
+                st->prog, B, H, Nq > Nk ? Nq : Nk, d, from);
         goto done;
     }
 
     env_stamp_t env;
     print_run_header(st->prog, st->summary, gpu, &env);
-    printf("dtype %s, seed %llu, Q, K, V = %g * U[-1,1)%s, softmax scale 1/sqrt(d), median of %d runs after %d "
-           "warm-up, commit %s, %s\n",
-           dtype_name(o.dtype), (unsigned long long)o.seed, o.scale, o.load_npy ? " (replaced by --load-npy)" : "",
-           o.iters, o.warmup, env.commit, env.date);
+    if (o.load_npy)
+        printf("dtype %s, Q, K, V from %s (q.npy %s, k.npy and v.npy %s), softmax scale 1/sqrt(d), median of %d runs "
+               "after %d warm-up, commit %s, %s\n",
+               dtype_name(o.dtype), o.load_npy, shape_text(shq), shape_text(shkv), o.iters, o.warmup, env.commit,
+               env.date);
+    else
+        printf("dtype %s, seed %llu, Q, K, V = %g * U[-1,1), softmax scale 1/sqrt(d), median of %d runs after %d "
+               "warm-up, commit %s, %s\n",
+               dtype_name(o.dtype), (unsigned long long)o.seed, o.scale, o.iters, o.warmup, env.commit, env.date);
     if (gpu && !hwc_available()) printf("HBM measured: n/a (%s)\n", hwc_reason());
     printf("TFLOP/s counts 4 d per visible (query, key) pair; HBM model and ledger in bytes moved (read + written); "
            "peak = Q, K, V, O + the N x N intermediates.%s\n\n",
            o.causal ? " Causal masks align bottom-right (query i sees keys j <= i + Nk - Nq)." : "");
-    if (o.varlen) printf("--varlen: batch element b holds the first Nk - floor(b Nk / 2B) keys of its K/V slices.\n");
+    const int varlen = cli_opt_given(&o, "varlen");
+    if (varlen) printf("--varlen: batch element b holds the first Nk - floor(b Nk / 2B) keys of its K/V slices.\n");
     if (Nq == 1 && !o.sweep)
         printf("Decode: K/V GB/s = the K/V bytes held (2 es d Hkv sum_b n_b, each byte once) / time.\n");
 
@@ -664,31 +793,48 @@ int attention_stage_main_ext(const attn_stage_t *st, const attn_stage_ext_t *ext
     if (o.sweep) {
         const size_t tokens = gpu ? 16384 : 2048, h = (o.given & GIVEN_HEADS) ? H : (gpu ? 16 : 2);
         for (size_t n = gpu ? 1024 : 128; n <= tokens; n *= 2)
-            attn_shape_init(&shapes[nshapes++], tokens / n, h, (o.given & GIVEN_KV_HEADS) ? Hkv : h, n, n, d, o.causal,
-                            o.dtype);
+            attn_shape_init(&shapes[nshapes++], tokens / n, h, kv_given ? Hkv : h, n, n, d, o.causal, o.dtype);
     } else {
         attn_shape_init(&shapes[nshapes++], B, H, Hkv, Nq, Nk, d, o.causal, o.dtype);
     }
     for (int i = 0; i < nshapes; i++) {
-        shapes[i].tune.br = (size_t)o.br;
-        shapes[i].tune.bc = (size_t)o.bc;
-        shapes[i].tune.sram = (size_t)o.sram;
-        shapes[i].tune.splits = (size_t)o.splits;
-        shapes[i].varlen = o.varlen;
+        shapes[i].tune.br = (size_t)cli_opt_value(&o, "br");
+        shapes[i].tune.bc = (size_t)cli_opt_value(&o, "bc");
+        shapes[i].tune.sram = (size_t)cli_opt_value(&o, "sram");
+        shapes[i].tune.splits = (size_t)cli_opt_value(&o, "splits");
+        shapes[i].varlen = varlen;
     }
 
     int worst = 0;
+    char failed[512] = "";
     for (int i = 0; i < nshapes; i++) {
         report_t rep;
+        tally_t ty;
+        memset(&ty, 0, sizeof ty);
         report_init(&rep, COLS, NCOLS);
-        rc = run_shape(st, ext, &o, &shapes[i], ldp, &rep);
+        rc = run_shape(st, ext, &o, &shapes[i], ldp, &rep, &nb, &ty);
         if (rc == 2) goto done;
+        if (ty.ran == 0) {
+            fprintf(stderr, "%s: none of %s ran on B=%zu H=%zu Hkv=%zu Nq=%zu Nk=%zu d=%zu %s on the %s: %s\n",
+                    st->prog, o.kernels ? "the implementations --kernel chose" : "this stage's own implementations",
+                    shapes[i].batch, shapes[i].heads, shapes[i].kv_heads, shapes[i].seq_q, shapes[i].seq_kv,
+                    shapes[i].dim, dtype_name(o.dtype), gpu ? "GPU" : "CPU",
+                    ty.wanted ? ty.why : "the stage lists none");
+            rc = 2;
+            goto done;
+        }
         if (rc > worst) worst = rc;
+        if (ty.failed[0] && !strstr(failed, ty.failed)) tally_add(failed, sizeof failed, ", ", ty.failed);
         if (o.csv && report_csv_append(&rep, o.csv, &env)) { rc = 2; goto done; }
     }
-    if (worst) fprintf(stderr, "%s: an implementation gave a wrong result (see the ok column)\n", st->prog);
+    if (worst) fprintf(stderr, "%s: wrong result from %s (see the ok column and the lines under the table)\n", st->prog,
+                       failed[0] ? failed : "an implementation");
     rc = worst;
 done:
+    if (o.save_npy) {
+        if (rc == 2) npy_batch_abort(&nb);
+        else if (npy_batch_commit(&nb)) rc = 2;
+    }
     free_loaded(&ld);
     return rc;
 }

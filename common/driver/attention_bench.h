@@ -10,6 +10,7 @@
 #include <stddef.h>
 
 #include "attention_ref.h"
+#include "cli.h"
 #include "dtype.h"
 #include "ledger.h"
 
@@ -48,26 +49,53 @@ typedef struct {
      * cores in prefill, CUDA cores in decode, plain fp32 on the CPU): the
      * ATT_ROUND_* flags for this run, replacing `rounding`. NULL: `rounding`. */
     unsigned (*rounding_for)(const attn_shape_t *s, int gpu);
+    /* Non-NULL for a demonstration (stage 04's standard-s16: S stored in 16
+     * bits): what it demonstrates, one line. Its result is checked against
+     * the tolerance of its rounding flags and reported ("demo: 25x tol" or
+     * "demo: within tol", with the error and the tolerance), but neither its
+     * failure nor its absence fails the run: the failure is the lesson. */
+    const char *demo;
 } attn_impl_t;
 
 /* The rounding flags the check uses for im on s. */
 unsigned attn_impl_rounding(const attn_impl_t *im, const attn_shape_t *s, int gpu);
+
+/* Head dimensions every program takes: 1 to ATTN_DIM_MAX. The CPU
+ * implementations take each; a GPU kernel compiled for some of them declines
+ * the others through supports(), and the table says why. */
+#define ATTN_DIM_MAX 512
 
 typedef struct {
     const char *prog;    /* "04_one_pass_attention" */
     const char *summary; /* one line for --help and the table title */
     const attn_impl_t *const *impls;
     int nimpls;
-    int own;             /* index of the stage's own first implementation (o.npy) */
-    const int *dims;     /* head dimensions the stage accepts, 0-terminated (an
-                            implementation may decline some through supports) */
-    int gqa;             /* 1 when --kv-heads may differ from --heads (stage 06) */
+    /* index of the stage's own first implementation (o.npy); those before it
+     * are the earlier stages' baselines. A run in which none of the stage's
+     * own implementations (or, with --kernel, none of the chosen ones) ran is
+     * a failure, exit 2, with each one's reason. */
+    int own;
+    /* The head dims the stage's GPU kernels are compiled for (0-terminated),
+     * shown in --help; NULL: none listed. Not a limit of the program. */
+    const int *dims;
+    /* The stage's own options beyond the attention family's (declared in its
+     * main.c; cli.h, cli_opt_t). The driver reads these names when declared:
+     *   kv-heads N  (K/V heads; without it Hkv = H, grouped heads refused)
+     *   br N, bc N, sram BYTES, splits N  (attn_tune_t, 0 when not given)
+     *   varlen      (attn_shape_t.varlen) */
+    const cli_opt_t *opts;
+    int nopts;
+    /* The defaults, so that a bare run runs the stage's own implementations:
+     * dtype when --dtype is not given (0: fp32; the tensor-core ladder: bf16),
+     * and decode = 1 for a decode stage (Nq = 1 unless --seq, --seq-q or
+     * --decode says otherwise). */
+    dtype_t dtype_default;
+    int decode_default;
 } attn_stage_t;
 
-/* What stages 06-07 add (a separate struct, so that the positional
- * initialisers of the earlier stages' attn_stage_t stay complete). */
+/* What stages 06-07 add (a separate struct, so that the earlier stages'
+ * attn_stage_t stays as it is). */
 typedef struct {
-    int varlen;          /* 1 when --varlen is accepted (stage 07) */
     /* Decode (seq_q = 1) on the GPU: the measured read-only bandwidth in GB/s
      * for this shape's K/V bytes, timed as the implementations are (L2
      * flushed, median); the "% read" column is K/V GB/s against it. NULL: no

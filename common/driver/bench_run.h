@@ -36,7 +36,7 @@ typedef struct {
 void bench_checked_run(const bench_job_t *j);
 void bench_measure(const bench_job_t *j, bench_meas_t *m);
 
-/* The "ok" cell: "yes"; "yes, N excused" when rows were excused as the
+/* The "ok" cell: "yes"; "yes (N excused)" when rows were excused as the
  * stage's overflow lesson; "NO"; "NO: unresolved" when a tolerance was beyond
  * what the check can resolve (reference.h, CHECK_TOL_CAP). */
 const char *bench_ok_cell(int ok, size_t excused, size_t unresolved);

@@ -15,7 +15,8 @@ enum {
     OPT_DEVICE = 1000, OPT_DTYPE, OPT_ROWS, OPT_COLS, OPT_ITERS, OPT_WARMUP,
     OPT_SEED, OPT_SCALE, OPT_CSV, OPT_SAVE, OPT_LOAD, OPT_HELP, OPT_SWEEP,
     OPT_BATCH, OPT_HEADS, OPT_KV_HEADS, OPT_SEQ, OPT_DIM, OPT_CAUSAL,
-    OPT_SEQ_Q, OPT_SEQ_KV, OPT_DECODE, OPT_KERNEL, OPT_BR, OPT_BC, OPT_SRAM, OPT_SPLITS, OPT_VARLEN,
+    OPT_SEQ_Q, OPT_SEQ_KV, OPT_DECODE, OPT_KERNEL,
+    OPT_STAGE0 = 2000, /* the stage's own options: OPT_STAGE0 + index */
 };
 
 /* Largest accepted dimension: keeps every product of two of them inside
@@ -35,7 +36,7 @@ int cli_parse_count(const char *s, long long max, long long *out)
     return 0;
 }
 
-static void usage(const cli_spec_t *spec, FILE *f)
+static void usage(const cli_spec_t *spec, const cli_opt_t *stage_opts, int nstage, FILE *f)
 {
     fprintf(f, "usage: %s [options]\n%s\n\noptions:\n", spec->prog, spec->summary);
     fprintf(f,
@@ -50,29 +51,47 @@ static void usage(const cli_spec_t *spec, FILE *f)
     else
         fprintf(f,
                 "  --batch B, --heads H   batch size and query heads\n"
-                "  --kv-heads G           key/value heads (default H; must divide H)\n"
                 "  --seq N, --dim D       sequence length (queries and keys) and head dimension\n"
-                "  --seq-q N, --seq-kv N  query rows and keys separately (decode: --seq-q 1)\n"
-                "  --decode               one query row per head (--seq-q 1) against --seq-kv keys\n"
+                "  --seq-q N, --seq-kv N  query rows and keys separately\n"
+                "  --decode               one query row per head (Nq = 1) against --seq-kv keys\n"
                 "  --causal               mask keys after the query, aligned bottom-right: query i\n"
                 "                         sees keys j <= i + seq_kv - seq_q\n"
                 "  --kernel A,B           run only these implementations (names as in the table)\n"
-                "  --br N, --bc N         query rows and key rows per tile (tiled stages)\n"
-                "  --sram BYTES           simulated on-chip memory of the CPU tiling (tiled stages)\n"
-                "  --splits N             K/V splits (split-KV decoding)\n"
-                "  --varlen               batch element b holds only Nk - b*Nk/(2B) of the --seq-kv keys\n"
-                "                         (variable K/V lengths, as in a serving batch; split-KV stage)\n"
                 "  --sweep                run N = 1024 ... 16384 at B*N = 16384 tokens\n"
                 "  --scale S              inputs are S * U[-1, 1) (default 1)\n");
+    for (int i = 0; i < nstage; i++) {
+        char head[64];
+        snprintf(head, sizeof head, "--%s%s%s", stage_opts[i].name, stage_opts[i].arg ? " " : "",
+                 stage_opts[i].arg ? stage_opts[i].arg : "");
+        fprintf(f, "  %-22s %s\n", head, stage_opts[i].help);
+    }
     fprintf(f,
             "  --iters N              timed runs; the median is reported (default 20 GPU, 5 CPU)\n"
             "  --warmup N             untimed runs first (default 3 GPU, 1 CPU)\n"
             "  --seed N               random seed (printed with every run)\n"
             "  --csv FILE             append the table rows to FILE, with an environment stamp\n"
-            "  --save-npy DIR         write the input and each output as .npy files in DIR\n"
-            "  --load-npy DIR         read the input from DIR (float32 .npy) instead of generating it\n"
+            "  --save-npy DIR         write the input and each output as .npy files in DIR (each\n"
+            "                         file under a temporary name, renamed when the run completes)\n"
+            "  --load-npy DIR         read the input from DIR (float32 .npy) instead of generating it;\n"
+            "                         a finite value the storage type cannot hold (7e4 in fp16) is\n"
+            "                         refused, with its index, before any work: stored as inf it\n"
+            "                         would change the problem the run claims to solve\n"
             "  --help                 this text\n");
     if (spec->extra_help) fprintf(f, "\n%s", spec->extra_help);
+}
+
+int cli_opt_given(const opts_t *o, const char *name)
+{
+    for (int i = 0; i < o->nopts; i++)
+        if (!strcmp(o->opts[i].name, name)) return (o->opt_given >> i) & 1u;
+    return 0;
+}
+
+long long cli_opt_value(const opts_t *o, const char *name)
+{
+    for (int i = 0; i < o->nopts; i++)
+        if (!strcmp(o->opts[i].name, name)) return ((o->opt_given >> i) & 1u) ? o->opt_val[i] : 0;
+    return 0;
 }
 
 static int bad(FILE *err, const char *prog, const char *opt, const char *val, const char *want)
@@ -198,6 +217,21 @@ static void unknown_long(FILE *err, const char *P, const char *arg, const struct
 
 int cli_parse(const cli_spec_t *spec, int argc, char **argv, opts_t *o, FILE *err)
 {
+    static const cli_opt_t legacy[] = {
+        { "kv-heads", "G", 65536, "key/value heads (default --heads; must divide it)" },
+        { "br", "N", 4096, "query rows per tile" },
+        { "bc", "N", 4096, "key rows per tile" },
+        { "sram", "BYTES", 1LL << 30, "simulated on-chip memory of the CPU tiling" },
+        { "splits", "N", 65536, "K/V splits" },
+        { "varlen", NULL, 0, "variable K/V lengths per batch element" },
+    };
+    if (spec->kind == CLI_ATTENTION) return cli_parse_opts(spec, legacy, 6, argc, argv, o, err);
+    return cli_parse_opts(spec, NULL, 0, argc, argv, o, err);
+}
+
+int cli_parse_opts(const cli_spec_t *spec, const cli_opt_t *stage_opts, int nstage, int argc, char **argv, opts_t *o,
+                   FILE *err)
+{
     memset(o, 0, sizeof *o);
     o->device = DEV_AUTO;
     o->dtype = DT_F32;
@@ -224,7 +258,6 @@ int cli_parse(const cli_spec_t *spec, int argc, char **argv, opts_t *o, FILE *er
     static const struct option attention_opts[] = {
         { "batch", required_argument, 0, OPT_BATCH },
         { "heads", required_argument, 0, OPT_HEADS },
-        { "kv-heads", required_argument, 0, OPT_KV_HEADS },
         { "seq", required_argument, 0, OPT_SEQ },
         { "dim", required_argument, 0, OPT_DIM },
         { "causal", no_argument, 0, OPT_CAUSAL },
@@ -232,19 +265,25 @@ int cli_parse(const cli_spec_t *spec, int argc, char **argv, opts_t *o, FILE *er
         { "seq-kv", required_argument, 0, OPT_SEQ_KV },
         { "decode", no_argument, 0, OPT_DECODE },
         { "kernel", required_argument, 0, OPT_KERNEL },
-        { "br", required_argument, 0, OPT_BR },
-        { "bc", required_argument, 0, OPT_BC },
-        { "sram", required_argument, 0, OPT_SRAM },
-        { "splits", required_argument, 0, OPT_SPLITS },
-        { "varlen", no_argument, 0, OPT_VARLEN },
     };
-    struct option longopts[32];
+    struct option longopts[48];
     size_t n = 0;
     for (size_t i = 0; i < sizeof common_opts / sizeof *common_opts; i++) longopts[n++] = common_opts[i];
     if (spec->kind == CLI_SOFTMAX)
         for (size_t i = 0; i < sizeof softmax_opts / sizeof *softmax_opts; i++) longopts[n++] = softmax_opts[i];
     else
         for (size_t i = 0; i < sizeof attention_opts / sizeof *attention_opts; i++) longopts[n++] = attention_opts[i];
+    if (nstage < 0 || nstage > CLI_OPTS_MAX) {
+        fprintf(err, "%s: %d stage options declared, at most %d (a bug in the stage's main.c)\n", spec->prog,
+                nstage, CLI_OPTS_MAX);
+        return 2;
+    }
+    for (int i = 0; i < nstage; i++) {
+        struct option x = { stage_opts[i].name, stage_opts[i].arg ? required_argument : no_argument, 0, OPT_STAGE0 + i };
+        longopts[n++] = x;
+    }
+    o->opts = stage_opts;
+    o->nopts = nstage;
     memset(&longopts[n], 0, sizeof longopts[n]);
 
     const char *P = spec->prog;
@@ -263,6 +302,7 @@ int cli_parse(const cli_spec_t *spec, int argc, char **argv, opts_t *o, FILE *er
             break;
         case OPT_DTYPE:
             if (dtype_parse(a, &o->dtype)) return bad(err, P, "--dtype", a, "fp32, fp16 or bf16");
+            o->given |= GIVEN_DTYPE;
             break;
         case OPT_ROWS:
             if (cli_parse_count(a, CLI_MAX_DIM, &o->rows)) return bad(err, P, "--rows", a, "an integer from 1 to 2^31-1");
@@ -279,10 +319,6 @@ int cli_parse(const cli_spec_t *spec, int argc, char **argv, opts_t *o, FILE *er
         case OPT_HEADS:
             if (cli_parse_count(a, 1 << 16, &o->heads)) return bad(err, P, "--heads", a, "an integer from 1 to 65536");
             o->given |= GIVEN_HEADS;
-            break;
-        case OPT_KV_HEADS:
-            if (cli_parse_count(a, 1 << 16, &o->kv_heads)) return bad(err, P, "--kv-heads", a, "an integer from 1 to 65536");
-            o->given |= GIVEN_KV_HEADS;
             break;
         case OPT_SEQ:
             if (cli_parse_count(a, 1 << 24, &o->seq)) return bad(err, P, "--seq", a, "an integer from 1 to 2^24");
@@ -303,34 +339,11 @@ int cli_parse(const cli_spec_t *spec, int argc, char **argv, opts_t *o, FILE *er
             if (cli_parse_count(a, 1 << 24, &o->seq_kv)) return bad(err, P, "--seq-kv", a, "an integer from 1 to 2^24");
             o->given |= GIVEN_SEQ_KV;
             break;
-        case OPT_DECODE:
-            o->seq_q = 1;
-            o->given |= GIVEN_SEQ_Q;
-            break;
+        case OPT_DECODE: o->given |= GIVEN_DECODE; break;
         case OPT_KERNEL:
             if (!*a || strspn(a, "abcdefghijklmnopqrstuvwxyz0123456789-_,") != strlen(a))
                 return bad(err, P, "--kernel", a, "implementation names separated by commas (see the table)");
             o->kernels = a;
-            break;
-        case OPT_BR:
-            if (cli_parse_count(a, 4096, &o->br)) return bad(err, P, "--br", a, "an integer from 1 to 4096");
-            o->given |= GIVEN_BR;
-            break;
-        case OPT_BC:
-            if (cli_parse_count(a, 4096, &o->bc)) return bad(err, P, "--bc", a, "an integer from 1 to 4096");
-            o->given |= GIVEN_BC;
-            break;
-        case OPT_SRAM:
-            if (cli_parse_count(a, 1LL << 30, &o->sram)) return bad(err, P, "--sram", a, "bytes, from 1 to 2^30");
-            o->given |= GIVEN_SRAM;
-            break;
-        case OPT_SPLITS:
-            if (cli_parse_count(a, 1 << 16, &o->splits)) return bad(err, P, "--splits", a, "an integer from 1 to 65536");
-            o->given |= GIVEN_SPLITS;
-            break;
-        case OPT_VARLEN:
-            o->varlen = 1;
-            o->given |= GIVEN_VARLEN;
             break;
         case OPT_ITERS:
             if (cli_parse_count(a, 100000, &v)) return bad(err, P, "--iters", a, "an integer from 1 to 100000");
@@ -346,6 +359,7 @@ int cli_parse(const cli_spec_t *spec, int argc, char **argv, opts_t *o, FILE *er
         case OPT_SEED:
             if (parse_seed(a, &o->seed))
                 return bad(err, P, "--seed", a, "a non-negative integer below 2^64 (decimal, or hex after 0x)");
+            o->given |= GIVEN_SEED;
             break;
         case OPT_SCALE: {
             char *end = NULL;
@@ -361,7 +375,21 @@ int cli_parse(const cli_spec_t *spec, int argc, char **argv, opts_t *o, FILE *er
         case OPT_SAVE: o->save_npy = a; break;
         case OPT_LOAD: o->load_npy = a; break;
         case OPT_SWEEP: o->sweep = 1; break;
-        case OPT_HELP: usage(spec, stdout); return 1;
+        case OPT_HELP: usage(spec, stage_opts, nstage, stdout); return 1;
+        case OPT_STAGE0: case OPT_STAGE0 + 1: case OPT_STAGE0 + 2: case OPT_STAGE0 + 3:
+        case OPT_STAGE0 + 4: case OPT_STAGE0 + 5: case OPT_STAGE0 + 6: case OPT_STAGE0 + 7: {
+            const cli_opt_t *d = &stage_opts[c - OPT_STAGE0];
+            if (d->arg) {
+                char want[64], opt[64];
+                snprintf(want, sizeof want, "an integer from 1 to %lld", d->max);
+                snprintf(opt, sizeof opt, "--%s", d->name);
+                if (cli_parse_count(a, d->max, &o->opt_val[c - OPT_STAGE0])) return bad(err, P, opt, a, want);
+            } else {
+                o->opt_val[c - OPT_STAGE0] = 1;
+            }
+            o->opt_given |= 1u << (c - OPT_STAGE0);
+            break;
+        }
         case ':':
             fprintf(err, "%s: option '%s' needs a value (see --help)\n", P, argv[optind - 1]);
             return 2;
@@ -389,8 +417,34 @@ int cli_parse(const cli_spec_t *spec, int argc, char **argv, opts_t *o, FILE *er
         fprintf(err, "%s: --sweep and --load-npy cannot be combined: the file fixes the shape\n", P);
         return 2;
     }
-    if ((o->given & GIVEN_SEQ) && (o->given & (GIVEN_SEQ_Q | GIVEN_SEQ_KV))) {
+    if ((o->given & GIVEN_SEQ) && (o->given & (GIVEN_SEQ_Q | GIVEN_SEQ_KV | GIVEN_DECODE))) {
         fprintf(err, "%s: --seq sets both lengths; use either --seq or --seq-q/--seq-kv/--decode\n", P);
+        return 2;
+    }
+    if ((o->given & GIVEN_DECODE) && (o->given & GIVEN_SEQ_Q)) {
+        fprintf(err, "%s: --decode means --seq-q 1; give one of them, not both (--seq-q %lld was given)\n", P,
+                o->seq_q);
+        return 2;
+    }
+    if (o->given & GIVEN_DECODE) {
+        o->seq_q = 1;
+        o->given |= GIVEN_SEQ_Q; /* what a driver reading GIVEN_SEQ_Q alone expects */
+    }
+    /* the transitional copies (opts_t) */
+    static const struct { const char *name; unsigned bit; } copies[] = {
+        { "kv-heads", GIVEN_KV_HEADS }, { "br", GIVEN_BR }, { "bc", GIVEN_BC },
+        { "sram", GIVEN_SRAM }, { "splits", GIVEN_SPLITS }, { "varlen", GIVEN_VARLEN },
+    };
+    long long *dst[] = { &o->kv_heads, &o->br, &o->bc, &o->sram, &o->splits, NULL };
+    for (int i = 0; i < 6; i++)
+        if (cli_opt_given(o, copies[i].name)) {
+            o->given |= copies[i].bit;
+            if (dst[i]) *dst[i] = cli_opt_value(o, copies[i].name);
+            else o->varlen = 1;
+        }
+    if (o->load_npy && (o->given & (GIVEN_SCALE | GIVEN_SEED))) {
+        fprintf(err, "%s: --%s describes the generated input, which --load-npy replaces: give one or the other\n",
+                P, (o->given & GIVEN_SCALE) ? "scale" : "seed");
         return 2;
     }
     if (o->sweep && o->save_npy) {

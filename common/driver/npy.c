@@ -19,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
 #error "npy.c reads and writes '<f4' (little-endian) data as native floats"
@@ -252,9 +253,10 @@ static int parse_header(hdr_t *h, npy_header_t *out)
 
 /* ---------------------------------------------------------------- reading */
 
-int npy_read_f32(const char *path, int want_ndim, float **data, size_t *shape)
+/* data NULL: the header only (npy_peek_f32). */
+static int read_f32(const char *path, int want_ndim, float **data, size_t *shape)
 {
-    *data = NULL;
+    if (data) *data = NULL;
     FILE *f = fopen(path, "rb");
     if (!f) {
         fprintf(stderr, "error: cannot open '%s': %s\n", path, strerror(errno));
@@ -317,14 +319,16 @@ int npy_read_f32(const char *path, int want_ndim, float **data, size_t *shape)
     if (have > bytes)
         BAD("%llu bytes after the data the shape describes (%zu bytes): the header does not match the data",
             (unsigned long long)(have - bytes), bytes);
-    p = malloc(bytes);
-    if (!p) BAD("out of host memory (%zu bytes)", bytes);
-    if (fread(p, 1, bytes, f) != bytes) BAD("truncated (the file changed while read?)");
+    if (data) {
+        p = malloc(bytes);
+        if (!p) BAD("out of host memory (%zu bytes)", bytes);
+        if (fread(p, 1, bytes, f) != bytes) BAD("truncated (the file changed while read?)");
+    }
 #undef BAD
     fclose(f);
     free(text);
     for (int i = 0; i < hd.nd; i++) shape[i] = hd.shape[i];
-    *data = p;
+    if (data) *data = p;
     return 0;
 fail:
     fprintf(stderr, "error: '%s': %s\n", path, h.why);
@@ -332,4 +336,83 @@ fail:
     free(text);
     free(p);
     return -1;
+}
+
+int npy_read_f32(const char *path, int want_ndim, float **data, size_t *shape)
+{
+    return read_f32(path, want_ndim, data, shape);
+}
+
+int npy_peek_f32(const char *path, int want_ndim, size_t *shape) { return read_f32(path, want_ndim, NULL, shape); }
+
+/* ---------------------------------------------------------------- writing a set of files */
+
+void npy_batch_init(npy_batch_t *b) { memset(b, 0, sizeof *b); }
+
+const char *npy_batch_tmp(npy_batch_t *b, const char *path)
+{
+    if (b->n == b->cap) {
+        const int cap = b->cap ? 2 * b->cap : 16;
+        char **f = realloc(b->final, (size_t)cap * sizeof *f), **t = f ? realloc(b->tmp, (size_t)cap * sizeof *t) : NULL;
+        if (f) b->final = f;
+        if (t) b->tmp = t;
+        if (!f || !t) return NULL;
+        b->cap = cap;
+    }
+    const size_t n = strlen(path) + 40;
+    char *fin = malloc(n), *tmp = malloc(n);
+    if (!fin || !tmp) {
+        free(fin);
+        free(tmp);
+        return NULL;
+    }
+    snprintf(fin, n, "%s", path);
+    /* the same directory (rename is atomic only within a file system), a name no reader takes for a result */
+    const char *slash = strrchr(path, '/');
+    const int dirlen = slash ? (int)(slash - path + 1) : 0;
+    snprintf(tmp, n, "%.*s.%s.tmp%ld", dirlen, path, path + dirlen, (long)getpid());
+    b->final[b->n] = fin;
+    b->tmp[b->n] = tmp;
+    b->n++;
+    return tmp;
+}
+
+int npy_batch_write_f32(npy_batch_t *b, const char *path, const float *data, const size_t *shape, int ndim)
+{
+    const char *tmp = npy_batch_tmp(b, path);
+    if (!tmp) {
+        fprintf(stderr, "error: out of host memory for the name of '%s'\n", path);
+        return -1;
+    }
+    return npy_write_f32(tmp, data, shape, ndim);
+}
+
+static void batch_free(npy_batch_t *b)
+{
+    for (int i = 0; i < b->n; i++) {
+        free(b->final[i]);
+        free(b->tmp[i]);
+    }
+    free(b->final);
+    free(b->tmp);
+    memset(b, 0, sizeof *b);
+}
+
+int npy_batch_commit(npy_batch_t *b)
+{
+    for (int i = 0; i < b->n; i++)
+        if (rename(b->tmp[i], b->final[i])) {
+            fprintf(stderr, "error: cannot rename '%s' to '%s': %s\n", b->tmp[i], b->final[i], strerror(errno));
+            for (int j = i; j < b->n; j++) unlink(b->tmp[j]);
+            batch_free(b);
+            return -1;
+        }
+    batch_free(b);
+    return 0;
+}
+
+void npy_batch_abort(npy_batch_t *b)
+{
+    for (int i = 0; i < b->n; i++) unlink(b->tmp[i]); /* a file never created: ENOENT, nothing to do */
+    batch_free(b);
 }

@@ -229,6 +229,23 @@ int report_csv_check(const char *path, const report_col_t *cols, int ncols, FILE
     return rc;
 }
 
+void report_csv_cell(FILE *f, const char *cell, char sep)
+{
+    /* RFC 4180: a field holding a comma, a double quote or a line break is
+     * enclosed in double quotes, and a quote inside it is written twice. */
+    if (strpbrk(cell, ",\"\r\n")) {
+        fputc('"', f);
+        for (const char *c = cell; *c; c++) {
+            if (*c == '"') fputc('"', f);
+            fputc(*c, f);
+        }
+        fputc('"', f);
+    } else {
+        fputs(cell, f);
+    }
+    fputc(sep, f);
+}
+
 int report_csv_append(const report_t *r, const char *path, const env_stamp_t *e)
 {
     if (report_csv_check(path, r->cols, r->ncols, stderr)) return -1;
@@ -244,8 +261,9 @@ int report_csv_append(const report_t *r, const char *path, const env_stamp_t *e)
         for (int c = 0; c < NSTAMP; c++) fprintf(f, "%s%c", STAMP_KEYS[c], c + 1 < NSTAMP ? ',' : '\n');
     }
     for (int i = 0; i < r->nrows; i++) {
-        for (int c = 0; c < r->ncols; c++) fprintf(f, "%s,", r->cells[i][c]);
-        fprintf(f, "%s,%s,%s,%s,%s\n", e->device, e->driver, e->runtime, e->commit, e->date);
+        for (int c = 0; c < r->ncols; c++) report_csv_cell(f, r->cells[i][c], ',');
+        const char *stamp[NSTAMP] = { e->device, e->driver, e->runtime, e->commit, e->date };
+        for (int c = 0; c < NSTAMP; c++) report_csv_cell(f, stamp[c], c + 1 < NSTAMP ? ',' : '\n');
     }
     if (fclose(f)) {
         fprintf(stderr, "error: --csv '%s': write failed: %s\n", path, strerror(errno));

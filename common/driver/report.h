@@ -59,6 +59,9 @@ int report_csv_check(const char *path, const report_col_t *cols, int ncols, FILE
 /* Appends the rows to path (writing the header first when the file is new or
  * empty). Refuses, appending nothing, a file whose header is another layout
  * (report_csv_check). Returns 0, or -1 after printing why. */
+/* Writes one CSV field and sep, quoted as RFC 4180 asks when it holds a
+ * comma, a double quote or a line break ("yes, 63 excused"). */
+void report_csv_cell(FILE *f, const char *cell, char sep);
 int report_csv_append(const report_t *r, const char *path, const env_stamp_t *e);
 
 #ifdef __cplusplus

@@ -82,7 +82,8 @@ static const char *mb(double bytes) { return fmt("%.2f", bytes / 1e6); }
 
 /* Returns 0 on success, 2 on bad input, 1 on a failed check. */
 static int run_shape(const softmax_stage_t *st, const opts_t *o, size_t rows, size_t cols,
-                     const float *loaded, report_t *rep)
+                     const float *loaded, report_t *rep, npy_batch_t *nb, int *ran, char *why_not, size_t why_len,
+                     char *failed_names, size_t failed_len)
 {
     const int gpu = o->device == DEV_GPU;
     const dtype_t dt = o->dtype;
@@ -157,7 +158,7 @@ static int run_shape(const softmax_stage_t *st, const opts_t *o, size_t rows, si
         char path[4096];
         size_t shape[2] = { rows, cols };
         snprintf(path, sizeof path, "%s/x.npy", o->save_npy);
-        if (ensure_dir(o->save_npy) || npy_write_f32(path, f, shape, 2)) exit(2);
+        if (ensure_dir(o->save_npy) || npy_batch_write_f32(nb, path, f, shape, 2)) exit(2);
         if (gpu) free(tmp);
         free(f);
     }
@@ -166,13 +167,20 @@ static int run_shape(const softmax_stage_t *st, const opts_t *o, size_t rows, si
      * is the lesson (naive softmax): those whose input does overflow it. */
     unsigned char *overflows = calloc(nchk ? nchk : 1, 1);
     if (!overflows) { fprintf(stderr, "%s: out of host memory\n", st->prog); exit(2); }
-    for (size_t r = 0; r < nchk; r++) overflows[r] = (unsigned char)softmax_row_overflows_naive((char *)xr + r * cols * es, dt, cols);
+    for (size_t r = 0; r < nchk; r++) overflows[r] = (unsigned char)softmax_row_breaks_naive((char *)xr + r * cols * es, dt, cols);
 
     double base_ms = 0;
     for (int k = 0; k < st->nimpls; k++) {
         const softmax_impl_t *im = st->impls[k];
         char why[256] = "";
-        if (gpu && !im->gpu) continue;
+        const int wanted = k >= st->own;
+        if (gpu && !im->gpu) {
+            if (wanted) {
+                const size_t l = strlen(why_not);
+                snprintf(why_not + l, why_len - l, "%s%s: no GPU kernel in this build", l ? "; " : "", im->name);
+            }
+            continue;
+        }
         const int row = report_add_row(rep);
         report_set(rep, row, "run_by", "%s", st->prog);
         report_set(rep, row, "stage", "%s", im->stage);
@@ -184,15 +192,21 @@ static int run_shape(const softmax_stage_t *st, const opts_t *o, size_t rows, si
         report_set(rep, row, "passes", "%d", im->passes);
         report_set(rep, row, "acc_per_elem", "%d", im->loads + im->stores);
         report_set(rep, row, "copy_gbps", "%.0f", copy_gbps);
-        report_set(rep, row, "seed", "%llu", (unsigned long long)o->seed);
-        report_set(rep, row, "scale", "%g", o->scale);
+        /* with --load-npy neither describes the input: the file does */
+        report_set(rep, row, "seed", "%s", o->load_npy ? "file" : fmt("%llu", (unsigned long long)o->seed));
+        report_set(rep, row, "scale", "%s", o->load_npy ? "file" : fmt("%g", o->scale));
         const int applies = !im->applies || im->applies(rows, cols, dt, gpu, why, sizeof why);
         if (im->applies && applies) printf("%s applies: %s\n", im->name, why);
         if (!applies) {
             printf("%s does not apply: %s\n", im->name, why);
             report_set(rep, row, "ok", "n/a");
+            if (wanted) {
+                const size_t l = strlen(why_not);
+                snprintf(why_not + l, why_len - l, "%s%s: %s", l ? "; " : "", im->name, why);
+            }
             continue;
         }
+        *ran += wanted;
         run_arg_t a = { im, dx, dy, rows, cols, dt, NULL, NULL, 0 };
         ledger_t lg = { 0 };
         hbm_t hxa, hya;
@@ -221,6 +235,7 @@ static int run_shape(const softmax_stage_t *st, const opts_t *o, size_t rows, si
 
         check_t c;
         check_init(&c);
+        size_t under = 0;
         for (size_t r = 0; r < nchk; r++) {
             const void *yrow = (char *)yr + r * cols * es;
             if (im->is_copy) {
@@ -230,6 +245,7 @@ static int run_shape(const softmax_stage_t *st, const opts_t *o, size_t rows, si
                 if (!same) c.max_rel = c.worst_ratio = INFINITY;
             } else if (im->overflow_lesson && overflows[r]) {
                 check_row_excused(&c, yrow, dt, cols);
+                under += overflows[r] == NAIVE_UNDERFLOW;
             } else {
                 check_row(&c, yrow, dt, ref + r * cols, cols, softmax_tolerance(dt, cols, tol[r], im->round_k));
             }
@@ -251,10 +267,10 @@ static int run_shape(const softmax_stage_t *st, const opts_t *o, size_t rows, si
             for (size_t i = 0; i < n; i++) f[i] = dtype_get(tmp, dt, i);
             size_t shape[2] = { rows, cols };
             snprintf(path, sizeof path, "%s/y_%s.npy", o->save_npy, im->name);
-            int bad = npy_write_f32(path, f, shape, 2);
+            int bad = npy_batch_write_f32(nb, path, f, shape, 2);
             if (!bad && k == st->own) {
                 snprintf(path, sizeof path, "%s/y.npy", o->save_npy);
-                bad = npy_write_f32(path, f, shape, 2);
+                bad = npy_batch_write_f32(nb, path, f, shape, 2);
             }
             if (gpu) free(tmp);
             free(f);
@@ -273,13 +289,25 @@ static int run_shape(const softmax_stage_t *st, const opts_t *o, size_t rows, si
         }
         report_set(rep, row, "nonfinite", "%zu", nonfinite);
         report_set(rep, row, "ok", "%s", bench_ok_cell(ok, c.excused, c.unresolved));
-        if (c.excused)
+        if (c.excused > under)
             printf("%s: %zu of %zu checked rows overflow the formula (e^x beyond the largest %s, or a sum beyond "
-                   "fp32's): the lesson of Q2, reported, not judged\n", im->name, c.excused, nchk, dtype_name(dt));
+                   "fp32's): the lesson of Q2, reported, not judged\n", im->name, c.excused - under, nchk,
+                   dtype_name(dt));
+        if (under)
+            printf("%s: %zu of %zu checked rows underflow the formula (every e^x below the smallest normal %s, so "
+                   "the sum loses its digits or is 0: 0/0), overflow's twin: reported, not judged\n",
+                   im->name, under, nchk, dtype_name(dt));
         if (c.unresolved)
-            printf("%s: %zu checked rows need a tolerance above %g: the check cannot resolve this input, a failure\n",
-                   im->name, c.unresolved, CHECK_TOL_CAP);
-        if (!ok) failed = 1;
+            printf("%s: %zu checked rows need a tolerance above %g (largest %.2e): the check cannot resolve this "
+                   "input, a failure\n", im->name, c.unresolved, CHECK_TOL_CAP, c.max_tol);
+        else if (!ok)
+            printf("%s: FAILED: error %.2e, %.3g times its tolerance %.2e\n", im->name, c.max_rel, c.worst_ratio,
+                   c.max_tol);
+        if (!ok) {
+            failed = 1;
+            const size_t l = strlen(failed_names);
+            snprintf(failed_names + l, failed_len - l, "%s%s", l ? ", " : "", im->name);
+        }
     }
     free(overflows);
 
@@ -288,11 +316,23 @@ static int run_shape(const softmax_stage_t *st, const opts_t *o, size_t rows, si
     return failed;
 }
 
+/* The first finite value the storage type cannot hold (stored as inf): 1 and its index. */
+static int first_unfit(const float *x, size_t n, dtype_t dt, size_t *at)
+{
+    if (dt == DT_F32) return 0;
+    for (size_t i = 0; i < n; i++)
+        if (isfinite(x[i]) && !isfinite(dtype_round(dt, x[i]))) {
+            *at = i;
+            return 1;
+        }
+    return 0;
+}
+
 int softmax_stage_main(const softmax_stage_t *st, int argc, char **argv)
 {
     cli_spec_t spec = { st->prog, st->summary, CLI_SOFTMAX, NULL };
     opts_t o;
-    int rc = cli_parse(&spec, argc, argv, &o, stderr);
+    int rc = cli_parse_opts(&spec, st->opts, st->nopts, argc, argv, &o, stderr);
     if (rc == 1) return 0;
     if (rc) return rc;
     if (o.csv && report_csv_check(o.csv, COLS, NCOLS, stderr)) return 2; /* one CSV, one layout */
@@ -313,9 +353,35 @@ int softmax_stage_main(const softmax_stage_t *st, int argc, char **argv)
         char path[4096];
         size_t shape[NPY_MAX_DIMS];
         snprintf(path, sizeof path, "%s/x.npy", o.load_npy);
+        if (npy_peek_f32(path, 2, shape)) return 2;
+        /* the float32 array read, then input and output in the storage type:
+         * checked from the header, before a byte of data is read */
+        const double n = (double)shape[0] * (double)shape[1], es = (double)dtype_size(o.dtype);
+        if (!fits_host((size_t)fmin(n * (4.0 + 2.0 * es), 1e19), st->prog,
+                       fmt("x.npy [%zu,%zu] (nothing was read)", shape[0], shape[1])))
+            return 2;
+        if (gpu) {
+            size_t fr = 0, tot = 0;
+            gpu_mem_info(&fr, &tot);
+            if (2.0 * n * es + (double)(256u << 20) > (double)fr) {
+                fprintf(stderr, "%s: --load-npy: x.npy [%zu,%zu] needs %.2f GiB of device memory in %s; %.2f GiB are "
+                                "free. Nothing was read.\n", st->prog, shape[0], shape[1],
+                        (2.0 * n * es + (double)(256u << 20)) / 1073741824.0, dtype_name(o.dtype), fr / 1073741824.0);
+                return 2;
+            }
+        }
         if (npy_read_f32(path, 2, &loaded, shape)) return 2;
         rows = shape[0];
         cols = shape[1];
+        size_t at;
+        if (first_unfit(loaded, rows * cols, o.dtype, &at)) {
+            fprintf(stderr, "%s: --load-npy: x.npy [%zu,%zu] holds %.9g at [%zu,%zu], beyond the largest %s (%g): it "
+                            "would be stored as inf and change the problem; scale the input or use a wider --dtype\n",
+                    st->prog, rows, cols, (double)loaded[at], at / cols, at % cols, dtype_name(o.dtype),
+                    dtype_max_finite(o.dtype));
+            free(loaded);
+            return 2;
+        }
     }
     if (rows > ((size_t)1 << 40) / cols) {
         fprintf(stderr, "%s: rows x cols = %zu x %zu is too large (more than 2^40 elements)\n", st->prog, rows, cols);
@@ -325,8 +391,12 @@ int softmax_stage_main(const softmax_stage_t *st, int argc, char **argv)
 
     env_stamp_t env;
     print_run_header(st->prog, st->summary, gpu, &env);
-    printf("dtype %s, seed %llu, logits = %g * U[-1,1), median of %d runs after %d warm-up, commit %s, %s\n",
-           dtype_name(o.dtype), (unsigned long long)o.seed, o.scale, o.iters, o.warmup, env.commit, env.date);
+    if (o.load_npy)
+        printf("dtype %s, logits from %s/x.npy [%zu,%zu], median of %d runs after %d warm-up, commit %s, %s\n",
+               dtype_name(o.dtype), o.load_npy, rows, cols, o.iters, o.warmup, env.commit, env.date);
+    else
+        printf("dtype %s, seed %llu, logits = %g * U[-1,1), median of %d runs after %d warm-up, commit %s, %s\n",
+               dtype_name(o.dtype), (unsigned long long)o.seed, o.scale, o.iters, o.warmup, env.commit, env.date);
     if (gpu && !hwc_available()) printf("HBM measured: n/a (%s)\n", hwc_reason());
     printf("GB/s counts the matrix read once and written once; %%copy is against the measured %s copy.\n\n",
            gpu ? "device-to-device" : "memcpy");
@@ -346,7 +416,10 @@ int softmax_stage_main(const softmax_stage_t *st, int argc, char **argv)
         nshapes = 1;
     }
 
+    npy_batch_t nb;
+    npy_batch_init(&nb);
     int worst = 0;
+    char failed[256] = "";
     for (int s = 0; s < nshapes; s++) {
         report_t rep;
         report_init(&rep, COLS, NCOLS);
@@ -356,14 +429,31 @@ int softmax_stage_main(const softmax_stage_t *st, int argc, char **argv)
             if (shapes[s][0] < (size_t)g.sm_count)
                 printf("note: %zu rows on %d SMs: one block per row leaves SMs idle\n", shapes[s][0], g.sm_count);
         }
-        rc = run_shape(st, &o, shapes[s][0], shapes[s][1], loaded, &rep);
-        if (rc == 2) { free(loaded); return 2; }
-        if (rc > worst) worst = rc;
+        int ran = 0;
+        char why_not[1024] = "", fnames[256] = "";
+        rc = run_shape(st, &o, shapes[s][0], shapes[s][1], loaded, &rep, &nb, &ran, why_not, sizeof why_not, fnames,
+                       sizeof fnames);
+        if (rc == 2) { npy_batch_abort(&nb); free(loaded); return 2; }
         report_print(&rep, stdout);
         printf("\n");
-        if (o.csv && report_csv_append(&rep, o.csv, &env)) { free(loaded); return 2; }
+        if (!ran) {
+            fprintf(stderr, "%s: none of this stage's own implementations ran on %zu x %zu %s on the %s: %s\n",
+                    st->prog, shapes[s][0], shapes[s][1], dtype_name(o.dtype), gpu ? "GPU" : "CPU",
+                    why_not[0] ? why_not : "the stage lists none");
+            npy_batch_abort(&nb);
+            free(loaded);
+            return 2;
+        }
+        if (rc > worst) worst = rc;
+        if (fnames[0] && !strstr(failed, fnames)) {
+            const size_t l = strlen(failed);
+            snprintf(failed + l, sizeof failed - l, "%s%s", l ? ", " : "", fnames);
+        }
+        if (o.csv && report_csv_append(&rep, o.csv, &env)) { npy_batch_abort(&nb); free(loaded); return 2; }
     }
     free(loaded);
-    if (worst) fprintf(stderr, "%s: an implementation gave a wrong result (see the ok column)\n", st->prog);
+    if (o.save_npy && npy_batch_commit(&nb)) return 2;
+    if (worst) fprintf(stderr, "%s: wrong result from %s (see the ok column and the lines under the table)\n",
+                       st->prog, failed[0] ? failed : "an implementation");
     return worst;
 }

@@ -8,6 +8,7 @@
 
 #include <stddef.h>
 
+#include "cli.h"
 #include "dtype.h"
 #include "ledger.h"
 
@@ -25,7 +26,9 @@ typedef struct {
     /* 1 only for naive softmax: its overflow is the lesson of Q2, so a row
      * whose input really overflows the formula (reference.h,
      * softmax_row_overflows_naive) is reported, not judged. Every other
-     * implementation is judged on every row. */
+     * implementation is judged on every row. Its twin, underflow (every
+     * e^{x_j} below the smallest normal: an all -200 fp32 row is 0/0),
+     * is excused the same way, and reported separately. */
     int overflow_lesson;
     /* CPU implementation; every HBM access goes through the ledger. Returns 0,
      * or -1 when it cannot run this shape (the reason printed). */
@@ -45,7 +48,12 @@ typedef struct {
     const char *summary;  /* one line for --help and the table title */
     const softmax_impl_t *const *impls;
     int nimpls;
-    int own;              /* index of the stage's own first implementation */
+    /* index of the stage's own first implementation; those before it are the
+     * earlier stages' baselines. A run in which none of the stage's own ran
+     * (all declined the shape, or no GPU kernel) fails: exit 2, with reasons. */
+    int own;
+    const cli_opt_t *opts; /* the stage's own options (cli.h), or NULL */
+    int nopts;
 } softmax_stage_t;
 
 int softmax_stage_main(const softmax_stage_t *st, int argc, char **argv);

@@ -95,12 +95,21 @@ void attention_ref_row(const void *q, const void *k, const void *v, dtype_t dt, 
         sc[j] = (double)scale * dot;
         if (isnan(sc[j])) nan = 1;
         else if (sc[j] > m) m = sc[j];
-        if (fabs(sc[j]) > smax) smax = fabs(sc[j]);
-        if ((double)scale * mag > cmax) cmax = (double)scale * mag;
+        /* Only finite logits carry rounding error: a -inf logit is a masked
+         * key (its weight is 0 in every implementation), and a +inf one makes
+         * the row NaN, judged by exact match. Neither is an overflow of S. */
+        if (isfinite(sc[j])) {
+            if (fabs(sc[j]) > smax) smax = fabs(sc[j]);
+            if ((double)scale * mag > cmax) cmax = (double)scale * mag;
+        }
     }
+    /* All logits -inf (or no visible key): every weight is 0. PyTorch's SDPA
+     * writes 0 there (its math path's _safe_softmax since 2.5, and the fused
+     * kernels), as FlashAttention does: the exponents are taken against 0. */
+    const double mb = m == -INFINITY ? 0.0 : m;
     double l = 0, l2 = 0;
     for (size_t j = 0; j < n; j++) {
-        sc[j] = exp(sc[j] - m);
+        sc[j] = exp(sc[j] - mb);
         l += sc[j];
         l2 += sc[j] * sc[j];
     }
@@ -109,27 +118,27 @@ void attention_ref_row(const void *q, const void *k, const void *v, dtype_t dt, 
         double acc = 0, aabs = 0, acc2 = 0;
         for (size_t j = 0; j < n; j++) {
             double vj = dtype_get(v, dt, j * d + c);
-            acc += sc[j] * vj;
-            if (isnan(vj)) nan = 1;
-            if (!isfinite(vj)) continue; /* an infinite column is judged by exact match, not by scale */
+            if (sc[j] == 0.0 && isfinite(vj)) continue; /* a zero weight adds nothing ... */
+            acc += sc[j] * vj;                           /* ... but 0 * NaN or 0 * inf is NaN, as in P V */
+            if (!isfinite(vj)) continue; /* a non-finite column is judged by exact match, not by scale */
             aabs += sc[j] * fabs(vj);
             acc2 += sc[j] * sc[j] * vj * vj;
             if (fabs(vj) > vmax) vmax = fabs(vj);
         }
-        out[c] = acc / l;
-        if (aabs / l > amax) amax = aabs / l;
+        out[c] = l > 0 ? acc / l : isfinite(acc) ? 0.0 : acc;
+        if (l > 0 && aabs / l > amax) amax = aabs / l;
         double dv = 0; /* sum_j p_j^2 (v_jc - o_c)^2, over the finite terms */
-        for (size_t j = 0; j < n && isfinite(out[c]); j++) {
+        for (size_t j = 0; j < n && isfinite(out[c]) && l > 0; j++) {
             const double t = dtype_get(v, dt, j * d + c) - out[c];
             if (isfinite(t)) dv += sc[j] * sc[j] * t * t;
         }
         if (l > 0 && sqrt(acc2) / l > pv) pv = sqrt(acc2) / l;
         if (l > 0 && sqrt(dv) / l > dev) dev = sqrt(dv) / l;
     }
+    /* A NaN logit (NaN in q or in a visible key row, or inf * 0) makes the
+     * whole row NaN; a NaN or inf in V only its own column (above). */
     if (nan)
         for (size_t c = 0; c < d; c++) out[c] = NAN;
-    else if (n == 0 || m == -INFINITY) /* no visible key, or all logits -inf: zeros, as FlashAttention writes */
-        for (size_t c = 0; c < d; c++) out[c] = 0.0;
     double rmax = 0;
     for (size_t c = 0; c < d; c++)
         if (isfinite(out[c]) && fabs(out[c]) > rmax) rmax = fabs(out[c]);
@@ -192,7 +201,8 @@ void attn_check_init(attn_check_t *c) { memset(c, 0, sizeof *c); }
 
 int attn_row_overflows_s(dtype_t dt, const attn_row_stats_t *st, unsigned rounding)
 {
-    /* fp32 S overflows exactly where fp32 registers would: no lesson there */
+    /* fp32 S overflows exactly where fp32 registers would: no lesson there.
+     * smax counts finite logits only: a -inf key is a mask, not an overflow. */
     return (rounding & ATT_ROUND_S) && dt != DT_F32 && st->smax > dtype_max_finite(dt);
 }
 
@@ -207,18 +217,33 @@ double attn_check_row(attn_check_t *c, const void *o, dtype_t dt, const double *
         c->excused++;
         return 0.0;
     }
-    const double e = attention_row_error(o, dt, ref, st, d), tol = attention_tolerance(dt, d, st, rounding);
+    const double e = attention_row_error(o, dt, ref, st, d);
+    double tol = attention_tolerance(dt, d, st, rounding);
     if (!(e <= c->max_err)) c->max_err = e;
-    if (!(tol <= c->max_tol)) c->max_tol = tol;
-    /* An all-zero row would have error rmax / A': a tolerance not below half
-     * of that cannot tell this row's answer from nothing (rows with no
-     * visible key expect exactly 0 and are exempt: their error is |o| / min_normal). */
-    const double zero_err = st->rmax / denominator(dt, st);
-    if (st->n > 0 && !(tol < 0.5 * zero_err)) {
-        c->unresolved++;
-        c->worst_ratio = INFINITY;
+    /* An all-zero row would have error zero_err = rmax / A'. When the exact
+     * result is 0 (rmax = 0: V = 0, all-zero inputs, every key masked) zero
+     * is the right answer and e <= tol is an absolute bound, |o_k| <= tol A'.
+     * Otherwise a tolerance not below half of zero_err could pass an all-zero
+     * output (long rows average random V towards 0 like 1/sqrt(n) while the
+     * bound grows like sqrt(n) u): the row is judged at half of zero_err
+     * instead, which no answer without a correct leading digit meets. */
+    size_t finite = 0;
+    for (size_t k = 0; k < d; k++) finite += isfinite(ref[k]) != 0;
+    if (!finite) {
+        /* NaN everywhere (a NaN logit, a logit of +inf): judged by exact
+         * match alone, NaN for NaN; no tolerance enters */
+        c->nan_rows++;
+        if (!(e == 0.0)) c->worst_ratio = INFINITY;
         return e;
     }
+    const double zero_err = st->rmax / denominator(dt, st);
+    if (st->rmax == 0.0) {
+        c->zero_rows++;
+    } else if (tol <= CHECK_TOL_CAP && !(tol < 0.5 * zero_err)) {
+        tol = 0.5 * zero_err;
+        c->capped++;
+    }
+    if (!(tol <= c->max_tol)) c->max_tol = tol;
     c->worst_ratio = fold_ratio(c->worst_ratio, e, tol, &c->unresolved);
     return e;
 }

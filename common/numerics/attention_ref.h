@@ -92,9 +92,13 @@ typedef struct {
 
 /* The fp64 reference for one query row: q (d stored elements), k and v (the
  * first n rows, of d stored elements each, of its K/V slice), n visible keys.
- * out: d doubles; st (may be NULL): the row's statistics. A NaN anywhere in
- * the inputs gives a NaN output row; n = 0, or every logit -inf, gives zeros
- * (FlashAttention's convention for a fully masked row). */
+ * out: d doubles; st (may be NULL): the row's statistics. PyTorch's SDPA
+ * semantics (notes/04_one_pass_attention.md, "NaN and -inf in Q, K, V"): a
+ * NaN logit (NaN in q or a visible key row) makes the row NaN; a NaN or inf
+ * in V[j, c] of a visible key reaches column c only (also through a zero
+ * weight: 0 * NaN is NaN, as in P V); a -inf logit is a masked key; n = 0, or
+ * every logit -inf, gives zeros (PyTorch >= 2.5 and FlashAttention). Only
+ * finite logits enter smax and cmax. */
 void attention_ref_row(const void *q, const void *k, const void *v, dtype_t dt, size_t n, size_t d, float scale,
                        double *out, attn_row_stats_t *st);
 
@@ -189,6 +193,9 @@ typedef struct {
     size_t rows;        /* rows checked */
     size_t excused;     /* rows not judged: S stored in a 16-bit type overflows there (the lesson) */
     size_t unresolved;  /* rows whose tolerance is not finite or above CHECK_TOL_CAP */
+    size_t zero_rows;   /* rows whose exact result is 0, judged by the absolute bound |o| <= tol A' */
+    size_t capped;      /* rows judged at half the all-zero error (the derived tolerance was not below it) */
+    size_t nan_rows;    /* rows whose exact result is NaN everywhere: judged by exact match (NaN for NaN) */
 } attn_check_t;
 
 /* 1 when storing this row's logits in a 16-bit dt overflows (max |s_j| > the
@@ -202,9 +209,11 @@ double attn_check_row(attn_check_t *c, const void *o, dtype_t dt, const double *
                       size_t d, unsigned rounding);
 /* 1 when every judged row is within its tolerance, no row was unresolved,
  * and at least one row was checked. A row is unresolved when its tolerance is
- * not finite, above CHECK_TOL_CAP, or not below half the error an all-zero
- * output would have (rmax / A'): then a check of that row could pass a wrong
- * answer, and a check that can pass a wrong answer fails instead. */
+ * not finite or above CHECK_TOL_CAP. A row whose exact result is 0 is judged
+ * by the absolute bound |o_k| <= tol A'; a row whose tolerance is not below
+ * half the error an all-zero output would have (rmax / A') is judged at that
+ * half instead, so that no check can pass an all-zero answer to a nonzero
+ * row (attn_check_t.capped counts them). */
 int attn_check_ok(const attn_check_t *c);
 
 #ifdef __cplusplus

@@ -87,18 +87,32 @@ void check_row_excused(check_t *c, const void *y, dtype_t dt, size_t n)
 
 int check_ok(const check_t *c) { return check_verdict(c->rows, c->excused, c->unresolved, c->worst_ratio); }
 
-int softmax_row_overflows_naive(const void *x, dtype_t dt, size_t cols)
+int softmax_row_breaks_naive(const void *x, dtype_t dt, size_t cols)
 {
     const double big = dtype_max_finite(dt);
-    double sum = 0;
+    double sum = 0, emax = 0;
+    int any = 0;
     for (size_t j = 0; j < cols; j++) {
         const double v = dtype_get(x, dt, j);
-        if (isnan(v)) return 0;
+        if (isnan(v)) return NAIVE_OK; /* NaN: the row is NaN for every formula */
+        if (v == -INFINITY) continue;  /* e^-inf = 0 exactly, in every formula */
+        any = 1;
         const double e = exp(v);
-        if (e > big) return 1;
+        if (e > big) return NAIVE_OVERFLOW;
         sum += e;
+        if (e > emax) emax = e;
     }
-    return sum > FLT_MAX;
+    if (sum > FLT_MAX) return NAIVE_OVERFLOW;
+    /* The twin: every e^{x_j} below the smallest normal of the type it is
+     * stored in loses its relative precision, and below half the smallest
+     * subnormal it is 0, so the sum is 0 and the row 0/0 (an all -200 fp32 row). */
+    if (any && emax < dtype_min_normal(dt)) return NAIVE_UNDERFLOW;
+    return NAIVE_OK;
+}
+
+int softmax_row_overflows_naive(const void *x, dtype_t dt, size_t cols)
+{
+    return softmax_row_breaks_naive(x, dt, cols) == NAIVE_OVERFLOW;
 }
 
 double softmax_tolerance(dtype_t dt, size_t cols, double range, int k)

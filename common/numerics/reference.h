@@ -68,6 +68,12 @@ int check_ok(const check_t *c);
  * sum of the e^{x_j} exceeds FLT_MAX. Computed in fp64. Only naive softmax
  * may be excused, and only on such rows. */
 int softmax_row_overflows_naive(const void *x, dtype_t dt, size_t cols);
+/* The same with its twin: NAIVE_OVERFLOW as above; NAIVE_UNDERFLOW when
+ * every finite e^{x_j} is below the smallest normal of dt (they lose their
+ * relative precision, and an all -200 fp32 row sums to 0: 0/0); NAIVE_OK
+ * otherwise (also for NaN rows and all -inf rows, NaN for every formula). */
+enum { NAIVE_OK = 0, NAIVE_OVERFLOW = 1, NAIVE_UNDERFLOW = 2 };
+int softmax_row_breaks_naive(const void *x, dtype_t dt, size_t cols);
 
 /* The tolerance for a softmax output row:
  *   tol = k * u_s + u_32 * (4 * min(range, R) + 16 + 8 * sqrt(cols))

@@ -6,9 +6,11 @@
 int main(int argc, char **argv)
 {
     static const softmax_impl_t *const impls[] = { &IMPL_COPY, &IMPL_NAIVE };
+    /* No options beyond the softmax family's (cli.h). */
     const softmax_stage_t st = {
-        "01_naive_softmax", "stage 01, naive softmax y = e^x / sum e^x, against a copy (the floor)",
-        impls, 2, 1,
+        .prog = "01_naive_softmax",
+        .summary = "stage 01, naive softmax y = e^x / sum e^x, against a copy (the floor)",
+        .impls = impls, .nimpls = 2, .own = 1,
     };
     return softmax_stage_main(&st, argc, argv);
 }

@@ -8,9 +8,11 @@
 int main(int argc, char **argv)
 {
     static const softmax_impl_t *const impls[] = { &IMPL_NAIVE, &IMPL_SAFE, &IMPL_SAFE_ONCHIP };
+    /* No options beyond the softmax family's (cli.h). */
     const softmax_stage_t st = {
-        "02_safe_softmax", "stage 02, safe softmax (subtract the row max), and with the row on chip, against stage 01's naive softmax",
-        impls, 3, 1,
+        .prog = "02_safe_softmax",
+        .summary = "stage 02, safe softmax (subtract the row max), and with the row on chip, against stage 01's naive softmax",
+        .impls = impls, .nimpls = 3, .own = 1,
     };
     return softmax_stage_main(&st, argc, argv);
 }

@@ -20,11 +20,8 @@ source tools/bench_lib.sh # run; a failed run makes the script exit 1
 
 S03=$BIN/03_online_softmax
 S01=$BIN/01_naive_softmax
-# Which device "auto" means here: the GPU when a tiny GPU run succeeds.
-dev=$DEVICE
-if [ "$dev" = auto ]; then
-    if "$S03" --device gpu --rows 1 --cols 64 --iters 1 --warmup 0 >/dev/null 2>&1; then dev=gpu; else dev=cpu; fi
-fi
+# Which device "auto" means here: tools/bench_lib.sh decides it once.
+dev=$(bench_device)
 rm -f "$OUT"/softmax_split.csv "$OUT"/softmax_rows.csv "$OUT"/softmax_cluster_sweep.csv
 
 if [ "$QUICK" = 1 ]; then

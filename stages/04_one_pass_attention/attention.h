@@ -27,8 +27,8 @@
 extern "C" {
 #endif
 
-/* Head dimensions the GPU kernels are compiled for (0-terminated); the CPU
- * code takes the same list so that both run the same shapes. */
+/* Head dimensions the one-pass GPU kernel is compiled for (0-terminated);
+ * the CPU code takes any d (the driver: 1 to ATTN_DIM_MAX). */
 extern const int ATTN04_DIMS[];
 
 /* ---- the merge (merge.c) */
@@ -62,16 +62,23 @@ double attention_one_pass_model_bytes(const attn_shape_t *s);
 
 /* ---- standard (standard_cpu.c, standard_gpu.cu) */
 
-/* S and P: B H N^2 elements each, in the storage type. */
+/* standard: S in fp32 and P in the storage type, B H N^2 elements each. */
 size_t attention_standard_ws_bytes(const attn_shape_t *s);
 int attention_standard_cpu(const attn_shape_t *s, hbm_t *q, hbm_t *k, hbm_t *v, hbm_t *o, void *ws);
 void attention_standard_gpu(const attn_shape_t *s, const void *q, const void *k, const void *v, void *o, void *ws);
 double attention_standard_model_bytes(const attn_shape_t *s);
+/* standard-s16, the demonstration: S and P both in the storage type, stage
+ * 03's softmax on S. */
+size_t attention_standard_s16_ws_bytes(const attn_shape_t *s);
+int attention_standard_s16_cpu(const attn_shape_t *s, hbm_t *q, hbm_t *k, hbm_t *v, hbm_t *o, void *ws);
+void attention_standard_s16_gpu(const attn_shape_t *s, const void *q, const void *k, const void *v, void *o, void *ws);
+double attention_standard_s16_model_bytes(const attn_shape_t *s);
 /* 1 when stage 03's row-on-chip softmax takes rows of N elements (one load
- * of S), 0 when its two-sweep online softmax runs (two loads). */
+ * of S), 0 when its two-sweep online softmax runs (two loads): standard-s16. */
 int attention_standard_onchip(const attn_shape_t *s);
 
 extern const attn_impl_t IMPL_ATTN_STANDARD;
+extern const attn_impl_t IMPL_ATTN_STANDARD_S16;
 extern const attn_impl_t IMPL_ATTN_ONE_PASS;
 
 #ifdef __cplusplus

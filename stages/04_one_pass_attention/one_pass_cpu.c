@@ -33,7 +33,7 @@
 #include "attention.h"
 #include "exp_base.h"
 
-const int ATTN04_DIMS[] = { 16, 32, 64, 80, 96, 128, 256, 0 };
+const int ATTN04_DIMS[] = { 16, 32, 64, 80, 96, 128, 192, 256, 0 };
 
 void attention_one_pass_range(hbm_t *k, hbm_t *v, size_t base, size_t d, float scale, const float *q, size_t j0,
                               size_t j1, attn_state_t *st)
@@ -101,6 +101,11 @@ static const char *one_pass_describe(const attn_shape_t *s)
 
 static int one_pass_supports(const attn_shape_t *s, int gpu, char *why, size_t n)
 {
+    if (gpu && !attn_dim_listed(ATTN04_DIMS, s->dim)) {
+        snprintf(why, n, "head dim %zu: the kernel is compiled for d = 16, 32, 64, 80, 96, 128, 192, 256 (the CPU "
+                         "version takes any d)", s->dim);
+        return 0;
+    }
     if (gpu && attn_rows(s) > 0x7fffffffull) {
         snprintf(why, n, "%llu query rows: the kernel's grid holds at most 2^31 - 1 of them",
                  (unsigned long long)attn_rows(s));

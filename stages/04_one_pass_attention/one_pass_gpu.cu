@@ -173,6 +173,7 @@ static void dispatch_dim(const attn_shape_t *s, const void *q, const void *k, co
     case 80: launch<T, 80>(s, q, k, v, o); break;
     case 96: launch<T, 96>(s, q, k, v, o); break;
     case 128: launch<T, 128>(s, q, k, v, o); break;
+    case 192: launch<T, 192>(s, q, k, v, o); break;
     case 256: launch<T, 256>(s, q, k, v, o); break;
     default: /* unreachable: one_pass_supports declines every other d */
         fprintf(stderr, "one-pass: head dimension %zu has no kernel\n", s->dim);

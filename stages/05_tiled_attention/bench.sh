@@ -40,7 +40,7 @@ done
 
 # ---- 2. the stage's table on DEVICE
 gpu=0
-if [ "$DEVICE" = gpu ] || { [ "$DEVICE" = auto ] && command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; }; then
+if [ "$(bench_device)" = gpu ]; then
     gpu=1
 fi
 C=(--device "$DEVICE" --csv "$OUT/tiled.csv")

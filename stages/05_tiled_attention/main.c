@@ -17,9 +17,18 @@ int main(int argc, char **argv)
         &IMPL_ATTN_FA2_REGTILE, &IMPL_ATTN_FA2_REGTILE128,
     };
     const int n = 6;
+    /* The stage's own options (cli.h, cli_opt_t): the K/V heads the fp32
+     * kernels index (stage 06 builds on that) and the tiles. */
+    static const cli_opt_t opts[] = {
+        { "kv-heads", "G", 65536, "key/value heads (default --heads; must divide it)" },
+        { "br", "N", 4096, "query rows per tile" },
+        { "bc", "N", 4096, "key rows per tile" },
+        { "sram", "BYTES", 1LL << 30, "simulated on-chip memory of the CPU tiling" },
+    };
     const attn_stage_t st = {
-        "05_tiled_attention", "stage 05, tiled attention: FlashAttention-1 and -2 loop orders against stage 04",
-        impls, n, 2, ATTN04_DIMS, 1,
+        .prog = "05_tiled_attention",
+        .summary = "stage 05, tiled attention: FlashAttention-1 and -2 loop orders against stage 04",
+        .impls = impls, .nimpls = n, .own = 2, .opts = opts, .nopts = 4,
     };
     /* Tiles that cannot fit in --sram are bad input (exit 2), whatever the
      * shape: checked before the driver runs anything. A parse error is left
@@ -29,9 +38,11 @@ int main(int argc, char **argv)
     FILE *devnull = fopen("/dev/null", "w");
     int help = 0;
     for (int i = 1; i < argc; i++) help |= !strcmp(argv[i], "--help") || !strcmp(argv[i], "-h");
-    if (!help && devnull && cli_parse(&spec, argc, argv, &o, devnull) == 0 && (o.given & (GIVEN_BR | GIVEN_BC | GIVEN_SRAM))) {
+    if (!help && devnull && cli_parse_opts(&spec, st.opts, st.nopts, argc, argv, &o, devnull) == 0 &&
+        (cli_opt_given(&o, "br") || cli_opt_given(&o, "bc") || cli_opt_given(&o, "sram"))) {
         const size_t d = (o.given & GIVEN_DIM) ? (size_t)o.dim : 64;
-        if (tiled_check_options(st.prog, d, (size_t)o.br, (size_t)o.bc, (size_t)o.sram)) {
+        if (tiled_check_options(st.prog, d, (size_t)cli_opt_value(&o, "br"), (size_t)cli_opt_value(&o, "bc"),
+                                (size_t)cli_opt_value(&o, "sram"))) {
             fclose(devnull);
             return 2;
         }

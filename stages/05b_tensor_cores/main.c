@@ -11,10 +11,16 @@ int main(int argc, char **argv)
     int n = 2, ntc = 0;
     const attn_impl_t *const *tc = attn_tc_impls(&ntc);
     for (int v = 0; v < ntc && n < 32; v++) impls[n++] = tc[v];
+    /* The stage's own options (cli.h, cli_opt_t): the kernels index the K/V head. */
+    static const cli_opt_t opts[] = {
+        { "kv-heads", "G", 65536, "key/value heads (default --heads; must divide it)" },
+    };
     const attn_stage_t st = {
-        "05b_tensor_cores", "stage 05b, FlashAttention-2 on tensor cores (mma.sync): a ladder of kernels, "
-                            "one change apart, against stage 05's fp32 kernel and standard attention",
-        impls, n, 2, ATTN04_DIMS, 1,
+        .prog = "05b_tensor_cores",
+        .summary = "stage 05b, FlashAttention-2 on tensor cores (mma.sync): a ladder of kernels, "
+                   "one change apart, against stage 05's fp32 kernel and standard attention",
+        .impls = impls, .nimpls = n, .own = 2, .opts = opts, .nopts = 1,
+        .dtype_default = DT_BF16, /* the tensor cores take fp16 and bf16 */
     };
     return attention_stage_main(&st, argc, argv);
 }

@@ -16,10 +16,7 @@ source tools/bench_lib.sh # run; a failed run makes the script exit 1
 CSV=$OUT/gqa.csv
 rm -f "$CSV"
 
-dev=$DEVICE
-if [ "$dev" = auto ]; then
-    if "$BIN/06_gqa_attention" --device gpu --help >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then dev=gpu; else dev=cpu; fi
-fi
+dev=$(bench_device)
 P=$BIN/06_gqa_attention
 if [ "$QUICK" = 1 ]; then
     # on a GPU (DEVICE=gpu, or auto with one) the GPU kernels in bf16: this is

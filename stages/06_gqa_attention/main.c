@@ -9,11 +9,18 @@
 int main(int argc, char **argv)
 {
     static const attn_impl_t *const impls[] = { &IMPL_GQA_REPLICATED, &IMPL_GQA_INDEXED, &IMPL_GQA_PACKED };
-    const attn_stage_t st = {
-        "06_gqa_attention",
-        "stage 06, MQA/GQA: replicated K/V (repeat_kv + stage 05's kernel) vs indexing the K/V head vs packing a group",
-        impls, 3, 1, GQA_DIMS, 1,
+    /* The stage's own options (cli.h, cli_opt_t). */
+    static const cli_opt_t opts[] = {
+        { "kv-heads", "G", 65536, "key/value heads (default --heads; must divide it)" },
+        { "br", "N", 4096, "query rows per block of the CPU tiling" },
+        { "bc", "N", 4096, "keys per tile" },
     };
-    const attn_stage_ext_t ext = { 0, gqa_read_ceiling_gbps };
+    const attn_stage_t st = {
+        .prog = "06_gqa_attention",
+        .summary = "stage 06, MQA/GQA: replicated K/V (repeat_kv + stage 05's kernel) vs indexing the K/V head vs "
+                   "packing a group",
+        .impls = impls, .nimpls = 3, .own = 1, .opts = opts, .nopts = 3,
+    };
+    const attn_stage_ext_t ext = { gqa_read_ceiling_gbps };
     return attention_stage_main_ext(&st, &ext, argc, argv);
 }

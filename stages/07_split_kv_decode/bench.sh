@@ -14,10 +14,7 @@ source tools/bench_lib.sh # run; a failed run makes the script exit 1
 CSV=$OUT/split_kv.csv
 rm -f "$CSV"
 
-dev=$DEVICE
-if [ "$dev" = auto ]; then
-    if "$BIN/07_split_kv_decode" --device gpu --help >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then dev=gpu; else dev=cpu; fi
-fi
+dev=$(bench_device)
 P=$BIN/07_split_kv_decode
 if [ "$QUICK" = 1 ]; then
     # on a GPU the GPU kernels in bf16 (tools/gpu_check.sh runs these under compute-sanitizer)
