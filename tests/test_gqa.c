@@ -1,11 +1,15 @@
 /* Stage 06: replicated == indexed == packed == the fp64 reference over every
  * grouping of up to 32 query heads (Hkv any divisor of Hq), decode and
- * prefill, causal or not, odd lengths, the three storage types; the ledger
- * against the traffic models (packed decode reads each K/V byte once, indexed
- * g times, replicated pays the copy); head counts that do not divide are
- * rejected by the program (exit 2); and a broken method (K/V head h % Hkv
- * instead of h / g) must fail the same check, on the CPU and the GPU.
- * GPU cases skip without a GPU; STF_TEST_SMALL=1 shrinks them (sanitizer). */
+ * prefill, causal or not, odd lengths, the three storage types (fp32 prefill
+ * on the GPU through stage 05's fa2-regtile); every head dim the decode
+ * kernel is compiled for (32, 64, 96, 128, 192, 256) on the GPU, and odd ones
+ * (1 .. 512) on the CPU; the ledger against the traffic models (packed decode
+ * reads each K/V byte once, indexed g times, replicated pays the copy); head
+ * counts that do not divide are rejected by the program (exit 2); and a
+ * broken method (K/V head h % Hkv instead of h / g) must fail the same check,
+ * on the CPU and the GPU (a broken repeat_kv written here: the production
+ * kernels carry no fault hook). GPU cases skip without a GPU;
+ * STF_TEST_SMALL=1 shrinks them (sanitizer). */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -71,7 +75,8 @@ static int run_methods(attn_problem_t *p, int gpu, double *worst, int *bitsame)
 static void all_groupings(int gpu)
 {
     const size_t d_cpu = 16;
-    static const size_t dims_gpu[3] = { 64, 96, 128 };
+    static const size_t dims_prefill[3] = { 64, 96, 128 };               /* the tensor-core kernels' (and fa2-regtile's) */
+    static const size_t dims_decode[6] = { 32, 64, 96, 128, 192, 256 }; /* the decode kernel's */
     size_t cases = 0, runs = 0;
     int bitsame = 0;
     double worst = 0;
@@ -82,8 +87,8 @@ static void all_groupings(int gpu)
             for (int decode = 0; decode < 2; decode++)
                 for (int causal = 0; causal < 2; causal++) {
                     const size_t k = cases++;
-                    const dtype_t dt = gpu && !decode ? DTS[1 + k % 2] : DTS[k % 3]; /* tensor cores: 16-bit only */
-                    const size_t d = gpu ? dims_gpu[k % 3] : d_cpu;
+                    const dtype_t dt = DTS[k % 3];
+                    const size_t d = gpu ? (decode ? dims_decode[k % 6] : dims_prefill[k % 3]) : d_cpu;
                     const size_t B = 1 + k % 2;
                     const size_t Nq = decode ? 1 : (gpu ? 37 + 64 * (k % 3) : 17), Nk = decode ? (gpu ? 1 + 67 * (k % 5) : 1 + 36 * (k % 2)) : (gpu ? 101 : 23);
                     attn_problem_t p;
@@ -205,6 +210,34 @@ static void test_broken_head_index_cpu(void **state)
     attn_problem_free(&p);
 }
 
+/* The same broken method on the GPU: a repeat_kv that copies K/V head h % Hkv
+ * to slot h (done here through the host), then the decode kernel in MHA
+ * layout, as the replicated method runs it. */
+static void broken_replicated_gpu(const attn_shape_t *s, const void *q, const void *k, const void *v, void *o, void *ws)
+{
+    const size_t es = dtype_size(s->dt), slice = s->seq_kv * s->dim * es;
+    const size_t src_bytes = s->batch * s->kv_heads * slice, dst_bytes = s->batch * s->heads * slice;
+    char *hs = malloc(src_bytes), *hd = malloc(dst_bytes);
+    assert_non_null(hs);
+    assert_non_null(hd);
+    char *kr = ws, *vr = kr + dst_bytes;
+    const void *src[2] = { k, v };
+    char *dst[2] = { kr, vr };
+    for (int t = 0; t < 2; t++) {
+        gpu_d2h(hs, src[t], src_bytes);
+        for (size_t b = 0; b < s->batch; b++)
+            for (size_t h = 0; h < s->heads; h++) /* wrong: should be h / g */
+                memcpy(hd + (b * s->heads + h) * slice, hs + (b * s->kv_heads + h % s->kv_heads) * slice, slice);
+        gpu_h2d(dst[t], hd, dst_bytes);
+    }
+    free(hs);
+    free(hd);
+    attn_shape_t t = *s;
+    t.kv_heads = s->heads;
+    gqa_decode_args_t a = { 1, NULL };
+    gqa_decode_gpu(&t, q, kr, vr, o, &a);
+}
+
 static void test_broken_head_index_gpu(void **state)
 {
     (void)state;
@@ -213,18 +246,66 @@ static void test_broken_head_index_gpu(void **state)
     attn_problem_make(&p, 2, 8, 2, 1, 300, 128, 0, DT_BF16, 1.5f, 3100);
     attn_problem_ref(&p, NULL);
     void *o = malloc((size_t)attn_q_elems(&p.s) * 2);
-    gqa_test_break_head_index = 1;
-    for (int m = 1; m < 3; m++) { /* indexed and packed read the K/V head in the kernel */
-        assert_int_equal(attn_run_impl(METHODS[m], 1, &p, o, NULL), 0);
-        const double ratio = attn_check_all(&p, o, 0, NULL);
-        print_message("gpu %s broken (K/V head h %% Hkv): error/tolerance %.3g (must exceed 1)\n", METHODS[m]->name, ratio);
-        assert_true(ratio > 1.0);
-    }
-    gqa_test_break_head_index = 0;
-    assert_int_equal(attn_run_impl(METHODS[2], 1, &p, o, NULL), 0);
-    assert_true(attn_check_all(&p, o, 0, NULL) <= 1.0); /* and the flag was the only thing wrong */
+    attn_impl_t broken = IMPL_GQA_REPLICATED;
+    broken.gpu = broken_replicated_gpu;
+    assert_int_equal(attn_run_impl(&broken, 1, &p, o, NULL), 0);
+    const double ratio = attn_check_all(&p, o, 0, NULL);
+    print_message("gpu broken repeat_kv (K/V head h %% Hkv): error/tolerance %.3g (must exceed 1)\n", ratio);
+    assert_true(ratio > 1.0);
+    assert_int_equal(attn_run_impl(&IMPL_GQA_REPLICATED, 1, &p, o, NULL), 0);
+    assert_true(attn_check_all(&p, o, 0, NULL) <= 1.0); /* and the head index was the only thing wrong */
     free(o);
     attn_problem_free(&p);
+}
+
+/* ---- head dims: the CPU takes any d (1 .. 512); the decode kernel its
+ * compiled list, in every storage type and row tile (MHA hpb 1, GQA g = 4,
+ * MQA g = 16), over lengths that end mid-tile */
+static void test_head_dims_cpu(void **state)
+{
+    (void)state;
+    static const size_t dims[] = { 1, 3, 32, 80, 96, 192, 256, 512 };
+    double worst = 0;
+    int bitsame = 0;
+    for (size_t i = 0; i < sizeof dims / sizeof *dims; i++)
+        for (int decode = 0; decode < 2; decode++) {
+            attn_problem_t p;
+            attn_problem_make(&p, 1, 4, 2, decode ? 1 : 9, 70 + i, dims[i], !decode, DTS[i % 3], 1.0f,
+                              (uint32_t)(3500 + 10 * i + decode));
+            attn_problem_ref(&p, NULL);
+            assert_int_equal(run_methods(&p, 0, &worst, &bitsame), 3);
+            attn_problem_free(&p);
+        }
+    print_message("cpu, d = 1 .. 512: worst error/tolerance %.3g\n", worst);
+}
+
+static void test_head_dims_gpu(void **state)
+{
+    (void)state;
+    SKIP_WITHOUT_GPU();
+    static const size_t dims[] = { 32, 64, 96, 128, 192, 256 };
+    static const size_t heads[3][2] = { { 4, 4 }, { 8, 2 }, { 16, 1 } };
+    double worst = 0;
+    int bitsame = 0;
+    for (size_t i = 0; i < sizeof dims / sizeof *dims; i++)
+        for (int t = 0; t < 3; t++)
+            for (size_t h = 0; h < 3; h++) {
+                if (small_mode() && h != (size_t)t) continue;
+                attn_problem_t p;
+                const size_t Nk = small_mode() ? 77 : 333 + 17 * i; /* several tiles, the last one partial */
+                attn_problem_make(&p, 2, heads[h][0], heads[h][1], 1, Nk, dims[i], 0, DTS[t], 1.0f,
+                                  (uint32_t)(3600 + 100 * i + 10 * t + h));
+                attn_problem_ref(&p, NULL);
+                assert_int_equal(run_methods(&p, 1, &worst, &bitsame), 3);
+                attn_problem_free(&p);
+            }
+    print_message("gpu decode, d = 32 .. 256, fp32/fp16/bf16: worst error/tolerance %.3g\n", worst);
+    /* a head dim the kernel is not compiled for is declined with the reason */
+    attn_shape_t s;
+    attn_shape_init(&s, 1, 4, 2, 1, 100, 80, 0, DT_BF16);
+    char why[256] = "";
+    assert_int_equal(IMPL_GQA_PACKED.supports(&s, 1, why, sizeof why), 0);
+    assert_non_null(strstr(why, "compiled for"));
 }
 
 /* ---- the program on bad input */
@@ -272,12 +353,15 @@ int main(void)
         cmocka_unit_test(test_all_groupings_cpu),
         cmocka_unit_test(test_ledger_counts),
         cmocka_unit_test(test_broken_head_index_cpu),
+        cmocka_unit_test(test_head_dims_cpu),
         cmocka_unit_test(test_program_rejects_bad_input),
         cmocka_unit_test(test_program_runs_cpu),
         cmocka_unit_test(test_all_groupings_gpu),
         cmocka_unit_test(test_decode_long_gpu),
         cmocka_unit_test(test_broken_head_index_gpu),
+        cmocka_unit_test(test_head_dims_gpu),
     };
     if (getenv("STF_GPU_ONLY")) cmocka_set_test_filter("*_gpu");
+    if (getenv("STF_TEST_FILTER")) cmocka_set_test_filter(getenv("STF_TEST_FILTER")); /* e.g. "*head_dims*" */
     return cmocka_run_group_tests_name("stage 06 GQA", tests, NULL, NULL);
 }

@@ -5,9 +5,13 @@
  * of the fp64 reference, and so is the unsplit one (stage 06's packed decode),
  * and the two agree with each other to within the same tolerance. The split
  * heuristic on known cases; the ledger against the model (the partial states'
- * traffic counted); a broken combine (partial outputs summed without the
- * rescale e^{m_z - M}) and a dropped split must fail the check. GPU cases skip
- * without a GPU; STF_TEST_SMALL=1 shrinks them. */
+ * traffic counted); every head dim (1 .. 512 on the CPU, the decode kernel's
+ * 32 .. 256 on the GPU); --splits beyond the tiles clamped, --decode implied;
+ * a broken combine (partial outputs summed without the rescale e^{m_z - M})
+ * and a dropped split must fail the check, on the CPU and on the GPU (the
+ * GPU's broken combine is a kernel of the tests, tests/split_broken.cu, run
+ * on the partial states of the real kernel). GPU cases skip without a GPU;
+ * STF_TEST_SMALL=1 shrinks them. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -182,7 +186,7 @@ static void test_ledger_cpu(void **state)
     ledger_t l1, l4;
     run_split(&p, 0, NULL, 1, o, &l1);
     run_split(&p, 0, NULL, 4, o, &l4);
-    assert_int_equal(ledger_total(&l1), (uint64_t)gqa_blocks_bytes(&p.s, GQA_PACKED, NULL, 1));
+    assert_int_equal(ledger_total(&l1), (uint64_t)gqa_blocks_bytes(&p.s, GQA_PACKED, NULL, NULL));
     const uint64_t partial = 4 * rows * (d + 2) * 4; /* written once, read once */
     const uint64_t qre = 3 * rows * d * 2;           /* Q read by 4 blocks per group instead of 1 */
     assert_int_equal(ledger_total(&l4) - ledger_total(&l1), 2 * partial + qre);
@@ -193,7 +197,7 @@ static void test_ledger_cpu(void **state)
 }
 
 /* ---- broken combines must fail */
-static void broken_combine(const attn_shape_t *s, int splits, gqa_partials_t *part, hbm_t *o, int mode)
+static void broken_combine(const attn_shape_t *s, int splits, split_partials_t *part, hbm_t *o, int mode)
 {
     const size_t d = s->dim, rows = (size_t)attn_rows(s);
     for (size_t r = 0; r < rows; r++) {
@@ -223,10 +227,10 @@ static void test_broken_combine_cpu(void **state)
         ledger_t lg = { 0 };
         hbm_t q = hbm_wrap(&lg, "Q", p.q, rows * d, DT_F32), k = hbm_wrap(&lg, "K", p.k, 2 * 2 * 600 * d, DT_F32);
         hbm_t v = hbm_wrap(&lg, "V", p.v, 2 * 2 * 600 * d, DT_F32), oo = hbm_wrap(&lg, "O", o, rows * d, DT_F32);
-        gqa_partials_t part = { hbm_wrap(&lg, "m", ws + S * rows * d, S * rows, DT_F32),
-                                hbm_wrap(&lg, "l", ws + S * rows * d + S * rows, S * rows, DT_F32),
-                                hbm_wrap(&lg, "o", ws, S * rows * d, DT_F32) };
-        assert_int_equal(gqa_run_blocks(&p.s, &q, &k, &v, &oo, GQA_PACKED, NULL, S, &part), 0);
+        split_partials_t part = { hbm_wrap(&lg, "m", ws + S * rows * d, S * rows, DT_F32),
+                                  hbm_wrap(&lg, "l", ws + S * rows * d + S * rows, S * rows, DT_F32),
+                                  hbm_wrap(&lg, "o", ws, S * rows * d, DT_F32) };
+        assert_int_equal(split_partials_cpu(&p.s, &q, &k, &v, NULL, S, &part), 0);
         broken_combine(&p.s, S, &part, &oo, mode);
         const double bad = attn_check_all(&p, o, 0, NULL);
         split_combine_cpu(&p.s, S, &part, &oo);
@@ -240,6 +244,89 @@ static void test_broken_combine_cpu(void **state)
         attn_problem_free(&p);
     }
 }
+
+#if HAVE_CUDA
+/* tests/split_broken.cu */
+void test_split_broken_combine_gpu(const attn_shape_t *s, int splits, const float *pm, const float *pl, const float *po,
+                                   void *o, int mode);
+#endif
+
+static void test_broken_combine_gpu(void **state)
+{
+    (void)state;
+    SKIP_WITHOUT_GPU();
+#if HAVE_CUDA
+    for (int mode = 0; mode < 2; mode++) {
+        attn_problem_t p;
+        attn_problem_make(&p, 2, 8, 2, 1, 600, 128, 0, DT_BF16, 2.0f, 7850);
+        attn_problem_ref(&p, NULL);
+        const int S = 3;
+        const attn_shape_t *s = &p.s;
+        const size_t qb = (size_t)attn_q_elems(s) * 2, kvb = (size_t)attn_kv_elems(s) * 2, n = S * (size_t)attn_rows(s);
+        void *dq = gpu_malloc(qb, "Q"), *dk = gpu_malloc(kvb, "K"), *dv = gpu_malloc(kvb, "V"), *dout = gpu_malloc(qb, "O");
+        float *ws = gpu_malloc(split_partial_bytes(s, S), "partials");
+        float *po = ws, *pm = po + n * s->dim, *pl = pm + n;
+        gpu_h2d(dq, p.q, qb);
+        gpu_h2d(dk, p.k, kvb);
+        gpu_h2d(dv, p.v, kvb);
+        void *o = malloc(qb);
+        assert_int_equal(split_partials_gpu(s, dq, dk, dv, NULL, S, pm, pl, po), 0);
+        gpu_poison(dout, qb);
+        test_split_broken_combine_gpu(s, S, pm, pl, po, dout, mode);
+        gpu_sync();
+        gpu_d2h(o, dout, qb);
+        const double bad = attn_check_all(&p, o, 0, NULL);
+        gpu_poison(dout, qb);
+        split_combine_gpu(s, S, pm, pl, po, dout);
+        gpu_sync();
+        gpu_d2h(o, dout, qb);
+        const double good = attn_check_all(&p, o, 0, NULL);
+        print_message("gpu combine %s: error/tolerance %.3g (must exceed 1); the right combine %.3g\n",
+                      mode ? "dropping a split" : "without the rescale", bad, good);
+        assert_true(bad > 1.0);
+        assert_true(good <= 1.0);
+        gpu_free(dq); gpu_free(dk); gpu_free(dv); gpu_free(dout); gpu_free(ws);
+        free(o);
+        attn_problem_free(&p);
+    }
+#endif
+}
+
+/* ---- head dims: any d on the CPU; the decode kernel's list on the GPU,
+ * fp32 included, split and unsplit */
+static void head_dims(int gpu)
+{
+    static const size_t cpu_dims[] = { 1, 5, 32, 80, 192, 256, 512 }, gpu_dims[] = { 32, 64, 96, 128, 192, 256 };
+    const size_t *dims = gpu ? gpu_dims : cpu_dims, nd = gpu ? 6 : 7;
+    double worst = 0;
+    for (size_t i = 0; i < nd; i++)
+        for (int t = 0; t < 3; t++) {
+            if (!gpu && t != (int)(i % 3)) continue;
+            if (gpu && small_mode() && t != (int)(i % 3)) continue;
+            attn_problem_t p;
+            const size_t Nk = gpu ? 700 + 13 * i : 150; /* 11 or 3 tiles of 64, the last partial */
+            attn_problem_make(&p, 2, 8, 2, 1, Nk, dims[i], 0, DTS[t], 1.0f, (uint32_t)(7900 + 10 * i + t));
+            attn_problem_ref(&p, NULL);
+            void *o = malloc((size_t)attn_q_elems(&p.s) * dtype_size(DTS[t]));
+            static const int splits[3] = { 1, 3, 7 };
+            for (int j = 0; j < 3; j++) {
+                run_split(&p, gpu, NULL, splits[j], o, NULL);
+                attn_check_t c;
+                const double ratio = attn_check_all(&p, o, 0, &c);
+                if (!(ratio <= 1.0))
+                    print_message("%s d=%zu %s splits=%d: ratio %.3g\n", gpu ? "gpu" : "cpu", dims[i],
+                                  dtype_name(DTS[t]), splits[j], ratio);
+                assert_true(ratio <= 1.0);
+                assert_int_equal(c.nonfinite, 0);
+                if (ratio > worst) worst = ratio;
+            }
+            free(o);
+            attn_problem_free(&p);
+        }
+    print_message("%s head dims: worst error/tolerance %.3g\n", gpu ? "gpu" : "cpu", worst);
+}
+static void test_head_dims_cpu(void **state) { (void)state; head_dims(0); }
+static void test_head_dims_gpu(void **state) { (void)state; SKIP_WITHOUT_GPU(); head_dims(1); }
 
 /* ---- the program */
 static int run_prog(const char *args, char *out, size_t n, int want_stdout)
@@ -261,6 +348,14 @@ static void test_program_cpu(void **state)
      * runs, but a run in which none of the stage's own ran fails (exit 2) */
     assert_int_equal(run_prog("--device cpu --seq 40 --heads 4 --kv-heads 2 --iters 1", out, sizeof out, 1), 2);
     assert_non_null(strstr(out, "one query token"));
+    /* --splits beyond the tiles: clamped, with the reason (1000 keys: 16 tiles) */
+    assert_int_equal(run_prog("--device cpu --decode --seq-kv 1000 --heads 4 --kv-heads 1 --splits 65536 --iters 1",
+                              out, sizeof out, 1), 0);
+    assert_non_null(strstr(out, "--splits 65536 clamped to 16"));
+    /* a decode stage: without --decode or a query length, the split runs (decode) */
+    assert_int_equal(run_prog("--device cpu --seq-kv 300 --heads 4 --kv-heads 2 --iters 1", out, sizeof out, 1), 0);
+    assert_non_null(strstr(out, "FA2's heuristic"));
+    assert_null(strstr(out, "n/a"));
     assert_int_equal(run_prog("--heads 6 --kv-heads 4 --decode", out, sizeof out, 0), 2);
     assert_int_equal(run_prog("--splits 0 --decode", out, sizeof out, 0), 2);
 }
@@ -273,10 +368,14 @@ int main(void)
         cmocka_unit_test(test_splits_cpu),
         cmocka_unit_test(test_ledger_cpu),
         cmocka_unit_test(test_broken_combine_cpu),
+        cmocka_unit_test(test_head_dims_cpu),
         cmocka_unit_test(test_program_cpu),
         cmocka_unit_test(test_splits_gpu),
         cmocka_unit_test(test_long_gpu),
+        cmocka_unit_test(test_broken_combine_gpu),
+        cmocka_unit_test(test_head_dims_gpu),
     };
     if (getenv("STF_GPU_ONLY")) cmocka_set_test_filter("*_gpu");
+    if (getenv("STF_TEST_FILTER")) cmocka_set_test_filter(getenv("STF_TEST_FILTER")); /* e.g. "*head_dims*" */
     return cmocka_run_group_tests_name("stage 07 split-KV decoding", tests, NULL, NULL);
 }

@@ -20,6 +20,10 @@
  * head, as standard attention); the rescalings add a little. What it saves is
  * memory: no N x N array.
  *
+ * The formula is written once, in merge.h (attn_merge_ml, __host__
+ * __device__): this file applies it to a whole o vector; stage 06's decode
+ * kernel and stage 07's combine apply it to the columns each thread holds.
+ *
  * Memory traffic: none (registers only). An empty state (m = -inf) merges as
  * the identity: the exponents are taken against 0 while M = -inf (exp_base,
  * common/numerics/exp_base.h), as in stage 03, so that e^{-inf - (-inf)} = NaN never appears.
@@ -28,7 +32,7 @@
 #include <math.h>
 
 #include "attention.h"
-#include "exp_base.h"
+#include "merge.h"
 
 void attn_state_init(attn_state_t *st, float *o, size_t d)
 {
@@ -38,17 +42,12 @@ void attn_state_init(attn_state_t *st, float *o, size_t d)
     for (size_t c = 0; c < d; c++) o[c] = 0.0f;
 }
 
-/* [snippet:attn-merge] */
 void attn_merge(attn_state_t *a, const attn_state_t *b, size_t d)
 {
-    const float M = fmaxf(a->m, b->m);
-    const float base = exp_base(M);
-    const float fa = expf(a->m - base), fb = expf(b->m - base);
-    a->l = a->l * fa + b->l * fb;
+    float fa, fb;
+    attn_merge_ml(&a->m, &a->l, b->m, b->l, &fa, &fb); /* merge.h: the formula, once */
     for (size_t c = 0; c < d; c++) a->o[c] = a->o[c] * fa + b->o[c] * fb;
-    a->m = M;
 }
-/* [/snippet] */
 
 /* l = 0 only for the empty state (no visible key, or every logit -inf):
  * the output is 0 there, FlashAttention's convention, not 0/0. */

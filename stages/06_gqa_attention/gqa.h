@@ -19,8 +19,9 @@
  *               In decode (Nq = 1) the g query rows form one tile.
  *
  * GPU: prefill (Nq > 1) runs stage 05's tensor-core kernel (best version);
- * decode (Nq = 1) runs this stage's decode kernel (decode_gpu.cu), which
- * stage 07 reuses with key splits. */
+ * fp32 prefill runs stage 05's register-tiled FA2 kernel (CUDA cores);
+ * decode (Nq = 1) runs this stage's decode kernel (decode_kernel.cuh), which
+ * stage 07 instantiates with its own epilogue (key splits). */
 #ifndef STF_STAGE06_H
 #define STF_STAGE06_H
 
@@ -37,7 +38,9 @@
 extern "C" {
 #endif
 
-extern const int GQA_DIMS[]; /* head dims the stage's programs accept: 64, 96, 128 */
+/* Head dims the stage's programs accept (the decode kernel's: GQA_DECODE_DIMS_TEXT);
+ * the CPU code takes any d. */
+extern const int GQA_DIMS[];
 
 /* The CPU tiling: query rows per block and keys per K/V tile (tune.br and
  * tune.bc override them). The GPU decode kernel uses the same key tile. */
@@ -53,27 +56,31 @@ size_t gqa_row_visible(const attn_shape_t *s, const int *lens, uint64_t r);
 
 typedef enum { GQA_REPLICATED = 0, GQA_INDEXED = 1, GQA_PACKED = 2 } gqa_method_t;
 
-/* Partial states of a split run: splits x rows of (m, l) and of o (d
- * floats, unnormalised), fp32, in simulated HBM. */
-typedef struct {
-    hbm_t m, l, o;
-} gqa_partials_t;
+/* What the CPU blocks do with a row's state (m, l, o) at the end of a key
+ * range: the CPU twin of the decode kernel's epilogue (decode_kernel.cuh).
+ * Stage 06's (epi = NULL below): one range of all keys, O = o / l written to
+ * o. Stage 07's: its splits as the ranges, partial states written. */
+typedef struct gqa_epilogue gqa_epilogue_t;
+struct gqa_epilogue {
+    size_t ranges;         /* key ranges per block of rows: z = 0 .. ranges - 1 */
+    size_t keys_per_range; /* range z: keys [z kpr, (z + 1) kpr) */
+    double row_bytes;      /* HBM bytes store() moves per row and range (the traffic model) */
+    /* the state of query row `row` over range z (o unnormalised; store may overwrite st->o) */
+    void (*store)(const gqa_epilogue_t *e, const attn_shape_t *s, uint64_t row, size_t z, attn_state_t *st);
+    void *ctx;
+};
 
-/* Runs the blocks of one method over keys split into `splits` ranges of
- * whole GQA_BC tiles (splits = 1: no split). With splits = 1 the rows are
- * finished and written to o; otherwise each split's state goes to part (o is
- * not touched) and stage 07's combine finishes them. The K/V arrays are read
- * as the shape says (for replicated: pass the copy and a shape with
- * kv_heads = heads). Returns 0, or -1 when on-chip buffers cannot be had. */
+/* Runs the blocks of one method, each over every key range of the epilogue,
+ * and hands each row's state to it (epi NULL: O written to o). The K/V
+ * arrays are read as the shape says (for replicated: pass the copy and a
+ * shape with kv_heads = heads). Returns 0, or -1 when on-chip buffers cannot
+ * be had. */
 int gqa_run_blocks(const attn_shape_t *s, hbm_t *q, hbm_t *k, hbm_t *v, hbm_t *o, gqa_method_t method,
-                   const int *lens, size_t splits, gqa_partials_t *part);
-/* Bytes gqa_run_blocks moves (what the ledger must count), partials included;
- * and the K/V part of them alone. */
-double gqa_blocks_bytes(const attn_shape_t *s, gqa_method_t method, const int *lens, size_t splits);
-double gqa_blocks_kv_bytes(const attn_shape_t *s, gqa_method_t method, const int *lens, size_t splits);
-/* Keys per split: ceil(Nk / splits) rounded up to whole GQA_BC tiles (the
- * last splits may be short or empty). */
-size_t gqa_keys_per_split(size_t nk, size_t splits);
+                   const int *lens, const gqa_epilogue_t *epi);
+/* Bytes gqa_run_blocks moves (what the ledger must count), the epilogue's
+ * stores included; and the K/V part of them alone. */
+double gqa_blocks_bytes(const attn_shape_t *s, gqa_method_t method, const int *lens, const gqa_epilogue_t *epi);
+double gqa_blocks_kv_bytes(const attn_shape_t *s, gqa_method_t method, const int *lens, const gqa_epilogue_t *epi);
 
 /* repeat_kv on the CPU: K/V [B, Hkv, Nk, d] -> [B, Hq, Nk, d] (each source
  * element read once, written g times). */
@@ -84,27 +91,30 @@ void gqa_repeat_kv_cpu(const attn_shape_t *s, hbm_t *src, hbm_t *dst);
 /* repeat_kv on the GPU: 16-byte copies where rows allow. */
 void gqa_repeat_kv_gpu(const attn_shape_t *s, const void *src, void *dst);
 
-/* The decode kernel: one block per (batch, block of hpb query heads, split);
- * the hpb heads share one K/V head (hpb = 1: indexed, or replicated on the
- * copy; hpb = g or a divisor of it: packed). */
+/* The decode kernel (decode_kernel.cuh; this stage's launcher decode_gpu.cu):
+ * one block per (batch, block of hpb query heads); the hpb heads share one
+ * K/V head (hpb = 1: indexed, or replicated on the copy; hpb = g or a
+ * divisor of it: packed). Every block takes all the keys of its sequence and
+ * writes O; stage 07 launches the same kernel with its own epilogue. */
 typedef struct {
-    int hpb;             /* query heads per block (divides g) */
-    int splits;          /* 1: write O; > 1: write partial states */
-    const int *kv_len;   /* device array of B lengths, or NULL: every element holds seq_kv keys */
-    float *part_m, *part_l, *part_o; /* splits x (B Hq) [x d]: the partial states when splits > 1 */
-    int break_head_index; /* tests only: read K/V head h % Hkv instead of h / g (a broken method) */
+    int hpb;           /* query heads per block (divides g, at most gqa_decode_max_hpb) */
+    const int *kv_len; /* device array of B lengths, or NULL: every element holds seq_kv keys */
 } gqa_decode_args_t;
 
-/* 1 when the decode kernel takes s (seq_q = 1, d 64/96/128, batch and head
- * counts within the grid); else 0 with the reason. */
+/* Head dims the decode kernel is compiled for (any storage type). */
+#define GQA_DECODE_DIMS_TEXT "32, 64, 96, 128, 192, 256"
+/* 1 when the decode kernel takes s (seq_q = 1, d one of GQA_DECODE_DIMS,
+ * batch and head counts within the grid); else 0 with the reason. */
 int gqa_decode_supports(const attn_shape_t *s, char *why, size_t n);
 void gqa_decode_gpu(const attn_shape_t *s, const void *q, const void *k, const void *v, void *o,
                     const gqa_decode_args_t *a);
-/* Query heads per block of the packed kernel: g, capped at 16 (registers). */
+/* Query heads per block of the decode kernel: at most 16 (registers), at
+ * most 8 above d = GQA_DECODE_MAX_HPB_D16 (16 rows of o spill there). */
+#define GQA_DECODE_MAX_HPB_D16 128
+int gqa_decode_max_hpb(const attn_shape_t *s);
+/* Query heads per block of the packed kernel: the largest divisor of g up to
+ * gqa_decode_max_hpb. */
 int gqa_packed_hpb(const attn_shape_t *s);
-/* Resident blocks per SM of the decode kernel at this shape and hpb (from
- * the occupancy API); 0 without a GPU. */
-int gqa_decode_blocks_per_sm(const attn_shape_t *s, int hpb);
 /* The device's lengths array for s->varlen (built once per shape and kept),
  * or NULL when the shape has no varlen. */
 const int *gqa_device_lengths(const attn_shape_t *s);
@@ -112,10 +122,6 @@ const int *gqa_device_lengths(const attn_shape_t *s);
 /* The measured read-only bandwidth (GB/s) over the K/V bytes of s, timed as
  * the driver times the implementations; cached per size. 0 without a GPU. */
 double gqa_read_ceiling_gbps(const attn_shape_t *s);
-
-/* Tests only: when set, the GPU decode launches of the three implementations
- * read K/V head h % Hkv instead of h / g (a broken method the checks must reject). */
-extern int gqa_test_break_head_index;
 
 extern const attn_impl_t IMPL_GQA_REPLICATED;
 extern const attn_impl_t IMPL_GQA_INDEXED;

@@ -17,8 +17,8 @@
  *
  * Traffic (elements of the storage type; gqa_blocks_bytes is the same count
  * in closed loops, and the ledger must agree with it exactly):
- *   Q read once per (block, split), O written once (or the fp32 partial
- *   states, splits x rows x (d + 2) x 4 bytes, when split: stage 07),
+ *   Q read once per (block, key range), O written once (or what another
+ *   epilogue stores: stage 07's partial states),
  *   K/V: 2 d per key loaded, keys loaded = for every block, the keys up to
  *   the last one any of its rows sees.
  *   decode (Nq = 1), n keys:  indexed 2 d n B Hq,  packed 2 d n B Hkv
@@ -34,7 +34,7 @@
 
 #include "gqa.h"
 
-const int GQA_DIMS[] = { 64, 96, 128, 0 };
+const int GQA_DIMS[] = { 32, 64, 96, 128, 192, 256, 0 }; /* the decode kernel's (gqa.h) */
 
 size_t gqa_row_visible(const attn_shape_t *s, const int *lens, uint64_t r)
 {
@@ -43,13 +43,6 @@ size_t gqa_row_visible(const attn_shape_t *s, const int *lens, uint64_t r)
     size_t n = lens[b] < 0 ? 0 : (size_t)lens[b];
     if (n > s->seq_kv) n = s->seq_kv;
     return attn_visible_of(s, (size_t)(r % s->seq_q), n);
-}
-
-size_t gqa_keys_per_split(size_t nk, size_t splits)
-{
-    if (splits < 1) splits = 1;
-    const size_t per = (nk + splits - 1) / splits;
-    return (per + GQA_BC - 1) / GQA_BC * GQA_BC;
 }
 
 /* Rows of one "unit" (rows sharing one K/V slice, contiguous in Q): one head
@@ -62,14 +55,31 @@ static size_t unit_rows(const attn_shape_t *s, gqa_method_t m)
 static size_t tile_rows(const attn_shape_t *s) { return s->tune.br ? s->tune.br : GQA_CPU_BR; }
 static size_t tile_keys(const attn_shape_t *s) { return s->tune.bc ? s->tune.bc : GQA_BC; }
 
+/* Stage 06's epilogue: every block takes all the keys and writes O = o / l
+ * (zeros for a row that sees no key). */
+static void store_o(const gqa_epilogue_t *e, const attn_shape_t *s, uint64_t row, size_t z, attn_state_t *st)
+{
+    (void)z;
+    hbm_t *o = e->ctx;
+    attn_state_finish(st, s->dim, st->o);
+    for (size_t c = 0; c < s->dim; c++) hbm_st(o, (size_t)row * s->dim + c, st->o[c]);
+}
+
+static gqa_epilogue_t epilogue_o(const attn_shape_t *s, hbm_t *o)
+{
+    gqa_epilogue_t e = { 1, s->seq_kv, (double)dtype_size(s->dt) * (double)s->dim, store_o, o };
+    return e;
+}
+
 /* The loop structure, shared by the run and the byte count: calls f for
- * every (block, split) with its rows [r0, r0 + nr) and its keys [lo, end),
- * end = min(split end, the last key any of its rows sees). */
+ * every (block, key range) with its rows [r0, r0 + nr) and its keys [lo, end),
+ * end = min(range end, the last key any of its rows sees). */
 typedef int (*block_fn)(void *ctx, uint64_t r0, size_t nr, size_t z, size_t lo, size_t end);
 
-static int for_blocks(const attn_shape_t *s, gqa_method_t m, const int *lens, size_t splits, block_fn f, void *ctx)
+static int for_blocks(const attn_shape_t *s, gqa_method_t m, const int *lens, const gqa_epilogue_t *e, block_fn f,
+                      void *ctx)
 {
-    const size_t U = unit_rows(s, m), br = tile_rows(s), kps = gqa_keys_per_split(s->seq_kv, splits);
+    const size_t U = unit_rows(s, m), br = tile_rows(s), ranges = e->ranges, kpr = e->keys_per_range;
     const uint64_t units = attn_rows(s) / U;
     for (uint64_t u = 0; u < units; u++)
         for (size_t t0 = 0; t0 < U; t0 += br) {
@@ -80,8 +90,9 @@ static int for_blocks(const attn_shape_t *s, gqa_method_t m, const int *lens, si
                 const size_t n = gqa_row_visible(s, lens, r0 + i);
                 if (n > maxvis) maxvis = n;
             }
-            for (size_t z = 0; z < splits; z++) {
-                const size_t lo = z * kps, hi = lo + kps < s->seq_kv ? lo + kps : s->seq_kv;
+            for (size_t z = 0; z < ranges; z++) {
+                const size_t lo = z * kpr < s->seq_kv ? z * kpr : s->seq_kv;
+                const size_t hi = kpr < s->seq_kv - lo ? lo + kpr : s->seq_kv;
                 const size_t end = hi < maxvis ? hi : maxvis;
                 if (f(ctx, r0, nr, z, lo, end > lo ? end : lo)) return -1;
             }
@@ -93,7 +104,7 @@ static int for_blocks(const attn_shape_t *s, gqa_method_t m, const int *lens, si
 
 typedef struct {
     const attn_shape_t *s;
-    size_t splits;
+    const gqa_epilogue_t *e;
     double bytes, kv;
 } count_ctx_t;
 
@@ -106,33 +117,35 @@ static int count_block(void *p, uint64_t r0, size_t nr, size_t z, size_t lo, siz
     if (end > lo) c->bytes += es * d * (double)nr;       /* Q rows (only when there are keys to see) */
     c->bytes += 2.0 * es * d * (double)(end - lo);        /* K and V, each key once per block */
     c->kv += 2.0 * es * d * (double)(end - lo);
-    if (c->splits == 1) c->bytes += es * d * (double)nr;  /* O */
-    else c->bytes += 4.0 * (d + 2.0) * (double)nr;        /* partial (m, l, o) in fp32 */
+    c->bytes += c->e->row_bytes * (double)nr;              /* what the epilogue stores (O: es d per row) */
     return 0;
 }
 
-double gqa_blocks_bytes(const attn_shape_t *s, gqa_method_t method, const int *lens, size_t splits)
+static count_ctx_t count_all(const attn_shape_t *s, gqa_method_t method, const int *lens, const gqa_epilogue_t *e)
 {
-    count_ctx_t c = { s, splits ? splits : 1, 0.0, 0.0 };
-    for_blocks(s, method, lens, c.splits, count_block, &c);
-    return c.bytes;
+    const gqa_epilogue_t eo = epilogue_o(s, NULL);
+    count_ctx_t c = { s, e ? e : &eo, 0.0, 0.0 };
+    for_blocks(s, method, lens, c.e, count_block, &c);
+    return c;
 }
 
-double gqa_blocks_kv_bytes(const attn_shape_t *s, gqa_method_t method, const int *lens, size_t splits)
+double gqa_blocks_bytes(const attn_shape_t *s, gqa_method_t method, const int *lens, const gqa_epilogue_t *e)
 {
-    count_ctx_t c = { s, splits ? splits : 1, 0.0, 0.0 };
-    for_blocks(s, method, lens, c.splits, count_block, &c);
-    return c.kv;
+    return count_all(s, method, lens, e).bytes;
+}
+
+double gqa_blocks_kv_bytes(const attn_shape_t *s, gqa_method_t method, const int *lens, const gqa_epilogue_t *e)
+{
+    return count_all(s, method, lens, e).kv;
 }
 
 /* ---- the run */
 
 typedef struct {
     const attn_shape_t *s;
-    hbm_t *q, *k, *v, *o;
+    hbm_t *q, *k, *v;
     const int *lens;
-    size_t splits;
-    gqa_partials_t *part;
+    const gqa_epilogue_t *e;
     float *qb, *ob, *ml, *kt, *vt; /* on-chip: q rows, o states, (m, l) per row, the K and V tile */
     ledger_t scratch;              /* counts reads of the on-chip tile: not HBM, discarded */
 } run_ctx_t;
@@ -165,34 +178,22 @@ static int run_block(void *p, uint64_t r0, size_t nr, size_t z, size_t lo, size_
             if (top > j0) attention_one_pass_range(&kt, &vt, 0, d, s->scale, c->qb + i * d, 0, top - j0, &st[i]);
         }
     }
-    if (c->splits == 1) {
-        for (size_t i = 0; i < nr; i++) {
-            attn_state_finish(&st[i], d, c->ob + i * d); /* o / l; zeros for a row that sees no key */
-            for (size_t e = 0; e < d; e++) hbm_st(c->o, (size_t)(r0 + i) * d + e, c->ob[i * d + e]);
-        }
-    } else {
-        const uint64_t rows = attn_rows(s);
-        for (size_t i = 0; i < nr; i++) {
-            const size_t at = (size_t)(z * rows + r0 + i);
-            hbm_st(&c->part->m, at, st[i].m);
-            hbm_st(&c->part->l, at, st[i].l);
-            for (size_t e = 0; e < d; e++) hbm_st(&c->part->o, at * d + e, st[i].o[e]);
-        }
-    }
+    for (size_t i = 0; i < nr; i++) c->e->store(c->e, s, r0 + i, z, &st[i]); /* the epilogue */
     return 0;
 }
 
 int gqa_run_blocks(const attn_shape_t *s, hbm_t *q, hbm_t *k, hbm_t *v, hbm_t *o, gqa_method_t method,
-                   const int *lens, size_t splits, gqa_partials_t *part)
+                   const int *lens, const gqa_epilogue_t *epi)
 {
     const size_t d = s->dim, br = tile_rows(s), bc = tile_keys(s);
     if (br > GQA_CPU_MAX_ROWS) {
         fprintf(stderr, "gqa: --br %zu: the CPU blocks hold at most %d rows\n", br, GQA_CPU_MAX_ROWS);
         return -1;
     }
-    if (splits < 1) splits = 1;
-    if (splits > 1 && !part) {
-        fprintf(stderr, "gqa: %zu splits need arrays for the partial states\n", splits);
+    const gqa_epilogue_t eo = epilogue_o(s, o);
+    if (!epi) epi = &eo;
+    if (epi->ranges < 1 || epi->keys_per_range < 1) {
+        fprintf(stderr, "gqa: an epilogue needs at least one key range of at least one key\n");
         return -1;
     }
     ledger_t *lg = q->lg;
@@ -200,17 +201,16 @@ int gqa_run_blocks(const attn_shape_t *s, hbm_t *q, hbm_t *k, hbm_t *v, hbm_t *o
     run_ctx_t c;
     memset(&c, 0, sizeof c);
     c.s = s;
-    c.q = q; c.k = k; c.v = v; c.o = o;
+    c.q = q; c.k = k; c.v = v;
     c.lens = lens;
-    c.splits = splits;
-    c.part = part;
+    c.e = epi;
     c.qb = sram_alloc(lg, qb);
     c.ob = sram_alloc(lg, ob);
     c.ml = sram_alloc(lg, ml);
     c.kt = sram_alloc(lg, tb);
     c.vt = sram_alloc(lg, tb);
     int rc = -1;
-    if (c.qb && c.ob && c.ml && c.kt && c.vt) rc = for_blocks(s, method, lens, splits, run_block, &c);
+    if (c.qb && c.ob && c.ml && c.kt && c.vt) rc = for_blocks(s, method, lens, epi, run_block, &c);
     sram_free(lg, c.qb, qb);
     sram_free(lg, c.ob, ob);
     sram_free(lg, c.ml, ml);

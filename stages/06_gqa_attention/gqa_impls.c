@@ -1,7 +1,8 @@
 /* Stage 06's three implementations as the driver sees them (attn_impl_t):
- * the CPU runs (gqa_cpu.c), the GPU runs (stage 05's tensor-core kernel in
- * prefill, decode_gpu.cu in decode), their traffic models, the shapes each
- * declines and why, and the line each prints under the table.
+ * the CPU runs (gqa_cpu.c), the GPU runs (prefill: stage 05b's tensor-core
+ * kernel in fp16/bf16, stage 05's register-tiled FA2 kernel in fp32; decode:
+ * decode_gpu.cu), their traffic models, the shapes each declines and why,
+ * and the line each prints under the table.
  *
  * Run: build/bin/06_gqa_attention --heads 32 --kv-heads 8 --dim 128 --dtype bf16 [--decode --seq-kv 32768 --batch 8] */
 #include <stdio.h>
@@ -11,22 +12,14 @@
 #include "gpu.h"
 #include "gqa.h"
 #include "report.h"
+#include "../05_tiled_attention/tiled.h"
 #include "../05b_tensor_cores/tc.h"
 
-/* Stage 05's best rung for the shape, as its H200 sweep of 2026-11-28 found
- * (notes/data/h200-2026-11-28/tc_ladder.log): tc6_m32 without a mask,
- * tc5_tuned with the causal mask; the last rung when those names are absent. */
-static int tc_best(const attn_shape_t *s)
-{
-    const char *want = s->causal ? "tc5_tuned" : "tc6_m32";
-    for (int v = 0; v < TC_NVERSIONS; v++)
-        if (!strcmp(TC_VERSIONS[v].name, want)) return v;
-    return TC_NVERSIONS - 1;
-}
-#define TC_BEST tc_best(s)
 
 static size_t group_of(const attn_shape_t *s) { return s->heads / s->kv_heads; }
 static int is_decode(const attn_shape_t *s) { return s->seq_q == 1; }
+/* Prefill in fp32: no tensor-core kernel takes it; stage 05's fa2-regtile does. */
+static int fp32_prefill(const attn_shape_t *s) { return !is_decode(s) && s->dt == DT_F32; }
 
 /* The shape the MHA kernel sees after repeat_kv: as many K/V heads as query heads. */
 static attn_shape_t replicated_shape(const attn_shape_t *s)
@@ -49,10 +42,10 @@ static double replicated_model(const attn_shape_t *s)
 {
     const attn_shape_t t = replicated_shape(s);
     const double src = 2.0 * (double)attn_kv_elems(s) * (double)dtype_size(s->dt);
-    return src + 2.0 * (double)copy_bytes(s) + gqa_blocks_bytes(&t, GQA_INDEXED, NULL, 1);
+    return src + 2.0 * (double)copy_bytes(s) + gqa_blocks_bytes(&t, GQA_INDEXED, NULL, NULL);
 }
-static double indexed_model(const attn_shape_t *s) { return gqa_blocks_bytes(s, GQA_INDEXED, NULL, 1); }
-static double packed_model(const attn_shape_t *s) { return gqa_blocks_bytes(s, GQA_PACKED, NULL, 1); }
+static double indexed_model(const attn_shape_t *s) { return gqa_blocks_bytes(s, GQA_INDEXED, NULL, NULL); }
+static double packed_model(const attn_shape_t *s) { return gqa_blocks_bytes(s, GQA_PACKED, NULL, NULL); }
 
 /* ---- CPU */
 
@@ -64,19 +57,19 @@ static int replicated_cpu(const attn_shape_t *s, hbm_t *q, hbm_t *k, hbm_t *v, h
     hbm_t vr = hbm_wrap(q->lg, "V copy", (char *)ws + copy_bytes(s), n, s->dt);
     gqa_repeat_kv_cpu(s, k, &kr);
     gqa_repeat_kv_cpu(s, v, &vr);
-    return gqa_run_blocks(&t, q, &kr, &vr, o, GQA_INDEXED, NULL, 1, NULL);
+    return gqa_run_blocks(&t, q, &kr, &vr, o, GQA_INDEXED, NULL, NULL);
 }
 
 static int indexed_cpu(const attn_shape_t *s, hbm_t *q, hbm_t *k, hbm_t *v, hbm_t *o, void *ws)
 {
     (void)ws;
-    return gqa_run_blocks(s, q, k, v, o, GQA_INDEXED, NULL, 1, NULL);
+    return gqa_run_blocks(s, q, k, v, o, GQA_INDEXED, NULL, NULL);
 }
 
 static int packed_cpu(const attn_shape_t *s, hbm_t *q, hbm_t *k, hbm_t *v, hbm_t *o, void *ws)
 {
     (void)ws;
-    return gqa_run_blocks(s, q, k, v, o, GQA_PACKED, NULL, 1, NULL);
+    return gqa_run_blocks(s, q, k, v, o, GQA_PACKED, NULL, NULL);
 }
 
 /* ---- GPU */
@@ -100,6 +93,44 @@ static int tc_shape_of(const attn_shape_t *s, gqa_method_t m, tc_shape_t *t, cha
     return 1;
 }
 
+/* The shape stage 05's fa2-regtile kernel sees for method m in fp32 prefill:
+ * the copy's (Hkv = Hq), the shape itself (the kernel reads K/V head h / g),
+ * or a group as one head of g Nq rows (packed). Its tiles are compiled: the
+ * CPU tiling's --br/--bc do not apply. */
+static attn_shape_t fa2_shape_of(const attn_shape_t *s, gqa_method_t m)
+{
+    attn_shape_t t = m == GQA_REPLICATED ? replicated_shape(s) : *s;
+    if (m == GQA_PACKED) {
+        t.heads = s->kv_heads;
+        t.seq_q = group_of(s) * s->seq_q;
+    }
+    memset(&t.tune, 0, sizeof t.tune);
+    return t;
+}
+#define FA2_BR 64 /* fa2-regtile's 64 x 64 tiles */
+
+static int tc_version(const char *name)
+{
+    for (int v = 0; v < TC_NVERSIONS; v++)
+        if (!strcmp(TC_VERSIONS[v].name, name)) return v;
+    return -1;
+}
+
+/* Stage 05b's best rung for the shape, as its H200 sweep of 2026-11-28 found
+ * (notes/data/h200-2026-11-28/tc_ladder.log): tc6_m32 without a mask where it
+ * takes the shape (head dims up to 128), else tc5_tuned; the last rung when
+ * those names are absent. */
+static int tc_best(const attn_shape_t *s)
+{
+    const int tc6 = tc_version("tc6_m32"), tc5 = tc_version("tc5_tuned");
+    tc_shape_t t;
+    char w[256];
+    if (!s->causal && tc6 >= 0 && tc_shape_of(s, GQA_INDEXED, &t, w, sizeof w) && attn_tc_supports(tc6, &t, w, sizeof w))
+        return tc6;
+    return tc5 >= 0 ? tc5 : TC_NVERSIONS - 1;
+}
+#define TC_BEST tc_best(s)
+
 static int gpu_supports(const attn_shape_t *s, gqa_method_t m, char *why, size_t n)
 {
     if (is_decode(s)) return gqa_decode_supports(s, why, n);
@@ -110,7 +141,15 @@ static int gpu_supports(const attn_shape_t *s, gqa_method_t m, char *why, size_t
     if (m == GQA_PACKED && s->causal) {
         snprintf(why, n,
                  "packed causal prefill: a group viewed as one head of g Nq rows would mask row t by t, not by its "
-                 "position t %% Nq; the tensor-core kernel has no row-to-position map (indexed serves this case)");
+                 "position t %% Nq; the prefill kernels have no row-to-position map (indexed serves this case)");
+        return 0;
+    }
+    if (fp32_prefill(s)) {
+        const attn_shape_t t = fa2_shape_of(s, m);
+        tiled_gpu_info_t info;
+        char w[256] = "";
+        if (attention_fa2_regtile_gpu_info(&t, FA2_BR, &info, w, sizeof w)) return 1;
+        snprintf(why, n, "fp32 prefill runs stage 05's fa2-regtile: %s", w);
         return 0;
     }
     tc_shape_t t;
@@ -135,14 +174,13 @@ static int packed_supports(const attn_shape_t *s, int gpu, char *why, size_t n)
     return gpu ? gpu_supports(s, GQA_PACKED, why, n) : 1;
 }
 
-/* Tensor cores (P rounded to the storage type, bf16/fp16 GEMMs) in prefill;
- * plain fp32 arithmetic in the decode kernel and on the CPU. */
+/* Tensor cores (P rounded to the storage type, bf16/fp16 GEMMs) in 16-bit
+ * prefill; plain fp32 arithmetic in fp32 prefill (fa2-regtile), in the decode
+ * kernel and on the CPU. */
 static unsigned rounding_for(const attn_shape_t *s, int gpu)
 {
-    return gpu && !is_decode(s) ? (ATT_ROUND_P | ATT_MMA_LOWP) : 0u;
+    return gpu && !is_decode(s) && s->dt != DT_F32 ? (ATT_ROUND_P | ATT_MMA_LOWP) : 0u;
 }
-
-int gqa_test_break_head_index; /* tests only (gqa.h) */
 
 /* ---- the decode kernel's shape limits (host logic; the kernel is decode_gpu.cu) */
 
@@ -152,8 +190,8 @@ int gqa_decode_supports(const attn_shape_t *s, char *why, size_t n)
         snprintf(why, n, "the decode kernel takes one query row per head (seq_q = 1), not %zu", s->seq_q);
         return 0;
     }
-    if (s->dim != 64 && s->dim != 96 && s->dim != 128) {
-        snprintf(why, n, "head dim %zu: the decode kernel is compiled for d = 64, 96, 128", s->dim);
+    if (!attn_dim_listed(GQA_DIMS, s->dim)) {
+        snprintf(why, n, "head dim %zu: the decode kernel is compiled for d = " GQA_DECODE_DIMS_TEXT, s->dim);
         return 0;
     }
     if (s->batch > 65535 || s->seq_kv > (1u << 30)) {
@@ -163,11 +201,13 @@ int gqa_decode_supports(const attn_shape_t *s, char *why, size_t n)
     return 1;
 }
 
+int gqa_decode_max_hpb(const attn_shape_t *s) { return s->dim <= GQA_DECODE_MAX_HPB_D16 ? 16 : 8; }
+
 int gqa_packed_hpb(const attn_shape_t *s)
 {
-    const int g = (int)group_of(s);
-    int h = g < 16 ? g : 16;
-    while (g % h) h--; /* the largest divisor of g up to 16 */
+    const int g = (int)group_of(s), top = gqa_decode_max_hpb(s);
+    int h = g < top ? g : top;
+    while (g % h) h--; /* the largest divisor of g up to top */
     return h;
 }
 
@@ -178,16 +218,20 @@ void gqa_decode_gpu(const attn_shape_t *s, const void *q, const void *k, const v
 {
     (void)s; (void)q; (void)k; (void)v; (void)o; (void)a;
 }
-int gqa_decode_blocks_per_sm(const attn_shape_t *s, int hpb) { (void)s; (void)hpb; return 0; }
 const int *gqa_device_lengths(const attn_shape_t *s) { (void)s; return NULL; }
 double gqa_read_ceiling_gbps(const attn_shape_t *s) { (void)s; return 0.0; }
 #endif
 
 #if HAVE_CUDA
-static void tc_run(const attn_shape_t *s, gqa_method_t m, const void *q, const void *k, const void *v, void *o)
+static void prefill_run(const attn_shape_t *s, gqa_method_t m, const void *q, const void *k, const void *v, void *o)
 {
     tc_shape_t t;
     char why[256];
+    if (fp32_prefill(s)) {
+        const attn_shape_t f = fa2_shape_of(s, m);
+        attention_fa2_regtile64_gpu(&f, q, k, v, o, NULL);
+        return;
+    }
     if (!tc_shape_of(s, m, &t, why, sizeof why) || attn_tc_launch(TC_BEST, &t, q, k, v, o))
         fprintf(stderr, "gqa: the tensor-core launch failed (%s); O stays poisoned\n", why);
 }
@@ -197,9 +241,7 @@ static void decode_run(const attn_shape_t *s, int hpb, const void *q, const void
     gqa_decode_args_t a;
     memset(&a, 0, sizeof a);
     a.hpb = hpb;
-    a.splits = 1;
     a.kv_len = gqa_device_lengths(s);
-    a.break_head_index = gqa_test_break_head_index;
     gqa_decode_gpu(s, q, k, v, o, &a);
 }
 
@@ -210,21 +252,21 @@ static void replicated_gpu(const attn_shape_t *s, const void *q, const void *k, 
     gqa_repeat_kv_gpu(s, k, kr);
     gqa_repeat_kv_gpu(s, v, vr);
     if (is_decode(s)) decode_run(&t, 1, q, kr, vr, o);
-    else tc_run(s, GQA_REPLICATED, q, kr, vr, o);
+    else prefill_run(s, GQA_REPLICATED, q, kr, vr, o);
 }
 
 static void indexed_gpu(const attn_shape_t *s, const void *q, const void *k, const void *v, void *o, void *ws)
 {
     (void)ws;
     if (is_decode(s)) decode_run(s, 1, q, k, v, o);
-    else tc_run(s, GQA_INDEXED, q, k, v, o);
+    else prefill_run(s, GQA_INDEXED, q, k, v, o);
 }
 
 static void packed_gpu(const attn_shape_t *s, const void *q, const void *k, const void *v, void *o, void *ws)
 {
     (void)ws;
     if (is_decode(s)) decode_run(s, gqa_packed_hpb(s), q, k, v, o);
-    else tc_run(s, GQA_PACKED, q, k, v, o);
+    else prefill_run(s, GQA_PACKED, q, k, v, o);
 }
 #endif
 
@@ -237,7 +279,7 @@ static const char *tiles_of(const attn_shape_t *s, int gpu, gqa_method_t m)
         return fmt("%zux%zu", U < br ? U : br, s->tune.bc ? s->tune.bc : (size_t)GQA_BC);
     }
     if (is_decode(s)) return fmt("%dx%d", m == GQA_PACKED ? gqa_packed_hpb(s) : 1, GQA_BC);
-    return TC_VERSIONS[TC_BEST].name;
+    return fp32_prefill(s) ? "fa2-regtile" : TC_VERSIONS[TC_BEST].name;
 }
 static const char *replicated_tiles(const attn_shape_t *s, int gpu) { return tiles_of(s, gpu, GQA_REPLICATED); }
 static const char *indexed_tiles(const attn_shape_t *s, int gpu) { return tiles_of(s, gpu, GQA_INDEXED); }
@@ -251,7 +293,7 @@ static const char *kv_line(const attn_shape_t *s, gqa_method_t m)
     char *b = buf[k++ & 3];
     const attn_shape_t t = replicated_shape(s);
     const double once = attn_kv_bytes_once(s);
-    const double kv = m == GQA_REPLICATED ? gqa_blocks_kv_bytes(&t, GQA_INDEXED, NULL, 1) : gqa_blocks_kv_bytes(s, m, NULL, 1);
+    const double kv = m == GQA_REPLICATED ? gqa_blocks_kv_bytes(&t, GQA_INDEXED, NULL, NULL) : gqa_blocks_kv_bytes(s, m, NULL, NULL);
     snprintf(b, 160, "K/V tile loads (model) %.4g MB = %.2fx the %.4g MB of K/V", kv / 1e6, kv / once, once / 1e6);
     return b;
 }
@@ -264,7 +306,8 @@ static const char *replicated_describe(const attn_shape_t *s)
              "memory), then the MHA kernel on Hkv = Hq (GPU: %s; CPU: the tiled blocks): %s",
              group_of(s), 2.0 * (double)attn_kv_elems(s) * (double)dtype_size(s->dt) / 1e6,
              2.0 * (double)copy_bytes(s) / 1e6, 2.0 * (double)copy_bytes(s) / 1e6,
-             is_decode(s) ? "the decode kernel (one block per query head)" : TC_VERSIONS[TC_BEST].name,
+             is_decode(s) ? "the decode kernel (one block per query head)"
+                          : fp32_prefill(s) ? "stage 05's fa2-regtile (fp32)" : TC_VERSIONS[TC_BEST].name,
              kv_line(s, GQA_REPLICATED));
     return buf;
 }

@@ -1,7 +1,8 @@
 /* build/bin/07_split_kv_decode: split-KV decoding against stage 06's packed
- * decode on the same input (decode: --decode / --seq-q 1). Prints the split
- * choice, K/V GB/s and its share of a measured read-only ceiling. --splits N
- * overrides the choice; --varlen gives the batch elements different lengths. */
+ * decode on the same input. A decode stage: --decode (one query token per
+ * sequence) is the default. Prints the split choice, K/V GB/s and its share
+ * of a measured read-only ceiling. --splits N overrides the choice (clamped
+ * to the cache's tiles); --varlen gives the batch elements different lengths. */
 #include "split.h"
 
 int main(int argc, char **argv)

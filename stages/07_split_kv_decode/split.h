@@ -8,8 +8,11 @@
  * with stage 04's merge (merge.c), which is exact because the merge is
  * associative (tests/test_attention.c, test_merge_associative).
  *
- * The decode kernel is stage 06's (decode_gpu.cu), with splits > 1; this
- * stage adds the choice of S, the partial-state arrays, the combine. */
+ * The decode kernel is stage 06's (decode_kernel.cuh), instantiated here
+ * with this stage's epilogue (split_gpu.cu: block z takes the keys of split z
+ * and writes its partial state); the CPU blocks are stage 06's (gqa_cpu.c)
+ * with the same epilogue (split_cpu.c). This stage adds the split grid, the
+ * partial states, the combine and the choice of S. */
 #ifndef STF_STAGE07_H
 #define STF_STAGE07_H
 
@@ -29,6 +32,16 @@ extern "C" {
  * (waves / ceil(waves), waves = blocks S / slots) is within 85% of the best. */
 int split_heuristic(long blocks, long slots, long tiles, int max_splits);
 
+/* Keys per split: ceil(Nk / splits) rounded up to whole GQA_BC tiles (the
+ * last splits may be short or empty). */
+size_t split_keys_per_split(size_t nk, size_t splits);
+
+/* The partial states of a split run: splits x rows of (m, l) and of o (d
+ * floats, unnormalised), fp32, split-major, in simulated HBM. */
+typedef struct {
+    hbm_t m, l, o;
+} split_partials_t;
+
 typedef struct {
     int splits;            /* the number used */
     int chosen_by;         /* 0: the heuristic, 1: --splits */
@@ -36,11 +49,14 @@ typedef struct {
     int sms, per_sm;       /* the device's (or, without a GPU, an H200's: 132 x 2 for 16-bit types) */
     long tiles;            /* K/V tiles of 64 keys in the longest sequence */
     int hpb;               /* query heads per block (stage 06's packed layout) */
+    size_t clamped_from;   /* --splits as given when it was clamped, else 0 */
 } split_plan_t;
 
-/* The split count for s: tune.splits when given, else the heuristic with the
- * GPU's SM count and the decode kernel's occupancy (the same count on the CPU,
- * so that its ledger counts the traffic the GPU run moves). */
+/* The split count for s: tune.splits when given (clamped to the K/V tiles of
+ * the cache: more splits would only add empty ranges; and to 65535, the
+ * grid's z limit; clamped_from says so), else the heuristic with the GPU's SM
+ * count and the split kernel's occupancy (the same count on the CPU, so that
+ * its ledger counts the traffic the GPU run moves). */
 void split_plan(const attn_shape_t *s, split_plan_t *p);
 
 /* Bytes of the partial states: splits x B Hq rows x (d + 2) fp32 (0 when one split). */
@@ -53,7 +69,13 @@ size_t split_partial_bytes(const attn_shape_t *s, int splits);
 int split_decode_cpu(const attn_shape_t *s, hbm_t *q, hbm_t *k, hbm_t *v, hbm_t *o, const int *lens, int splits,
                      void *ws);
 /* The combine alone: reads the partial states and writes O (CPU). */
-void split_combine_cpu(const attn_shape_t *s, int splits, gqa_partials_t *part, hbm_t *o);
+void split_combine_cpu(const attn_shape_t *s, int splits, split_partials_t *part, hbm_t *o);
+/* The blocks alone: stage 06's CPU blocks (packed) with this stage's
+ * epilogue, partial states to part. */
+int split_partials_cpu(const attn_shape_t *s, hbm_t *q, hbm_t *k, hbm_t *v, const int *lens, int splits,
+                       split_partials_t *part);
+/* Bytes the blocks of a split run move (the partial states' writes included). */
+double split_blocks_bytes(const attn_shape_t *s, const int *lens, int splits);
 
 /* The GPU run (asynchronous): stage 06's decode kernel with `splits`
  * ranges, then the combine kernel. dev_lens: device array of B lengths or
@@ -61,6 +83,12 @@ void split_combine_cpu(const attn_shape_t *s, int splits, gqa_partials_t *part, 
 void split_decode_gpu(const attn_shape_t *s, const void *q, const void *k, const void *v, void *o,
                       const int *dev_lens, int splits, void *ws);
 void split_combine_gpu(const attn_shape_t *s, int splits, const float *pm, const float *pl, const float *po, void *o);
+/* The blocks alone on the GPU: stage 06's decode kernel with the partial
+ * epilogue, grid z = splits. Returns 0, or -1 when the kernel declines. */
+int split_partials_gpu(const attn_shape_t *s, const void *q, const void *k, const void *v, const int *dev_lens,
+                       int splits, float *pm, float *pl, float *po);
+/* Resident blocks per SM of the split kernel at s (packed hpb); 0 without a GPU. */
+int split_blocks_per_sm(const attn_shape_t *s);
 
 extern const attn_impl_t IMPL_SPLIT_KV;
 

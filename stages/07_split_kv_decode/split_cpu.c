@@ -1,8 +1,9 @@
 /* Stage 07 on the CPU, and the split choice. What changes from stage 06's
  * packed decode (gqa_cpu.c): the keys of each (batch, K/V head) are cut into
- * S ranges of whole 64-key tiles; each (block, range) leaves its partial
- * state in simulated HBM, and the combine merges the S states of every row
- * with attn_merge (stage 04, merge.c) and writes O.
+ * S ranges of whole 64-key tiles (this stage's epilogue for stage 06's CPU
+ * blocks: S key ranges, and a store of the partial state); each (block,
+ * range) leaves its partial state in simulated HBM, and the combine merges
+ * the S states of every row with attn_merge (stage 04, merge.c) and writes O.
  *
  * Extra traffic of the split (fp32 partial states, d + 2 floats per row and
  * split), against unsplit packed decode:
@@ -47,6 +48,13 @@ int split_heuristic(long blocks, long slots, long tiles, int max_splits)
     return 1;
 }
 
+size_t split_keys_per_split(size_t nk, size_t splits)
+{
+    if (splits < 1) splits = 1;
+    const size_t per = (nk + splits - 1) / splits;
+    return (per + GQA_BC - 1) / GQA_BC * GQA_BC;
+}
+
 void split_plan(const attn_shape_t *s, split_plan_t *p)
 {
     memset(p, 0, sizeof *p);
@@ -64,7 +72,7 @@ void split_plan(const attn_shape_t *s, split_plan_t *p)
     }
     if (sms > 0) {
         p->sms = sms;
-        p->per_sm = gqa_decode_blocks_per_sm(s, p->hpb);
+        p->per_sm = split_blocks_per_sm(s);
     }
     if (p->sms <= 0 || p->per_sm <= 0) { /* no GPU: what an H200 runs (132 SMs; 2 blocks per SM, 1 for fp32) */
         p->sms = 132;
@@ -72,7 +80,13 @@ void split_plan(const attn_shape_t *s, split_plan_t *p)
     }
     p->slots = (long)p->sms * p->per_sm;
     if (s->tune.splits) {
-        p->splits = (int)s->tune.splits;
+        /* more splits than tiles would only add empty ranges (the same
+         * partition of the keys); the grid's z dimension stops at 65535 */
+        size_t S = s->tune.splits;
+        if (S > (size_t)p->tiles) S = (size_t)p->tiles;
+        if (S > 65535) S = 65535;
+        if (S != s->tune.splits) p->clamped_from = s->tune.splits;
+        p->splits = (int)S;
         p->chosen_by = 1;
     } else {
         p->splits = split_heuristic(p->blocks, p->slots, p->tiles, 128);
@@ -85,7 +99,7 @@ size_t split_partial_bytes(const attn_shape_t *s, int splits)
     return (size_t)splits * (size_t)attn_rows(s) * (s->dim + 2) * sizeof(float);
 }
 
-void split_combine_cpu(const attn_shape_t *s, int splits, gqa_partials_t *part, hbm_t *o)
+void split_combine_cpu(const attn_shape_t *s, int splits, split_partials_t *part, hbm_t *o)
 {
     const size_t d = s->dim, rows = (size_t)attn_rows(s);
     float *acc = malloc(d * sizeof *acc), *other = malloc(d * sizeof *other); /* a GPU keeps these in registers */
@@ -109,10 +123,42 @@ void split_combine_cpu(const attn_shape_t *s, int splits, gqa_partials_t *part, 
     free(other);
 }
 
-static gqa_partials_t partials_of(const attn_shape_t *s, ledger_t *lg, void *ws, int splits)
+/* This stage's epilogue for stage 06's CPU blocks: the splits are the key
+ * ranges, and each (row, split) state goes to the partial arrays. */
+static void store_partial(const gqa_epilogue_t *e, const attn_shape_t *s, uint64_t row, size_t z, attn_state_t *st)
+{
+    split_partials_t *part = e->ctx;
+    const size_t at = (size_t)(z * attn_rows(s) + row);
+    hbm_st(&part->m, at, st->m);
+    hbm_st(&part->l, at, st->l);
+    for (size_t c = 0; c < s->dim; c++) hbm_st(&part->o, at * s->dim + c, st->o[c]);
+}
+
+static gqa_epilogue_t epilogue_split(const attn_shape_t *s, int splits, split_partials_t *part)
+{
+    gqa_epilogue_t e = { (size_t)splits, split_keys_per_split(s->seq_kv, (size_t)splits),
+                         4.0 * ((double)s->dim + 2.0), store_partial, part };
+    return e;
+}
+
+int split_partials_cpu(const attn_shape_t *s, hbm_t *q, hbm_t *k, hbm_t *v, const int *lens, int splits,
+                       split_partials_t *part)
+{
+    const gqa_epilogue_t e = epilogue_split(s, splits, part);
+    return gqa_run_blocks(s, q, k, v, NULL, GQA_PACKED, lens, &e);
+}
+
+double split_blocks_bytes(const attn_shape_t *s, const int *lens, int splits)
+{
+    if (splits <= 1) return gqa_blocks_bytes(s, GQA_PACKED, lens, NULL);
+    const gqa_epilogue_t e = epilogue_split(s, splits, NULL);
+    return gqa_blocks_bytes(s, GQA_PACKED, lens, &e);
+}
+
+static split_partials_t partials_of(const attn_shape_t *s, ledger_t *lg, void *ws, int splits)
 {
     const size_t n = (size_t)splits * (size_t)attn_rows(s);
-    gqa_partials_t p;
+    split_partials_t p;
     float *f = ws;
     p.o = hbm_wrap(lg, "partial o", f, n * s->dim, DT_F32);
     p.m = hbm_wrap(lg, "partial m", f + n * s->dim, n, DT_F32);
@@ -123,97 +169,9 @@ static gqa_partials_t partials_of(const attn_shape_t *s, ledger_t *lg, void *ws,
 int split_decode_cpu(const attn_shape_t *s, hbm_t *q, hbm_t *k, hbm_t *v, hbm_t *o, const int *lens, int splits,
                      void *ws)
 {
-    if (splits <= 1) return gqa_run_blocks(s, q, k, v, o, GQA_PACKED, lens, 1, NULL);
-    gqa_partials_t part = partials_of(s, q->lg, ws, splits);
-    if (gqa_run_blocks(s, q, k, v, o, GQA_PACKED, lens, (size_t)splits, &part)) return -1;
+    if (splits <= 1) return gqa_run_blocks(s, q, k, v, o, GQA_PACKED, lens, NULL); /* stage 06's packed decode */
+    split_partials_t part = partials_of(s, q->lg, ws, splits);
+    if (split_partials_cpu(s, q, k, v, lens, splits, &part)) return -1;
     split_combine_cpu(s, splits, &part, o);
     return 0;
 }
-
-/* ---- the implementation for the driver */
-
-static int split_splits(const attn_shape_t *s)
-{
-    split_plan_t p;
-    split_plan(s, &p);
-    return p.splits;
-}
-
-static size_t split_ws(const attn_shape_t *s) { return split_partial_bytes(s, split_splits(s)); }
-
-static double split_model(const attn_shape_t *s)
-{
-    const int S = split_splits(s);
-    double b = gqa_blocks_bytes(s, GQA_PACKED, NULL, (size_t)S);
-    if (S > 1) /* the combine: reads the partial states, writes O */
-        b += (double)split_partial_bytes(s, S) + (double)attn_q_elems(s) * (double)dtype_size(s->dt);
-    return b;
-}
-
-static int split_cpu(const attn_shape_t *s, hbm_t *q, hbm_t *k, hbm_t *v, hbm_t *o, void *ws)
-{
-    return split_decode_cpu(s, q, k, v, o, NULL, split_splits(s), ws);
-}
-
-static int split_supports(const attn_shape_t *s, int gpu, char *why, size_t n)
-{
-    if (s->seq_q != 1) {
-        snprintf(why, n, "split-KV decoding is for one query token per sequence (seq_q = 1); a prefill launch has "
-                         "B H Nq/Br blocks, enough for the chip");
-        return 0;
-    }
-    if (s->tune.splits > 65535) {
-        snprintf(why, n, "--splits %zu: at most 65535 (grid z)", s->tune.splits);
-        return 0;
-    }
-    return gpu ? gqa_decode_supports(s, why, n) : 1;
-}
-
-#if HAVE_CUDA
-static void split_gpu(const attn_shape_t *s, const void *q, const void *k, const void *v, void *o, void *ws)
-{
-    split_decode_gpu(s, q, k, v, o, gqa_device_lengths(s), split_splits(s), ws);
-}
-#else
-void split_decode_gpu(const attn_shape_t *s, const void *q, const void *k, const void *v, void *o,
-                      const int *dev_lens, int splits, void *ws)
-{
-    (void)s; (void)q; (void)k; (void)v; (void)o; (void)dev_lens; (void)splits; (void)ws;
-}
-void split_combine_gpu(const attn_shape_t *s, int splits, const float *pm, const float *pl, const float *po, void *o)
-{
-    (void)s; (void)splits; (void)pm; (void)pl; (void)po; (void)o;
-}
-#endif
-
-static const char *split_tiles(const attn_shape_t *s, int gpu)
-{
-    (void)gpu;
-    split_plan_t p;
-    split_plan(s, &p);
-    return fmt("%dx%d/%d", p.hpb, GQA_BC, p.splits);
-}
-
-static const char *split_describe(const attn_shape_t *s)
-{
-    static char buf[768];
-    split_plan_t p;
-    split_plan(s, &p);
-    const size_t kps = gqa_keys_per_split(s->seq_kv, (size_t)p.splits);
-    const double part = 2.0 * (double)split_partial_bytes(s, p.splits), kv = attn_kv_bytes_once(s);
-    snprintf(buf, sizeof buf,
-             "split: %ld blocks unsplit (B %zu x %zu head blocks of %d) on %d SMs x %d resident = %ld slots%s; "
-             "%d split%s (%s) of %zu keys (%zu tiles) -> %ld blocks; partial states %.4g MB written + read = %.2f%% "
-             "of the %.4g MB of K/V",
-             p.blocks, s->batch, s->heads / (size_t)p.hpb, p.hpb, p.sms, p.per_sm, p.slots,
-             gpu_available() ? "" : " (no GPU here: an H200's figures)", p.splits, p.splits == 1 ? "" : "s",
-             p.chosen_by ? "--splits" : "FA2's heuristic: 1 if blocks >= 0.8 slots, else the fewest within 85% of the best wave efficiency",
-             kps, kps / GQA_BC, p.blocks * p.splits, part / 1e6, 100.0 * part / kv, kv / 1e6);
-    return buf;
-}
-
-const attn_impl_t IMPL_SPLIT_KV = {
-    .name = "split", .stage = "07", .rounding = 0, .ws_bytes = split_ws, .model_bytes = split_model,
-    .supports = split_supports, .cpu = split_cpu, .gpu = GPU_FN(split_gpu), .describe = split_describe,
-    .tiles = split_tiles,
-};

@@ -1,18 +1,48 @@
-/* Stage 07 on the GPU: stage 06's decode kernel over S key ranges (each
- * block writes its partial state (m, l, o), fp32), then this combine kernel:
- * one warp per query row merges the S states with stage 04's merge
- * (merge.c):
- *     M = max_z m_z,   L = sum_z l_z e^{m_z - M},   O = sum_z o_z e^{m_z - M},
- *     out = O / L  (0 when L = 0: a row that saw no key; all m_z = -inf is
- *                   taken against 0, so no e^{-inf + inf} = NaN appears)
- * Lanes take 4 columns each (16-byte loads of o_z); m_z and l_z are
- * broadcast loads. Traffic: reads S R (d + 2) 4 bytes, writes R d es.
+/* Stage 07 on the GPU: split-KV decoding in two launches.
+ *
+ * 1. Stage 06's decode kernel (stages/06_gqa_attention/decode_kernel.cuh),
+ *    packed layout, on a grid with a third dimension z = the split: this
+ *    file's epilogue gives block z the keys [z kps, (z + 1) kps) of its
+ *    sequence and writes the block's merged state (m, l, o), o unnormalised,
+ *    fp32, to the partial arrays instead of O / l.
+ * 2. The combine: one warp per query row merges the S states of the row with
+ *    stage 04's merge (attn_merge_ml, merge.h), split after split:
+ *        M = max_z m_z,   L = sum_z l_z e^{m_z - M},   O = sum_z o_z e^{m_z - M},
+ *        out = O / L  (0 when L = 0: a row that saw no key; an empty split,
+ *                      m_z = -inf, merges as the identity)
+ *    Lanes take 4 columns each (16-byte loads of o_z, 2 rounds at d = 256);
+ *    m_z and l_z are broadcast loads.
+ *
+ * Memory traffic (bytes), beyond the unsplit decode: the blocks write
+ * S R (d + 2) 4 and read Q S times; the combine reads S R (d + 2) 4 and
+ * writes O (R d es), R = B Hq rows.
  *
  * Run: build/bin/07_split_kv_decode --decode --seq-kv 32768 --batch 8 --heads 32 --kv-heads 8 --dim 128 --dtype bf16 */
-#include "exp_base.h"
-#include "gpu_check.h"
-#include "softmax_device.cuh"
+#include "gpu.h"
 #include "split.h"
+#include "../06_gqa_attention/decode_kernel.cuh"
+
+/* [snippet:partial-epilogue] */
+struct split_partial_epi {
+    float *pm, *pl, *po; /* S x rows [x d], split-major */
+    size_t rows;         /* B Hq */
+    int kps;             /* keys per split: whole 64-key tiles */
+    __device__ void keys(int n, int &lo, int &end) const
+    {
+        lo = (int)blockIdx.z * kps;
+        end = min(n, lo + kps); /* end <= lo: an empty split */
+    }
+    template <typename T> __device__ void store(size_t row, int d, int c, float M, float L, float O) const
+    {
+        const size_t at = (size_t)blockIdx.z * rows + row;
+        po[at * d + c] = O;
+        if (c == 0) {
+            pm[at] = M;
+            pl[at] = L;
+        }
+    }
+};
+/* [/snippet] */
 
 template <typename T>
 __global__ void __launch_bounds__(128) combine_kernel(const float *__restrict__ pm, const float *__restrict__ pl,
@@ -21,25 +51,22 @@ __global__ void __launch_bounds__(128) combine_kernel(const float *__restrict__ 
 {
     const int row = blockIdx.x * 4 + (threadIdx.x >> 5), lane = threadIdx.x & 31;
     if (row >= rows) return;
-    float M = -INFINITY;
-    for (int z = 0; z < splits; z++) M = fmaxf(M, pm[(size_t)z * rows + row]);
-    const float base = exp_base(M);
-    const int c = lane * 4;
-    float L = 0.0f, acc[4] = { 0.0f, 0.0f, 0.0f, 0.0f };
-    for (int z = 0; z < splits; z++) {
-        const size_t at = (size_t)z * rows + row;
-        const float f = fexp(pm[at] - base); /* 0 for an empty split (m = -inf) */
-        L += pl[at] * f;
-        if (c < d) {
+    for (int c = lane * 4; c < d; c += 128) {
+        /* [snippet:combine] */
+        float M = -INFINITY, L = 0.0f, acc[4] = { 0.0f, 0.0f, 0.0f, 0.0f }; /* the empty state */
+        for (int z = 0; z < splits; z++) {
+            const size_t at = (size_t)z * rows + row;
+            float fa, fb;
+            attn_merge_ml(&M, &L, pm[at], pl[at], &fa, &fb); /* stage 04's merge */
             const float4 x = *reinterpret_cast<const float4 *>(po + at * d + c);
-            acc[0] += x.x * f;
-            acc[1] += x.y * f;
-            acc[2] += x.z * f;
-            acc[3] += x.w * f;
+            acc[0] = acc[0] * fa + x.x * fb;
+            acc[1] = acc[1] * fa + x.y * fb;
+            acc[2] = acc[2] * fa + x.z * fb;
+            acc[3] = acc[3] * fa + x.w * fb;
         }
-    }
-    if (c < d)
         for (int e = 0; e < 4; e++) o[(size_t)row * d + c + e] = from_f<T>(L == 0.0f ? 0.0f : acc[e] / L);
+        /* [/snippet] */
+    }
 }
 
 extern "C" void split_combine_gpu(const attn_shape_t *s, int splits, const float *pm, const float *pl, const float *po,
@@ -52,20 +79,32 @@ extern "C" void split_combine_gpu(const attn_shape_t *s, int splits, const float
     LAUNCH_CHECK();
 }
 
+extern "C" int split_partials_gpu(const attn_shape_t *s, const void *q, const void *k, const void *v,
+                                  const int *dev_lens, int splits, float *pm, float *pl, float *po)
+{
+    split_partial_epi epi;
+    epi.pm = pm;
+    epi.pl = pl;
+    epi.po = po;
+    epi.rows = (size_t)attn_rows(s);
+    epi.kps = (int)split_keys_per_split(s->seq_kv, (size_t)splits);
+    return dec_run(s, q, k, v, gqa_packed_hpb(s), dev_lens, epi, splits);
+}
+
 extern "C" void split_decode_gpu(const attn_shape_t *s, const void *q, const void *k, const void *v, void *o,
                                  const int *dev_lens, int splits, void *ws)
 {
-    gqa_decode_args_t a;
-    memset(&a, 0, sizeof a);
-    a.hpb = gqa_packed_hpb(s);
-    a.splits = splits < 1 ? 1 : splits;
-    a.kv_len = dev_lens;
-    if (a.splits > 1) {
-        const size_t n = (size_t)a.splits * (size_t)attn_rows(s);
-        a.part_o = (float *)ws;
-        a.part_m = a.part_o + n * s->dim;
-        a.part_l = a.part_m + n;
+    if (splits <= 1) { /* one split: stage 06's packed decode, O written by the blocks */
+        gqa_decode_args_t a = { gqa_packed_hpb(s), dev_lens };
+        gqa_decode_gpu(s, q, k, v, o, &a);
+        return;
     }
-    gqa_decode_gpu(s, q, k, v, o, &a);
-    if (a.splits > 1) split_combine_gpu(s, a.splits, a.part_m, a.part_l, a.part_o, o);
+    const size_t n = (size_t)splits * (size_t)attn_rows(s);
+    float *po = (float *)ws, *pm = po + n * s->dim, *pl = pm + n;
+    if (split_partials_gpu(s, q, k, v, dev_lens, splits, pm, pl, po) == 0) split_combine_gpu(s, splits, pm, pl, po, o);
+}
+
+extern "C" int split_blocks_per_sm(const attn_shape_t *s)
+{
+    return gpu_available() ? dec_blocks_per_sm<split_partial_epi>(s, gqa_packed_hpb(s)) : 0;
 }

@@ -1,0 +1,422 @@
+/* Stage 06, the decode kernel: one query token per sequence (Nq = 1) against
+ * a K/V cache of Nk keys. What changes from stage 05's prefill kernels: there
+ * are no query tiles to fill a tensor-core M dimension (one row per query
+ * head), so the arithmetic per byte of K/V is tiny and the kernel is a
+ * streaming read of the cache: make loads wide and many in flight, and load
+ * each K/V byte once.
+ *
+ * A template, instantiated by this stage (decode_gpu.cu, which writes O) and
+ * by stage 07 (split_gpu.cu, which writes partial states): the kernel ends in
+ * an epilogue policy Epi, a small struct passed by value that says
+ *   keys(n, lo, end)  which keys [lo, end) of the sequence's n the block takes
+ *                     (here: all of them; stage 07: one split of them);
+ *   store<T>(row, d, c, M, L, O)  what to do with the block's merged state of
+ *                     query row `row`, column c (here: O / L to the output).
+ *
+ * Grid: (query-head blocks, batch, whatever Epi indexes by blockIdx.z). A
+ * block serves hpb query heads that share one K/V head (hpb = 1: indexed, or
+ * MHA on a replicated copy; hpb = g or a divisor of it: packed, the group's
+ * query rows are the rows of one tile; hpb is capped at 16 for registers,
+ * at 8 from d = 192 on, where 16 rows spill).
+ *
+ * Per block (W warps of 32 threads, W = 4, or 2 where 4 warps' K/V tiles do
+ * not fit in shared memory: fp32 at d = 256): the hpb query rows in shared
+ * memory (fp32); K/V tiles of 16 W keys stream through NST shared-memory
+ * stages by cp.async (16-byte chunks, zero-filled past the last key), so NST -
+ * 1 tiles are in flight while one is consumed. Each warp owns 16 keys of every
+ * tile and keeps its own online-softmax state (m, l, o) for the block's rows:
+ *   S:  lane pair (key jj, half hh): hh takes the even or odd 16-byte chunks of
+ *       the key row (K rows padded by 32 bytes: the 8 lanes of a quarter-warp
+ *       hit 8 different bank groups), one shuffle adds the halves;
+ *   softmax: row maximum over the warp's 16 keys by 4 shuffles; p = e^{s - m}
+ *       to shared memory (16 floats per row), the state rescaled by e^{m - m'};
+ *   PV: lanes across d (CW columns each, 8 to 32 bytes of a V row), keys
+ *       split between KS lane sets; p read 4 keys at a time.
+ * At the end the W warps' states, and the KS key slices' partial o, merge
+ * with stage 04's merge (attn_merge_ml, merge.h) and go to the epilogue.
+ *
+ * Arithmetic per K/V element: about hpb FMAs (the dot products or the P V
+ * sums), plus a conversion and a share of a shared-memory load: at hpb <= 8
+ * well under the ~15 instructions per element an H200 can issue at full
+ * bandwidth (about 32 T instructions/s over 2.2 T elements/s of bf16 K/V at
+ * ~4.4 TB/s); MQA's g = 32 (two blocks of 16) needs ~2 x 20 and is
+ * instruction-bound on CUDA cores (notes/06_gqa_attention.md).
+ *
+ * Memory traffic (bytes): K/V 2 es d n per block (n = the block's keys) +
+ * Q es d hpb per block + what the epilogue writes (O: es d per row).
+ *
+ * Run: build/bin/06_gqa_attention --decode --seq-kv 32768 --batch 8 --heads 32 --kv-heads 8 --dim 128 --dtype bf16 */
+#ifndef STF_STAGE06_DECODE_KERNEL_CUH
+#define STF_STAGE06_DECODE_KERNEL_CUH
+
+#include <stdint.h>
+#include <type_traits>
+
+#include "gpu_check.h"
+#include "gqa.h"
+#include "softmax_device.cuh"
+#include "../04_one_pass_attention/merge.h"
+
+#define DEC_MAX_THREADS 128
+#define DEC_KW 16 /* keys per warp per tile */
+#define DEC_SMEM_MAX (227 * 1024) /* opt-in shared memory per block (sm_90) */
+
+/* PV: columns per lane. The preferred width (a 16-byte V load for up to 8
+ * rows; 4 columns for 16 rows, registers), widened until the column groups
+ * fit in a warp and narrowed until the key slices split 16 keys into groups
+ * of 4 (KS = 32 / NCH in {1, 2, 4}). */
+static constexpr int dec_pv_ok(int D, int cw)
+{
+    return D % cw == 0 && D / cw <= 32 && (32 / (D / cw) == 1 || 32 / (D / cw) == 2 || 32 / (D / cw) == 4);
+}
+static constexpr int dec_cw(int D, int VE, int RT)
+{
+    int cw = RT <= 8 ? VE : 4;
+    while (D / cw > 32) cw *= 2;
+    while (cw > 2 && !dec_pv_ok(D, cw)) cw /= 2;
+    return cw;
+}
+
+template <typename T, int D, int RT> struct dec_cfg {
+    static constexpr int ES = (int)sizeof(T);
+    static constexpr int VE = 16 / ES;        /* elements per 16-byte chunk */
+    static constexpr int NCHK = D / VE;       /* chunks per K/V row */
+    static constexpr int KSTR = D + 32 / ES;  /* K row pitch (elements): +32 bytes, see the top */
+    /* shared memory with W warps (16 W keys per tile) and NST stages */
+    static constexpr int smem_of(int w, int nst) { return nst * 16 * w * (KSTR + D) * ES + RT * D * 4 + w * RT * DEC_KW * 4; }
+    static constexpr int NST0 = (ES == 4 || RT >= 16) ? 2 : 3; /* 3 stages where 2 blocks per SM still fit */
+    static constexpr int W = smem_of(4, 2) <= DEC_SMEM_MAX ? 4 : 2;
+    static constexpr int NST = smem_of(W, NST0) <= DEC_SMEM_MAX ? NST0 : 2;
+    static constexpr int THREADS = 32 * W, BN = DEC_KW * W;   /* keys per tile */
+    static constexpr int KT = BN * KSTR, VT = BN * D;         /* elements of a K and a V tile */
+    static constexpr int STAGE = (KT + VT) * ES;              /* bytes of one stage */
+    static constexpr int CW = dec_cw(D, VE, RT);              /* PV: columns per lane */
+    static constexpr int NCH = D / CW;                        /* PV: column groups, <= 32 */
+    static constexpr int KS = 32 / NCH;                       /* PV: key slices of a warp */
+    static constexpr int KPL = DEC_KW / KS;                   /* PV: keys per lane per tile */
+    static constexpr int Q_OFF = NST * STAGE;                 /* q rows: RT x D fp32 */
+    static constexpr int P_OFF = Q_OFF + RT * D * 4;          /* p: warps x RT x 16 fp32 */
+    static constexpr int MAIN = P_OFF + W * RT * DEC_KW * 4;
+    /* the final merge reuses the memory: o of every (warp, key slice), then m and l per (warp, row) */
+    static constexpr int MERGE = W * KS * RT * D * 4 + 2 * W * RT * 4;
+    static constexpr int SMEM = MAIN > MERGE ? MAIN : MERGE;
+    static_assert(NCHK % 2 == 0, "the two halves of a key row take even and odd chunks");
+    static_assert(dec_pv_ok(D, CW) && KPL % 4 == 0 && CW * ES <= 32, "PV lane layout");
+    static_assert(SMEM <= DEC_SMEM_MAX && THREADS <= DEC_MAX_THREADS, "shared memory of a block");
+};
+
+/* What the kernel reads; the epilogue carries what it writes. */
+struct dec_params {
+    const void *q, *k, *v;
+    const int *kv_len; /* B lengths, or NULL: every sequence holds Nk keys */
+    int Hq, Hkv, g, hpb, Nk;
+    float scale;
+};
+
+__device__ __forceinline__ void cp_async16(void *smem, const void *g, int src_bytes)
+{
+    const unsigned s = (unsigned)__cvta_generic_to_shared(smem);
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(s), "l"(g), "r"(src_bytes) : "memory");
+}
+__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::: "memory"); }
+template <int N> __device__ __forceinline__ void cp_async_wait() { asm volatile("cp.async.wait_group %0;\n" ::"n"(N) : "memory"); }
+
+template <typename T, int N> __device__ __forceinline__ void to_floats(const vec_t<T, N> &w, float *f)
+{
+#pragma unroll
+    for (int i = 0; i < N; i++) f[i] = to_f(w.v[i]);
+}
+
+template <typename T, int D, int RT, typename Epi>
+__global__ void __launch_bounds__(DEC_MAX_THREADS) decode_kernel(dec_params P, Epi epi)
+{
+    using C = dec_cfg<T, D, RT>;
+    extern __shared__ __align__(16) unsigned char smem[];
+    const int tid = threadIdx.x, lane = tid & 31, w = tid >> 5;
+    const int hb = blockIdx.x, b = blockIdx.y;
+    const int R = P.hpb;                                    /* rows of this block (<= RT) */
+    const int h0 = hb * R;                                  /* first query head */
+    /* [snippet:kv-head] */
+    const int kvh = h0 / P.g;                               /* Q7: the K/V head of a query head */
+    const T *kg = (const T *)P.k + ((size_t)b * P.Hkv + kvh) * (size_t)P.Nk * D;
+    /* [/snippet] */
+    const T *vg = (const T *)P.v + ((size_t)b * P.Hkv + kvh) * (size_t)P.Nk * D;
+    const size_t row0 = (size_t)b * P.Hq + h0;              /* Nq = 1: row = b Hq + h */
+    const int n = P.kv_len ? min(max(P.kv_len[b], 0), P.Nk) : P.Nk;
+    int lo, end;
+    epi.keys(n, lo, end);                                   /* this block's keys: [lo, end) */
+
+    if (end <= lo) { /* no keys: the empty state (stage 04: m = -inf, l = 0, o = 0) */
+        for (int i = tid; i < R * D; i += C::THREADS) epi.template store<T>(row0 + i / D, D, i % D, -INFINITY, 0.0f, 0.0f);
+        return;
+    }
+
+    float *qs = (float *)(smem + C::Q_OFF), *ps = (float *)(smem + C::P_OFF);
+    const T *qg = (const T *)P.q + row0 * D;
+    for (int i = tid; i < RT * D; i += C::THREADS) qs[i] = i < R * D ? to_f(qg[i]) : 0.0f;
+
+    /* keys j0 .. j0 + BN - 1 into stage st; past `end`: zeros (no bytes read) */
+    auto load_tile = [&](int st, int j0) {
+        T *kt = (T *)(smem + st * C::STAGE), *vt = kt + C::KT;
+        for (int i = tid; i < C::BN * C::NCHK; i += C::THREADS) {
+            const int r = i / C::NCHK, c = i % C::NCHK, key = j0 + r;
+            const bool ok = key < end;
+            const size_t off = (size_t)(ok ? key : lo) * D + c * C::VE;
+            cp_async16(kt + r * C::KSTR + c * C::VE, kg + off, ok ? 16 : 0);
+            cp_async16(vt + r * D + c * C::VE, vg + off, ok ? 16 : 0);
+        }
+    };
+
+    const int ntiles = (end - lo + C::BN - 1) / C::BN;
+#pragma unroll
+    for (int st = 0; st < C::NST - 1; st++) {
+        if (st < ntiles) load_tile(st, lo + st * C::BN);
+        cp_async_commit();
+    }
+
+    const int jj = lane >> 1, hh = lane & 1;               /* S: key within the warp's 16, half of the row */
+    const int ks = lane / C::NCH, ch = lane % C::NCH;      /* PV: key slice, column group */
+    const bool pv_lane = lane < C::NCH * C::KS;
+    float m[RT], lsum[RT], o[RT][C::CW];
+#pragma unroll
+    for (int r = 0; r < RT; r++) {
+        m[r] = -INFINITY;
+        lsum[r] = 0.0f;
+#pragma unroll
+        for (int e = 0; e < C::CW; e++) o[r][e] = 0.0f;
+    }
+
+    for (int t = 0; t < ntiles; t++) {
+        cp_async_wait<C::NST - 2>();
+        __syncthreads(); /* tile t is in; every warp is done with tile t - 1 */
+        {
+            const int nt = t + C::NST - 1;
+            if (nt < ntiles) load_tile(nt % C::NST, lo + nt * C::BN);
+            cp_async_commit();
+        }
+        const T *kt = (const T *)(smem + (t % C::NST) * C::STAGE), *vt = kt + C::KT;
+        const int key = lo + t * C::BN + w * DEC_KW + jj;
+
+        /* S = q . k for the warp's 16 keys: this lane's half of the chunks */
+        float s[RT];
+#pragma unroll
+        for (int r = 0; r < RT; r++) s[r] = 0.0f;
+        const T *krow = kt + (w * DEC_KW + jj) * C::KSTR;
+#pragma unroll
+        for (int it = 0; it < C::NCHK / 2; it++) {
+            const int c = 2 * it + hh;
+            float kf[C::VE];
+            to_floats<T, C::VE>(*reinterpret_cast<const vec_t<T, C::VE> *>(krow + c * C::VE), kf);
+#pragma unroll
+            for (int r = 0; r < RT; r++) {
+                const float4 *qp = reinterpret_cast<const float4 *>(qs + r * D + c * C::VE);
+                float a0 = 0.0f, a1 = 0.0f;
+#pragma unroll
+                for (int e4 = 0; e4 < C::VE / 4; e4++) {
+                    const float4 qq = qp[e4];
+                    a0 = fmaf(qq.x, kf[4 * e4], a0);
+                    a1 = fmaf(qq.y, kf[4 * e4 + 1], a1);
+                    a0 = fmaf(qq.z, kf[4 * e4 + 2], a0);
+                    a1 = fmaf(qq.w, kf[4 * e4 + 3], a1);
+                }
+                s[r] += a0 + a1;
+            }
+        }
+
+        /* online softmax over the warp's 16 keys, per row */
+#pragma unroll
+        for (int r = 0; r < RT; r++) {
+            const float full = s[r] + __shfl_xor_sync(0xffffffffu, s[r], 1);
+            const float x = key < end ? P.scale * full : -INFINITY;
+            float mx = x;
+#pragma unroll
+            for (int off = 2; off < 32; off <<= 1) mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, off));
+            const float mn = fmaxf(m[r], mx), ms = exp_base(mn);
+            const float alpha = fexp(m[r] - ms); /* 1 exactly unless the maximum grew */
+            const float p = fexp(x - ms);        /* 0 for a key past the end */
+            m[r] = mn;
+            lsum[r] = lsum[r] * alpha + (hh == 0 ? p : 0.0f);
+#pragma unroll
+            for (int e = 0; e < C::CW; e++) o[r][e] *= alpha;
+            if (hh == 0) ps[(w * RT + r) * DEC_KW + jj] = p;
+        }
+        __syncwarp();
+
+        /* o += p v over this lane's keys of the warp's 16, its CW columns */
+        if (pv_lane) {
+#pragma unroll
+            for (int t4 = 0; t4 < C::KPL; t4 += 4) {
+                const int kk = ks * C::KPL + t4;
+                float vf[4][C::CW];
+#pragma unroll
+                for (int u = 0; u < 4; u++)
+                    to_floats<T, C::CW>(*reinterpret_cast<const vec_t<T, C::CW> *>(vt + (w * DEC_KW + kk + u) * D + ch * C::CW),
+                                        vf[u]);
+#pragma unroll
+                for (int r = 0; r < RT; r++) {
+                    const float4 p4 = *reinterpret_cast<const float4 *>(ps + (w * RT + r) * DEC_KW + kk);
+#pragma unroll
+                    for (int e = 0; e < C::CW; e++) {
+                        o[r][e] = fmaf(p4.x, vf[0][e], o[r][e]);
+                        o[r][e] = fmaf(p4.y, vf[1][e], o[r][e]);
+                        o[r][e] = fmaf(p4.z, vf[2][e], o[r][e]);
+                        o[r][e] = fmaf(p4.w, vf[3][e], o[r][e]);
+                    }
+                }
+            }
+        }
+    }
+
+    /* merge the warps' states (stage 04's merge), in the stages' memory */
+    cp_async_wait<0>();
+    __syncthreads();
+    float *mo = (float *)smem;                              /* [warp][key slice][row][D] */
+    float *mm = mo + C::W * C::KS * RT * D, *ml = mm + C::W * RT; /* [warp][row] */
+#pragma unroll
+    for (int r = 0; r < RT; r++) {
+        float l = lsum[r];
+#pragma unroll
+        for (int off = 1; off < 32; off <<= 1) l += __shfl_xor_sync(0xffffffffu, l, off);
+        if (lane == 0) {
+            mm[w * RT + r] = m[r];
+            ml[w * RT + r] = l;
+        }
+        if (pv_lane)
+#pragma unroll
+            for (int e = 0; e < C::CW; e++) mo[((w * C::KS + ks) * RT + r) * D + ch * C::CW + e] = o[r][e];
+    }
+    __syncthreads();
+    for (int i = tid; i < R * D; i += C::THREADS) {
+        const int r = i / D, c = i % D;
+        float M = -INFINITY, L = 0.0f, O = 0.0f; /* the empty state */
+#pragma unroll
+        for (int ww = 0; ww < C::W; ww++) {
+            float ow = 0.0f, fa, fb;
+#pragma unroll
+            for (int kk = 0; kk < C::KS; kk++) ow += mo[((ww * C::KS + kk) * RT + r) * D + c];
+            attn_merge_ml(&M, &L, mm[ww * RT + r], ml[ww * RT + r], &fa, &fb);
+            O = O * fa + ow * fb;
+        }
+        epi.template store<T>(row0 + r, D, c, M, L, O);
+    }
+}
+
+/* ---- host side: instances, their shared-memory attribute, occupancy, launch */
+
+template <typename T, int D, int RT, typename Epi> static void dec_set_smem()
+{
+    static bool done = false;
+    if (!done) {
+        CUDA_CHECK(cudaFuncSetAttribute(decode_kernel<T, D, RT, Epi>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                        dec_cfg<T, D, RT>::SMEM));
+        done = true;
+    }
+}
+
+/* Resident blocks per SM; asked once per instance (a split choice runs before every launch). */
+template <typename T, int D, int RT, typename Epi> static int dec_occupancy()
+{
+    static int nb = -1;
+    if (nb < 0) {
+        dec_set_smem<T, D, RT, Epi>();
+        CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&nb, decode_kernel<T, D, RT, Epi>,
+                                                                 dec_cfg<T, D, RT>::THREADS, dec_cfg<T, D, RT>::SMEM));
+    }
+    return nb;
+}
+
+template <typename T, int D, int RT, typename Epi> static void dec_launch(const dec_params &p, const Epi &epi, dim3 grid)
+{
+    using C = dec_cfg<T, D, RT>;
+    dec_set_smem<T, D, RT, Epi>();
+    decode_kernel<T, D, RT, Epi><<<grid, C::THREADS, C::SMEM>>>(p, epi);
+    LAUNCH_CHECK();
+}
+
+static inline int dec_rows_tile(int hpb) { return hpb <= 1 ? 1 : hpb <= 2 ? 2 : hpb <= 4 ? 4 : hpb <= 8 ? 8 : 16; }
+
+/* f(type_tag, D, RT) for the shape's storage type, head dim and row tile;
+ * the head dims are GQA_DECODE_DIMS (gqa.h). Returns 0 when none matches. */
+template <typename T> struct dec_type { using type = T; };
+template <int N> using dec_int = std::integral_constant<int, N>;
+
+template <typename T, int D, typename F> static int dec_dispatch_rt(int rt, F &&f)
+{
+    switch (rt) {
+    case 1: f(dec_type<T>{}, dec_int<D>{}, dec_int<1>{}); return 1;
+    case 2: f(dec_type<T>{}, dec_int<D>{}, dec_int<2>{}); return 1;
+    case 4: f(dec_type<T>{}, dec_int<D>{}, dec_int<4>{}); return 1;
+    case 8: f(dec_type<T>{}, dec_int<D>{}, dec_int<8>{}); return 1;
+    case 16: /* compiled only where the packed layout launches it (gqa_packed_hpb) */
+        if constexpr (D <= GQA_DECODE_MAX_HPB_D16) {
+            f(dec_type<T>{}, dec_int<D>{}, dec_int<16>{});
+            return 1;
+        } else {
+            return 0;
+        }
+    default: return 0;
+    }
+}
+template <typename T, typename F> static int dec_dispatch_d(int d, int rt, F &&f)
+{
+    switch (d) {
+    case 32: return dec_dispatch_rt<T, 32>(rt, f);
+    case 64: return dec_dispatch_rt<T, 64>(rt, f);
+    case 96: return dec_dispatch_rt<T, 96>(rt, f);
+    case 128: return dec_dispatch_rt<T, 128>(rt, f);
+    case 192: return dec_dispatch_rt<T, 192>(rt, f);
+    case 256: return dec_dispatch_rt<T, 256>(rt, f);
+    default: return 0;
+    }
+}
+template <typename F> static int dec_dispatch(dtype_t dt, int d, int rt, F &&f)
+{
+    if (dt == DT_F16) return dec_dispatch_d<__half>(d, rt, f);
+    if (dt == DT_BF16) return dec_dispatch_d<__nv_bfloat16>(d, rt, f);
+    return dec_dispatch_d<float>(d, rt, f);
+}
+
+/* The reading half of a launch, shared by every epilogue. */
+static inline dec_params dec_params_of(const attn_shape_t *s, const void *q, const void *k, const void *v, int hpb,
+                                       const int *kv_len)
+{
+    dec_params p;
+    p.q = q; p.k = k; p.v = v;
+    p.kv_len = kv_len;
+    p.Hq = (int)s->heads; p.Hkv = (int)s->kv_heads; p.g = (int)(s->heads / s->kv_heads); p.hpb = hpb;
+    p.Nk = (int)s->seq_kv;
+    p.scale = s->scale;
+    return p;
+}
+
+/* Launches decode_kernel<..., Epi> on grid (Hq / hpb, B, gz). Returns 0, or -1
+ * (message on stderr) when the shape or hpb is not one the kernel takes. */
+template <typename Epi>
+static int dec_run(const attn_shape_t *s, const void *q, const void *k, const void *v, int hpb, const int *kv_len,
+                   const Epi &epi, int gz)
+{
+    char why[256];
+    const int g = (int)(s->heads / s->kv_heads);
+    if (!gqa_decode_supports(s, why, sizeof why) || hpb < 1 || g % hpb || hpb > gqa_decode_max_hpb(s) || gz < 1 ||
+        gz > 65535) {
+        fprintf(stderr, "decode kernel: shape or arguments not supported (%s; hpb %d, grid z %d)\n", why, hpb, gz);
+        return -1;
+    }
+    const dec_params p = dec_params_of(s, q, k, v, hpb, kv_len);
+    const dim3 grid((unsigned)(s->heads / hpb), (unsigned)s->batch, (unsigned)gz);
+    return dec_dispatch(s->dt, (int)s->dim, dec_rows_tile(hpb), [&](auto t, auto d, auto rt) {
+               dec_launch<typename decltype(t)::type, decltype(d)::value, decltype(rt)::value, Epi>(p, epi, grid);
+           }) ? 0 : -1;
+}
+
+/* Resident blocks per SM of decode_kernel<..., Epi> at this shape and hpb; 0 when none. */
+template <typename Epi> static int dec_blocks_per_sm(const attn_shape_t *s, int hpb)
+{
+    int nb = 0;
+    dec_dispatch(s->dt, (int)s->dim, dec_rows_tile(hpb), [&](auto t, auto d, auto rt) {
+        nb = dec_occupancy<typename decltype(t)::type, decltype(d)::value, decltype(rt)::value, Epi>();
+    });
+    return nb;
+}
+
+#endif

@@ -1,0 +1,107 @@
+/* Stage 07's implementation as the driver sees it (attn_impl_t): the split
+ * count for the shape (split_plan), the CPU run (split_cpu.c), the GPU run
+ * (split_gpu.cu), the traffic model, the shapes it declines, and the line it
+ * prints under the table (the split choice and the partial states' share of
+ * the traffic).
+ *
+ * Run: build/bin/07_split_kv_decode --seq-kv 32768 --batch 8 --heads 32 --kv-heads 8 --dim 128 --dtype bf16 */
+#include <stdio.h>
+
+#include "gpu.h"
+#include "report.h"
+#include "split.h"
+
+static int split_splits(const attn_shape_t *s)
+{
+    split_plan_t p;
+    split_plan(s, &p);
+    return p.splits;
+}
+
+static size_t split_ws(const attn_shape_t *s) { return split_partial_bytes(s, split_splits(s)); }
+
+static double split_model(const attn_shape_t *s)
+{
+    const int S = split_splits(s);
+    double b = split_blocks_bytes(s, NULL, S);
+    if (S > 1) /* the combine: reads the partial states, writes O */
+        b += (double)split_partial_bytes(s, S) + (double)attn_q_elems(s) * (double)dtype_size(s->dt);
+    return b;
+}
+
+static int split_cpu(const attn_shape_t *s, hbm_t *q, hbm_t *k, hbm_t *v, hbm_t *o, void *ws)
+{
+    return split_decode_cpu(s, q, k, v, o, NULL, split_splits(s), ws);
+}
+
+static int split_supports(const attn_shape_t *s, int gpu, char *why, size_t n)
+{
+    if (s->seq_q != 1) {
+        snprintf(why, n, "split-KV decoding is for one query token per sequence (seq_q = 1); a prefill launch has "
+                         "B H Nq/Br blocks, enough for the chip");
+        return 0;
+    }
+    return gpu ? gqa_decode_supports(s, why, n) : 1;
+}
+
+#if HAVE_CUDA
+static void split_gpu(const attn_shape_t *s, const void *q, const void *k, const void *v, void *o, void *ws)
+{
+    split_decode_gpu(s, q, k, v, o, gqa_device_lengths(s), split_splits(s), ws);
+}
+#else
+void split_decode_gpu(const attn_shape_t *s, const void *q, const void *k, const void *v, void *o,
+                      const int *dev_lens, int splits, void *ws)
+{
+    (void)s; (void)q; (void)k; (void)v; (void)o; (void)dev_lens; (void)splits; (void)ws;
+}
+void split_combine_gpu(const attn_shape_t *s, int splits, const float *pm, const float *pl, const float *po, void *o)
+{
+    (void)s; (void)splits; (void)pm; (void)pl; (void)po; (void)o;
+}
+int split_partials_gpu(const attn_shape_t *s, const void *q, const void *k, const void *v, const int *dev_lens,
+                       int splits, float *pm, float *pl, float *po)
+{
+    (void)s; (void)q; (void)k; (void)v; (void)dev_lens; (void)splits; (void)pm; (void)pl; (void)po;
+    return -1;
+}
+int split_blocks_per_sm(const attn_shape_t *s) { (void)s; return 0; }
+#endif
+
+static const char *split_tiles(const attn_shape_t *s, int gpu)
+{
+    (void)gpu;
+    split_plan_t p;
+    split_plan(s, &p);
+    return fmt("%dx%d/%d", p.hpb, GQA_BC, p.splits);
+}
+
+static const char *split_describe(const attn_shape_t *s)
+{
+    static char buf[768];
+    split_plan_t p;
+    split_plan(s, &p);
+    const size_t kps = split_keys_per_split(s->seq_kv, (size_t)p.splits);
+    char how[192];
+    if (p.clamped_from)
+        snprintf(how, sizeof how, "--splits %zu clamped to %d: the cache holds %ld tiles of %d keys, and more splits "
+                 "would only add empty ranges (at most 65535: grid z)", p.clamped_from, p.splits, p.tiles, GQA_BC);
+    else
+        snprintf(how, sizeof how, "%s", p.chosen_by ? "--splits" : "FA2's heuristic: 1 if blocks >= 0.8 slots, else the fewest within 85% of the best wave efficiency");
+    const double part = 2.0 * (double)split_partial_bytes(s, p.splits), kv = attn_kv_bytes_once(s);
+    snprintf(buf, sizeof buf,
+             "split: %ld blocks unsplit (B %zu x %zu head blocks of %d) on %d SMs x %d resident = %ld slots%s; "
+             "%d split%s (%s) of %zu keys (%zu tiles) -> %ld blocks; partial states %.4g MB written + read = %.2f%% "
+             "of the %.4g MB of K/V",
+             p.blocks, s->batch, s->heads / (size_t)p.hpb, p.hpb, p.sms, p.per_sm, p.slots,
+             gpu_available() ? "" : " (no GPU here: an H200's figures)", p.splits, p.splits == 1 ? "" : "s",
+             how,
+             kps, kps / GQA_BC, p.blocks * p.splits, part / 1e6, 100.0 * part / kv, kv / 1e6);
+    return buf;
+}
+
+const attn_impl_t IMPL_SPLIT_KV = {
+    .name = "split", .stage = "07", .rounding = 0, .ws_bytes = split_ws, .model_bytes = split_model,
+    .supports = split_supports, .cpu = split_cpu, .gpu = GPU_FN(split_gpu), .describe = split_describe,
+    .tiles = split_tiles,
+};
