@@ -47,6 +47,10 @@ int bwd_gpu_supports(int kern, const attn_shape_t *s, char *why, size_t n);
 /* Device workspace bytes kern needs on s (P and dP for the standard one, fp32
  * dQ accumulators, D, ...), allocated by the caller. */
 size_t bwd_gpu_ws_bytes(int kern, const attn_shape_t *s);
+/* Tiles of kern's backward on s (Br x Bc); kern < 0: of the forward
+ * (tensor cores: 64 x 64, CUDA cores: 32 x 32); 0 x 0 when untiled
+ * (BWD_GPU_STANDARD). */
+void bwd_gpu_tiles(int kern, const attn_shape_t *s, int *br, int *bc);
 /* The forward that also writes L (fp32, natural log, -inf for a row with no
  * visible key): O in s->dt. Asynchronous on stream 0; 0, or -1 with a message
  * when the shape is not supported. */

@@ -28,19 +28,18 @@ double bwd_flops(const attn_shape_t *s) { return 2.5 * attn_flops(s); }
 
 static int is_standard(const bwd_impl_t *im) { return im->gpu_kernel == BWD_GPU_STANDARD; }
 
-/* The GPU kernels' tiles (bwd_fa2_fp32.cu: 32 x 32; the tensor-core kernels
- * and the forward: as their files say). */
+/* The GPU kernels' tiles (bwd_gpu_tiles; im = NULL: the forward's). */
 static void gpu_tiles(const bwd_impl_t *im, const attn_shape_t *s, size_t *br, size_t *bc)
 {
-    (void)s;
-    if (!im) { *br = 64; *bc = 64; return; } /* the forward */
-    switch (im->gpu_kernel) {
-    case BWD_GPU_FA2_FP32: *br = *bc = 32; break;
-    case BWD_GPU_TC_ATOMIC:
-    case BWD_GPU_TC_DET: *br = *bc = 64; break;
-    default: *br = *bc = 0; break;
-    }
+    int r = 0, c = 0;
+    bwd_gpu_tiles(im ? im->gpu_kernel : -1, s, &r, &c);
+    *br = r > 0 ? (size_t)r : 0;
+    *bc = c > 0 ? (size_t)c : 0;
 }
+
+/* The forward of the GPU kernels: tensor cores for 16-bit inputs at d = 64
+ * and 128 (P rounded for the PV MMA), CUDA cores in fp32 otherwise. */
+static int gpu_fwd_tc(const attn_shape_t *s) { return s->dt != DT_F32 && (s->dim == 64 || s->dim == 128); }
 
 int bwd_impl_supports(const bwd_impl_t *im, const attn_shape_t *s, int gpu, char *why, size_t n)
 {
@@ -69,16 +68,17 @@ unsigned bwd_impl_rounding(const bwd_impl_t *im, const attn_shape_t *s, int gpu)
     if (s->dt == DT_F32 && !gpu) return 0;
     if (!gpu) return is_standard(im) ? BWD_ROUND_S | BWD_ROUND_P | BWD_ROUND_DP | BWD_ROUND_DS : 0;
     switch (im->gpu_kernel) {
-    case BWD_GPU_STANDARD: return BWD_ROUND_P | BWD_ROUND_DS | BWD_MMA_LOWP; /* S and dP fp32 (cuBLAS C) */
+    case BWD_GPU_STANDARD: /* S and dP fp32 (cuBLAS's C); fp32: no TF32 */
+        return s->dt == DT_F32 ? 0 : BWD_ROUND_P | BWD_ROUND_DS | BWD_MMA_LOWP;
     case BWD_GPU_FA2_FP32: return 0;
-    default: return BWD_ROUND_P | BWD_ROUND_DS | BWD_MMA_LOWP;
+    default: return s->dt == DT_F32 ? 0 : BWD_ROUND_P | BWD_ROUND_DS | BWD_MMA_LOWP;
     }
 }
 
 unsigned bwd_impl_fwd_rounding(const bwd_impl_t *im, const attn_shape_t *s, int gpu)
 {
     if (!gpu) return is_standard(im) && s->dt != DT_F32 ? ATT_ROUND_S | ATT_ROUND_P : 0;
-    return s->dt == DT_F32 ? 0 : ATT_ROUND_P | ATT_MMA_LOWP; /* the forward: tensor cores in 16 bits */
+    return gpu_fwd_tc(s) ? ATT_ROUND_P | ATT_MMA_LOWP : 0;
 }
 
 size_t bwd_impl_ws_bytes(const bwd_impl_t *im, const attn_shape_t *s, int gpu)
@@ -100,12 +100,38 @@ static double gpu_standard_bytes(const attn_shape_t *s)
     return heads * ((16.0 + 6.0 * es) * M * Nk + 7.0 * es * M * d + 5.0 * es * Nk * d + 12.0 * M);
 }
 
+/* bwd_tc2_det.cu: the dK/dV kernel of the atomic one without its dQ term
+ * (no clear, no read-modify-write, no conversion), then a dQ kernel in the
+ * forward's order (query block outer): per query head Q_i, dO_i, L_i, D_i
+ * once, K and V once per query block it needs, dQ written once. */
+static double gpu_det_bytes(const attn_shape_t *s, size_t br, size_t bc)
+{
+    const double es = (double)dtype_size(s->dt), d = (double)s->dim, E = (double)attn_q_elems(s);
+    const double R = (double)attn_rows(s), G = (double)(s->heads / s->kv_heads), groups = (double)(s->batch * s->kv_heads);
+    const size_t Nq = s->seq_q, Nk = s->seq_kv, Tr = (Nq + br - 1) / br, Tc = (Nk + bc - 1) / bc;
+    double kv = 0, dq = 0;
+    for (size_t j = 0; j < Tc; j++) {
+        const size_t key0 = j * bc, cols = key0 + bc <= Nk ? bc : Nk - key0;
+        kv += 2.0 * es * (double)cols * d;
+        const size_t fi = bwd_first_qblock(s, br, key0);
+        if (fi < Tr) kv += 2.0 * es * (double)cols * d + G * (double)(Nq - fi * br) * (2.0 * es * d + 8.0);
+    }
+    for (size_t i = 0; i < Tr; i++) {
+        const size_t rows = i * br + br <= Nq ? br : Nq - i * br, ct = tiled_keys_needed(s, br, bc, i);
+        if (!ct) continue;
+        const size_t keys = ct * bc < Nk ? ct * bc : Nk;
+        dq += (double)rows * (2.0 * es * d + 8.0) + 2.0 * es * d * (double)keys;
+    }
+    return es * 2.0 * E + 4.0 * R /* D */ + groups * kv + (double)(s->batch * s->heads) * dq + es * E;
+}
+
 double bwd_impl_fwd_bytes(const bwd_impl_t *im, const attn_shape_t *s, int gpu)
 {
     size_t br, bc;
     if (gpu) {
         gpu_tiles(NULL, s, &br, &bc);
-        return tiled_fa2_bytes(s, br < s->seq_q ? br : s->seq_q, bc < s->seq_kv ? bc : s->seq_kv) + 4.0 * (double)attn_rows(s);
+        if (!br || !s->seq_q || !s->seq_kv) return 0;
+        return tiled_fa2_bytes(s, br, bc) + 4.0 * (double)attn_rows(s);
     }
     if (is_standard(im)) return bwd_standard_fwd_bytes(s);
     char why[256];
@@ -120,7 +146,8 @@ double bwd_impl_bwd_bytes(const bwd_impl_t *im, const attn_shape_t *s, int gpu)
         if (is_standard(im)) return gpu_standard_bytes(s);
         gpu_tiles(im, s, &br, &bc);
         if (!br || !s->seq_q || !s->seq_kv) return 0;
-        return bwd_fa2_bwd_bytes(s, br < s->seq_q ? br : s->seq_q, bc < s->seq_kv ? bc : s->seq_kv);
+        if (im->gpu_kernel == BWD_GPU_TC_DET) return gpu_det_bytes(s, br, bc);
+        return bwd_fa2_bwd_bytes(s, br, bc);
     }
     if (is_standard(im)) return bwd_standard_bwd_bytes(s);
     char why[256];
