@@ -6,7 +6,8 @@
  * heads over Hkv = 2 K/V heads (GQA: dK, dV summed over 2 heads), causal
  * (bottom-right: 130 x 1 leaves 129 rows with no key) or not; d = 64 and 128
  * for the tensor-core kernels, 32, 64, 96, 128, 256 for the others; fp16
- * and bf16 (and fp32 for the CUDA-core and cuBLAS kernels). The reference
+ * and bf16 (and fp32 for the CUDA-core and cuBLAS kernels); the tensor-core
+ * kernels with K/V blocks of 64 keys (4 warps) and 128 (8 warps). The reference
  * (about 5 Nq Nk d multiply-adds per query head, with its error bounds) is
  * computed for one of the 4 K/V groups of each problem, a different one from
  * problem to problem; every output element of every group must be finite.
@@ -281,14 +282,20 @@ static void test_kernel(int kern)
                         print_message("%s declines d=%d %s: %s\n", bwd_gpu_name(kern), d, dtype_name(dts[ti]), why);
                         fail();
                     }
-                    out_t r;
-                    out_alloc(&r, p);
-                    assert_int_equal(run(kern, p, &p->s, &r, 0.0f), 0);
-                    const double w = check(ref, p, &r, fwd_rounding_of(&p->s), bwd_gpu_name(kern), 1);
-                    failed += !(w <= 1.0);
-                    if (w > worst) worst = w;
-                    ran++;
-                    out_free(&r);
+                    /* the tensor-core kernels: K/V blocks of 4 and of 8 warps */
+                    for (int nw = 4; nw <= (tc ? 8 : 4); nw += 4) {
+                        setenv("STF_BWD_TC_WARPS", nw == 4 ? "4" : "8", 1);
+                        out_t r;
+                        out_alloc(&r, p);
+                        assert_int_equal(run(kern, p, &p->s, &r, 0.0f), 0);
+                        const double w = check(ref, p, &r, fwd_rounding_of(&p->s), bwd_gpu_name(kern), 1);
+                        if (!(w <= 1.0) && tc) print_message("  (that was with %d warps)\n", nw);
+                        failed += !(w <= 1.0);
+                        if (w > worst) worst = w;
+                        ran++;
+                        out_free(&r);
+                    }
+                    unsetenv("STF_BWD_TC_WARPS");
                 }
         }
     print_message("%s: %d problems, %d failed, worst error/tolerance %.3f\n", bwd_gpu_name(kern), ran, failed, worst);
@@ -514,9 +521,17 @@ static void test_bench_gpu(void **state)
             }
             b.kern = kern;
             b.ws = dev(wsb, "ws");
-            const double t = gpu_time_median_ms(bench_fn, &b, 2, kern == BWD_GPU_FA2_FP32 ? 3 : 10, 1);
-            print_message("bench N=%zu d=%zu causal=%d %s: %.3f ms, %.1f TFLOP/s\n", N, d, cfg[c][2],
-                          bwd_gpu_name(kern), t, 2.5 * fl / t * 1e-9);
+            const int tc = kern == BWD_GPU_TC_ATOMIC || kern == BWD_GPU_TC_DET;
+            for (int w = 4; w <= (tc ? 8 : 4); w += 4) {
+                char wb[8];
+                snprintf(wb, sizeof wb, "%d", w);
+                setenv("STF_BWD_TC_WARPS", wb, 1); /* the tensor-core kernels' K/V block: 16 w keys */
+                const double t = gpu_time_median_ms(bench_fn, &b, 2, kern == BWD_GPU_FA2_FP32 ? 3 : 10, 1);
+                print_message("bench N=%zu d=%zu causal=%d %s%s: %.3f ms, %.1f TFLOP/s\n", N, d, cfg[c][2],
+                              bwd_gpu_name(kern), tc ? (w == 4 ? " (4 warps)" : " (8 warps)") : "", t,
+                              2.5 * fl / t * 1e-9);
+            }
+            unsetenv("STF_BWD_TC_WARPS");
             gpu_free(b.ws);
         }
         gpu_free(b.q); gpu_free(b.k); gpu_free(b.v); gpu_free(b.o); gpu_free(b.dout);

@@ -149,6 +149,17 @@ template <auto kernel> static void bwd_raise_smem(size_t smem)
     }
 }
 
+/* A tuning knob from the environment (measurement runs only; def when
+ * unset or not a number). */
+static inline int bwd_env_int(const char *name, int def)
+{
+    const char *e = getenv(name);
+    if (!e || !*e) return def;
+    char *end;
+    const long v = strtol(e, &end, 10);
+    return *end ? def : (int)v;
+}
+
 /* Calls f.template run<T>() for the storage type. */
 template <typename F> static int bwd_dispatch_dt(dtype_t dt, F &f)
 {

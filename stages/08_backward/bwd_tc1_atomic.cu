@@ -26,7 +26,9 @@ struct tc1_run {
     template <typename T, int D> int run()
     {
         bwd_dsum_launch<T>(a, true);
-        bwd_tc_kv_launch<T, D, 4, true>(a);
+        /* STF_BWD_TC_WARPS=8: 128-key blocks of 8 warps (a measurement knob) */
+        if (bwd_env_int("STF_BWD_TC_WARPS", 4) == 8) bwd_tc_kv_launch<T, D, 8, true>(a);
+        else bwd_tc_kv_launch<T, D, 4, true>(a);
         bwd_dq_convert_launch<T>(a);
         return 0;
     }
