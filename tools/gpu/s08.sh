@@ -4,7 +4,7 @@
 # every step has a timeout and steps past the budget are skipped (said so).
 #   1. correctness, in parallel (the GPU is shared, nothing timed):
 #      test_backward_gpu (every kernel against the fp64 reference),
-#      test_backward's GPU cases (s08c), compute-sanitizer memcheck on both
+#      test_backward (s08c's, all of it), compute-sanitizer memcheck on both
 #      (small shapes), racecheck on the shared-memory kernels (small shapes)
 #   2. timings, one at a time: test_backward_gpu's bench (bf16, B N = 16384,
 #      H d = 2048), s08c's stages/08_backward/bench.sh (DEVICE=gpu), and
@@ -58,7 +58,7 @@ CS="compute-sanitizer --print-limit 20 --error-exitcode 1"
 # 1. correctness, in parallel
 step_bg() { step "$@" & }
 step_bg test_backward_gpu 60 env STF_GPU_ONLY=1 $B/test_backward_gpu
-[ -x $B/test_backward ] && step_bg test_backward_gpu_cases 50 env STF_GPU_ONLY=1 $B/test_backward
+[ -x $B/test_backward ] && step_bg test_backward 50 env STF_BIN_DIR=$B $B/test_backward
 step_bg memcheck_test_backward_gpu 65 env STF_GPU_ONLY=1 STF_TEST_SMALL=1 $CS --tool memcheck $B/test_backward_gpu
 step_bg racecheck_tc_atomic 60 env STF_TEST_SMALL=1 STF_TEST_FILTER=test_tc_atomic_gpu $CS --tool racecheck $B/test_backward_gpu
 step_bg racecheck_tc_det 60 env STF_TEST_SMALL=1 STF_TEST_FILTER=test_tc_det_gpu $CS --tool racecheck $B/test_backward_gpu
@@ -74,7 +74,7 @@ grep -hE "^\[  FAILED  \]|must fail|failed, worst|worst error|bit-identical|diff
 step bench_kernels 30 env STF_BWD_BENCH=1 STF_TEST_FILTER=test_bench_gpu $B/test_backward_gpu
 if [ -f stages/08_backward/bench.sh ] && [ -x $B/08_backward ]; then
     l=$(left); to=$((l - 20)); [ $to -lt 5 ] && to=5
-    step bench_stage08 $to env DEVICE=gpu BIN=$B BENCH_DIR="$R" OUT="$R" bash stages/08_backward/bench.sh
+    step bench_08 $to env DEVICE=gpu BENCH_DIR="$R" bash stages/08_backward/bench.sh
 fi
 if [ -f tools/torch_backward.py ]; then
     step torch_backward 20 python3 tools/torch_backward.py --bench --csv "$R/torch_backward.csv"
