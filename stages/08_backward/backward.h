@@ -117,11 +117,17 @@ void bwd_ref_free(bwd_ref_t *r);
 double bwd_ref_loss(const attn_shape_t *s, const void *q, const void *k, const void *v, const void *dout);
 
 /* One gradient's check over many rows (the rules of attention_ref.h's
- * attn_check_t: NaN or inf fails, a tolerance above CHECK_TOL_CAP or not
- * below half the error of an all-zero row is unresolved, which fails). */
+ * attn_check_t: NaN or inf fails; a tolerance not below half the error of
+ * an all-zero row is unresolved, which fails; a tolerance above
+ * CHECK_TOL_CAP excuses the row; too many excused rows fail). */
 typedef struct {
     double max_err, worst_ratio, max_tol;
     size_t rows, nonfinite, unresolved;
+    /* rows not judged because their bound exceeds CHECK_TOL_CAP: where a
+     * 16-bit O makes D, and with it dS = P (dP - D), mostly rounding noise
+     * (dP - D cancels). The check fails when more than one row and more than
+     * one row in 8 are, or every row is. */
+    size_t excused;
 } bwd_check_t;
 void bwd_check_init(bwd_check_t *c);
 /* g: the d stored values (type dt) of the row; ref: its d reference values. */
@@ -172,6 +178,13 @@ size_t bwd_fa2_ws_bytes(const attn_shape_t *s);
 /* Query blocks of Br rows that see at least one key of the key block
  * [key0, key0 + c): the first such block (Tr when none). */
 size_t bwd_first_qblock(const attn_shape_t *s, size_t br, size_t key0);
+
+/* The K/V slice (b Hkv + h / G) that query head bh = b H + h reads (also
+ * when Nq = 0, where attention_ref.h's attn_kv_slice cannot be asked). */
+static inline size_t bwd_kv_head(const attn_shape_t *s, size_t bh)
+{
+    return (bh / s->heads) * s->kv_heads + (bh % s->heads) / (s->heads / s->kv_heads);
+}
 
 /* ---- the stage's implementation list (backward_impls.c) */
 typedef struct {

@@ -66,7 +66,7 @@ int bwd_impl_supports(const bwd_impl_t *im, const attn_shape_t *s, int gpu, char
 unsigned bwd_impl_rounding(const bwd_impl_t *im, const attn_shape_t *s, int gpu)
 {
     if (s->dt == DT_F32 && !gpu) return 0;
-    if (!gpu) return is_standard(im) ? BWD_ROUND_S | BWD_ROUND_P | BWD_ROUND_DP | BWD_ROUND_DS : 0;
+    if (!gpu) return is_standard(im) ? BWD_ROUND_P | BWD_ROUND_DS : 0; /* S and dP fp32, as on the GPU */
     switch (im->gpu_kernel) {
     case BWD_GPU_STANDARD: /* S and dP fp32 (cuBLAS's C); fp32: no TF32 */
         return s->dt == DT_F32 ? 0 : BWD_ROUND_P | BWD_ROUND_DS | BWD_MMA_LOWP;
@@ -77,7 +77,7 @@ unsigned bwd_impl_rounding(const bwd_impl_t *im, const attn_shape_t *s, int gpu)
 
 unsigned bwd_impl_fwd_rounding(const bwd_impl_t *im, const attn_shape_t *s, int gpu)
 {
-    if (!gpu) return is_standard(im) && s->dt != DT_F32 ? ATT_ROUND_S | ATT_ROUND_P : 0;
+    if (!gpu) return is_standard(im) && s->dt != DT_F32 ? ATT_ROUND_P : 0;
     return gpu_fwd_tc(s) ? ATT_ROUND_P | ATT_MMA_LOWP : 0;
 }
 

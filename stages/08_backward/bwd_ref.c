@@ -206,15 +206,15 @@ int bwd_ref_compute_groups(bwd_ref_t *r, const attn_shape_t *s, const void *q, c
                  * the same for every key of the row) */
                 const double rho = expm1(Ds + 2.0 * U32 * (C + (isfinite(L) ? fabs(L) : 0)) + 4.0 * U32);
                 double rhoL = expm1(DL);
-                /* S stored in dt (standard): each logit rounds by u_s |s| <= u_s smax, independently
-                 * (weight smax^2 in the sums of squares), and through the normaliser all
-                 * together (the forward's model: lambda u_s smax sqrt(sum p^2), or the worst case) */
-                const double ws2 = (rounding & BWD_ROUND_S) ? st->smax * st->smax : 0.0;
-                if (rounding & BWD_ROUND_S)
-                    rhoL += fmin(LAMBDA * us * st->smax * sqrt(st->psq), expm1(2.0 * us * (st->smax + mn)));
-                const double wV2 = mV + ws2, wS2 = mS + ws2; /* independent: squares add */
-                const double wVw = mV + sqrt(ws2), wSw = mS + sqrt(ws2); /* worst case: all of one sign */
-                for (size_t j = 0; j < n; j++) P[j] = exp(sv[j] - L);
+                double ps2 = 0;
+                for (size_t j = 0; j < n; j++) {
+                    P[j] = exp(sv[j] - L);
+                    ps2 += P[j] * P[j] * sv[j] * sv[j];
+                }
+                /* S stored in dt (standard): logit j rounds by u_s |s_j|, independently (weight s_j^2 in
+                 * the sums of squares below), and moves every weight of the row through the normaliser
+                 * (lambda u_s sqrt(sum_j p_j^2 s_j^2), or at worst e^{2 u_s (smax + min_normal)} - 1) */
+                if (rounding & BWD_ROUND_S) rhoL += fmin(LAMBDA * us * sqrt(ps2), expm1(2.0 * us * (st->smax + mn)));
                 /* dP_ij for the row, then D and the bound on its error through the forward's stored O:
                  * the forward's error propagated to D = dO . O to first order, term by term:
                  *   O stored in dt:       sum_k dO_k O_k eps_k       -> lambda u_s sqrt(sum_k (dO_k O_k)^2)
@@ -241,21 +241,24 @@ int bwd_ref_compute_groups(bwd_ref_t *r, const attn_shape_t *s, const void *q, c
                     dPa_r[j] = dpa;
                     pp2 += P[j] * P[j] * dp * dp;
                     pp1 += P[j] * fabs(dp);
-                    pd2 += P[j] * P[j] * (dp - D) * (dp - D);
-                    pd1 += P[j] * fabs(dp - D);
+                    pd2 += P[j] * P[j] * sv[j] * sv[j] * (dp - D) * (dp - D);
+                    pd1 += P[j] * fabs(sv[j]) * fabs(dp - D);
                 }
                 const double Af = fmax(st->amax, mn);
                 const double f32part = fmax(attention_tolerance(dt, d, st, fwd_rounding & ATT_MMA_LOWP) - us * st->rmax / Af, 0);
-                double dD = fmin(LAMBDA * us * sqrt(dOO2), us * dOO) + dO1 * f32part * Af +
-                            (8.0 * sqrt((double)d) + 1.0) * U32 * dOO;
-                if (fwd_rounding & ATT_ROUND_P)
-                    dD += fmin(LAMBDA * us * sqrt(pp2), us * pp1) + dO1 * us * (double)n * mn * st->vmax;
-                if (fwd_rounding & ATT_ROUND_S)
-                    dD += fmin(LAMBDA * us * st->smax * sqrt(pd2), expm1(2.0 * us * (st->smax + mn)) * pd1);
+                /* the independent roundings add in quadrature; capped by their worst case, all of one sign */
+                const int fP = (fwd_rounding & ATT_ROUND_P) != 0, fS = (fwd_rounding & ATT_ROUND_S) != 0;
+                double dD = fmin(LAMBDA * us * sqrt(dOO2 + fP * pp2 + fS * pd2), us * (dOO + fP * pp1 + fS * pd1)) +
+                            dO1 * f32part * Af + (8.0 * sqrt((double)d) + 1.0) * U32 * dOO;
+                if (fP) dD += dO1 * us * (double)n * mn * st->vmax; /* P below the smallest normal */
                 acc_zero(&aq, d);
                 for (size_t j = 0; j < n; j++) {
                     const double *Kj = K + j * d, dP = dPr[j], dPa = dPa_r[j];
-                    const double p = P[j], dS = p * (dP - D), gS = p * (fabs(dP) + fabs(D));
+                    /* gS: the size of what the kernel subtracts and rounds, its D (within dD of ours) included */
+                    const double p = P[j], dS = p * (dP - D), gS = p * (fabs(dP) + fabs(D) + dD);
+                    const double ws2 = (rounding & BWD_ROUND_S) ? sv[j] * sv[j] : 0.0;
+                    const double wV2 = mV + ws2, wS2 = mS + ws2;              /* independent: squares add */
+                    const double wVw = mV + sqrt(ws2), wSw = mS + sqrt(ws2); /* worst case: all of one sign */
                     const double ddS = p * rho * fabs(dP - D) + p * dotc * dPa + 2.0 * U32 * gS +
                                        us * mn * (((rounding & BWD_ROUND_P) ? fabs(dP) + fabs(D) : 0) +
                                                   ((rounding & BWD_ROUND_DP) ? p : 0) + ((rounding & BWD_ROUND_DS) ? 1 : 0));
@@ -340,22 +343,36 @@ double bwd_check_row(bwd_check_t *c, const void *g, dtype_t dt, const double *re
     c->rows++;
     if (!(e <= c->max_err)) c->max_err = e;
     if (!(rw->tol <= c->max_tol)) c->max_tol = rw->tol;
-    /* An all-zero row would have error rmax / A'. A row whose exact value is
-     * 0 (no term: n = 0; or dQ of a row that sees one key, where dS = 0) is
-     * judged against its tolerance alone: 0 is the answer there. */
-    if (rw->rmax > 0 && !(rw->tol < 0.5 * rw->rmax / den)) {
+    /* A row whose exact value is 0 (no term: n = 0; or dQ of a row that sees
+     * one key, where dS = 0) is judged against its bound alone: 0 is the
+     * answer there. Any other row is judged only when its bound is below
+     * CHECK_TOL_CAP and below half the error an all-zero row would have
+     * (rmax / A'); otherwise it is excused (counted; see bwd_check_ok). */
+    if (rw->rmax > 0 && (!(rw->tol <= CHECK_TOL_CAP) || !(rw->tol < 0.5 * rw->rmax / den))) {
         if (getenv("STF_BWD_DEBUG"))
-            fprintf(stderr, "unresolved row: n %zu, A %.3g, rmax/A %.3g, tol %.3g, err %.3g\n", rw->n, rw->amax,
+            fprintf(stderr, "excused row: n %zu, A %.3g, rmax/A %.3g, tol %.3g, err %.3g\n", rw->n, rw->amax,
                     rw->rmax / den, rw->tol, e);
-        c->unresolved++;
-        c->worst_ratio = INFINITY;
+        c->excused++;
         return e;
     }
-    c->worst_ratio = fold_ratio(c->worst_ratio, e, rw->tol, &c->unresolved);
+    if (getenv("STF_BWD_DEBUG") && !(e <= rw->tol))
+        fprintf(stderr, "failing row: n %zu, A %.3g, rmax %.3g, tol %.3g, err %.3g\n", rw->n, rw->amax, rw->rmax,
+                rw->tol, e);
+    if (rw->rmax == 0) { /* no cap: the bound of an exact zero */
+        const double ratio = e == 0 ? 0 : e / rw->tol;
+        if (!(ratio <= c->worst_ratio)) c->worst_ratio = isnan(ratio) ? INFINITY : ratio;
+        return e;
+    }
+    c->worst_ratio = fold_ratio(c->worst_ratio, e, rw->tol > 0 ? rw->tol : 1e-300, &c->unresolved);
     return e;
 }
 
-int bwd_check_ok(const bwd_check_t *c) { return check_verdict(c->rows, 0, c->unresolved, c->worst_ratio); }
+int bwd_check_ok(const bwd_check_t *c)
+{
+    /* excused: at most one row, or one in eight, and never every row */
+    const int few = c->excused == 0 || (c->excused < c->rows && (c->excused == 1 || c->excused * 8 <= c->rows));
+    return few && check_verdict(c->rows, c->excused, c->unresolved, c->worst_ratio);
+}
 
 int bwd_check_all(const bwd_ref_t *r, const void *dq, const void *dk, const void *dv, dtype_t dt, bwd_check_t c[3])
 {

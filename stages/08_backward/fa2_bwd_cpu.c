@@ -138,7 +138,7 @@ int bwd_fa2_forward_cpu(const attn_shape_t *s, bwd_io_t *a, void *ws)
     }
     const size_t Tr = (Nq + br - 1) / br;
     for (size_t bh = 0; bh < bhs; bh++) {
-        const size_t qbase = bh * Nq * d, kvbase = (size_t)attn_kv_slice(s, (uint64_t)bh * Nq) * Nk * d;
+        const size_t qbase = bh * Nq * d, kvbase = bwd_kv_head(s, bh) * Nk * d;
         for (size_t i = 0; i < Tr; i++) {
             const size_t row0 = i * br, rows = row0 + br <= Nq ? br : Nq - row0;
             const size_t ct = tiled_keys_needed(s, br, bc, i);
