@@ -498,7 +498,7 @@ static int run_shape(const ctx_t *cx, const attn_shape_t *s, const loaded_t *ld,
             }
         }
         const size_t exc = ref ? c[0].excused + c[1].excused + c[2].excused : 0;
-        report_set(rep, row, "ok", "%s", !ref ? (ja.rc ? "NO: error" : "unchecked") : !ok ? "NO" : exc ? fmt("yes, %zu exc.", exc) : "yes");
+        report_set(rep, row, "ok", "%s", !ref ? (ja.rc ? "NO: error" : "unchecked") : !ok ? "NO" : exc ? fmt("yes (%zu exc.)", exc) : "yes");
         if (ref && !ok) failed = 1;
         if (ja.rc) failed = 1;
         if (gpu) gpu_free(ws); else free(ws);
