@@ -489,6 +489,11 @@ static void test_program(void **state)
 
 int main(void)
 {
+    const struct CMUnitTest gpu_tests[] = {
+        cmocka_unit_test(test_gpu_kernels),
+        cmocka_unit_test(test_gpu_deterministic),
+    };
+    if (getenv("STF_GPU_ONLY")) return cmocka_run_group_tests(gpu_tests, NULL, NULL); /* under compute-sanitizer */
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_finite_differences),
         cmocka_unit_test(test_broken_variants),
