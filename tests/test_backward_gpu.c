@@ -4,8 +4,8 @@
  * row's tolerance for the kernel's roundings), over odd shapes: (Nq, Nk) =
  * (77, 139), (139, 77), (1, 257), (64, 64), (130, 1); B = 2, H = 4 query
  * heads over Hkv = 2 K/V heads (GQA: dK, dV summed over 2 heads), causal
- * (bottom-right: 130 x 1 leaves 129 rows with no key) or not; d = 64 and 128
- * for the tensor-core kernels, 32, 64, 96, 128, 256 for the others; fp16
+ * (bottom-right: 130 x 1 leaves 129 rows with no key) or not; d = 32, 64, 96,
+ * 128 for the tensor-core kernels, 32, 64, 96, 128, 256 for the others; fp16
  * and bf16 (and fp32 for the CUDA-core and cuBLAS kernels); the tensor-core
  * kernels with K/V blocks of 64 keys (4 warps) and 128 (8 warps). The reference
  * (about 5 Nq Nk d multiply-adds per query head, with its error bounds) is
@@ -51,10 +51,10 @@ static unsigned rounding_of(int kern, dtype_t dt)
     if (dt == DT_F32 || kern == BWD_GPU_FA2_FP32) return 0;
     return BWD_ROUND_P | BWD_ROUND_DS | BWD_MMA_LOWP;
 }
-/* bwd_gpu_forward: tensor cores for 16-bit d = 64, 128, else CUDA cores */
+/* bwd_gpu_forward: tensor cores for 16-bit d = 32, 64, 96, 128, else CUDA cores */
 static unsigned fwd_rounding_of(const attn_shape_t *s)
 {
-    return s->dt != DT_F32 && (s->dim == 64 || s->dim == 128) ? (ATT_ROUND_P | ATT_MMA_LOWP) : 0;
+    return s->dt != DT_F32 && s->dim <= 128 ? (ATT_ROUND_P | ATT_MMA_LOWP) : 0;
 }
 
 typedef struct {
@@ -258,7 +258,7 @@ static int teardown_refs(void **state)
 }
 
 /* ---- every kernel on every shape it supports */
-static const int DIMS_TC[] = { 64, 128 }, DIMS_ALL[] = { 32, 64, 96, 128, 256 };
+static const int DIMS_TC[] = { 32, 64, 96, 128 }, DIMS_ALL[] = { 32, 64, 96, 128, 256 };
 
 static void test_kernel(int kern)
 {
@@ -268,7 +268,7 @@ static void test_kernel(int kern)
     double worst = 0;
     int ran = 0, failed = 0;
     for (int ti = 0; ti < (tc ? 2 : 3); ti++)
-        for (int di = 0; di < (tc ? 2 : 5); di++) {
+        for (int di = 0; di < (tc ? 4 : 5); di++) {
             const int d = tc ? DIMS_TC[di] : DIMS_ALL[di];
             /* fp16 on the CUDA-core / cuBLAS kernels: the tensor-core head dims only */
             if (!tc && dts[ti] == DT_F16 && d != 64 && d != 128) continue;
@@ -555,7 +555,7 @@ static void test_supports(void **state)
     }
     assert_string_equal(bwd_gpu_name(BWD_GPU_TC_DET), "bwd-tc-det");
     const struct { int kern, d, H, Hkv, varlen; dtype_t dt; } bad[] = {
-        { BWD_GPU_TC_ATOMIC, 64, 4, 2, 0, DT_F32 },  { BWD_GPU_TC_DET, 96, 4, 2, 0, DT_BF16 },
+        { BWD_GPU_TC_ATOMIC, 64, 4, 2, 0, DT_F32 },  { BWD_GPU_TC_DET, 256, 4, 2, 0, DT_BF16 },
         { BWD_GPU_TC_ATOMIC, 256, 4, 2, 0, DT_F16 }, { BWD_GPU_FA2_FP32, 80, 4, 2, 0, DT_F32 },
         { BWD_GPU_STANDARD, 64, 4, 3, 0, DT_BF16 },  { BWD_GPU_FA2_FP32, 64, 4, 2, 1, DT_BF16 },
         { BWD_GPU_NKERNELS, 64, 4, 2, 0, DT_BF16 },  { -1, 64, 4, 2, 0, DT_BF16 },

@@ -55,7 +55,7 @@ extern "C" int bwd_gpu_supports(int kern, const attn_shape_t *s, char *why, size
         if (s->dt == DT_F32)
             return decline(why, n, "the tensor-core kernels take fp16 or bf16 (fp32 runs on bwd-fa2 or bwd-standard)");
         if (!bwd_gpu_tc_dim_ok((int)s->dim)) {
-            snprintf(buf, sizeof buf, "head dim %zu: the tensor-core backward is built for d = 64 and 128", s->dim);
+            snprintf(buf, sizeof buf, "head dim %zu: the tensor-core backward is built for d = 32, 64, 96, 128", s->dim);
             return decline(why, n, buf);
         }
         return 1;

@@ -232,7 +232,10 @@ __global__ void __launch_bounds__(WARPS * 32, WARPS == 4 ? 2 : 1) bwd_tc_kv_kern
                 }
             __syncthreads();
             /* dQ_i (BQ x D) += dS K_j: warp w: rows 16 (w % 4) .., dims part w / 4 */
-            constexpr int PARTS = WARPS / 4, NDQ = D / 8 / PARTS, CHUNK = NDQ < 8 ? NDQ : 8;
+            constexpr int PARTS = WARPS / 4, NDQ = D / 8 / PARTS;
+            /* n-tiles per pass (bounds the live accumulators): an even divisor of NDQ, at most 8 */
+            constexpr int CHUNK = NDQ <= 8 ? NDQ : NDQ % 8 == 0 ? 8 : NDQ % 6 == 0 ? 6 : 4;
+            static_assert(NDQ % CHUNK == 0 && CHUNK % 2 == 0, "dQ passes");
             const int qw = warp % 4, n0 = (warp / 4) * NDQ;
             const size_t qh = kvh * a.group + it / nqb;
             float *dQ = a.dqacc + (qh * a.seq_q + q0 + 16 * qw) * D;
@@ -298,7 +301,9 @@ template <typename F> static int bwd_tc_dispatch(dtype_t dt, int d, F &f)
 {
 #define BWD_TC_DIMS(T)                                                                             \
     switch (d) {                                                                                   \
+    case 32: return f.template run<T, 32>();                                                       \
     case 64: return f.template run<T, 64>();                                                       \
+    case 96: return f.template run<T, 96>();                                                       \
     case 128: return f.template run<T, 128>();                                                     \
     default: return -1;                                                                            \
     }

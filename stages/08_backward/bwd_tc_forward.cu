@@ -140,7 +140,7 @@ __global__ void __launch_bounds__(FWD_WARPS * 32, 2) bwd_tc_fwd_kernel(tc_args_t
     }
 }
 
-extern "C" int bwd_gpu_tc_dim_ok(int d) { return d == 64 || d == 128; }
+extern "C" int bwd_gpu_tc_dim_ok(int d) { return d == 32 || d == 64 || d == 96 || d == 128; }
 
 struct tc_fwd_run {
     const attn_shape_t *s;
