@@ -18,7 +18,8 @@
  * shifted L, a NaN and one perturbed element must each fail it.
  * GPU cases skip without a GPU; STF_TEST_SMALL=1 runs small shapes only (for
  * compute-sanitizer); STF_GPU_ONLY=1 runs the *_gpu tests only,
- * STF_TEST_FILTER=name the one named; STF_BWD_BENCH=1 adds timings. */
+ * STF_TEST_FILTER=name the one named; STF_BWD_BENCH=1 adds timings (=2: of
+ * one shape, for a profiler). */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -493,7 +494,9 @@ static void test_bench_gpu(void **state)
     if (!getenv("STF_BWD_BENCH")) skip();
     const int cfg[][3] = { { 4096, 128, 0 }, { 4096, 128, 1 }, { 16384, 128, 0 }, { 16384, 128, 1 },
                            { 4096, 64, 0 },  { 4096, 64, 1 },  { 16384, 64, 1 } };
-    for (size_t c = 0; c < sizeof cfg / sizeof cfg[0]; c++) {
+    /* STF_BWD_BENCH=2: the first shape only (a profiler run) */
+    const size_t ncfg = !strcmp(getenv("STF_BWD_BENCH"), "2") ? 1 : sizeof cfg / sizeof cfg[0];
+    for (size_t c = 0; c < ncfg; c++) {
         const size_t N = (size_t)cfg[c][0], d = (size_t)cfg[c][1], B = 16384 / N, H = 2048 / d;
         attn_shape_t s;
         attn_shape_init(&s, B, H, H, N, N, d, cfg[c][2], DT_BF16);

@@ -102,6 +102,13 @@ for N, d, causal in [(4096, 128, False), (4096, 128, True), (16384, 128, False),
 EOF
 fi
 
+# 3. if time is left: Nsight Compute on the tensor-core kernels (one launch each, N = 4096, d = 128)
+if [ "$(left)" -gt 25 ] && command -v ncu >/dev/null; then
+    step ncu_tc 25 env STF_BWD_BENCH=2 STF_TEST_FILTER=test_bench_gpu ncu --kernel-name regex:'bwd_tc_(kv|dq)_kernel' \
+        --launch-count 3 --section SpeedOfLight --section Occupancy --section LaunchStats --section WarpStateStats \
+        --section MemoryWorkloadAnalysis $B/test_backward_gpu
+fi
+
 # summary: the timings
 {
     echo "---- timings (bf16, B N = 16384, H d = 2048; backward = 2.5 forward FLOPs)"
