@@ -102,10 +102,11 @@ for N, d, causal in [(4096, 128, False), (4096, 128, True), (16384, 128, False),
 EOF
 fi
 
-# 3. if time is left: Nsight Compute on the tensor-core kernels (one launch each, N = 4096, d = 128)
+# 3. if time is left: Nsight Compute on the tensor-core K/V kernel, 4 and 8 warps (N = 4096, d = 128)
 if [ "$(left)" -gt 25 ] && command -v ncu >/dev/null; then
-    step ncu_tc 25 env STF_BWD_BENCH=2 STF_TEST_FILTER=test_bench_gpu ncu --kernel-name regex:'bwd_tc_(kv|dq)_kernel' \
-        --launch-count 3 --section SpeedOfLight --section Occupancy --section LaunchStats --section WarpStateStats \
+    # the bench's 12 launches of the 4-warp K/V kernel come first, then the 8-warp one's: the last and the first
+    step ncu_tc 25 env STF_BWD_BENCH=2 STF_TEST_FILTER=test_bench_gpu ncu --kernel-name regex:'bwd_tc_kv_kernel' \
+        --launch-skip 11 --launch-count 2 --section SpeedOfLight --section Occupancy --section LaunchStats --section WarpStateStats \
         --section MemoryWorkloadAnalysis $B/test_backward_gpu
 fi
 
