@@ -39,6 +39,10 @@ fi
 IO=(--device cpu --batch 1 --heads 1 --dim 64 --iters 1 --warmup 0 --kernel bwd-standard,bwd-fa2 --csv "$OUT/backward_io.csv")
 if [ "$QUICK" = 1 ]; then NS="64 128"; elif [ "$gpu" = 1 ]; then NS=""; else NS="64 128 256 512 1024 2048"; fi
 for n in $NS; do run "$P" "${IO[@]}" --seq "$n"; done
+# the Q-side re-reads fall as 1/Bc: FA2 at N = 1024 with Br = 64 and growing key blocks (rows of backward_io.csv with tiles 64xBc)
+if [ "$QUICK" != 1 ] && [ "$gpu" = 0 ]; then
+    for bc in 16 32 128 256; do run "$P" "${IO[@]}" --kernel bwd-fa2 --seq 1024 --br 64 --bc $bc; done
+fi
 
 # ---- 2. the stage's table on DEVICE
 C=(--csv "$OUT/backward.csv")
