@@ -388,9 +388,10 @@ static void test_broken_variants(void **state)
 /* ---- GPU */
 
 typedef struct { size_t B, H, Hkv, Nq, Nk; int causal; } gshape_t;
+/* lengths 1 and 0 (nothing to attend: gradients 0), odd lengths, GQA, causal with Nq > Nk and Nq < Nk */
 static const gshape_t GSHAPES[] = {
-    { 1, 2, 2, 1, 1, 0 }, { 2, 4, 2, 77, 77, 1 }, { 1, 4, 1, 130, 257, 0 }, { 1, 2, 2, 200, 70, 1 }, { 1, 2, 1, 63, 300, 1 },
-    { 1, 2, 2, 512, 512, 1 },
+    { 1, 2, 2, 1, 1, 0 }, { 2, 4, 2, 77, 77, 1 }, { 1, 2, 1, 9, 0, 1 }, { 1, 4, 1, 130, 257, 0 }, { 1, 2, 2, 200, 70, 1 },
+    { 1, 2, 1, 63, 300, 1 }, { 1, 2, 1, 0, 5, 0 }, { 1, 2, 2, 512, 512, 1 },
 };
 
 static void test_gpu_kernels(void **state)
