@@ -54,6 +54,10 @@ def time_ms(fn, flush, iters, warmup=2):
     return statistics.median(times)
 
 
+torch.backends.cuda.matmul.allow_tf32 = False  # the fp32 reference in fp32, not TF32
+torch.backends.cudnn.allow_tf32 = False
+
+
 def bench(a):
     dev = torch.device("cuda")
     flush = torch.empty(2 * torch.cuda.get_device_properties(dev).L2_cache_size, dtype=torch.uint8, device=dev)
