@@ -382,6 +382,17 @@ static void test_broken_variants(void **state)
         }
     }
     bwd_ref_free(&r);
+    /* the sampled-rows check (dQ of every 5th row of the first and last group) rejects the dQ bugs too */
+    unsigned char want[2] = { 1, 1 };
+    assert_int_equal(bwd_ref_compute_rows(&r, &p.s, p.q, p.k, p.v, p.dout, 0, 0, want, 5), 0);
+    for (size_t b = 0; b < 3; b++) {
+        naive_bwd(&p.s, p.q, p.k, p.v, p.dout, bugs[b], p.dq, p.dk, p.dv);
+        bwd_check_t c[3];
+        bwd_check_all(&r, p.dq, p.dk, p.dv, DT_F32, c);
+        assert_true(c[0].rows > 10 && c[1].rows == 0 && c[2].rows == 0);
+        assert_int_equal(bwd_check_ok(&c[0]), !breaks[b][0]);
+    }
+    bwd_ref_free(&r);
     prob_free(&p);
 }
 
@@ -468,6 +479,13 @@ static void test_program(void **state)
                                    out, sizeof out), 0);
     assert_non_null(strstr(out, "bwd-fa2"));
     assert_null(strstr(out, " NO"));
+    /* beyond the reference's budget: sampled dQ rows, said so */
+    setenv("STF_BWD_REF_MAX", "1000", 1);
+    assert_int_equal(attn_run_prog("08_backward", "--device cpu --seq 50 --heads 2 --dim 8 --causal --dtype bf16", "2>&1", out,
+                                   sizeof out), 0);
+    unsetenv("STF_BWD_REF_MAX");
+    assert_non_null(strstr(out, "yes (dQ rows)"));
+    assert_non_null(strstr(out, "sampled query rows"));
     /* --save-npy then --load-npy: the same inputs, the same verdict */
     char dir[] = "/tmp/stf_bwd_npyXXXXXX";
     assert_non_null(mkdtemp(dir));

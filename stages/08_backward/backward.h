@@ -110,6 +110,13 @@ int bwd_ref_compute(bwd_ref_t *r, const attn_shape_t *s, const void *q, const vo
  * head computed. */
 int bwd_ref_compute_groups(bwd_ref_t *r, const attn_shape_t *s, const void *q, const void *k, const void *v,
                            const void *dout, unsigned rounding, unsigned fwd_rounding, const unsigned char *want);
+/* Sampled rows only, for shapes whose groups are too costly: in each wanted
+ * group the query rows (h - first head of the group) Nq + i that are
+ * multiples of stride, and the group's last row: their O, L and dQ (each
+ * needs only its own row: about 3 Nk d multiply-adds); no dK, dV rows. */
+int bwd_ref_compute_rows(bwd_ref_t *r, const attn_shape_t *s, const void *q, const void *k, const void *v,
+                         const void *dout, unsigned rounding, unsigned fwd_rounding, const unsigned char *want,
+                         size_t stride);
 void bwd_ref_free(bwd_ref_t *r);
 /* The loss the gradients are of, in fp64 from the stored inputs:
  * f = sum over all elements of dO * O (so dF/dO = dO: the backward of O). The

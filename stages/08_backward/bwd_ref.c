@@ -127,8 +127,11 @@ static double *load_d(const void *p, dtype_t dt, size_t first, size_t n)
 
 static size_t popcount3(unsigned m) { return (size_t)((m & 1u) != 0) + ((m & 2u) != 0) + ((m & 4u) != 0); }
 
-int bwd_ref_compute_groups(bwd_ref_t *r, const attn_shape_t *s, const void *q, const void *k, const void *v,
-                           const void *dout, unsigned rounding, unsigned fwd_rounding, const unsigned char *want)
+/* stride 0: every row of the wanted groups, and their dK, dV; stride > 0:
+ * only the rows (h - first head) Nq + i of a wanted group that are multiples
+ * of stride, or the group's last row, and their O, L, dQ (no dK, dV). */
+static int compute(bwd_ref_t *r, const attn_shape_t *s, const void *q, const void *k, const void *v, const void *dout,
+                   unsigned rounding, unsigned fwd_rounding, const unsigned char *want, size_t stride)
 {
     memset(r, 0, sizeof *r);
     r->s = *s;
@@ -177,7 +180,8 @@ int bwd_ref_compute_groups(bwd_ref_t *r, const attn_shape_t *s, const void *q, c
         for (size_t h = hkv * G; h < (hkv + 1) * G; h++) {
             const size_t bh = b * H + h;
             for (size_t i = 0; i < Nq; i++) {
-                const size_t row = bh * Nq + i, n = attn_visible_keys(s, i);
+                const size_t row = bh * Nq + i, n = attn_visible_keys(s, i), gi = (h - hkv * G) * Nq + i;
+                if (stride && gi % stride && gi + 1 != G * Nq) continue;
                 const char *qrow = (const char *)q + row * d * dtype_size(dt);
                 attn_row_stats_t *st = &r->ost[row];
                 attention_ref_row(qrow, (const char *)k + g * Nk * d * dtype_size(dt),
@@ -271,6 +275,7 @@ int bwd_ref_compute_groups(bwd_ref_t *r, const attn_shape_t *s, const void *q, c
                         aq.sq[x] += wS2 * gS * Kj[x] * gS * Kj[x];
                         aq.aw[x] += wSw * gS * fabs(Kj[x]);
                         aq.pk[x] += p * Kj[x];
+                        if (stride) continue; /* sampled rows: no dK, dV */
                         const size_t o = j * d + x;
                         ak.g[o] += dS * Q[x];
                         ak.a[o] += gS * fabs(Q[x]);
@@ -291,7 +296,7 @@ int bwd_ref_compute_groups(bwd_ref_t *r, const attn_shape_t *s, const void *q, c
                     for (size_t x = 0; x < d; x++) r->dq[row * d + x] = NAN;
             }
         }
-        for (size_t j = 0; j < Nk; j++) {
+        for (size_t j = 0; j < Nk && !stride; j++) {
             const size_t kr = g * Nk + j;
             acc_close(&ak, j * d, d, cnt[j], sc, mma, dt, 0, 0, r->dk + kr * d, &r->rk[kr]);
             acc_close(&av, j * d, d, cnt[j], 1.0, mma, dt, 0, 0, r->dv + kr * d, &r->rv[kr]);
@@ -305,6 +310,19 @@ out:
     free(sv); free(P); free(cnt); free(Q); free(dO); free(dPr); free(dPa_r);
     if (rc) bwd_ref_free(r);
     return rc;
+}
+
+int bwd_ref_compute_groups(bwd_ref_t *r, const attn_shape_t *s, const void *q, const void *k, const void *v,
+                           const void *dout, unsigned rounding, unsigned fwd_rounding, const unsigned char *want)
+{
+    return compute(r, s, q, k, v, dout, rounding, fwd_rounding, want, 0);
+}
+
+int bwd_ref_compute_rows(bwd_ref_t *r, const attn_shape_t *s, const void *q, const void *k, const void *v,
+                         const void *dout, unsigned rounding, unsigned fwd_rounding, const unsigned char *want,
+                         size_t stride)
+{
+    return compute(r, s, q, k, v, dout, rounding, fwd_rounding, want, stride ? stride : 1);
 }
 
 int bwd_ref_compute(bwd_ref_t *r, const attn_shape_t *s, const void *q, const void *k, const void *v, const void *dout,
