@@ -272,18 +272,31 @@ static int run_shape(const ctx_t *cx, const attn_shape_t *s, const loaded_t *ld,
     }
     const size_t ngroups = pick_groups(s, gpu, want);
     /* beyond the budget: sampled query rows of the first and last group (O, L and dQ only, each row
-     * costing about 3 Nk d), about 32 per group */
-    const size_t G = s->heads / s->kv_heads, stride = ngroups ? 0 : (G * s->seq_q / 32 > 1 ? G * s->seq_q / 32 : 1);
+     * costing about 3 Nk d), about 16 per group */
+    const size_t G = s->heads / s->kv_heads, stride = ngroups ? 0 : (G * s->seq_q / 16 > 1 ? G * s->seq_q / 16 : 1);
     if (!ngroups && groups) want[0] = want[groups - 1] = 1;
     const size_t nsampled = ngroups || !groups ? 0 : (groups > 1 ? 2 : 1) * ((G * s->seq_q + stride - 1) / stride + 1);
     /* the host needs the inputs for the reference, --save-npy and --load-npy; otherwise the GPU generates
      * them in place (the same values: the counter-based generator) */
-    const int host_inputs = !gpu || ngroups || nsampled || o->save_npy || ld;
+    const int host_inputs = !gpu || ngroups || o->save_npy || ld;
     if (host_inputs) {
         for (uint64_t i = 0; i < E; i++) dtype_set(hq, dt, (size_t)i, ld ? ld->q[i] : rng_logit(o->seed, 1, i, (float)o->scale));
         for (uint64_t i = 0; i < Ekv; i++) dtype_set(hk, dt, (size_t)i, ld ? ld->k[i] : rng_logit(o->seed, 2, i, (float)o->scale));
         for (uint64_t i = 0; i < Ekv; i++) dtype_set(hv, dt, (size_t)i, ld ? ld->v[i] : rng_logit(o->seed, 3, i, (float)o->scale));
         for (uint64_t i = 0; i < E; i++) dtype_set(hdo, dt, (size_t)i, ld ? ld->dout[i] : rng_logit(o->seed, 4, i, (float)o->scale));
+    } else if (nsampled) { /* the GPU generates everything; the host only what the sampled rows read */
+        const size_t nkd = s->seq_kv * d, nqd = s->seq_q * d;
+        for (size_t g = 0; g < groups; g += (groups > 1 ? groups - 1 : 1)) {
+            for (size_t i = g * nkd; i < (g + 1) * nkd; i++) {
+                dtype_set(hk, dt, i, rng_logit(o->seed, 2, i, (float)o->scale));
+                dtype_set(hv, dt, i, rng_logit(o->seed, 3, i, (float)o->scale));
+            }
+            const size_t h0 = (g / s->kv_heads) * s->heads + (g % s->kv_heads) * G; /* the group's first query head */
+            for (size_t i = h0 * nqd; i < (h0 + G) * nqd; i++) {
+                dtype_set(hq, dt, i, rng_logit(o->seed, 1, i, (float)o->scale));
+                dtype_set(hdo, dt, i, rng_logit(o->seed, 4, i, (float)o->scale));
+            }
+        }
     }
 
     const size_t shq[4] = { s->batch, s->heads, s->seq_q, d }, shkv[4] = { s->batch, s->kv_heads, s->seq_kv, d };
