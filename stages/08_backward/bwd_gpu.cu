@@ -4,8 +4,8 @@
  * the forwards in bwd_fa2_fp32.cu and bwd_tc_forward.cu). No kernel here. */
 #include <stdio.h>
 
-#include "bwd_common.cuh"
 #include "bwd_kernels.h"
+#include "bwd_tc_common.cuh"
 
 extern "C" const char *bwd_gpu_name(int kern)
 {
@@ -105,7 +105,10 @@ extern "C" void bwd_gpu_tiles(int kern, const attn_shape_t *s, int *br, int *bc)
     int t = 0;
     if (kern < 0) t = forward_kind(s) == 1 ? 64 : forward_kind(s) == 0 ? 32 : 0;
     else if (kern == BWD_GPU_FA2_FP32) t = 32;
-    else if (kern == BWD_GPU_TC_ATOMIC || kern == BWD_GPU_TC_DET) t = 64;
     *br = t;
     *bc = t;
+    if (kern == BWD_GPU_TC_ATOMIC || kern == BWD_GPU_TC_DET) { /* 64 query rows x 16 keys per warp */
+        *br = 64;
+        *bc = 16 * bwd_tc_warps((int)s->dim);
+    }
 }

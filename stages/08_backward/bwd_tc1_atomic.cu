@@ -3,13 +3,14 @@
  * bwd_fa2_fp32.cu: the five products of a (query block, key block) pair run
  * as MMAs on fragments in registers (the kernel, bwd_tc_kv_kernel with DQ,
  * is in bwd_tc_common.cuh with its layout argument); P and dS are rounded to
- * the storage type where they feed an MMA; tiles are 64 keys (4 warps x 16)
- * by 64 queries; Q_i, dO_i, L_i, D_i are double-buffered with cp.async.
+ * the storage type where they feed an MMA; tiles are 64 queries by 16 keys
+ * per warp, 4 warps at d <= 64 and 8 above (bwd_tc_warps); Q_i, dO_i, L_i,
+ * D_i are double-buffered with cp.async.
  * dQ still goes through fp32 atomics (now float2 red.global.add) into the
  * accumulator that the preprocessing kernel clears, then one conversion
  * kernel scales and rounds it: not bit-reproducible (bwd_tc2_det.cu).
  *
- * Traffic per K/V head (es = storage bytes, G = H / Hkv, Bc = 64, Br = 64;
+ * Traffic per K/V head (es = storage bytes, G = H / Hkv, Bc = 64 or 128, Br = 64;
  * K/V block j visits the rows R_j of the query blocks from
  * floor(max(0, j Bc - (Nk - Nq)) / Br) on, R_j = Nq when not causal):
  *   es 4 Nk d                              K, V in; dK, dV out, once
@@ -26,8 +27,7 @@ struct tc1_run {
     template <typename T, int D> int run()
     {
         bwd_dsum_launch<T>(a, true);
-        /* STF_BWD_TC_WARPS=8: 128-key blocks of 8 warps (a measurement knob) */
-        if (bwd_env_int("STF_BWD_TC_WARPS", 4) == 8) bwd_tc_kv_launch<T, D, 8, true>(a);
+        if (bwd_tc_warps(D) == 8) bwd_tc_kv_launch<T, D, 8, true>(a);
         else bwd_tc_kv_launch<T, D, 4, true>(a);
         bwd_dq_convert_launch<T>(a);
         return 0;

@@ -56,7 +56,8 @@ template <int D> __device__ __forceinline__ void bwd_ldsm_at(uint32_t (&r)[4], u
 
 /* ---------------------------------------------------------------- the K/V-block kernel
  *
- * One thread block per block of BKV = 16 WARPS keys of one K/V head; warp w
+ * One thread block per block of BKV = 16 WARPS keys of one K/V head (WARPS
+ * = 4 or 8: bwd_tc_warps below); warp w
  * owns keys 16 w .. 16 w + 15 and their rows of dK and dV (fp32 registers:
  * 2 x 16 x d per warp). The loop runs over the group's query heads and their
  * query blocks of BQ = 64 rows (causal: from the first row that sees the
@@ -166,14 +167,17 @@ __global__ void __launch_bounds__(WARPS * 32, WARPS == 4 ? 2 : 1) bwd_tc_kv_kern
             }
             const bool mask = wk0 + 16 > a.seq_kv || (a.causal && wk0 + 15 > q0 + off);
 #pragma unroll
-            for (int j = 0; j < NJ; j++)
+            for (int j = 0; j < NJ; j++) {
+                /* the two queries of this thread's columns: one 8-byte load */
+                const float2 l2 = *reinterpret_cast<const float2 *>(L2 + 8 * j + 2 * c);
 #pragma unroll
                 for (int e = 0; e < 4; e++) {
                     const int ql = 8 * j + 2 * c + (e & 1), key = wk0 + g + 8 * (e >> 1);
-                    float p = tc_exp2(fmaf(s[j][e], a.scale_log2, -L2[ql]));
+                    float p = tc_exp2(fmaf(s[j][e], a.scale_log2, -((e & 1) ? l2.y : l2.x)));
                     if (mask && !bwd_visible(a, q0 + ql, key)) p = 0.0f;
                     s[j][e] = p;
                 }
+            }
             /* dV_w += P^T dO_i */
 #pragma unroll
             for (int kq = 0; kq < BQ / 16; kq++) {
@@ -203,9 +207,11 @@ __global__ void __launch_bounds__(WARPS * 32, WARPS == 4 ? 2 : 1) bwd_tc_kv_kern
                 }
             }
 #pragma unroll
-            for (int j = 0; j < NJ; j++)
+            for (int j = 0; j < NJ; j++) {
+                const float2 dd = *reinterpret_cast<const float2 *>(Dv + 8 * j + 2 * c);
 #pragma unroll
-                for (int e = 0; e < 4; e++) dp[j][e] = s[j][e] * (dp[j][e] - Dv[8 * j + 2 * c + (e & 1)]);
+                for (int e = 0; e < 4; e++) dp[j][e] = s[j][e] * (dp[j][e] - ((e & 1) ? dd.y : dd.x));
+            }
             /* dK_w += dS^T Q_i */
 #pragma unroll
             for (int kq = 0; kq < BQ / 16; kq++) {
@@ -294,6 +300,17 @@ template <typename T, int D, int WARPS, bool DQ> static void bwd_tc_kv_launch(co
     dim3 grid((unsigned)((a.seq_kv + 16 * WARPS - 1) / (16 * WARPS)), (unsigned)a.kv_heads, (unsigned)a.batch);
     bwd_tc_kv_kernel<T, D, WARPS, DQ><<<grid, WARPS * 32, smem>>>(a);
     LAUNCH_CHECK();
+}
+
+/* Warps of the K/V-block kernel (16 keys each) at head dim d, as measured
+ * (notes/08's table): at d = 128, 8 warps (128-key blocks: half the Q/dO
+ * tile loads and dQ atomics per key) beat 4; at d = 64 the two tie.
+ * STF_BWD_TC_WARPS=4 or 8 overrides it (measurement runs; the tests run
+ * both). */
+static inline int bwd_tc_warps(int d)
+{
+    const int w = bwd_env_int("STF_BWD_TC_WARPS", 0);
+    return w == 4 || w == 8 ? w : d > 64 ? 8 : 4;
 }
 
 /* Calls f.template run<T, D>() for a tensor-core storage type and head dim. */
