@@ -285,20 +285,24 @@ static void test_kernel(int kern)
                         print_message("%s declines d=%d %s: %s\n", bwd_gpu_name(kern), d, dtype_name(dts[ti]), why);
                         fail();
                     }
-                    /* the tensor-core kernels: K/V blocks of 4 and of 8 warps */
-                    for (int nw = 4; nw <= (tc ? 8 : 4); nw += 4) {
-                        setenv("STF_BWD_TC_WARPS", nw == 4 ? "4" : "8", 1);
+                    /* the tensor-core kernels: K/V blocks of 4 warps, of 8, and (d <= 64) of 4 warps
+                     * with 3 blocks per SM */
+                    for (int nw = 4; nw <= (!tc ? 4 : d <= 64 ? 12 : 8); nw += 4) {
+                        setenv("STF_BWD_TC_WARPS", nw == 8 ? "8" : "4", 1);
+                        setenv("STF_BWD_TC_MINB", nw == 12 ? "3" : "2", 1);
                         out_t r;
                         out_alloc(&r, p);
                         assert_int_equal(run(kern, p, &p->s, &r, 0.0f), 0);
                         const double w = check(ref, p, &r, fwd_rounding_of(&p->s), bwd_gpu_name(kern), 1);
-                        if (!(w <= 1.0) && tc) print_message("  (that was with %d warps)\n", nw);
+                        if (!(w <= 1.0) && tc) print_message("  (that was with %d warps%s)\n", nw == 8 ? 8 : 4,
+                                                             nw == 12 ? ", 3 blocks per SM" : "");
                         failed += !(w <= 1.0);
                         if (w > worst) worst = w;
                         ran++;
                         out_free(&r);
                     }
                     unsetenv("STF_BWD_TC_WARPS");
+                    unsetenv("STF_BWD_TC_MINB");
                 }
         }
     print_message("%s: %d problems, %d failed, worst error/tolerance %.3f\n", bwd_gpu_name(kern), ran, failed, worst);
@@ -527,16 +531,18 @@ static void test_bench_gpu(void **state)
             b.kern = kern;
             b.ws = dev(wsb, "ws");
             const int tc = kern == BWD_GPU_TC_ATOMIC || kern == BWD_GPU_TC_DET;
-            for (int w = 4; w <= (tc ? 8 : 4); w += 4) {
-                char wb[8];
-                snprintf(wb, sizeof wb, "%d", w);
-                setenv("STF_BWD_TC_WARPS", wb, 1); /* the tensor-core kernels' K/V block: 16 w keys */
+            /* the tensor-core kernels' K/V block: 4 warps, 8, and at d = 64 4 warps with 3 blocks per SM */
+            for (int w = 4; w <= (!tc ? 4 : d <= 64 ? 12 : 8); w += 4) {
+                setenv("STF_BWD_TC_WARPS", w == 8 ? "8" : "4", 1);
+                setenv("STF_BWD_TC_MINB", w == 12 ? "3" : "2", 1);
                 const double t = gpu_time_median_ms(bench_fn, &b, 2, kern == BWD_GPU_FA2_FP32 ? 3 : 10, 1);
                 print_message("bench N=%zu d=%zu causal=%d %s%s: %.3f ms, %.1f TFLOP/s\n", N, d, cfg[c][2],
-                              bwd_gpu_name(kern), tc ? (w == 4 ? " (4 warps)" : " (8 warps)") : "", t,
+                              bwd_gpu_name(kern),
+                              !tc ? "" : w == 4 ? " (4 warps)" : w == 8 ? " (8 warps)" : " (4 warps, 3 blocks/SM)", t,
                               2.5 * fl / t * 1e-9);
             }
             unsetenv("STF_BWD_TC_WARPS");
+            unsetenv("STF_BWD_TC_MINB");
             gpu_free(b.ws);
         }
         gpu_free(b.q); gpu_free(b.k); gpu_free(b.v); gpu_free(b.o); gpu_free(b.dout);

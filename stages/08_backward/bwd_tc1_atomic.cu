@@ -27,8 +27,7 @@ struct tc1_run {
     template <typename T, int D> int run()
     {
         bwd_dsum_launch<T>(a, true);
-        if (bwd_tc_warps(D) == 8) bwd_tc_kv_launch<T, D, 8, true>(a);
-        else bwd_tc_kv_launch<T, D, 4, true>(a);
+        bwd_tc_kv_launch<T, D, true>(a);
         bwd_dq_convert_launch<T>(a);
         return 0;
     }

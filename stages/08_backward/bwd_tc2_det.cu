@@ -150,8 +150,7 @@ struct tc2_run {
     template <typename T, int D> int run()
     {
         bwd_dsum_launch<T>(a, false);
-        if (bwd_tc_warps(D) == 8) bwd_tc_kv_launch<T, D, 8, false>(a);
-        else bwd_tc_kv_launch<T, D, 4, false>(a);
+        bwd_tc_kv_launch<T, D, false>(a);
         if (a.seq_q > 0) {
             constexpr int BQ = 16 * DQ_WARPS, smem = tc_layout<D>::bytes(2 * BQ + 4 * DQ_BKV);
             bwd_raise_smem<bwd_tc_dq_kernel<T, D>>(smem);

@@ -89,8 +89,10 @@ template <int D, int WARPS> struct bwd_kv_cfg {
     static constexpr int smem(bool dq) { return 2 * KVB + 4 * QB + (dq ? DSB : 0) + 4 * 4 * BWD_BQ; }
 };
 
-template <typename T, int D, int WARPS, bool DQ>
-__global__ void __launch_bounds__(WARPS * 32, WARPS == 4 ? 2 : 1) bwd_tc_kv_kernel(bwd_args_t a)
+/* MINB: thread blocks per SM asked of the register allocator (2 blocks of 4
+ * warps or 1 of 8 leave each thread 255 registers; 3 of 4 warps, 168). */
+template <typename T, int D, int WARPS, bool DQ, int MINB>
+__global__ void __launch_bounds__(WARPS * 32, MINB) bwd_tc_kv_kernel(bwd_args_t a)
 {
     using C = bwd_kv_cfg<D, WARPS>;
     constexpr int BKV = C::BKV, BQ = BWD_BQ, NT = WARPS * 32, NJ = BQ / 8;
@@ -292,16 +294,6 @@ __global__ void __launch_bounds__(WARPS * 32, WARPS == 4 ? 2 : 1) bwd_tc_kv_kern
     }
 }
 
-template <typename T, int D, int WARPS, bool DQ> static void bwd_tc_kv_launch(const bwd_args_t &a)
-{
-    if (a.seq_kv == 0) return;
-    constexpr int smem = bwd_kv_cfg<D, WARPS>::smem(DQ);
-    bwd_raise_smem<bwd_tc_kv_kernel<T, D, WARPS, DQ>>(smem);
-    dim3 grid((unsigned)((a.seq_kv + 16 * WARPS - 1) / (16 * WARPS)), (unsigned)a.kv_heads, (unsigned)a.batch);
-    bwd_tc_kv_kernel<T, D, WARPS, DQ><<<grid, WARPS * 32, smem>>>(a);
-    LAUNCH_CHECK();
-}
-
 /* Warps of the K/V-block kernel (16 keys each) at head dim d, as measured
  * (notes/08's table): at d = 128, 8 warps (128-key blocks: half the Q/dO
  * tile loads and dQ atomics per key) beat 4; at d = 64 the two tie.
@@ -312,6 +304,27 @@ static inline int bwd_tc_warps(int d)
     const int w = bwd_env_int("STF_BWD_TC_WARPS", 0);
     return w == 4 || w == 8 ? w : d > 64 ? 8 : 4;
 }
+
+template <typename T, int D, int WARPS, bool DQ, int MINB> static void bwd_tc_kv_launch_cfg(const bwd_args_t &a)
+{
+    constexpr int smem = bwd_kv_cfg<D, WARPS>::smem(DQ);
+    bwd_raise_smem<bwd_tc_kv_kernel<T, D, WARPS, DQ, MINB>>(smem);
+    dim3 grid((unsigned)((a.seq_kv + 16 * WARPS - 1) / (16 * WARPS)), (unsigned)a.kv_heads, (unsigned)a.batch);
+    bwd_tc_kv_kernel<T, D, WARPS, DQ, MINB><<<grid, WARPS * 32, smem>>>(a);
+    LAUNCH_CHECK();
+}
+
+/* The K/V-block kernel in its configuration for head dim D (bwd_tc_warps;
+ * at d <= 64, STF_BWD_TC_MINB=3 asks for 3 blocks of 4 warps per SM: a
+ * measurement knob, tested like the others). */
+template <typename T, int D, bool DQ> static void bwd_tc_kv_launch(const bwd_args_t &a)
+{
+    if (a.seq_kv == 0) return;
+    if (bwd_tc_warps(D) == 8) bwd_tc_kv_launch_cfg<T, D, 8, DQ, 1>(a);
+    else if (D <= 64 && bwd_env_int("STF_BWD_TC_MINB", 2) == 3) bwd_tc_kv_launch_cfg<T, D, 4, DQ, D <= 64 ? 3 : 2>(a);
+    else bwd_tc_kv_launch_cfg<T, D, 4, DQ, 2>(a);
+}
+
 
 /* Calls f.template run<T, D>() for a tensor-core storage type and head dim. */
 template <typename F> static int bwd_tc_dispatch(dtype_t dt, int d, F &f)
