@@ -6,9 +6,11 @@
 #      test_backward_gpu (every kernel against the fp64 reference),
 #      test_backward (s08c's, all of it), compute-sanitizer memcheck on both
 #      (small shapes), racecheck on the shared-memory kernels (small shapes)
-#   2. timings, one at a time: test_backward_gpu's bench (bf16, B N = 16384,
-#      H d = 2048), s08c's stages/08_backward/bench.sh (DEVICE=gpu), and
-#      PyTorch SDPA's backward (flash backend) on the same shapes
+#   2. timings, one at a time: test_backward_gpu's bench of the tensor-core
+#      kernels' configurations (bf16, B N = 16384, H d = 2048), PyTorch SDPA's
+#      backward (tools/torch_backward.py: flash and cuDNN backends), then
+#      s08c's stages/08_backward/bench.sh (DEVICE=gpu BWD_PART=1) with the rest
+#   3. Nsight Compute on the K/V kernel if time is left
 set -u
 cd "$(dirname "$0")/../.."
 R=${RESULTS:-results/s08}
@@ -57,49 +59,27 @@ CS="compute-sanitizer --print-limit 20 --error-exitcode 1"
 
 # 1. correctness, in parallel
 step_bg() { step "$@" & }
-step_bg test_backward_gpu 60 env STF_GPU_ONLY=1 $B/test_backward_gpu
-[ -x $B/test_backward ] && step_bg test_backward 50 env STF_BIN_DIR=$B $B/test_backward
-step_bg memcheck_test_backward_gpu 65 env STF_GPU_ONLY=1 STF_TEST_SMALL=1 $CS --tool memcheck $B/test_backward_gpu
-step_bg racecheck_tc_atomic 60 env STF_TEST_SMALL=1 STF_TEST_FILTER=test_tc_atomic_gpu $CS --tool racecheck $B/test_backward_gpu
-step_bg racecheck_tc_det 60 env STF_TEST_SMALL=1 STF_TEST_FILTER=test_tc_det_gpu $CS --tool racecheck $B/test_backward_gpu
-step_bg racecheck_fa2 60 env STF_TEST_SMALL=1 STF_TEST_FILTER=test_fa2_fp32_gpu $CS --tool racecheck $B/test_backward_gpu
+step_bg test_backward_gpu 50 env STF_GPU_ONLY=1 $B/test_backward_gpu
+[ -x $B/test_backward ] && step_bg test_backward 45 env STF_BIN_DIR=$B $B/test_backward
+step_bg memcheck_test_backward_gpu 45 env STF_GPU_ONLY=1 STF_TEST_SMALL=1 $CS --tool memcheck $B/test_backward_gpu
+step_bg racecheck_tc_atomic 45 env STF_TEST_SMALL=1 STF_TEST_FILTER=test_tc_atomic_gpu $CS --tool racecheck $B/test_backward_gpu
+step_bg racecheck_tc_det 45 env STF_TEST_SMALL=1 STF_TEST_FILTER=test_tc_det_gpu $CS --tool racecheck $B/test_backward_gpu
+step_bg racecheck_fa2 45 env STF_TEST_SMALL=1 STF_TEST_FILTER=test_fa2_fp32_gpu $CS --tool racecheck $B/test_backward_gpu
 if [ -x $B/test_backward ]; then
-    step_bg memcheck_test_backward 60 env STF_GPU_ONLY=1 STF_TEST_SMALL=1 $CS --tool memcheck $B/test_backward
-    step_bg racecheck_test_backward 60 env STF_GPU_ONLY=1 STF_TEST_SMALL=2 $CS --tool racecheck $B/test_backward
+    step_bg memcheck_test_backward 45 env STF_GPU_ONLY=1 STF_TEST_SMALL=1 $CS --tool memcheck $B/test_backward
+    step_bg racecheck_test_backward 45 env STF_GPU_ONLY=1 STF_TEST_SMALL=2 $CS --tool racecheck $B/test_backward
 fi
 wait
-grep -hE "^\[  FAILED  \]|must fail|failed, worst|worst error|bit-identical|differ|declines|ratio" "$R"/test_backward_gpu.log 2>/dev/null | head -n 30 >"$R/test_summary.txt"
+grep -hE "^\[  FAILED  \]|must fail|failed, worst|worst error|bit-identical|differ|declines|ratio" "$R"/test_backward_gpu.log 2>/dev/null | head -n 40 >"$R/test_summary.txt"
 
-# 2. timings, one at a time
-step bench_kernels 30 env STF_BWD_BENCH=1 STF_TEST_FILTER=test_bench_gpu $B/test_backward_gpu
-if [ -f stages/08_backward/bench.sh ] && [ -x $B/08_backward ]; then
-    l=$(left); to=$((l - 20)); [ $to -lt 5 ] && to=5
-    step bench_08 $to env DEVICE=gpu BENCH_DIR="$R" bash stages/08_backward/bench.sh
-fi
+# 2. timings, one at a time: the tensor-core kernels' configurations, PyTorch, then the stage's table
+step bench_kernels 20 env STF_BWD_BENCH=3 STF_TEST_FILTER=test_bench_gpu $B/test_backward_gpu
 if [ -f tools/torch_backward.py ]; then
     step torch_backward 20 python3 tools/torch_backward.py --bench --csv "$R/torch_backward.csv"
-else
-    step torch_backward 20 python3 - <<'EOF'
-import torch, torch.nn.functional as F
-from torch.nn.attention import sdpa_kernel, SDPBackend
-print("torch", torch.__version__, torch.cuda.get_device_name())
-for N, d, causal in [(4096, 128, False), (4096, 128, True), (16384, 128, False), (16384, 128, True),
-                     (4096, 64, False), (4096, 64, True), (16384, 64, True)]:
-    B, H = 16384 // N, 2048 // d
-    q, k, v = (torch.randn(B, H, N, d, device="cuda", dtype=torch.bfloat16, requires_grad=True) for _ in range(3))
-    with sdpa_kernel(SDPBackend.FLASH_ATTENTION):
-        o = F.scaled_dot_product_attention(q, k, v, is_causal=causal)
-    do = torch.randn_like(o)
-    ts = []
-    for i in range(12):
-        q.grad = k.grad = v.grad = None
-        s, e = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        s.record(); o.backward(do, retain_graph=True); e.record(); torch.cuda.synchronize()
-        if i >= 2: ts.append(s.elapsed_time(e))
-    ts.sort(); t = ts[len(ts) // 2]
-    fl = 4 * B * H * N * N * d * (0.5 if causal else 1.0)
-    print(f"torch sdpa flash backward N={N} d={d} causal={int(causal)}: {t:.3f} ms, {2.5 * fl / t * 1e-9:.1f} TFLOP/s")
-EOF
+fi
+if [ -f stages/08_backward/bench.sh ] && [ -x $B/08_backward ]; then
+    l=$(left); to=$((l - 3)); [ $to -lt 5 ] && to=5
+    step bench_08 $to env DEVICE=gpu BWD_PART=1 BENCH_DIR="$R" bash stages/08_backward/bench.sh
 fi
 
 # 3. if time is left: Nsight Compute on the tensor-core K/V kernel, 4 and 8 warps (N = 4096, d = 128)
@@ -114,6 +94,6 @@ fi
 {
     echo "---- timings (bf16, B N = 16384, H d = 2048; backward = 2.5 forward FLOPs)"
     grep -h "bench N=" "$R/bench_kernels.log" 2>/dev/null
-    grep -h "torch sdpa" "$R/torch_backward.log" 2>/dev/null
+    grep -hE "torch sdpa|^(flash|cudnn) +bwd" "$R/torch_backward.log" 2>/dev/null
 } | tee -a "$SUM"
 note "total after build: $(($(date +%s) - tb)) s"
