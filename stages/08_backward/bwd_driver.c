@@ -391,8 +391,8 @@ static int run_shape(const ctx_t *cx, const attn_shape_t *s, const loaded_t *ld,
         if (gpu) {
             size_t fr = 0, t2 = 0;
             gpu_mem_info(&fr, &t2);
-            report_set(rep, row, "peak_meas_mb", "%.6g", (double)(free0 - fr) / 1e6);
-            report_set(rep, row, "peak_meas_bytes", "%.0f", (double)(free0 - fr));
+            report_set(rep, row, "peak_meas_mb", "%.6g", ((double)free0 - (double)fr) / 1e6);
+            report_set(rep, row, "peak_meas_bytes", "%.0f", (double)free0 - (double)fr);
         }
 
         /* the forward: O and L (and the standard's P) */
