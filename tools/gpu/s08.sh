@@ -9,8 +9,8 @@
 #   2. timings, one at a time: test_backward_gpu's bench of the tensor-core
 #      kernels' configurations (bf16, B N = 16384, H d = 2048), PyTorch SDPA's
 #      backward (tools/torch_backward.py: flash and cuDNN backends), then
+#      Nsight Compute on the K/V kernel (one launch of 4 warps, one of 8), then
 #      s08c's stages/08_backward/bench.sh (DEVICE=gpu BWD_PART=1) with the rest
-#   3. Nsight Compute on the K/V kernel if time is left
 set -u
 cd "$(dirname "$0")/../.."
 R=${RESULTS:-results/s08}
@@ -77,17 +77,16 @@ step bench_kernels 20 env STF_BWD_BENCH=3 STF_TEST_FILTER=test_bench_gpu $B/test
 if [ -f tools/torch_backward.py ]; then
     step torch_backward 20 python3 tools/torch_backward.py --bench --csv "$R/torch_backward.csv"
 fi
+# Nsight Compute on the tensor-core K/V kernel, 4 and 8 warps (N = 4096, d = 128): the bench's 12 launches
+# of the 4-warp kernel come first, then the 8-warp one's; profiled: the last of the first, the first of the second
+if command -v ncu >/dev/null; then
+    step ncu_tc 25 env STF_BWD_BENCH=2 STF_TEST_FILTER=test_bench_gpu ncu --kernel-name regex:'bwd_tc_kv_kernel' \
+        --launch-skip 11 --launch-count 2 --section SpeedOfLight --section Occupancy --section LaunchStats \
+        --section WarpStateStats --section MemoryWorkloadAnalysis --section ComputeWorkloadAnalysis $B/test_backward_gpu
+fi
 if [ -f stages/08_backward/bench.sh ] && [ -x $B/08_backward ]; then
     l=$(left); to=$((l - 3)); [ $to -lt 5 ] && to=5
     step bench_08 $to env DEVICE=gpu BWD_PART=1 BENCH_DIR="$R" bash stages/08_backward/bench.sh
-fi
-
-# 3. if time is left: Nsight Compute on the tensor-core K/V kernel, 4 and 8 warps (N = 4096, d = 128)
-if [ "$(left)" -gt 25 ] && command -v ncu >/dev/null; then
-    # the bench's 12 launches of the 4-warp K/V kernel come first, then the 8-warp one's: the last and the first
-    step ncu_tc 25 env STF_BWD_BENCH=2 STF_TEST_FILTER=test_bench_gpu ncu --kernel-name regex:'bwd_tc_kv_kernel' \
-        --launch-skip 11 --launch-count 2 --section SpeedOfLight --section Occupancy --section LaunchStats --section WarpStateStats \
-        --section MemoryWorkloadAnalysis $B/test_backward_gpu
 fi
 
 # summary: the timings
