@@ -133,6 +133,38 @@ static int save_meta(const char *dir, const attn_shape_t *s)
     return fclose(f) ? -1 : 0;
 }
 
+/* ---- the stage's own options. common/driver/cli.h is being changed to let
+ * each stage declare its options (cli_parse_opts, cli_opt_t); until every
+ * branch has it, this file compiles with either header: CLI_OPTS_MAX exists
+ * only in the new one. */
+#ifdef CLI_OPTS_MAX
+static const cli_opt_t OPTS[] = {
+    { "kv-heads", "G", 65536, "K/V heads (grouped-query attention; must divide --heads; default: --heads)" },
+    { "br", "N", 4096, "query rows per tile of the CPU FA2 backward (default 64)" },
+    { "bc", "N", 4096, "keys per tile of the CPU FA2 backward (default 64)" },
+    { "sram", "BYTES", 1LL << 30, "simulated on-chip bytes of the CPU FA2 backward (tiles chosen to fit)" },
+};
+#define OPT_GIVEN(o, name) cli_opt_given(&(o), name)
+#define OPT_VALUE(o, name) cli_opt_value(&(o), name)
+#define PARSE(spec, argc, argv, o) cli_parse_opts(&(spec), OPTS, (int)(sizeof OPTS / sizeof OPTS[0]), argc, argv, &(o), stderr)
+#else
+static int old_given(const opts_t *o, const char *name)
+{
+    return !strcmp(name, "kv-heads") ? (o->given & GIVEN_KV_HEADS) != 0
+           : !strcmp(name, "br")     ? (o->given & GIVEN_BR) != 0
+           : !strcmp(name, "bc")     ? (o->given & GIVEN_BC) != 0
+           : !strcmp(name, "sram")   ? (o->given & GIVEN_SRAM) != 0 : 0;
+}
+static long long old_value(const opts_t *o, const char *name)
+{
+    return !strcmp(name, "kv-heads") ? o->kv_heads : !strcmp(name, "br") ? o->br : !strcmp(name, "bc") ? o->bc
+           : !strcmp(name, "sram") ? o->sram : 0;
+}
+#define OPT_GIVEN(o, name) old_given(&(o), name)
+#define OPT_VALUE(o, name) old_value(&(o), name)
+#define PARSE(spec, argc, argv, o) cli_parse(&(spec), argc, argv, &(o), stderr)
+#endif
+
 /* ---- one run of an implementation (the job bench_run times) */
 
 typedef struct {
@@ -615,14 +647,16 @@ int backward_stage_main(int argc, char **argv)
         "dk_<impl>, dv_<impl> for each implementation\n";
     cli_spec_t spec = { PROG, SUMMARY, CLI_ATTENTION, extra };
     opts_t o;
-    int rc = cli_parse(&spec, argc, argv, &o, stderr);
+    int rc = PARSE(spec, argc, argv, o);
     if (rc == 1) return 0;
     if (rc) return rc;
     if (o.csv && report_csv_check(o.csv, COLS, NCOLS, stderr)) return 2;
+#ifndef CLI_OPTS_MAX /* the declared form refuses every option the stage did not declare */
     if (o.varlen || (o.given & GIVEN_SPLITS)) {
         fprintf(stderr, "%s: --varlen and --splits belong to stage 07's decoding; the backward takes neither\n", PROG);
         return 2;
     }
+#endif
     if (o.sweep && (o.given & (GIVEN_BATCH | GIVEN_SEQ | GIVEN_SEQ_Q | GIVEN_SEQ_KV))) {
         fprintf(stderr, "%s: --sweep sets the lengths and B itself; --batch, --seq, --seq-q, --seq-kv cannot be combined "
                         "with it\n", PROG);
@@ -640,10 +674,11 @@ int backward_stage_main(int argc, char **argv)
     if (o.given & GIVEN_HEADS) H = (size_t)o.heads;
     if (o.given & GIVEN_SEQ) N = (size_t)o.seq;
     size_t Nq = (o.given & GIVEN_SEQ_Q) ? (size_t)o.seq_q : N, Nk = (o.given & GIVEN_SEQ_KV) ? (size_t)o.seq_kv : N;
-    size_t Hkv = (o.given & GIVEN_KV_HEADS) ? (size_t)o.kv_heads : H;
+    size_t Hkv = OPT_GIVEN(o, "kv-heads") ? (size_t)OPT_VALUE(o, "kv-heads") : H;
     loaded_t ld = { 0 }, *ldp = NULL;
     if (o.load_npy) {
-        if (o.given & (GIVEN_BATCH | GIVEN_HEADS | GIVEN_KV_HEADS | GIVEN_SEQ | GIVEN_SEQ_Q | GIVEN_SEQ_KV | GIVEN_DIM) || o.sweep) {
+        if ((o.given & (GIVEN_BATCH | GIVEN_HEADS | GIVEN_SEQ | GIVEN_SEQ_Q | GIVEN_SEQ_KV | GIVEN_DIM)) ||
+            OPT_GIVEN(o, "kv-heads") || o.sweep) {
             fprintf(stderr, "%s: --batch/--heads/--kv-heads/--seq/--seq-q/--seq-kv/--dim/--sweep cannot be combined with "
                             "--load-npy: the files give the shape\n", PROG);
             return 2;
@@ -686,21 +721,21 @@ int backward_stage_main(int argc, char **argv)
     if (o.sweep) {
         const size_t tokens = gpu ? 16384 : 512, h = (o.given & GIVEN_HEADS) ? H : (gpu ? (2048 / d ? 2048 / d : 1) : 2);
         for (size_t n = gpu ? 1024 : 64; n <= tokens && nshapes < 8; n *= 2)
-            attn_shape_init(&shapes[nshapes++], tokens / n, h, (o.given & GIVEN_KV_HEADS) ? Hkv : h, n, n, d, o.causal,
+            attn_shape_init(&shapes[nshapes++], tokens / n, h, OPT_GIVEN(o, "kv-heads") ? Hkv : h, n, n, d, o.causal,
                             o.dtype);
     } else {
         attn_shape_init(&shapes[nshapes++], B, H, Hkv, Nq, Nk, d, o.causal, o.dtype);
     }
     for (int i = 0; i < nshapes; i++) {
-        shapes[i].tune.br = (size_t)o.br;
-        shapes[i].tune.bc = (size_t)o.bc;
-        shapes[i].tune.sram = (size_t)o.sram;
+        shapes[i].tune.br = (size_t)OPT_VALUE(o, "br");
+        shapes[i].tune.bc = (size_t)OPT_VALUE(o, "bc");
+        shapes[i].tune.sram = (size_t)OPT_VALUE(o, "sram");
         if (shapes[i].heads % shapes[i].kv_heads) {
             fprintf(stderr, "%s: --kv-heads must divide the heads\n", PROG);
             goto done;
         }
     }
-    if (!gpu && (o.given & (GIVEN_BR | GIVEN_BC | GIVEN_SRAM))) { /* tiles that cannot fit: bad input, before anything runs */
+    if (!gpu && (OPT_GIVEN(o, "br") || OPT_GIVEN(o, "bc") || OPT_GIVEN(o, "sram"))) { /* tiles that cannot fit: bad input, before anything runs */
         size_t br, bc;
         char why[256];
         if (bwd_fa2_tiles(&shapes[0], &br, &bc, why, sizeof why)) {
