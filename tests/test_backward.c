@@ -472,7 +472,7 @@ static void test_program(void **state)
     char out[65536];
     const char *bad[] = {
         "--dim 0", "--heads 4 --kv-heads 3", "--kernel nope", "--varlen", "--device cpu --kernel bwd-fa2 --sram 100",
-        "--splits 2", "--seq 64 --sweep",
+        "--splits 2", "--seq 64 --sweep", "--device cpu --kernel bwd-tc-det --seq 8", /* nothing ran: a failure */
     };
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
         const int rc = attn_run_prog("08_backward", bad[i], "2>&1", out, sizeof out);

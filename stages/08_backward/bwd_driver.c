@@ -374,6 +374,7 @@ static int run_shape(const ctx_t *cx, const attn_shape_t *s, const loaded_t *ld,
         printf("checked: about %zu sampled query rows (O, L, dQ) of the first and last K/V group; dK and dV are not "
                "checked at this size (the fp64 reference of one group is beyond this program's budget)\n", nsampled);
     double base_ms = 0;
+    int ran = 0; /* implementations that ran: none is a failure, not a success */
     for (int k = 0; k < BWD_NIMPLS; k++) {
         const bwd_impl_t *im = &BWD_IMPLS[k];
         if (!selected(o->kernels, im->name)) continue;
@@ -398,6 +399,7 @@ static int run_shape(const ctx_t *cx, const attn_shape_t *s, const loaded_t *ld,
             continue;
         }
         report_set(rep, row, "tiles", "%s", bwd_impl_tiles(im, s, gpu));
+        ran++;
         const size_t wsb = bwd_impl_ws_bytes(im, s, gpu);
         const double fmodel = bwd_impl_fwd_bytes(im, s, gpu), bmodel = bwd_impl_bwd_bytes(im, s, gpu);
         const double peak = io_bytes + (double)wsb;
@@ -591,6 +593,10 @@ static int run_shape(const ctx_t *cx, const attn_shape_t *s, const loaded_t *ld,
     report_print(rep, stdout);
     printf("\n");
     rc = failed;
+    if (!ran) {
+        fprintf(stderr, "%s: no implementation ran on this shape and device (see the n/a reasons above)\n", PROG);
+        rc = 2;
+    }
 out:
     for (int i = 0; i < 4; i++)
         if (slots[i].have) bwd_ref_free(&slots[i].r);
