@@ -16,8 +16,9 @@
 #                     --check (FlashAttention's 2x-PyTorch criterion).
 #                     CPU: the sweep N = 64 ... 512 (fp32 and bf16).
 # The GPU round gives this script about 35 s (tools/gpu/s08.sh): the
-# repetitions are few, and BWD_PART=1 runs only the shapes, BWD_PART=2
-# only the rest (default: both), so that two rounds can cover it all.
+# repetitions are few, and BWD_PART=1 runs only the traffic, memory, paper
+# and checked runs, BWD_PART=2 only the speed shapes (default: both),
+# so that two rounds can cover it all.
 # plots/draw_backward.sh draws them. QUICK=1: tiny shapes, seconds on a CPU.
 set -uo pipefail
 BIN=${BIN:-build/bin}
@@ -54,17 +55,6 @@ fi
 G=(--device gpu --dtype bf16 --iters 5 --warmup 1)
 PART=${BWD_PART:-all}
 if [ "$QUICK" != 1 ] && [ "$gpu" = 1 ] && [ "$PART" != 2 ]; then
-    # the shapes: tensor-core kernels (16384 tokens, H d = 2048)
-    for d in 64 128; do
-        for n in 4096 16384; do
-            for c in "" --causal; do
-                run "$P" "${C[@]}" "${G[@]}" --kernel bwd-tc-atomic,bwd-tc-det --dim $d --heads $((2048 / d)) \
-                    --batch $((16384 / n)) --seq $n $c
-            done
-        done
-    done
-fi
-if [ "$QUICK" != 1 ] && [ "$gpu" = 1 ] && [ "$PART" != 1 ]; then
     # traffic and peak memory against N: the standard (cuBLAS, N x N in HBM) against FlashAttention's
     run "$P" "${C[@]}" "${G[@]}" --iters 3 --kernel bwd-standard,bwd-tc-atomic --sweep --dim 64 --heads 16
     # the paper's shape, forward + backward (Dao et al. 2022, Fig. 2: 40.3 GB vs 4.4 GB of HBM traffic)
@@ -77,6 +67,17 @@ if [ "$QUICK" != 1 ] && [ "$gpu" = 1 ] && [ "$PART" != 1 ]; then
         run python3 tools/torch_backward.py --check "$OUT/bwd_npy"
     fi
     run "$P" "${C[@]}" "${G[@]}" --batch 1 --heads 2 --seq 512 --dim 128
+fi
+if [ "$QUICK" != 1 ] && [ "$gpu" = 1 ] && [ "$PART" != 1 ]; then
+    # the shapes: tensor-core kernels (16384 tokens, H d = 2048)
+    for d in 64 128; do
+        for n in 4096 16384; do
+            for c in "" --causal; do
+                run "$P" "${C[@]}" "${G[@]}" --kernel bwd-tc-atomic,bwd-tc-det --dim $d --heads $((2048 / d)) \
+                    --batch $((16384 / n)) --seq $n $c
+            done
+        done
+    done
 fi
 if [ "$QUICK" != 1 ] && [ "$gpu" = 0 ]; then
     run "$P" "${C[@]}" --device cpu --sweep --dim 64 --iters 1 --warmup 0
