@@ -1,0 +1,346 @@
+/* Stage 08 on tensor cores: the fragment loaders the backward needs on top
+ * of stage 05b's (tc_common.cuh: mma.sync, ldmatrix, cp.async, the swizzled
+ * tile layout), and the K/V-block kernel shared by bwd_tc1_atomic.cu and
+ * bwd_tc2_det.cu.
+ *
+ * The backward multiplies every operand both ways round: Q is the B operand
+ * of S^T = K Q^T (read as stored) and of dK += dS^T Q (read transposed); dO
+ * likewise for dP^T = V dO^T and dV += P^T dO; K is the A operand of S^T and
+ * the B operand of dQ += dS K. A tile stored [row][col] in shared memory
+ * (rows of 16-byte chunks, tc_layout) gives each role with one ldmatrix.x4:
+ *
+ *   bwd_ldsm_a   A fragment (16 x 16) of a tile stored [m][k]: rows m0..m0+15
+ *   bwd_ldsm_b   B fragments of two n-tiles (16 n x 16 k) of a tile stored [n][k]
+ *   bwd_ldsm_bt  B fragments of two n-tiles of a tile stored [k][n] (.trans)
+ *   bwd_ldsm_at  A fragment of a tile stored [k][m] (.trans): dS^T kept as
+ *                written, read as dS for dQ
+ *
+ * (fragment layouts: tc_common.cuh's header; lane l addresses row l % 8 of
+ * 8x8 matrix l / 8, and matrix i lands in register i). */
+#ifndef STF_BWD_TC_COMMON_CUH
+#define STF_BWD_TC_COMMON_CUH
+
+#include "../05b_tensor_cores/tc_common.cuh"
+#include "bwd_common.cuh"
+
+template <int D> __device__ __forceinline__ uint32_t bwd_off(int r, int c) { return tc_layout<D>::off(r, c); }
+
+/* A (m x k) stored [m][k]: a0 rows 0-7 k 0-7, a1 rows 8-15 k 0-7, a2 rows 0-7
+ * k 8-15, a3 rows 8-15 k 8-15. */
+template <int D> __device__ __forceinline__ void bwd_ldsm_a(uint32_t (&r)[4], uint32_t tile, int m0, int kk)
+{
+    const int lane = threadIdx.x % 32;
+    tc_ldsm_x4(r, tile + bwd_off<D>(m0 + (lane & 15), 2 * kk + (lane >> 4)));
+}
+/* B (k x n) stored [n][k] (K for S = Q K^T): r0, r1 for n-tile n0 / 8, r2, r3
+ * for the next one. */
+template <int D> __device__ __forceinline__ void bwd_ldsm_b(uint32_t (&r)[4], uint32_t tile, int n0, int kk)
+{
+    const int lane = threadIdx.x % 32;
+    tc_ldsm_x4(r, tile + bwd_off<D>(n0 + (lane & 7) + ((lane >> 4) << 3), 2 * kk + ((lane >> 3) & 1)));
+}
+/* B (k x n) stored [k][n] (V for O = P V): rows k0 .. k0 + 15, chunk nc (r0,
+ * r1) and nc + 1 (r2, r3). */
+template <int D> __device__ __forceinline__ void bwd_ldsm_bt(uint32_t (&r)[4], uint32_t tile, int k0, int nc)
+{
+    const int lane = threadIdx.x % 32;
+    tc_ldsm_x4_trans(r, tile + bwd_off<D>(k0 + (lane & 15), nc + (lane >> 4)));
+}
+/* A (m x k) stored [k][m]: a0 = keys k0..+7 of rows chunk mc, a1 = chunk
+ * mc + 1, a2, a3 the same for keys k0 + 8 .. +15. */
+template <int D> __device__ __forceinline__ void bwd_ldsm_at(uint32_t (&r)[4], uint32_t tile, int k0, int mc)
+{
+    const int lane = threadIdx.x % 32;
+    tc_ldsm_x4_trans(r, tile + bwd_off<D>(k0 + (lane & 7) + ((lane >> 4) << 3), mc + ((lane >> 3) & 1)));
+}
+
+/* ---------------------------------------------------------------- the K/V-block kernel
+ *
+ * One thread block per block of BKV = 16 WARPS keys of one K/V head (WARPS
+ * = 4 or 8: bwd_tc_warps below); warp w
+ * owns keys 16 w .. 16 w + 15 and their rows of dK and dV (fp32 registers:
+ * 2 x 16 x d per warp). The loop runs over the group's query heads and their
+ * query blocks of BQ = 64 rows (causal: from the first row that sees the
+ * block's first key), Q_i, dO_i, L_i, D_i double-buffered by cp.async.
+ * Per warp and query block, everything transposed (rows = the warp's keys,
+ * columns = the 64 queries), so that P^T and dS^T come out of the C
+ * fragments in the layout of an A fragment for dV += P^T dO and
+ * dK += dS^T Q (tc_pack_p: they never leave registers):
+ *   S^T  = K_w Q_i^T            A: K (ldsm_a), B: Q as stored (ldsm_b)
+ *   P^T  = 2^(S^T scale log2 e - L2)   (L2 per column: shared memory)
+ *   dV_w += P^T dO_i            A: P^T (registers), B: dO transposed (ldsm_bt)
+ *   dP^T = V_w dO_i^T           A: V (ldsm_a), B: dO as stored (ldsm_b)
+ *   dS^T = P^T (dP^T - D)
+ *   dK_w += dS^T Q_i            A: dS^T (registers), B: Q transposed (ldsm_bt)
+ * With DQ (the atomic kernel), dQ_i += dS K_j needs every warp's keys: dS^T
+ * goes to shared memory (16-bit, [key][query]), a barrier, then warp w
+ * computes 16 query rows (w % 4) x D / (WARPS / 4) dims of dS K_j (A: dS^T
+ * read transposed, ldsm_at; B: K transposed, ldsm_bt) and adds them into the
+ * fp32 accumulator with red.global.add (float2 atomics, sm_90).
+ * Without DQ (the deterministic kernel), dQ is left to bwd_tc2_det.cu's
+ * second kernel. */
+#define BWD_BQ 64
+
+template <int D, int WARPS> struct bwd_kv_cfg {
+    static constexpr int BKV = 16 * WARPS;
+    static constexpr int KVB = tc_layout<D>::bytes(BKV), QB = tc_layout<D>::bytes(BWD_BQ);
+    static constexpr int DSB = tc_layout<BWD_BQ>::bytes(BKV);
+    /* K | V | Q[0] | dO[0] | Q[1] | dO[1] | dS^T | L2[2][BQ] | D[2][BQ] */
+    static constexpr int smem(bool dq) { return 2 * KVB + 4 * QB + (dq ? DSB : 0) + 4 * 4 * BWD_BQ; }
+};
+
+/* MINB: thread blocks per SM asked of the register allocator (2 blocks of 4
+ * warps or 1 of 8 leave each thread 255 registers; 3 of 4 warps, 168). */
+template <typename T, int D, int WARPS, bool DQ, int MINB>
+__global__ void __launch_bounds__(WARPS * 32, MINB) bwd_tc_kv_kernel(bwd_args_t a)
+{
+    using C = bwd_kv_cfg<D, WARPS>;
+    constexpr int BKV = C::BKV, BQ = BWD_BQ, NT = WARPS * 32, NJ = BQ / 8;
+    extern __shared__ uint4 bwd_kv_smem[];
+    char *smem = reinterpret_cast<char *>(bwd_kv_smem);
+    const uint32_t aS = tc_smem_addr(smem);
+    const uint32_t aK = aS, aV = aS + C::KVB, aQ0 = aS + 2 * C::KVB; /* stage s: Q at aQ0 + 2 s QB, dO + QB */
+    float *L2s = reinterpret_cast<float *>(smem + 2 * C::KVB + 4 * C::QB + (DQ ? C::DSB : 0)); /* [2][BQ] */
+    float *Dss = L2s + 2 * BQ;
+
+    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, c = lane % 4;
+    const int kv0 = blockIdx.x * BKV, wk0 = kv0 + 16 * warp;
+    const size_t kvh = (size_t)blockIdx.z * a.kv_heads + blockIdx.y;
+    const T *K = reinterpret_cast<const T *>(a.k) + kvh * a.seq_kv * D;
+    const T *V = reinterpret_cast<const T *>(a.v) + kvh * a.seq_kv * D;
+    const int off = a.seq_kv - a.seq_q;
+    const int qfirst = a.causal ? max(0, kv0 - off) : 0;
+    const int qb0 = qfirst / BQ;
+    const int nqb = qfirst < a.seq_q ? (a.seq_q + BQ - 1) / BQ - qb0 : 0;
+    const int niter = a.group * nqb;
+
+    /* iteration it: query head kvh G + it / nqb, query block qb0 + it % nqb */
+    auto load = [&](int it, int st) {
+        const size_t qh = kvh * a.group + it / nqb;
+        const int q0 = (qb0 + it % nqb) * BQ;
+        const uint32_t aQ = aQ0 + st * 2 * C::QB;
+        tc_tile_async<T, D, BQ, NT>(aQ, reinterpret_cast<const T *>(a.q) + (qh * a.seq_q + q0) * D, a.seq_q - q0);
+        tc_tile_async<T, D, BQ, NT>(aQ + C::QB, reinterpret_cast<const T *>(a.dout) + (qh * a.seq_q + q0) * D,
+                                    a.seq_q - q0);
+        for (int i = threadIdx.x; i < BQ; i += NT) {
+            L2s[st * BQ + i] = bwd_lse2(a, a.lse + qh * a.seq_q, q0 + i);
+            Dss[st * BQ + i] = q0 + i < a.seq_q ? a.dsum[qh * a.seq_q + q0 + i] : 0.0f;
+        }
+    };
+    tc_tile_async<T, D, BKV, NT>(aK, K + (size_t)kv0 * D, a.seq_kv - kv0);
+    tc_tile_async<T, D, BKV, NT>(aV, V + (size_t)kv0 * D, a.seq_kv - kv0);
+    if (niter > 0) load(0, 0);
+    tc_cp_async_commit();
+
+    float dk[D / 8][4], dv[D / 8][4];
+#pragma unroll
+    for (int n = 0; n < D / 8; n++)
+#pragma unroll
+        for (int e = 0; e < 4; e++) dk[n][e] = dv[n][e] = 0.0f;
+
+    for (int it = 0; it < niter; it++) {
+        const int st = it & 1;
+        tc_cp_async_wait<0>();
+        __syncthreads(); /* stage st has landed, and every warp is done with stage st ^ 1 */
+        if (it + 1 < niter) load(it + 1, st ^ 1);
+        tc_cp_async_commit();
+
+        const int q0 = (qb0 + it % nqb) * BQ;
+        const uint32_t aQ = aQ0 + st * 2 * C::QB, adO = aQ + C::QB;
+        const float *L2 = L2s + st * BQ, *Dv = Dss + st * BQ;
+        const int qlast = min(q0 + BQ, a.seq_q) - 1;
+        /* no (query, key) pair of this warp visible: P = dS = 0 */
+        const bool skip = wk0 >= a.seq_kv || (a.causal && wk0 > qlast + off);
+        float s[NJ][4], dp[NJ][4];
+        if (!skip) {
+#pragma unroll
+            for (int j = 0; j < NJ; j++) s[j][0] = s[j][1] = s[j][2] = s[j][3] = 0.0f;
+#pragma unroll
+            for (int kk = 0; kk < D / 16; kk++) {
+                uint32_t ka[4];
+                bwd_ldsm_a<D>(ka, aK, 16 * warp, kk);
+#pragma unroll
+                for (int j = 0; j < NJ; j += 2) {
+                    uint32_t qb[4];
+                    bwd_ldsm_b<D>(qb, aQ, 8 * j, kk);
+                    tc_mma<T>(s[j], ka, qb[0], qb[1]);
+                    tc_mma<T>(s[j + 1], ka, qb[2], qb[3]);
+                }
+            }
+            const bool mask = wk0 + 16 > a.seq_kv || (a.causal && wk0 + 15 > q0 + off);
+#pragma unroll
+            for (int j = 0; j < NJ; j++) {
+                /* the two queries of this thread's columns: one 8-byte load */
+                const float2 l2 = *reinterpret_cast<const float2 *>(L2 + 8 * j + 2 * c);
+#pragma unroll
+                for (int e = 0; e < 4; e++) {
+                    const int ql = 8 * j + 2 * c + (e & 1), key = wk0 + g + 8 * (e >> 1);
+                    float p = tc_exp2(fmaf(s[j][e], a.scale_log2, -((e & 1) ? l2.y : l2.x)));
+                    if (mask && !bwd_visible(a, q0 + ql, key)) p = 0.0f;
+                    s[j][e] = p;
+                }
+            }
+            /* dV_w += P^T dO_i */
+#pragma unroll
+            for (int kq = 0; kq < BQ / 16; kq++) {
+                uint32_t pa[4];
+                tc_pack_p<T>(pa, s[2 * kq], s[2 * kq + 1]);
+#pragma unroll
+                for (int n = 0; n < D / 8; n += 2) {
+                    uint32_t ob[4];
+                    bwd_ldsm_bt<D>(ob, adO, 16 * kq, n);
+                    tc_mma<T>(dv[n], pa, ob[0], ob[1]);
+                    tc_mma<T>(dv[n + 1], pa, ob[2], ob[3]);
+                }
+            }
+            /* dP^T = V_w dO_i^T, then dS^T = P^T (dP^T - D) */
+#pragma unroll
+            for (int j = 0; j < NJ; j++) dp[j][0] = dp[j][1] = dp[j][2] = dp[j][3] = 0.0f;
+#pragma unroll
+            for (int kk = 0; kk < D / 16; kk++) {
+                uint32_t va[4];
+                bwd_ldsm_a<D>(va, aV, 16 * warp, kk);
+#pragma unroll
+                for (int j = 0; j < NJ; j += 2) {
+                    uint32_t ob[4];
+                    bwd_ldsm_b<D>(ob, adO, 8 * j, kk);
+                    tc_mma<T>(dp[j], va, ob[0], ob[1]);
+                    tc_mma<T>(dp[j + 1], va, ob[2], ob[3]);
+                }
+            }
+#pragma unroll
+            for (int j = 0; j < NJ; j++) {
+                const float2 dd = *reinterpret_cast<const float2 *>(Dv + 8 * j + 2 * c);
+#pragma unroll
+                for (int e = 0; e < 4; e++) dp[j][e] = s[j][e] * (dp[j][e] - ((e & 1) ? dd.y : dd.x));
+            }
+            /* dK_w += dS^T Q_i */
+#pragma unroll
+            for (int kq = 0; kq < BQ / 16; kq++) {
+                uint32_t da[4];
+                tc_pack_p<T>(da, dp[2 * kq], dp[2 * kq + 1]);
+#pragma unroll
+                for (int n = 0; n < D / 8; n += 2) {
+                    uint32_t qb[4];
+                    bwd_ldsm_bt<D>(qb, aQ, 16 * kq, n);
+                    tc_mma<T>(dk[n], da, qb[0], qb[1]);
+                    tc_mma<T>(dk[n + 1], da, qb[2], qb[3]);
+                }
+            }
+        }
+        if constexpr (DQ) {
+            const uint32_t aDS = aS + 2 * C::KVB + 4 * C::QB;
+            /* dS^T -> shared memory [key][query], 16-bit (zeros for a skipped warp) */
+#pragma unroll
+            for (int j = 0; j < NJ; j++)
+#pragma unroll
+                for (int r = 0; r < 2; r++) {
+                    const uint32_t v = skip ? 0u : tc_pack<T>(dp[j][2 * r], dp[j][2 * r + 1]);
+                    *reinterpret_cast<uint32_t *>(smem + (aDS - aS) + bwd_off<BQ>(16 * warp + g + 8 * r, j) + 4 * c) = v;
+                }
+            __syncthreads();
+            /* dQ_i (BQ x D) += dS K_j: warp w: rows 16 (w % 4) .., dims part w / 4 */
+            constexpr int PARTS = WARPS / 4, NDQ = D / 8 / PARTS;
+            /* n-tiles per pass (bounds the live accumulators): an even divisor of NDQ, at most 8 */
+            constexpr int CHUNK = NDQ <= 8 ? NDQ : NDQ % 8 == 0 ? 8 : NDQ % 6 == 0 ? 6 : 4;
+            static_assert(NDQ % CHUNK == 0 && CHUNK % 2 == 0, "dQ passes");
+            const int qw = warp % 4, n0 = (warp / 4) * NDQ;
+            const size_t qh = kvh * a.group + it / nqb;
+            float *dQ = a.dqacc + (qh * a.seq_q + q0 + 16 * qw) * D;
+#pragma unroll
+            for (int nc = 0; nc < NDQ; nc += CHUNK) {
+                float acc[CHUNK][4];
+#pragma unroll
+                for (int n = 0; n < CHUNK; n++) acc[n][0] = acc[n][1] = acc[n][2] = acc[n][3] = 0.0f;
+#pragma unroll
+                for (int kk = 0; kk < BKV / 16; kk++) {
+                    uint32_t da[4];
+                    bwd_ldsm_at<BQ>(da, aDS, 16 * kk, 2 * qw);
+#pragma unroll
+                    for (int n = 0; n < CHUNK; n += 2) {
+                        uint32_t kb[4];
+                        bwd_ldsm_bt<D>(kb, aK, 16 * kk, n0 + nc + n);
+                        tc_mma<T>(acc[n], da, kb[0], kb[1]);
+                        tc_mma<T>(acc[n + 1], da, kb[2], kb[3]);
+                    }
+                }
+#pragma unroll
+                for (int r = 0; r < 2; r++) {
+                    const int row = g + 8 * r;
+                    if (q0 + 16 * qw + row < a.seq_q)
+#pragma unroll
+                        for (int n = 0; n < CHUNK; n++)
+                            atomicAdd(reinterpret_cast<float2 *>(dQ + (size_t)row * D + 8 * (n0 + nc + n) + 2 * c),
+                                      make_float2(acc[n][2 * r], acc[n][2 * r + 1]));
+                }
+            }
+        }
+    }
+
+    tc_cp_async_wait<0>(); /* nothing left in flight when the block exits (niter = 0) */
+    /* dK = scale dK, dV: the warp's 16 key rows, written once */
+    T *dK = reinterpret_cast<T *>(a.dk) + kvh * a.seq_kv * D;
+    T *dV = reinterpret_cast<T *>(a.dv) + kvh * a.seq_kv * D;
+#pragma unroll
+    for (int r = 0; r < 2; r++) {
+        const int key = wk0 + g + 8 * r;
+        if (key >= a.seq_kv) continue;
+#pragma unroll
+        for (int n = 0; n < D / 8; n++) {
+            *reinterpret_cast<uint32_t *>(dK + (size_t)key * D + 8 * n + 2 * c) =
+                tc_pack<T>(dk[n][2 * r] * a.scale, dk[n][2 * r + 1] * a.scale);
+            *reinterpret_cast<uint32_t *>(dV + (size_t)key * D + 8 * n + 2 * c) = tc_pack<T>(dv[n][2 * r], dv[n][2 * r + 1]);
+        }
+    }
+}
+
+/* Warps of the K/V-block kernel (16 keys each) at head dim d, as measured
+ * (notes/08's table): at d = 128, 8 warps (128-key blocks: half the Q/dO
+ * tile loads and dQ atomics per key) beat 4; at d = 64 the two tie.
+ * STF_BWD_TC_WARPS=4 or 8 overrides it (measurement runs; the tests run
+ * both). */
+static inline int bwd_tc_warps(int d)
+{
+    const int w = bwd_env_int("STF_BWD_TC_WARPS", 0);
+    return w == 4 || w == 8 ? w : d > 64 ? 8 : 4;
+}
+
+template <typename T, int D, int WARPS, bool DQ, int MINB> static void bwd_tc_kv_launch_cfg(const bwd_args_t &a)
+{
+    constexpr int smem = bwd_kv_cfg<D, WARPS>::smem(DQ);
+    bwd_raise_smem<bwd_tc_kv_kernel<T, D, WARPS, DQ, MINB>>(smem);
+    dim3 grid((unsigned)((a.seq_kv + 16 * WARPS - 1) / (16 * WARPS)), (unsigned)a.kv_heads, (unsigned)a.batch);
+    bwd_tc_kv_kernel<T, D, WARPS, DQ, MINB><<<grid, WARPS * 32, smem>>>(a);
+    LAUNCH_CHECK();
+}
+
+/* The K/V-block kernel in its configuration for head dim D (bwd_tc_warps;
+ * at d <= 64, STF_BWD_TC_MINB=3 asks for 3 blocks of 4 warps per SM: a
+ * measurement knob, tested like the others). */
+template <typename T, int D, bool DQ> static void bwd_tc_kv_launch(const bwd_args_t &a)
+{
+    if (a.seq_kv == 0) return;
+    if (bwd_tc_warps(D) == 8) bwd_tc_kv_launch_cfg<T, D, 8, DQ, 1>(a);
+    else if (D <= 64 && bwd_env_int("STF_BWD_TC_MINB", 2) == 3) bwd_tc_kv_launch_cfg<T, D, 4, DQ, D <= 64 ? 3 : 2>(a);
+    else bwd_tc_kv_launch_cfg<T, D, 4, DQ, 2>(a);
+}
+
+
+/* Calls f.template run<T, D>() for a tensor-core storage type and head dim. */
+template <typename F> static int bwd_tc_dispatch(dtype_t dt, int d, F &f)
+{
+#define BWD_TC_DIMS(T)                                                                             \
+    switch (d) {                                                                                   \
+    case 32: return f.template run<T, 32>();                                                       \
+    case 64: return f.template run<T, 64>();                                                       \
+    case 96: return f.template run<T, 96>();                                                       \
+    case 128: return f.template run<T, 128>();                                                     \
+    default: return -1;                                                                            \
+    }
+    if (dt == DT_F16) BWD_TC_DIMS(__half)
+    if (dt == DT_BF16) BWD_TC_DIMS(__nv_bfloat16)
+#undef BWD_TC_DIMS
+    return -1;
+}
+
+#endif
