@@ -1,0 +1,118 @@
+#!/usr/bin/env bash
+# s03's GPU run (issue 21: stage 03 beyond one SM, second pass), for the
+# coordinator: run from the worktree root on the H200 with RESULTS set.
+# Phases, each skipped once the time slice (150 s) runs short:
+#   build   stage 03's program and test_softmax (only stages 01-03 and common:
+#           test_softmax is linked by hand against those, not the whole tree)
+#   bench   the target shapes: 1 x 1048576 fp32, 16 x 256000 fp32 and bf16,
+#           4096 x 65536 and 1024 x 262144 fp32 (stage 03 and stage 01's copy
+#           of the same shape), CSV + log
+#   test    test_softmax, GPU cases only
+#   san     compute-sanitizer memcheck and racecheck on the new kernels (the
+#           program on small shapes, where each path applies)
+#   torch   torch.softmax on the five shapes, timed as plots/torch_softmax.py
+#   ncu     one Nsight Compute profile of each new kernel
+set -uo pipefail
+RESULTS=${RESULTS:-build/s03-results}
+mkdir -p "$RESULTS"
+T0=$(date +%s)
+left() { echo $((150 - ($(date +%s) - T0))); }
+summary=()
+note() { summary+=("$1"); echo "== $1"; }
+
+B=build
+S03=$B/bin/03_online_softmax
+S01=$B/bin/01_naive_softmax
+objs="$B/obj/tests/test_softmax.o $B/obj/tests/harness.o $B/lib/lib03_online_softmax.a $B/lib/lib02_safe_softmax.a \
+$B/lib/lib01_naive_softmax.a $B/lib/libcommon.a"
+{
+    make -j16 "$S03" "$S01" $objs &&
+        LDLIBS=$(make --no-print-directory --eval='print-%: ; @echo $($*)' print-LDLIBS) &&
+        LDFLAGS=$(make --no-print-directory --eval='print-%: ; @echo $($*)' print-LDFLAGS) &&
+        cc $LDFLAGS $objs -lcmocka -Wl,-rpath,'$ORIGIN' $LDLIBS -o $B/bin/test_softmax &&
+        { cp -L /usr/lib/x86_64-linux-gnu/libcmocka.so.0 $B/bin/ 2>/dev/null || true; }
+} >"$RESULTS/build.log" 2>&1
+rc=$?
+note "build rc=$rc ($(($(date +%s) - T0)) s)"
+[ $rc = 0 ] || { tail -30 "$RESULTS/build.log"; printf '%s\n' "${summary[@]}"; exit 1; }
+nvidia-smi --query-gpu=name,clocks.sm,clocks.mem --format=csv >"$RESULTS/gpu.txt" 2>&1
+
+# ---- bench
+it=(--iters 10 --warmup 3)
+rm -f "$RESULTS/s03_split.csv"
+for s in "1 1048576 fp32" "16 256000 fp32" "16 256000 bf16" "4096 65536 fp32" "1024 262144 fp32"; do
+    set -- $s
+    [ "$(left)" -gt 40 ] || { note "bench $s skipped (time)"; continue; }
+    for p in "$S01" "$S03"; do
+        echo "+ $p --rows $1 --cols $2 --dtype $3" >>"$RESULTS/bench.log"
+        timeout 40 "$p" --device gpu --rows "$1" --cols "$2" --dtype "$3" "${it[@]}" --csv "$RESULTS/s03_split.csv" \
+            >>"$RESULTS/bench.log" 2>&1 || note "bench $p $s failed rc=$?"
+    done
+done
+note "bench done ($(($(date +%s) - T0)) s)"
+
+# ---- tests
+if [ "$(left)" -gt 30 ]; then
+    STF_GPU_ONLY=1 STF_BIN_DIR=$B/bin timeout $(($(left) - 20)) $B/bin/test_softmax >"$RESULTS/test_softmax.log" 2>&1
+    note "test_softmax (GPU cases) rc=$? ($(($(date +%s) - T0)) s): $(grep -E 'PASSED|FAILED  \]' "$RESULTS/test_softmax.log" | tr '\n' ' ')"
+else
+    note "test_softmax skipped (time)"
+fi
+
+# ---- compute-sanitizer on the new kernels, small shapes
+san() {
+    local tool=$1
+    shift
+    [ "$(left)" -gt 15 ] || { note "$tool $* skipped (time)"; return; }
+    timeout $(($(left) - 10)) compute-sanitizer --tool "$tool" --error-exitcode 1 "$S03" --device gpu --iters 1 --warmup 0 "$@" \
+        >>"$RESULTS/sanitizer.log" 2>&1
+    note "compute-sanitizer $tool $*: rc=$? $(grep -E 'ERROR SUMMARY|RACECHECK SUMMARY' "$RESULTS/sanitizer.log" | tail -1)"
+}
+export STF_NO_HWC=1
+san memcheck --rows 1 --cols 65536       # merge-wave (one row over the wave), merge-persist (cluster of 4)
+san memcheck --rows 3 --cols 65537 --dtype bf16 # single elements, cluster of 5
+san racecheck --rows 5 --cols 65536      # merge-persist: 5 rows over the clusters (cp.async staging), merge-wave
+san memcheck --rows 2 --cols 131072 --dtype fp16
+unset STF_NO_HWC
+
+# ---- torch.softmax, same shapes, same timing as plots/torch_softmax.py
+if [ "$(left)" -gt 20 ]; then
+    timeout $(($(left) - 10)) python3 - >"$RESULTS/torch.log" 2>&1 <<'EOF'
+import statistics, torch
+dev = torch.device("cuda")
+flush = torch.empty(2 * torch.cuda.get_device_properties(dev).L2_cache_size, dtype=torch.uint8, device=dev)
+for dt, name, rows, cols in ((torch.float32, "fp32", 1, 1048576), (torch.float32, "fp32", 16, 256000),
+                             (torch.bfloat16, "bf16", 16, 256000), (torch.float32, "fp32", 4096, 65536),
+                             (torch.float32, "fp32", 1024, 262144)):
+    x = (torch.rand(rows, cols, device=dev, dtype=torch.float32) * 2 - 1).to(dt)
+    times = []
+    for i in range(13):
+        flush.zero_()
+        s, e = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        s.record(); torch.softmax(x, dim=-1); e.record(); torch.cuda.synchronize()
+        if i >= 3: times.append(s.elapsed_time(e))
+    ms = statistics.median(times)
+    print(f"torch.softmax {name} {rows} x {cols} {ms:.4f} ms {2 * x.numel() * x.element_size() / (ms * 1e-3) / 1e9:.1f} GB/s "
+          f"(torch {torch.__version__})", flush=True)
+EOF
+    note "torch rc=$? ($(($(date +%s) - T0)) s)"
+fi
+
+# ---- Nsight Compute: the new kernels
+prof() {
+    local name=$1
+    shift
+    [ "$(left)" -gt 25 ] || { note "ncu $name skipped (time)"; return; }
+    STF_NO_HWC=1 timeout $(($(left) - 10)) ncu --clock-control none -k "regex:merge_(wave|persist)_kernel" -c 1 \
+        --section SpeedOfLight --section MemoryWorkloadAnalysis --section Occupancy --section LaunchStats \
+        --section WarpStateStats "$S03" --device gpu --iters 1 --warmup 0 "$@" >"$RESULTS/ncu_$name.txt" 2>&1
+    note "ncu $name rc=$?"
+}
+prof wave_1x1048576 --rows 1 --cols 1048576
+prof persist_1024x262144 --rows 1024 --cols 262144
+
+echo
+echo "s03 summary ($(($(date +%s) - T0)) s):"
+printf '  %s\n' "${summary[@]}"
+grep -hE "^ +0[0-9] +(copy|online|online-split|merge-wave|merge-cluster|merge-persist) gpu" "$RESULTS/bench.log" |
+    awk '{printf "  %-14s %-5s %7s x %-8s %9s GB/s %6s%%\n", $2, $4, $5, $6, $(NF-6), $(NF-5)}' 2>/dev/null
