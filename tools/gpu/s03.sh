@@ -40,7 +40,7 @@ nvidia-smi --query-gpu=name,clocks.sm,clocks.mem --format=csv >"$RESULTS/gpu.txt
 # ---- bench
 it=(--iters 10 --warmup 3)
 rm -f "$RESULTS/s03_split.csv"
-for s in "1 1048576 fp32" "16 256000 fp32" "16 256000 bf16" "4096 65536 fp32" "1024 262144 fp32"; do
+for s in "1 1048576 fp32" "16 256000 fp32" "16 256000 bf16" "4096 65536 fp32" "2048 131072 fp32" "1024 262144 fp32"; do
     set -- $s
     [ "$(left)" -gt 40 ] || { note "bench $s skipped (time)"; continue; }
     for p in "$S01" "$S03"; do
@@ -75,6 +75,12 @@ san racecheck --rows 5 --cols 65536      # merge-persist: 5 rows over the cluste
 san memcheck --rows 2 --cols 131072 --dtype fp16
 unset STF_NO_HWC
 
+# ---- experiment: the persistent clusters of 1024-thread blocks (8 a row)
+if [ "$(left)" -gt 25 ]; then
+    STF_CLUSTER_THREADS=1024 timeout 20 "$S03" --device gpu --rows 1024 --cols 262144 "${it[@]}" >"$RESULTS/exp_threads1024.log" 2>&1
+    note "experiment STF_CLUSTER_THREADS=1024 rc=$?"
+fi
+
 # ---- torch.softmax, same shapes, same timing as plots/torch_softmax.py
 if [ "$(left)" -gt 20 ]; then
     timeout $(($(left) - 10)) python3 - >"$RESULTS/torch.log" 2>&1 <<'EOF'
@@ -83,7 +89,7 @@ dev = torch.device("cuda")
 flush = torch.empty(2 * torch.cuda.get_device_properties(dev).L2_cache_size, dtype=torch.uint8, device=dev)
 for dt, name, rows, cols in ((torch.float32, "fp32", 1, 1048576), (torch.float32, "fp32", 16, 256000),
                              (torch.bfloat16, "bf16", 16, 256000), (torch.float32, "fp32", 4096, 65536),
-                             (torch.float32, "fp32", 1024, 262144)):
+                             (torch.float32, "fp32", 2048, 131072), (torch.float32, "fp32", 1024, 262144)):
     x = (torch.rand(rows, cols, device=dev, dtype=torch.float32) * 2 - 1).to(dt)
     times = []
     for i in range(13):
