@@ -64,7 +64,9 @@ san() {
     local tool=$1
     shift
     [ "$(left)" -gt 15 ] || { note "$tool $* skipped (time)"; return; }
-    timeout $(($(left) - 10)) compute-sanitizer --tool "$tool" --error-exitcode 1 "$S03" --device gpu --iters 1 --warmup 0 "$@" \
+    local cap=$(($(left) - 10))
+    [ $cap -gt 30 ] && cap=30
+    timeout $cap compute-sanitizer --tool "$tool" --error-exitcode 1 "$S03" --device gpu --iters 1 --warmup 0 "$@" \
         >>"$RESULTS/sanitizer.log" 2>&1
     note "compute-sanitizer $tool $*: rc=$? $(grep -E 'ERROR SUMMARY|RACECHECK SUMMARY' "$RESULTS/sanitizer.log" | tail -1)"
 }
