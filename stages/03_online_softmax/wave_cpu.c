@@ -33,6 +33,7 @@
  * Run: build/bin/03_online_softmax --device cpu --rows 1 --cols 1048576 */
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 
 #include "online.h"
 
@@ -40,6 +41,15 @@ static size_t g_forced;
 
 void softmax_wave_set_chunks(size_t chunks) { g_forced = chunks; }
 size_t softmax_wave_forced(void) { return g_forced; }
+
+/* STF_WAVE_CHUNKS=P forces P chunks a row (experiments), as the tests'
+ * softmax_wave_set_chunks does. */
+static size_t forced_chunks(void)
+{
+    if (g_forced) return g_forced;
+    const char *e = getenv("STF_WAVE_CHUNKS");
+    return e ? strtoul(e, NULL, 10) : 0;
+}
 
 size_t softmax_wave_extra_bytes(size_t rows, size_t chunks) { return rows * (8 * chunks + 8 * chunks * chunks); }
 
@@ -53,15 +63,16 @@ size_t softmax_wave_chunks(size_t rows, size_t cols, dtype_t dt, size_t slots, c
 {
     const size_t vec = vec_of(cols, dt), nvec = cols / vec, cap = (size_t)WAVE_THREADS * WAVE_PER_THREAD / vec;
     const size_t need = (nvec + cap - 1) / cap; /* chunks that fit one block's registers */
-    if (g_forced) {
-        const size_t chunk = (nvec + g_forced - 1) / g_forced;
-        if (rows * g_forced > slots || chunk > cap) {
+    const size_t forced = forced_chunks();
+    if (forced) {
+        const size_t chunk = (nvec + forced - 1) / forced;
+        if (rows * forced > slots || chunk > cap) {
             snprintf(why, n, "%zu rows x %zu forced chunks (of %zu vectors): more blocks than the %zu that fit at once, "
-                     "or a chunk beyond one block's %zu vectors", rows, g_forced, chunk, slots, cap);
+                     "or a chunk beyond one block's %zu vectors", rows, forced, chunk, slots, cap);
             return 0;
         }
-        snprintf(why, n, "%zu chunks a row, forced (softmax_wave_set_chunks)", g_forced);
-        return g_forced;
+        snprintf(why, n, "%zu chunks a row, forced", forced);
+        return forced;
     }
     if (rows * (need ? need : 1) > slots) {
         snprintf(why, n,

@@ -156,6 +156,15 @@ extern "C" size_t merge_wave_gpu_slots(dtype_t dt, size_t cols)
     return s;
 }
 
+/* STF_WAVE_COOP=0: an ordinary launch (experiments: what the cooperative
+ * launch costs). Safe only while nothing else occupies the GPU, since the
+ * runtime then no longer refuses a grid that cannot be resident. */
+static int coop_launch(void)
+{
+    const char *e = getenv("STF_WAVE_COOP");
+    return !(e && e[0] == '0');
+}
+
 extern "C" void softmax_merge_wave_gpu(const void *x, void *y, size_t rows, size_t cols, dtype_t dt)
 {
     char why[256];
@@ -176,7 +185,7 @@ extern "C" void softmax_merge_wave_gpu(const void *x, void *y, size_t rows, size
         at[0].id = cudaLaunchAttributeCooperative; /* refused unless every block is resident at once */
         at[0].val.cooperative = 1;
         cfg.attrs = at;
-        cfg.numAttrs = 1;
+        cfg.numAttrs = coop_launch() ? 1 : 0;
         CUDA_CHECK(cudaLaunchKernelEx(&cfg, merge_wave_kernel<T, VEC>, (const T *)x, (T *)y, (int)cols, (int)P, chunk,
                                       g_part, g_count, g_count + g_row_cap));
     });

@@ -82,6 +82,18 @@ if [ "$(left)" -gt 25 ]; then
     STF_CLUSTER_THREADS=1024 timeout 20 "$S03" --device gpu --rows 1024 --cols 262144 "${it[@]}" >"$RESULTS/exp_threads1024.log" 2>&1
     note "experiment STF_CLUSTER_THREADS=1024 rc=$?"
 fi
+# ---- experiments: merge-wave with 132 chunks (one block an SM), and without the cooperative launch
+if [ "$(left)" -gt 25 ]; then
+    for e in STF_WAVE_CHUNKS=132 STF_WAVE_COOP=0; do
+        for s in "1 1048576 fp32" "16 256000 bf16"; do
+            set -- $s
+            [ $e = STF_WAVE_CHUNKS=132 ] && [ $1 = 16 ] && continue
+            echo "+ $e $S03 --rows $1 --cols $2 --dtype $3" >>"$RESULTS/exp_wave.log"
+            env $e timeout 15 "$S03" --device gpu --rows "$1" --cols "$2" --dtype "$3" "${it[@]}" >>"$RESULTS/exp_wave.log" 2>&1
+        done
+    done
+    note "experiments merge-wave done"
+fi
 
 # ---- torch.softmax, same shapes, same timing as plots/torch_softmax.py
 if [ "$(left)" -gt 20 ]; then
