@@ -143,7 +143,10 @@ size_t softmax_wave_extra_bytes(size_t rows, size_t chunks);
 size_t merge_wave_gpu_slots(dtype_t dt, size_t cols);
 
 /* ---- merge-persist (persist_cpu.c, persist_gpu.cu): merge_cluster_plan's
- * clusters, a grid of as many as fit at once, each looping over rows. */
+ * clusters, a grid of as many as fit at once, each looping over rows;
+ * clusters of small blocks at most PERSIST_SMALL_MAX (larger rows take
+ * large blocks). */
+#define PERSIST_SMALL_MAX 8
 /* GPU side: as merge_cluster_gpu_limits, for the persistent kernel (its
  * staging buffer in shared memory included). */
 int merge_persist_gpu_limits(dtype_t dt, size_t cols, int *max_s, int *max_l, char *why, size_t why_len);

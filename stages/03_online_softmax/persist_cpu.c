@@ -8,8 +8,10 @@
  * stayed empty until a whole cluster's worth was free in a GPC, and the
  * blocks of a cluster loaded, waited and stored in lockstep.
  *
- * The plan (cluster size, block size) is merge_cluster_plan's, so the two
- * paths differ in this one change. The CPU simulation: rows in the
+ * The plan (cluster size, block size) is merge_cluster_plan's, with clusters
+ * of small blocks capped at 8 (PERSIST_SMALL_MAX; longer rows take large
+ * blocks): persistent clusters of 16 small blocks left 40 of the H200's 264
+ * block slots empty for the whole kernel, not just between rows. The CPU simulation: rows in the
  * persistent order, the next row's chunk staged on chip (the ledger's on-chip
  * memory holds two rows: the cluster's registers and its shared memory) while
  * the current one is reduced; exactly 1 load + 1 store per element.
@@ -33,7 +35,7 @@ int softmax_merge_persist_cpu(hbm_t *x, hbm_t *y, size_t rows, size_t cols)
     const dtype_t dt = x->dt;
     const size_t es = dtype_size(dt);
     cluster_plan_t p;
-    if (!merge_cluster_plan(cols, dt, CLUSTER_NONPORTABLE_MAX, CLUSTER_NONPORTABLE_MAX, &p, why, sizeof why)) {
+    if (!merge_cluster_plan(cols, dt, PERSIST_SMALL_MAX, CLUSTER_NONPORTABLE_MAX, &p, why, sizeof why)) {
         fprintf(stderr, "merge-persist: %s\n", why);
         return -1;
     }
@@ -75,7 +77,7 @@ int softmax_merge_persist_cpu(hbm_t *x, hbm_t *y, size_t rows, size_t cols)
 static int persist_applies(size_t rows, size_t cols, dtype_t dt, int gpu, char *why, size_t n)
 {
     (void)rows;
-    int max_s = CLUSTER_NONPORTABLE_MAX, max_l = CLUSTER_NONPORTABLE_MAX;
+    int max_s = PERSIST_SMALL_MAX, max_l = CLUSTER_NONPORTABLE_MAX;
     if (gpu) {
 #if HAVE_CUDA
         if (!merge_persist_gpu_limits(dt, cols, &max_s, &max_l, why, n)) return 0;

@@ -7,126 +7,132 @@
  *   1. loads its chunk into registers (thread t: vectors t, t + THREADS,
  *      ..., 32 elements at most; every load issued before the first is used)
  *   2. its chunk's (m, d) from registers (each thread's max, then its sum;
- *      one merge across the block), stored; __threadfence; the row's arrival
- *      counter incremented
- *   3. thread 0 waits (ld.acquire, nanosleep) until the counter reaches P;
- *      then every block loads the row's P states (one a thread) and merges
- *      them with the same tree, so every block holds the same (m, d)
+ *      one merge across the block), published as one 64-bit store into the
+ *      block's slot: the state is its own "ready" flag, so there is no
+ *      counter, no fence and no second read of the states
+ *   3. thread i polls slot i of its row until it is filled (every block is
+ *      resident: the writer is running), and the block merges the P states
+ *      with one tree, the same in every block, so all hold the same (m, d)
  *   4. normalises its chunk from registers and stores it
- * The last block to leave a row (a second counter) resets both counters for
- * the next launch: every block has passed the wait by then.
+ * Slots alternate between two buffers by launch parity; each launch empties
+ * the other buffer for the next one (WAVE_SLOT_CAP slots of 8 bytes).
  * 1 load + 1 store per element, plus rows (8 P + 8 P^2) bytes of partial
- * states (softmax_wave_extra_bytes), L2 hits. online-split's second kernel,
- * its second read of x, its 1.3-1.6 waves and its lone merging block are
- * gone; what is left is one launch and one wait on the slowest block of a
- * row.
+ * states (softmax_wave_extra_bytes), L2 hits, and the 32 KiB of slots
+ * emptied. online-split's second kernel, its second read of x, its 1.3-1.6
+ * waves and its lone merging block are gone; what is left is one launch,
+ * one wait on the slowest block of a row, and each thread's instructions:
+ * in one wave nothing overlaps one block's reductions with another's loads.
  *
  * Run: build/bin/03_online_softmax --rows 1 --cols 1048576 */
 #include "gpu_check.h"
 #include "online.h"
 #include "softmax_device.cuh"
 
-/* Partial states and the two counters per row, grown on demand, freed at
- * exit; the counters start at 0 and are 0 again after every launch. */
-static md_t *g_part;
-static unsigned *g_count; /* rows arrival counters, then rows departure counters */
-static size_t g_part_cap, g_row_cap;
+/* The published states: two buffers of WAVE_SLOT_CAP slots, one per launch
+ * parity. A slot holds a state packed into 64 bits (m low, d high) and is
+ * empty while m's bits are WAVE_EMPTY, a NaN: m is never NaN (it is a max
+ * that starts at -inf, and fmaxf drops NaN). A launch uses slots blockIdx.x
+ * of its buffer and empties the other buffer for the next launch: the two
+ * launches are ordered by the stream, so no slot is emptied while read. */
+#define WAVE_SLOT_CAP 4096
+#define WAVE_EMPTY 0xffffffffu
+static unsigned long long *g_slots;
+static unsigned g_launches;
 
 static void free_workspace(void)
 {
-    if (g_part) (void)cudaFree(g_part); /* at exit: nothing useful to do on failure */
-    if (g_count) (void)cudaFree(g_count);
-    g_part = NULL;
-    g_count = NULL;
+    if (g_slots) (void)cudaFree(g_slots); /* at exit: nothing useful to do on failure */
+    g_slots = NULL;
 }
 
-static void ensure_workspace(size_t rows, size_t chunks)
+static void ensure_workspace(void)
 {
-    static int registered;
-    if (!registered) {
-        atexit(free_workspace);
-        registered = 1;
-    }
-    if (rows * chunks > g_part_cap) {
-        if (g_part) CUDA_CHECK(cudaFree(g_part));
-        CUDA_CHECK(cudaMalloc(&g_part, rows * chunks * sizeof(md_t)));
-        g_part_cap = rows * chunks;
-    }
-    if (rows > g_row_cap) {
-        if (g_count) CUDA_CHECK(cudaFree(g_count));
-        CUDA_CHECK(cudaMalloc(&g_count, 2 * rows * sizeof(unsigned)));
-        CUDA_CHECK(cudaMemset(g_count, 0, 2 * rows * sizeof(unsigned)));
-        g_row_cap = rows;
-    }
+    if (g_slots) return;
+    atexit(free_workspace);
+    CUDA_CHECK(cudaMalloc(&g_slots, 2 * WAVE_SLOT_CAP * sizeof *g_slots));
+    CUDA_CHECK(cudaMemset(g_slots, 0xff, 2 * WAVE_SLOT_CAP * sizeof *g_slots)); /* all empty */
 }
 
-__device__ __forceinline__ unsigned ld_acquire(const unsigned *p)
+__device__ __forceinline__ void st_slot(unsigned long long *p, unsigned long long v)
 {
-    unsigned v;
-    asm volatile("ld.acquire.gpu.global.u32 %0, [%1];" : "=r"(v) : "l"(p) : "memory");
+    asm volatile("st.relaxed.gpu.global.b64 [%0], %1;" ::"l"(p), "l"(v) : "memory");
+}
+
+__device__ __forceinline__ unsigned long long ld_slot(const unsigned long long *p)
+{
+    unsigned long long v;
+    asm volatile("ld.relaxed.gpu.global.b64 %0, [%1];" : "=l"(v) : "l"(p) : "memory");
     return v;
 }
 
-template <typename T, int VEC>
+/* E elements a thread at most (32, or 8 when the chunk is that short: the
+ * loops over unused registers are predicated off but still issued, and at
+ * one row of 1048576 a thread holds 8). Four partial maxima and sums, so
+ * that a thread's 32 elements are not one dependent chain. */
+template <typename T, int VEC, int E>
 __global__ void __launch_bounds__(WAVE_THREADS, WAVE_BLOCKS_PER_SM)
-merge_wave_kernel(const T *__restrict__ x, T *__restrict__ y, int cols, int P, int chunk, md_t *part, unsigned *arrive,
-                  unsigned *depart)
+merge_wave_kernel(const T *__restrict__ x, T *__restrict__ y, int cols, int P, int chunk, unsigned long long *mine,
+                  unsigned long long *next, int cap)
 {
-    constexpr int PER = WAVE_PER_THREAD / VEC;
+    constexpr int PER = E / VEC, A = PER >= 4 ? 4 : PER;
     __shared__ md_t scratch[32];
     const size_t row = blockIdx.x / (unsigned)P;
-    const int b = (int)(blockIdx.x % (unsigned)P), nvec = cols / VEC;
-    const int v0 = min(nvec, b * chunk), n = min(nvec, v0 + chunk) - v0;
+    const int nvec = cols / VEC, tid = (int)threadIdx.x;
+    const int v0 = min(nvec, (int)(blockIdx.x % (unsigned)P) * chunk), n = min(nvec, v0 + chunk) - v0;
     const T *xr = x + row * cols + (size_t)v0 * VEC;
     T *yr = y + row * cols + (size_t)v0 * VEC;
 
     vec_t<T, VEC> v[PER];
 #pragma unroll
     for (int p = 0; p < PER; p++) {
-        const int i = p * WAVE_THREADS + (int)threadIdx.x;
+        const int i = p * WAVE_THREADS + tid;
         if (i < n) v[p] = ld_vec_stream<T, VEC>(xr + (size_t)i * VEC);
-        else
-            for (int k = 0; k < VEC; k++) v[p].v[k] = from_f<T>(0.0f);
     }
-    float m = -INFINITY;
+    for (int i = (int)blockIdx.x * WAVE_THREADS + tid; i < cap; i += (int)gridDim.x * WAVE_THREADS)
+        next[i] = ~0ull; /* the next launch's slots: empty */
+
+    float mm[A];
+#pragma unroll
+    for (int a = 0; a < A; a++) mm[a] = -INFINITY;
 #pragma unroll
     for (int p = 0; p < PER; p++)
-        if (p * WAVE_THREADS + (int)threadIdx.x < n)
+        if (p * WAVE_THREADS + tid < n)
 #pragma unroll
-            for (int k = 0; k < VEC; k++) m = fmaxf(m, to_f(v[p].v[k]));
+            for (int k = 0; k < VEC; k++) mm[p % A] = fmaxf(mm[p % A], to_f(v[p].v[k]));
+    float m = mm[0];
+#pragma unroll
+    for (int a = 1; a < A; a++) m = fmaxf(m, mm[a]);
     const float mt = exp_base(m);
-    float d = 0.0f;
+    float dd[A];
+#pragma unroll
+    for (int a = 0; a < A; a++) dd[a] = 0.0f;
 #pragma unroll
     for (int p = 0; p < PER; p++)
-        if (p * WAVE_THREADS + (int)threadIdx.x < n)
+        if (p * WAVE_THREADS + tid < n)
 #pragma unroll
-            for (int k = 0; k < VEC; k++) d += fexp(to_f(v[p].v[k]) - mt);
+            for (int k = 0; k < VEC; k++) dd[p % A] += fexp(to_f(v[p].v[k]) - mt);
+    float d = dd[0];
+#pragma unroll
+    for (int a = 1; a < A; a++) d += dd[a];
     md_t s = { m, d };
     s = block_reduce(s, op_md(), scratch);
-    if (threadIdx.x == 0) {
-        __stcg(reinterpret_cast<float2 *>(part + row * P + b), make_float2(s.m, s.d));
-        __threadfence(); /* the state is visible device-wide before the count says so */
-        atomicAdd(&arrive[row], 1u);
-        while (ld_acquire(&arrive[row]) < (unsigned)P) __nanosleep(64); /* every block of the grid is resident */
-        __threadfence();
-    }
-    __syncthreads();
+    if (tid == 0)
+        st_slot(mine + blockIdx.x, (unsigned long long)__float_as_uint(s.m) | (unsigned long long)__float_as_uint(s.d) << 32);
 
+    /* every block of the grid is resident (cooperative launch): wait for the
+     * row's P states, thread i for state i, and merge them in one tree */
     md_t t = md_empty();
-    for (int i = threadIdx.x; i < P; i += WAVE_THREADS) {
-        const float2 q = __ldcg(reinterpret_cast<const float2 *>(part + row * P + i)); /* through the L2 */
-        t = md_merge(t, md_t{ q.x, q.y });
+    for (int i = tid; i < P; i += WAVE_THREADS) {
+        unsigned long long q;
+        while ((unsigned)(q = ld_slot(mine + row * P + i)) == WAVE_EMPTY) __nanosleep(32);
+        t = md_merge(t, md_t{ __uint_as_float((unsigned)q), __uint_as_float((unsigned)(q >> 32)) });
     }
     t = block_reduce(t, op_md(), scratch);
-    if (threadIdx.x == 0 && atomicAdd(&depart[row], 1u) == (unsigned)P - 1) {
-        arrive[row] = 0; /* every block of the row is past its wait: ready for the next launch */
-        depart[row] = 0;
-    }
 
     const float ms = exp_base(t.m), inv = 1.0f / t.d;
 #pragma unroll
     for (int p = 0; p < PER; p++) {
-        const int i = p * WAVE_THREADS + (int)threadIdx.x;
+        const int i = p * WAVE_THREADS + tid;
         if (i < n) {
             vec_t<T, VEC> o;
 #pragma unroll
@@ -144,8 +150,9 @@ static size_t slots_of()
     int sms = 0, per = 0, coop = 0;
     CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, 0));
     CUDA_CHECK(cudaDeviceGetAttribute(&coop, cudaDevAttrCooperativeLaunch, 0));
-    CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per, merge_wave_kernel<T, VEC>, WAVE_THREADS, 0));
-    slots = coop ? (size_t)per * (size_t)sms : 0;
+    CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per, merge_wave_kernel<T, VEC, WAVE_PER_THREAD>, WAVE_THREADS, 0));
+    slots = coop ? (size_t)per * (size_t)sms : 0; /* the 8-element instance fits at least as many */
+    if (slots > WAVE_SLOT_CAP) slots = WAVE_SLOT_CAP;
     return slots;
 }
 
@@ -174,7 +181,9 @@ extern "C" void softmax_merge_wave_gpu(const void *x, void *y, size_t rows, size
         fprintf(stderr, "merge-wave: %s\n", why); /* the driver asks applies() first */
         exit(2);
     }
-    ensure_workspace(rows, P);
+    ensure_workspace();
+    unsigned long long *mine = g_slots + (g_launches & 1) * WAVE_SLOT_CAP, *next = g_slots + (~g_launches & 1) * WAVE_SLOT_CAP;
+    g_launches++;
     STF_DISPATCH(dt, cols, {
         const int nvec = (int)cols / VEC, chunk = (int)((nvec + P - 1) / P);
         cudaLaunchConfig_t cfg = {};
@@ -186,7 +195,11 @@ extern "C" void softmax_merge_wave_gpu(const void *x, void *y, size_t rows, size
         at[0].val.cooperative = 1;
         cfg.attrs = at;
         cfg.numAttrs = coop_launch() ? 1 : 0;
-        CUDA_CHECK(cudaLaunchKernelEx(&cfg, merge_wave_kernel<T, VEC>, (const T *)x, (T *)y, (int)cols, (int)P, chunk,
-                                      g_part, g_count, g_count + g_row_cap));
+        if (chunk <= WAVE_THREADS * (8 / VEC > 0 ? 8 / VEC : 1))
+            CUDA_CHECK(cudaLaunchKernelEx(&cfg, merge_wave_kernel<T, VEC, 8>, (const T *)x, (T *)y,
+                                          (int)cols, (int)P, chunk, mine, next, WAVE_SLOT_CAP));
+        else
+            CUDA_CHECK(cudaLaunchKernelEx(&cfg, merge_wave_kernel<T, VEC, WAVE_PER_THREAD>, (const T *)x, (T *)y,
+                                          (int)cols, (int)P, chunk, mine, next, WAVE_SLOT_CAP));
     });
 }

@@ -10,8 +10,11 @@
 #   test    test_softmax, GPU cases only
 #   san     compute-sanitizer memcheck and racecheck on the new kernels (the
 #           program on small shapes, where each path applies)
-#   torch   torch.softmax on the five shapes, timed as plots/torch_softmax.py
-#   ncu     one Nsight Compute profile of each new kernel
+#   torch   torch.softmax on the six shapes, timed as plots/torch_softmax.py
+#   ncu     Nsight Compute on each new kernel: sections, then the warp stall
+#           reasons and instruction counts
+#   sweeps  rows = 1 ... 256 at cols = 262144, and cols at rows x cols = 2^28
+#           (fp32), as far as the time slice allows
 set -uo pipefail
 RESULTS=${RESULTS:-build/s03-results}
 mkdir -p "$RESULTS"
@@ -77,23 +80,30 @@ san racecheck --rows 5 --cols 65536      # merge-persist: 5 rows over the cluste
 san memcheck --rows 2 --cols 131072 --dtype fp16
 unset STF_NO_HWC
 
-# ---- experiment: the persistent clusters of 1024-thread blocks (8 a row)
-if [ "$(left)" -gt 25 ]; then
-    STF_CLUSTER_THREADS=1024 timeout 20 "$S03" --device gpu --rows 1024 --cols 262144 "${it[@]}" >"$RESULTS/exp_threads1024.log" 2>&1
-    note "experiment STF_CLUSTER_THREADS=1024 rc=$?"
-fi
-# ---- experiments: merge-wave with 132 chunks (one block an SM), and without the cooperative launch
-if [ "$(left)" -gt 25 ]; then
-    for e in STF_WAVE_CHUNKS=132 STF_WAVE_COOP=0; do
-        for s in "1 1048576 fp32" "16 256000 bf16"; do
-            set -- $s
-            [ $e = STF_WAVE_CHUNKS=132 ] && [ $1 = 16 ] && continue
-            echo "+ $e $S03 --rows $1 --cols $2 --dtype $3" >>"$RESULTS/exp_wave.log"
-            env $e timeout 15 "$S03" --device gpu --rows "$1" --cols "$2" --dtype "$3" "${it[@]}" >>"$RESULTS/exp_wave.log" 2>&1
-        done
+# ---- Nsight Compute: the new kernels, sections and the warp stall breakdown
+prof() {
+    local name=$1
+    shift
+    [ "$(left)" -gt 25 ] || { note "ncu $name skipped (time)"; return; }
+    STF_NO_HWC=1 timeout 25 ncu --clock-control none -k "regex:merge_(wave|persist)_kernel" -c 1 \
+        --section SpeedOfLight --section MemoryWorkloadAnalysis --section Occupancy --section LaunchStats \
+        --section WarpStateStats --section SchedulerStats "$S03" --device gpu --iters 1 --warmup 0 "$@" \
+        >"$RESULTS/ncu_$name.txt" 2>&1
+    note "ncu $name rc=$?"
+    [ "$(left)" -gt 20 ] || return
+    local r m=""
+    for r in barrier long_scoreboard short_scoreboard wait math_pipe_throttle mio_throttle lg_throttle membar sleeping \
+        no_instruction not_selected selected dispatch_stall branch_resolving drain; do
+        m="$m,smsp__average_warps_issue_stalled_${r}_per_issue_active.ratio"
     done
-    note "experiments merge-wave done"
-fi
+    STF_NO_HWC=1 timeout 20 ncu --clock-control none -k "regex:merge_(wave|persist)_kernel" -c 1 \
+        --metrics "smsp__inst_executed.sum,sm__warps_launched.sum,gpu__time_duration.sum$m" \
+        "$S03" --device gpu --iters 1 --warmup 0 "$@" >"$RESULTS/ncu_stalls_$name.txt" 2>&1
+    note "ncu stalls $name rc=$?"
+}
+prof wave_1x1048576 --rows 1 --cols 1048576
+prof wave_16x256000_bf16 --rows 16 --cols 256000 --dtype bf16
+prof persist_1024x262144 --rows 1024 --cols 262144
 
 # ---- torch.softmax, same shapes, same timing as plots/torch_softmax.py
 if [ "$(left)" -gt 20 ]; then
@@ -118,18 +128,18 @@ EOF
     note "torch rc=$? ($(($(date +%s) - T0)) s)"
 fi
 
-# ---- Nsight Compute: the new kernels
-prof() {
-    local name=$1
-    shift
-    [ "$(left)" -gt 25 ] || { note "ncu $name skipped (time)"; return; }
-    STF_NO_HWC=1 timeout $(($(left) - 10)) ncu --clock-control none -k "regex:merge_(wave|persist)_kernel" -c 1 \
-        --section SpeedOfLight --section MemoryWorkloadAnalysis --section Occupancy --section LaunchStats \
-        --section WarpStateStats "$S03" --device gpu --iters 1 --warmup 0 "$@" >"$RESULTS/ncu_$name.txt" 2>&1
-    note "ncu $name rc=$?"
-}
-prof wave_1x1048576 --rows 1 --cols 1048576
-prof persist_1024x262144 --rows 1024 --cols 262144
+# ---- the sweeps, as far as the time allows: rows at cols = 262144, then cols at 2^28 (fp32)
+for r in 1 2 4 8 16 32 64 128 256; do
+    [ "$(left)" -gt 12 ] || { note "rows sweep stopped before $r (time)"; break; }
+    for p in "$S01" "$S03"; do
+        timeout 10 "$p" --device gpu --rows "$r" --cols 262144 "${it[@]}" --csv "$RESULTS/softmax_rows.csv" >>"$RESULTS/sweep.log" 2>&1
+    done
+done
+for c in 65536 131072 262144 524288 32768 16384 8192 4096 2048 1024 1048576; do
+    [ "$(left)" -gt 10 ] || { note "cols sweep stopped before $c (time)"; break; }
+    timeout 8 "$S03" --device gpu --rows $(((1 << 28) / c)) --cols "$c" "${it[@]}" --csv "$RESULTS/softmax_cluster_sweep.csv" \
+        >>"$RESULTS/sweep.log" 2>&1
+done
 
 echo
 echo "s03 summary ($(($(date +%s) - T0)) s):"
