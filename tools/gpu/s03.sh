@@ -52,6 +52,14 @@ for s in "1 1048576 fp32" "16 256000 fp32" "16 256000 bf16" "4096 65536 fp32" "2
             >>"$RESULTS/bench.log" 2>&1 || note "bench $p $s failed rc=$?"
     done
 done
+# merge-persist's block size, the same session: 16 small blocks a row against the 8 large ones the plan takes
+# at 262144, and 2 large blocks against 4 small at 65536 (experiments, not the plan)
+for e in "512 1024 262144" "1024 4096 65536"; do
+    set -- $e
+    [ "$(left)" -gt 60 ] || break
+    echo "+ STF_CLUSTER_THREADS=$1 $S03 --rows $2 --cols $3" >>"$RESULTS/exp_threads.log"
+    STF_CLUSTER_THREADS=$1 timeout 15 "$S03" --device gpu --rows "$2" --cols "$3" "${it[@]}" >>"$RESULTS/exp_threads.log" 2>&1
+done
 note "bench done ($(($(date +%s) - T0)) s)"
 
 # ---- tests
