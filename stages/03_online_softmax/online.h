@@ -147,6 +147,9 @@ size_t merge_wave_gpu_slots(dtype_t dt, size_t cols);
  * clusters of small blocks at most PERSIST_SMALL_MAX (larger rows take
  * large blocks). */
 #define PERSIST_SMALL_MAX 8
+/* PERSIST_SMALL_MAX, or STF_PERSIST_SMALL_MAX from the environment
+ * (experiments: 16 gives merge-cluster's plan back). */
+int merge_persist_small_max(void);
 /* GPU side: as merge_cluster_gpu_limits, for the persistent kernel (its
  * staging buffer in shared memory included). */
 int merge_persist_gpu_limits(dtype_t dt, size_t cols, int *max_s, int *max_l, char *why, size_t why_len);

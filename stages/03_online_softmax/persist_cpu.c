@@ -19,9 +19,17 @@
  * Run: build/bin/03_online_softmax --device cpu --rows 8 --cols 131072 */
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "online.h"
+
+int merge_persist_small_max(void)
+{
+    const char *e = getenv("STF_PERSIST_SMALL_MAX");
+    const int v = e ? atoi(e) : 0;
+    return v >= 1 && v <= CLUSTER_NONPORTABLE_MAX ? v : PERSIST_SMALL_MAX;
+}
 
 size_t merge_persist_cpu_clusters(const cluster_plan_t *p)
 {
@@ -35,7 +43,7 @@ int softmax_merge_persist_cpu(hbm_t *x, hbm_t *y, size_t rows, size_t cols)
     const dtype_t dt = x->dt;
     const size_t es = dtype_size(dt);
     cluster_plan_t p;
-    if (!merge_cluster_plan(cols, dt, PERSIST_SMALL_MAX, CLUSTER_NONPORTABLE_MAX, &p, why, sizeof why)) {
+    if (!merge_cluster_plan(cols, dt, merge_persist_small_max(), CLUSTER_NONPORTABLE_MAX, &p, why, sizeof why)) {
         fprintf(stderr, "merge-persist: %s\n", why);
         return -1;
     }
@@ -77,7 +85,7 @@ int softmax_merge_persist_cpu(hbm_t *x, hbm_t *y, size_t rows, size_t cols)
 static int persist_applies(size_t rows, size_t cols, dtype_t dt, int gpu, char *why, size_t n)
 {
     (void)rows;
-    int max_s = PERSIST_SMALL_MAX, max_l = CLUSTER_NONPORTABLE_MAX;
+    int max_s = merge_persist_small_max(), max_l = CLUSTER_NONPORTABLE_MAX;
     if (gpu) {
 #if HAVE_CUDA
         if (!merge_persist_gpu_limits(dt, cols, &max_s, &max_l, why, n)) return 0;

@@ -207,7 +207,8 @@ extern "C" int merge_persist_gpu_limits(dtype_t dt, size_t cols, int *max_s, int
         snprintf(why, n, "this build's kernels are not compiled for sm_90: build with CUDA_ARCH=90 for clusters");
         return 0;
     }
-    *max_s = s.ok ? (s.max_cluster < PERSIST_SMALL_MAX ? s.max_cluster : PERSIST_SMALL_MAX) : 0;
+    const int cap = merge_persist_small_max();
+    *max_s = s.ok ? (s.max_cluster < cap ? s.max_cluster : cap) : 0;
     *max_l = l.ok ? l.max_cluster : 0;
     return 1;
 }

@@ -57,8 +57,8 @@ done
 for e in "512 1024 262144" "1024 4096 65536"; do
     set -- $e
     [ "$(left)" -gt 60 ] || break
-    echo "+ STF_CLUSTER_THREADS=$1 $S03 --rows $2 --cols $3" >>"$RESULTS/exp_threads.log"
-    STF_CLUSTER_THREADS=$1 timeout 15 "$S03" --device gpu --rows "$2" --cols "$3" "${it[@]}" >>"$RESULTS/exp_threads.log" 2>&1
+    echo "+ STF_PERSIST_SMALL_MAX=16 STF_CLUSTER_THREADS=$1 $S03 --rows $2 --cols $3" >>"$RESULTS/exp_threads.log"
+    STF_PERSIST_SMALL_MAX=16 STF_CLUSTER_THREADS=$1 timeout 15 "$S03" --device gpu --rows "$2" --cols "$3" "${it[@]}" >>"$RESULTS/exp_threads.log" 2>&1
 done
 note "bench done ($(($(date +%s) - T0)) s)"
 
