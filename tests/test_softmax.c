@@ -595,6 +595,46 @@ static void cluster_sizes(int gpu)
 static void test_cluster_sizes_cpu(void **state) { (void)state; cluster_sizes(0); }
 static void test_cluster_sizes_gpu(void **state) { (void)state; SKIP_WITHOUT_GPU(); cluster_sizes(1); }
 
+/* merge-persist's clusters loop over rows only when there are more rows than
+ * resident clusters: 600 rows with clusters of 16 forced (8 to 16 resident
+ * clusters on the H200, 8 assumed on the CPU), 16-byte copies (4096 fp32,
+ * 4096 bf16) and single elements (1003 fp16), with a -inf half row, a NaN
+ * row and an all -inf row among them. */
+static void persist_loops(int gpu)
+{
+    static const size_t cols_list[] = { 4096, 4096, 1003 };
+    static const dtype_t dts[] = { DT_F32, DT_BF16, DT_F16 };
+    for (size_t c = 0; c < 3; c++) {
+        const dtype_t dt = dts[c];
+        const size_t rows = 600, cols = cols_list[c];
+        void *x = random_matrix(dt, rows, cols, (uint32_t)(600 + c), 4.0f); /* the loop is the point, not the range */
+        void *y = malloc(rows * cols * dtype_size(dt));
+        for (size_t j = 0; j < cols / 2; j++) dtype_set(x, dt, 17 * cols + j, -INFINITY);
+        dtype_set(x, dt, 301 * cols + cols / 3, NAN);
+        for (size_t j = 0; j < cols; j++) dtype_set(x, dt, 599 * cols + j, -INFINITY);
+        softmax_cluster_set_size(16);
+        char why[256];
+        if (!IMPL_MERGE_PERSIST.applies(rows, cols, dt, gpu, why, sizeof why)) {
+            print_message("%s merge-persist, 16 blocks: %s\n", gpu ? "gpu" : "cpu", why);
+            assert_true(gpu);
+        } else {
+            assert_int_equal(test_run_softmax(&IMPL_MERGE_PERSIST, gpu, dt, rows, cols, x, y, NULL), 0);
+            const double ratio = test_check_softmax(&IMPL_MERGE_PERSIST, dt, rows, cols, x, y);
+            print_message("%s merge-persist, 600 x %zu %s, clusters of 16 looping: error/tolerance %.3g\n",
+                          gpu ? "gpu" : "cpu", cols, dtype_name(dt), ratio);
+            assert_true(ratio <= 1.0);
+            for (size_t j = 0; j < cols / 2; j++) assert_true(dtype_get(y, dt, 17 * cols + j) == 0.0f);
+            assert_true(isnan(dtype_get(y, dt, 301 * cols)));
+            assert_true(isnan(dtype_get(y, dt, 599 * cols + cols - 1)));
+        }
+        softmax_cluster_set_size(0);
+        free(x);
+        free(y);
+    }
+}
+static void test_persist_loops_cpu(void **state) { (void)state; persist_loops(0); }
+static void test_persist_loops_gpu(void **state) { (void)state; SKIP_WITHOUT_GPU(); persist_loops(1); }
+
 /* ---- Broken implementations: the checks above must catch each of them. */
 
 /* Online softmax that forgets to rescale d when the maximum grows. */
@@ -690,6 +730,7 @@ int main(void)
         T(test_split_counts_cpu),
         T(test_wave_counts_cpu),
         T(test_cluster_sizes_cpu),
+        T(test_persist_loops_cpu),
         T(test_checks_reject_broken),
         T(test_accuracy_gpu),
         T(test_vector_paths_gpu),
@@ -700,6 +741,7 @@ int main(void)
         T(test_wave_counts_gpu),
         T(test_beyond_one_sm_shapes_gpu),
         T(test_cluster_sizes_gpu),
+        T(test_persist_loops_gpu),
     };
     if (getenv("STF_GPU_ONLY")) cmocka_set_test_filter("*_gpu");
     return cmocka_run_group_tests_name("softmax stages 01-03", tests, NULL, NULL);
