@@ -26,7 +26,7 @@ drawn=0
 if [ -s "$DIR/softmax_rows.csv" ]; then
     f=$DIR/softmax_rows.csv
     cut_series "$f" 01_naive_softmax copy fp32 rows "$DIR/split_rows_copy.dat"
-    for impl in safe online online-split merge-cluster; do
+    for impl in safe online online-split merge-wave merge-cluster merge-persist; do
         cut_series "$f" 03_online_softmax "$impl" fp32 rows "$DIR/split_rows_$impl.dat"
     done
     cols=$(awk -F, -v C="$(col "$f" cols)" 'NR == 2 { print $C }' "$f")
@@ -37,7 +37,7 @@ if [ -s "$DIR/softmax_cluster_sweep.csv" ]; then
     f=$DIR/softmax_cluster_sweep.csv
     for dt in fp32 fp16; do
         grep -q ",$dt," "$f" || continue
-        for impl in safe online safe-onchip merge-onchip online-split merge-cluster; do
+        for impl in safe online safe-onchip merge-onchip online-split merge-wave merge-cluster merge-persist; do
             cut_series "$f" 03_online_softmax "$impl" "$dt" cols "$DIR/split_cols_${dt}_$impl.dat"
         done
         gp "$DIR/softmax_split_cols_$dt.png" -e "dir='$DIR'; dt='$dt'; dev='$(stamp "$f")'" "$HERE/softmax_split_cols.gp"

@@ -1,7 +1,8 @@
 /* Stages 01-03: every softmax implementation, CPU and GPU, against the fp64
  * reference; the ledger's counts against the access model; overflow; -inf,
  * all -inf and NaN rows; long rows of wide logits; the paths beyond one SM
- * (online-split at every chunk count, merge-cluster at every cluster size);
+ * (online-split and merge-wave at every chunk count, merge-cluster and
+ * merge-persist at every cluster size);
  * and, so that none of these checks is vacuous, deliberately broken
  * implementations that the same checks must reject.
  * GPU cases skip (cmocka skip) where no GPU can be used. */
@@ -18,9 +19,9 @@
 #include "rng.h"
 #include "harness.h"
 
-static const softmax_impl_t *const SOFTMAXES[] = { &IMPL_NAIVE,        &IMPL_SAFE,         &IMPL_SAFE_ONCHIP,
-                                                    &IMPL_ONLINE,       &IMPL_MERGE_ONCHIP, &IMPL_ONLINE_SPLIT,
-                                                    &IMPL_MERGE_CLUSTER };
+static const softmax_impl_t *const SOFTMAXES[] = { &IMPL_NAIVE,         &IMPL_SAFE,         &IMPL_SAFE_ONCHIP,
+                                                    &IMPL_ONLINE,        &IMPL_MERGE_ONCHIP, &IMPL_ONLINE_SPLIT,
+                                                    &IMPL_MERGE_WAVE,    &IMPL_MERGE_CLUSTER, &IMPL_MERGE_PERSIST };
 #define NSOFT (sizeof SOFTMAXES / sizeof SOFTMAXES[0])
 static const size_t ODD_COLS[] = { 1, 17, 1000, 65537 };
 static const dtype_t DTYPES[] = { DT_F32, DT_F16, DT_BF16 };
@@ -150,6 +151,22 @@ static void test_ledger_counts_beyond_one_sm(void **state)
         assert_int_equal(lg.bytes_written, n * es + rows * (8 * P + 8));
         assert_int_equal(ledger_total(&lg), 3 * n * es + softmax_split_extra_bytes(rows, P));
         assert_true(test_check_softmax(&IMPL_ONLINE_SPLIT, dt, rows, cols, x, y) <= 1.0);
+        /* merge-wave: 1 load + 1 store, each block's state written once and
+         * every state of the row read by each of its P blocks */
+        const size_t W = softmax_wave_chunks(rows, cols, dt, WAVE_CPU_SLOTS, why, sizeof why);
+        print_message("merge-wave, %zu x %zu %s: %s\n", rows, cols, dtype_name(dt), why);
+        assert_true(W >= 2);
+        assert_int_equal(test_run_softmax(&IMPL_MERGE_WAVE, 0, dt, rows, cols, x, y, &lg), 0);
+        assert_int_equal(lg.bytes_read, n * es + rows * 8 * W * W);
+        assert_int_equal(lg.bytes_written, n * es + rows * 8 * W);
+        assert_int_equal(ledger_total(&lg), 2 * n * es + softmax_wave_extra_bytes(rows, W));
+        assert_true(test_check_softmax(&IMPL_MERGE_WAVE, dt, rows, cols, x, y) <= 1.0);
+        /* merge-persist: exactly 2 accesses; on chip, the row and the next */
+        assert_int_equal(test_run_softmax(&IMPL_MERGE_PERSIST, 0, dt, rows, cols, x, y, &lg), 0);
+        assert_int_equal(lg.bytes_read, n * es);
+        assert_int_equal(lg.bytes_written, n * es);
+        assert_true(lg.sram_peak == 2 * cols * es);
+        assert_true(test_check_softmax(&IMPL_MERGE_PERSIST, dt, rows, cols, x, y) <= 1.0);
         free(x);
         free(y);
     }
@@ -194,6 +211,22 @@ static void test_path_rules(void **state)
     assert_false(IMPL_ONLINE_SPLIT.applies(4096, 262144, DT_F32, 0, why, sizeof why));
     assert_false(IMPL_MERGE_CLUSTER.applies(4096, 8192, DT_F32, 0, why, sizeof why));
     assert_true(IMPL_MERGE_CLUSTER.applies(4096, 131072, DT_F32, 0, why, sizeof why));
+    assert_true(IMPL_MERGE_PERSIST.applies(4096, 131072, DT_F32, 0, why, sizeof why));
+    assert_false(IMPL_MERGE_PERSIST.applies(4096, 8192, DT_F32, 0, why, sizeof why));
+    /* merge-wave: the wave (264 blocks of 16384 elements) divided among the rows */
+    assert_int_equal(softmax_wave_chunks(1, 1048576, DT_F32, 264, why, sizeof why), 264);
+    assert_int_equal(softmax_wave_chunks(16, 256000, DT_F32, 264, why, sizeof why), 16);
+    assert_int_equal(softmax_wave_chunks(16, 256000, DT_BF16, 264, why, sizeof why), 16);
+    assert_int_equal(softmax_wave_chunks(17, 256000, DT_F32, 264, why, sizeof why), 0); /* 272 blocks: two waves */
+    assert_int_equal(softmax_wave_chunks(1, 4325376, DT_F32, 264, why, sizeof why), 264); /* 264 x 16384: full */
+    assert_int_equal(softmax_wave_chunks(1, 4325380, DT_F32, 264, why, sizeof why), 0);
+    assert_int_equal(softmax_wave_chunks(64, 16384, DT_F32, 264, why, sizeof why), 4); /* short rows, spread */
+    assert_int_equal(softmax_wave_chunks(200, 16384, DT_F32, 264, why, sizeof why), 0); /* one block a row holds it */
+    assert_int_equal(softmax_wave_chunks(4, 65536, DT_F32, 264, why, sizeof why), 32); /* chunks of >= 512 vectors */
+    softmax_wave_set_chunks(100);
+    assert_int_equal(softmax_wave_chunks(2, 4096, DT_F32, 264, why, sizeof why), 100);
+    assert_int_equal(softmax_wave_chunks(3, 4096, DT_F32, 264, why, sizeof why), 0); /* 300 blocks > 264 */
+    softmax_wave_set_chunks(0);
 }
 
 /* The on-chip variant keeps its row inside the simulated on-chip budget. */
@@ -254,6 +287,7 @@ static void overflow_case(int gpu, dtype_t dt, float big, int naive_overflows)
 static void force_beyond_one_sm(int on)
 {
     softmax_split_set_chunks(on ? 3 : 0);
+    softmax_wave_set_chunks(on ? 3 : 0);
     softmax_cluster_set_size(on ? 2 : 0);
 }
 
@@ -406,13 +440,19 @@ static void beyond_one_sm_shapes(int gpu)
                 void *y = malloc(rows * cols * dtype_size(dt));
                 check_one(&IMPL_ONLINE_SPLIT, gpu, dt, rows, cols, x, y, "auto");
                 check_one(&IMPL_MERGE_CLUSTER, gpu, dt, rows, cols, x, y, "auto");
+                check_one(&IMPL_MERGE_WAVE, gpu, dt, rows, cols, x, y, "auto");
+                check_one(&IMPL_MERGE_PERSIST, gpu, dt, rows, cols, x, y, "auto");
                 softmax_split_set_chunks(rows > 3 ? 9 : 3); /* 131 rows are not few enough to split by themselves */
                 check_one(&IMPL_ONLINE_SPLIT, gpu, dt, rows, cols, x, y, rows > 3 ? "9 chunks" : "3 chunks");
                 softmax_split_set_chunks(0);
+                softmax_wave_set_chunks(rows > 3 ? 2 : 3); /* 131 x 2 blocks: nearly the whole wave */
+                check_one(&IMPL_MERGE_WAVE, gpu, dt, rows, cols, x, y, rows > 3 ? "2 chunks" : "3 chunks");
+                softmax_wave_set_chunks(0);
                 if (rows * cols <= ((size_t)1 << (gpu ? 24 : 22))) {
                     for (int k = 2; k <= 3; k++) {
                         softmax_cluster_set_size(k);
                         check_one(&IMPL_MERGE_CLUSTER, gpu, dt, rows, cols, x, y, k == 2 ? "2 blocks" : "3 blocks");
+                        check_one(&IMPL_MERGE_PERSIST, gpu, dt, rows, cols, x, y, k == 2 ? "2 blocks" : "3 blocks");
                     }
                     softmax_cluster_set_size(0);
                 }
@@ -470,6 +510,53 @@ static void split_counts(int gpu)
 static void test_split_counts_cpu(void **state) { (void)state; split_counts(0); }
 static void test_split_counts_gpu(void **state) { (void)state; SKIP_WITHOUT_GPU(); split_counts(1); }
 
+/* merge-wave at every chunk count the wave holds (1 to slots / rows; more
+ * than the row has vectors, so trailing blocks hold nothing, on rows of 17
+ * and of 1024 vectors), each within tolerance; one more chunk must be
+ * refused. Under a sanitizer, and on the CPU for 16-bit types, a sample. */
+static void wave_counts(int gpu)
+{
+    static const size_t shapes[][2] = { { 3, 1003 }, { 3, 4096 }, { 1, 17 }, { 1, 4096 } };
+    for (size_t d = 0; d < 2; d++)
+        for (size_t c = 0; c < 4; c++) {
+            const dtype_t dt = DTYPES[d];
+            const size_t rows = shapes[c][0], cols = shapes[c][1], es = dtype_size(dt);
+#if HAVE_CUDA
+            const size_t slots = gpu ? merge_wave_gpu_slots(dt, cols) : WAVE_CPU_SLOTS;
+#else
+            const size_t slots = WAVE_CPU_SLOTS;
+#endif
+            assert_true(slots >= 2);
+            void *x = random_matrix(dt, rows, cols, (uint32_t)(500 + c), 10.0f);
+            void *y = malloc(rows * cols * es);
+            for (size_t j = 0; j < cols / 3; j++) dtype_set(x, dt, j, -INFINITY); /* row 0: whole chunks of -inf */
+            double worst = 0;
+            const int sample = getenv("STF_TEST_SMALL") || (!gpu && dt != DT_F32);
+            char why[256];
+            for (size_t P = 1; P <= slots / rows; P++) {
+                if (sample && P > 8 && P != slots / rows && P % 37) continue;
+                softmax_wave_set_chunks(P);
+                assert_true(IMPL_MERGE_WAVE.applies(rows, cols, dt, gpu, why, sizeof why));
+                assert_int_equal(test_run_softmax(&IMPL_MERGE_WAVE, gpu, dt, rows, cols, x, y, NULL), 0);
+                const double ratio = test_check_softmax(&IMPL_MERGE_WAVE, dt, rows, cols, x, y);
+                if (ratio > worst) worst = ratio;
+                if (ratio > 1.0) print_message("%s merge-wave, %zu chunks, %zu x %zu %s: %.3g\n", gpu ? "gpu" : "cpu", P,
+                                               rows, cols, dtype_name(dt), ratio);
+                assert_true(ratio <= 1.0);
+                for (size_t j = 0; j < cols / 3; j++) assert_true(dtype_get(y, dt, j) == 0.0f);
+            }
+            softmax_wave_set_chunks(slots / rows + 1);
+            assert_false(IMPL_MERGE_WAVE.applies(rows, cols, dt, gpu, why, sizeof why));
+            softmax_wave_set_chunks(0);
+            print_message("%s merge-wave, %zu x %zu %s, 1 .. %zu chunks: worst error/tolerance %.3g\n",
+                          gpu ? "gpu" : "cpu", rows, cols, dtype_name(dt), slots / rows, worst);
+            free(x);
+            free(y);
+        }
+}
+static void test_wave_counts_cpu(void **state) { (void)state; wave_counts(0); }
+static void test_wave_counts_gpu(void **state) { (void)state; SKIP_WITHOUT_GPU(); wave_counts(1); }
+
 /* Every cluster size from 1 to 16 (on the GPU: to the device's largest), on
  * rows of 8 elements (two vectors: most blocks hold nothing), 17 and 1003
  * single elements and 4096 vectors, -inf prefixes included. */
@@ -483,21 +570,23 @@ static void cluster_sizes(int gpu)
             void *x = random_matrix(dt, rows, cols, (uint32_t)(400 + c), 10.0f);
             void *y = malloc(rows * cols * dtype_size(dt));
             for (size_t j = 0; j < cols / 2 + 1; j++) dtype_set(x, dt, j, -INFINITY); /* row 0: half -inf */
-            for (int k = 1; k <= CLUSTER_NONPORTABLE_MAX; k++) {
-                softmax_cluster_set_size(k);
-                char why[256];
-                if (!IMPL_MERGE_CLUSTER.applies(rows, cols, dt, gpu, why, sizeof why)) {
-                    print_message("%s merge-cluster, %d blocks: %s\n", gpu ? "gpu" : "cpu", k, why);
-                    assert_true(gpu); /* the CPU plans for clusters of up to 16 */
-                    continue;
+            for (int k = 1; k <= CLUSTER_NONPORTABLE_MAX; k++)
+                for (int q = 0; q < 2; q++) {
+                    const softmax_impl_t *im = q ? &IMPL_MERGE_PERSIST : &IMPL_MERGE_CLUSTER;
+                    softmax_cluster_set_size(k);
+                    char why[256];
+                    if (!im->applies(rows, cols, dt, gpu, why, sizeof why)) {
+                        print_message("%s %s, %d blocks: %s\n", gpu ? "gpu" : "cpu", im->name, k, why);
+                        assert_true(gpu); /* the CPU plans for clusters of up to 16 */
+                        continue;
+                    }
+                    assert_int_equal(test_run_softmax(im, gpu, dt, rows, cols, x, y, NULL), 0);
+                    const double ratio = test_check_softmax(im, dt, rows, cols, x, y);
+                    if (ratio > 1.0) print_message("%s %s, %d blocks, cols %zu %s: %.3g\n", gpu ? "gpu" : "cpu", im->name,
+                                                   k, cols, dtype_name(dt), ratio);
+                    assert_true(ratio <= 1.0);
+                    for (size_t j = 0; j < cols / 2 + 1; j++) assert_true(dtype_get(y, dt, j) == 0.0f);
                 }
-                assert_int_equal(test_run_softmax(&IMPL_MERGE_CLUSTER, gpu, dt, rows, cols, x, y, NULL), 0);
-                const double ratio = test_check_softmax(&IMPL_MERGE_CLUSTER, dt, rows, cols, x, y);
-                if (ratio > 1.0) print_message("%s merge-cluster, %d blocks, cols %zu %s: %.3g\n", gpu ? "gpu" : "cpu", k,
-                                               cols, dtype_name(dt), ratio);
-                assert_true(ratio <= 1.0);
-                for (size_t j = 0; j < cols / 2 + 1; j++) assert_true(dtype_get(y, dt, j) == 0.0f);
-            }
             softmax_cluster_set_size(0);
             free(x);
             free(y);
@@ -505,6 +594,46 @@ static void cluster_sizes(int gpu)
 }
 static void test_cluster_sizes_cpu(void **state) { (void)state; cluster_sizes(0); }
 static void test_cluster_sizes_gpu(void **state) { (void)state; SKIP_WITHOUT_GPU(); cluster_sizes(1); }
+
+/* merge-persist's clusters loop over rows only when there are more rows than
+ * resident clusters: 600 rows with clusters of 16 forced (8 to 16 resident
+ * clusters on the H200, 8 assumed on the CPU), 16-byte copies (4096 fp32,
+ * 4096 bf16) and single elements (1003 fp16), with a -inf half row, a NaN
+ * row and an all -inf row among them. */
+static void persist_loops(int gpu)
+{
+    static const size_t cols_list[] = { 4096, 4096, 1003 };
+    static const dtype_t dts[] = { DT_F32, DT_BF16, DT_F16 };
+    for (size_t c = 0; c < 3; c++) {
+        const dtype_t dt = dts[c];
+        const size_t rows = 600, cols = cols_list[c];
+        void *x = random_matrix(dt, rows, cols, (uint32_t)(600 + c), 4.0f); /* the loop is the point, not the range */
+        void *y = malloc(rows * cols * dtype_size(dt));
+        for (size_t j = 0; j < cols / 2; j++) dtype_set(x, dt, 17 * cols + j, -INFINITY);
+        dtype_set(x, dt, 301 * cols + cols / 3, NAN);
+        for (size_t j = 0; j < cols; j++) dtype_set(x, dt, 599 * cols + j, -INFINITY);
+        softmax_cluster_set_size(16);
+        char why[256];
+        if (!IMPL_MERGE_PERSIST.applies(rows, cols, dt, gpu, why, sizeof why)) {
+            print_message("%s merge-persist, 16 blocks: %s\n", gpu ? "gpu" : "cpu", why);
+            assert_true(gpu);
+        } else {
+            assert_int_equal(test_run_softmax(&IMPL_MERGE_PERSIST, gpu, dt, rows, cols, x, y, NULL), 0);
+            const double ratio = test_check_softmax(&IMPL_MERGE_PERSIST, dt, rows, cols, x, y);
+            print_message("%s merge-persist, 600 x %zu %s, clusters of 16 looping: error/tolerance %.3g\n",
+                          gpu ? "gpu" : "cpu", cols, dtype_name(dt), ratio);
+            assert_true(ratio <= 1.0);
+            for (size_t j = 0; j < cols / 2; j++) assert_true(dtype_get(y, dt, 17 * cols + j) == 0.0f);
+            assert_true(isnan(dtype_get(y, dt, 301 * cols)));
+            assert_true(isnan(dtype_get(y, dt, 599 * cols + cols - 1)));
+        }
+        softmax_cluster_set_size(0);
+        free(x);
+        free(y);
+    }
+}
+static void test_persist_loops_cpu(void **state) { (void)state; persist_loops(0); }
+static void test_persist_loops_gpu(void **state) { (void)state; SKIP_WITHOUT_GPU(); persist_loops(1); }
 
 /* ---- Broken implementations: the checks above must catch each of them. */
 
@@ -579,6 +708,7 @@ static int reset_forced(void **state)
 {
     (void)state;
     softmax_split_set_chunks(0);
+    softmax_wave_set_chunks(0);
     softmax_cluster_set_size(0);
     return 0;
 }
@@ -598,7 +728,9 @@ int main(void)
         T(test_wide_long_rows_cpu),
         T(test_beyond_one_sm_shapes_cpu),
         T(test_split_counts_cpu),
+        T(test_wave_counts_cpu),
         T(test_cluster_sizes_cpu),
+        T(test_persist_loops_cpu),
         T(test_checks_reject_broken),
         T(test_accuracy_gpu),
         T(test_vector_paths_gpu),
@@ -606,8 +738,10 @@ int main(void)
         T(test_special_rows_gpu),
         T(test_wide_long_rows_gpu),
         T(test_split_counts_gpu),
+        T(test_wave_counts_gpu),
         T(test_beyond_one_sm_shapes_gpu),
         T(test_cluster_sizes_gpu),
+        T(test_persist_loops_gpu),
     };
     if (getenv("STF_GPU_ONLY")) cmocka_set_test_filter("*_gpu");
     return cmocka_run_group_tests_name("softmax stages 01-03", tests, NULL, NULL);

@@ -9,14 +9,15 @@
 
 int main(int argc, char **argv)
 {
-    static const softmax_impl_t *const impls[] = { &IMPL_SAFE,         &IMPL_SAFE_ONCHIP,  &IMPL_ONLINE,
-                                                   &IMPL_MERGE_ONCHIP, &IMPL_ONLINE_SPLIT, &IMPL_MERGE_CLUSTER };
+    static const softmax_impl_t *const impls[] = { &IMPL_SAFE,          &IMPL_SAFE_ONCHIP,  &IMPL_ONLINE,
+                                                   &IMPL_MERGE_ONCHIP,  &IMPL_ONLINE_SPLIT, &IMPL_MERGE_WAVE,
+                                                   &IMPL_MERGE_CLUSTER, &IMPL_MERGE_PERSIST };
     /* No options beyond the softmax family's (cli.h). */
     const softmax_stage_t st = {
         .prog = "03_online_softmax",
         .summary = "stage 03, online softmax, the row on chip (one SM, or a cluster), rows split across blocks; "
                    "against stage 02's safe softmax",
-        .impls = impls, .nimpls = 6, .own = 2,
+        .impls = impls, .nimpls = 8, .own = 2,
     };
     return softmax_stage_main(&st, argc, argv);
 }

@@ -11,10 +11,18 @@
  *                  blocks, their (m, d) merged by the last block to finish,
  *                  the normalising sweep on all blocks: 2 loads + 1 store,
  *                  plus the partial states
+ *   merge-wave     online-split's chunks cut to fit one wave: every block of
+ *                  the grid resident at once, each holds its chunk in
+ *                  registers, waits in the kernel for its row's partial
+ *                  states and merges them itself: 1 load + 1 store, one
+ *                  kernel
  *   merge-cluster  a row held in the registers of a thread-block cluster
  *                  (sm_90), the blocks' (m, d) exchanged through distributed
  *                  shared memory: 1 load + 1 store for rows far longer than
- *                  one SM holds */
+ *                  one SM holds
+ *   merge-persist  merge-cluster with clusters that stay resident and loop
+ *                  over rows, the next row's chunk copied into shared memory
+ *                  (cp.async) while the current one is reduced and written */
 #ifndef STF_STAGE03_H
 #define STF_STAGE03_H
 
@@ -39,6 +47,10 @@ void softmax_online_gpu(const void *x, void *y, size_t rows, size_t cols, dtype_
 void softmax_merge_onchip_gpu(const void *x, void *y, size_t rows, size_t cols, dtype_t dt);
 void softmax_online_split_gpu(const void *x, void *y, size_t rows, size_t cols, dtype_t dt);
 void softmax_merge_cluster_gpu(const void *x, void *y, size_t rows, size_t cols, dtype_t dt);
+int softmax_merge_wave_cpu(hbm_t *x, hbm_t *y, size_t rows, size_t cols);
+void softmax_merge_wave_gpu(const void *x, void *y, size_t rows, size_t cols, dtype_t dt);
+int softmax_merge_persist_cpu(hbm_t *x, hbm_t *y, size_t rows, size_t cols);
+void softmax_merge_persist_gpu(const void *x, void *y, size_t rows, size_t cols, dtype_t dt);
 
 /* ---- online-split (split_cpu.c, split_gpu.cu) */
 
@@ -101,10 +113,56 @@ int softmax_cluster_forced(void);
  * (cudaOccupancyMaxPotentialClusterSize); else 0 and why. */
 int merge_cluster_gpu_limits(dtype_t dt, size_t cols, int *max_s, int *max_l, char *why, size_t why_len);
 
+/* ---- merge-wave (wave_cpu.c, wave_gpu.cu) */
+
+/* Blocks of WAVE_THREADS threads, WAVE_PER_THREAD elements a thread in
+ * registers (16384 a block: 64 KiB of fp32), WAVE_BLOCKS_PER_SM blocks an SM
+ * (the kernel is compiled for it: at most 64 registers a thread). The CPU
+ * plans for an H200: WAVE_CPU_SLOTS = 2 x 132 resident blocks. */
+#define WAVE_THREADS 512
+#define WAVE_PER_THREAD 32
+#define WAVE_BLOCKS_PER_SM 2
+#define WAVE_MIN_VEC 512
+#define WAVE_CPU_SLOTS (2 * 132)
+/* Chunks per row for rows x cols of dt when `slots` blocks can be resident
+ * at once: as many as the wave holds (slots / rows), at least enough that a
+ * chunk fits one block's registers, and no chunk under WAVE_MIN_VEC vectors
+ * unless the registers need it. 0 (and why) when the matrix does not fit one
+ * wave's registers, or when one block a row holds the row (merge-onchip's
+ * case). A count forced by softmax_wave_set_chunks() is returned when it fits
+ * (rows x P <= slots, a chunk <= one block's registers), else 0. */
+size_t softmax_wave_chunks(size_t rows, size_t cols, dtype_t dt, size_t slots, char *why, size_t why_len);
+/* Tests only: force the chunks per row (0: automatic). */
+void softmax_wave_set_chunks(size_t chunks);
+size_t softmax_wave_forced(void);
+/* Bytes of partial states beyond 1 load + 1 store: each block writes its
+ * (m, d) (8 bytes) and reads all P of its row: rows (8 P + 8 P^2). */
+size_t softmax_wave_extra_bytes(size_t rows, size_t chunks);
+/* GPU side (wave_gpu.cu): blocks of the merge-wave kernel that fit the
+ * device at once (occupancy x SMs), for dt and cols' vector width. */
+size_t merge_wave_gpu_slots(dtype_t dt, size_t cols);
+
+/* ---- merge-persist (persist_cpu.c, persist_gpu.cu): merge_cluster_plan's
+ * clusters, a grid of as many as fit at once, each looping over rows;
+ * clusters of small blocks at most PERSIST_SMALL_MAX (larger rows take
+ * large blocks). */
+#define PERSIST_SMALL_MAX 8
+/* PERSIST_SMALL_MAX, or STF_PERSIST_SMALL_MAX from the environment
+ * (experiments: 16 gives merge-cluster's plan back). */
+int merge_persist_small_max(void);
+/* GPU side: as merge_cluster_gpu_limits, for the persistent kernel (its
+ * staging buffer in shared memory included). */
+int merge_persist_gpu_limits(dtype_t dt, size_t cols, int *max_s, int *max_l, char *why, size_t why_len);
+/* Clusters the CPU simulation assumes resident (an H200's 264 block slots of
+ * small blocks, 132 of large ones, divided by the cluster size). */
+size_t merge_persist_cpu_clusters(const cluster_plan_t *p);
+
 extern const softmax_impl_t IMPL_ONLINE;        /* 2 loads + 1 store */
 extern const softmax_impl_t IMPL_MERGE_ONCHIP;  /* 1 load + 1 store */
 extern const softmax_impl_t IMPL_ONLINE_SPLIT;  /* 2 loads + 1 store (+ partial states) */
 extern const softmax_impl_t IMPL_MERGE_CLUSTER; /* 1 load + 1 store */
+extern const softmax_impl_t IMPL_MERGE_WAVE;    /* 1 load + 1 store (+ partial states) */
+extern const softmax_impl_t IMPL_MERGE_PERSIST; /* 1 load + 1 store */
 
 #ifdef __cplusplus
 }
