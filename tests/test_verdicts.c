@@ -57,6 +57,10 @@ static void test_nothing_ran_programs(void **state)
                           sizeof g_out), 0);
     assert_non_null(strstr(g_out, "--splits 65536 clamped to 1"));
     assert_null(strstr(g_out, "n/a"));
+    /* a prefill shape: split-KV decoding declines it, stage 06's packed alone runs */
+    assert_int_equal(prog("07_split_kv_decode", "--device cpu --seq 16 --iters 1", g_out, sizeof g_out), 2);
+    assert_non_null(strstr(g_out, "none of this stage's own implementations ran"));
+    assert_non_null(strstr(g_out, "split: "));
     assert_int_equal(prog("05_tiled_attention", "--device cpu --seq 16 --iters 1 --kernel fa2-regtile", g_out,
                           sizeof g_out), 2);
     assert_non_null(strstr(g_out, "the implementations --kernel chose"));
