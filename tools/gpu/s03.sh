@@ -66,6 +66,29 @@ for e in "512 1024 262144" "1024 4096 65536"; do
 done
 note "bench done ($(($(date +%s) - T0)) s)"
 
+# ---- torch.softmax, same shapes, same timing as plots/torch_softmax.py
+if [ "$(left)" -gt 20 ]; then
+    timeout $(($(left) - 10)) python3 - >"$RESULTS/torch.log" 2>&1 <<'EOF'
+import statistics, torch
+dev = torch.device("cuda")
+flush = torch.empty(2 * torch.cuda.get_device_properties(dev).L2_cache_size, dtype=torch.uint8, device=dev)
+for dt, name, rows, cols in ((torch.float32, "fp32", 1, 1048576), (torch.float32, "fp32", 16, 256000),
+                             (torch.bfloat16, "bf16", 16, 256000), (torch.float32, "fp32", 4096, 65536),
+                             (torch.float32, "fp32", 2048, 131072), (torch.float32, "fp32", 1024, 262144)):
+    x = (torch.rand(rows, cols, device=dev, dtype=torch.float32) * 2 - 1).to(dt)
+    times = []
+    for i in range(13):
+        flush.zero_()
+        s, e = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        s.record(); torch.softmax(x, dim=-1); e.record(); torch.cuda.synchronize()
+        if i >= 3: times.append(s.elapsed_time(e))
+    ms = statistics.median(times)
+    print(f"torch.softmax {name} {rows} x {cols} {ms:.4f} ms {2 * x.numel() * x.element_size() / (ms * 1e-3) / 1e9:.1f} GB/s "
+          f"(torch {torch.__version__})", flush=True)
+EOF
+    note "torch rc=$? ($(($(date +%s) - T0)) s)"
+fi
+
 # ---- tests
 if [ "$trc" != 0 ]; then
     note "test_softmax not built: see build.log"
@@ -91,56 +114,39 @@ export STF_NO_HWC=1
 san memcheck --rows 1 --cols 65536       # merge-wave (one row over the wave), merge-persist (cluster of 4)
 san memcheck --rows 3 --cols 65537 --dtype bf16 # single elements, cluster of 5
 san racecheck --rows 5 --cols 65536      # merge-persist: 5 rows over the clusters (cp.async staging), merge-wave
-san memcheck --rows 2 --cols 131072 --dtype fp16
 unset STF_NO_HWC
 
 # ---- Nsight Compute: the new kernels, sections and the warp stall breakdown
 prof() {
     local name=$1
     shift
-    [ "$(left)" -gt 25 ] || { note "ncu $name skipped (time)"; return; }
-    STF_NO_HWC=1 timeout 25 ncu --clock-control none -k "regex:merge_(wave|persist)_kernel" -c 1 \
+    [ "$(left)" -gt 15 ] || { note "ncu $name skipped (time)"; return; }
+    STF_NO_HWC=1 timeout $(($(left) - 5)) ncu --clock-control none -k "regex:merge_(wave|persist)_kernel" -c 1 \
         --section SpeedOfLight --section MemoryWorkloadAnalysis --section Occupancy --section LaunchStats \
         --section WarpStateStats --section SchedulerStats "$S03" --device gpu --iters 1 --warmup 0 "$@" \
         >"$RESULTS/ncu_$name.txt" 2>&1
     note "ncu $name rc=$?"
-    [ "$(left)" -gt 20 ] || return
+}
+stalls() {
+    local name=$1
+    shift
+    [ "$(left)" -gt 15 ] || { note "ncu stalls $name skipped (time)"; return; }
     local r m=""
     for r in barrier long_scoreboard short_scoreboard wait math_pipe_throttle mio_throttle lg_throttle membar sleeping \
         no_instruction not_selected selected dispatch_stall branch_resolving drain; do
         m="$m,smsp__average_warps_issue_stalled_${r}_per_issue_active.ratio"
     done
-    STF_NO_HWC=1 timeout 20 ncu --clock-control none -k "regex:merge_(wave|persist)_kernel" -c 1 \
+    STF_NO_HWC=1 timeout $(($(left) - 5)) ncu --clock-control none -k "regex:merge_(wave|persist)_kernel" -c 1 \
         --metrics "smsp__inst_executed.sum,sm__warps_launched.sum,gpu__time_duration.sum$m" \
         "$S03" --device gpu --iters 1 --warmup 0 "$@" >"$RESULTS/ncu_stalls_$name.txt" 2>&1
     note "ncu stalls $name rc=$?"
 }
 prof wave_1x1048576 --rows 1 --cols 1048576
-prof wave_16x256000_bf16 --rows 16 --cols 256000 --dtype bf16
 prof persist_1024x262144 --rows 1024 --cols 262144
-
-# ---- torch.softmax, same shapes, same timing as plots/torch_softmax.py
-if [ "$(left)" -gt 20 ]; then
-    timeout $(($(left) - 10)) python3 - >"$RESULTS/torch.log" 2>&1 <<'EOF'
-import statistics, torch
-dev = torch.device("cuda")
-flush = torch.empty(2 * torch.cuda.get_device_properties(dev).L2_cache_size, dtype=torch.uint8, device=dev)
-for dt, name, rows, cols in ((torch.float32, "fp32", 1, 1048576), (torch.float32, "fp32", 16, 256000),
-                             (torch.bfloat16, "bf16", 16, 256000), (torch.float32, "fp32", 4096, 65536),
-                             (torch.float32, "fp32", 2048, 131072), (torch.float32, "fp32", 1024, 262144)):
-    x = (torch.rand(rows, cols, device=dev, dtype=torch.float32) * 2 - 1).to(dt)
-    times = []
-    for i in range(13):
-        flush.zero_()
-        s, e = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        s.record(); torch.softmax(x, dim=-1); e.record(); torch.cuda.synchronize()
-        if i >= 3: times.append(s.elapsed_time(e))
-    ms = statistics.median(times)
-    print(f"torch.softmax {name} {rows} x {cols} {ms:.4f} ms {2 * x.numel() * x.element_size() / (ms * 1e-3) / 1e9:.1f} GB/s "
-          f"(torch {torch.__version__})", flush=True)
-EOF
-    note "torch rc=$? ($(($(date +%s) - T0)) s)"
-fi
+prof wave_16x256000_bf16 --rows 16 --cols 256000 --dtype bf16
+stalls wave_1x1048576 --rows 1 --cols 1048576
+stalls persist_1024x262144 --rows 1024 --cols 262144
+stalls wave_16x256000_bf16 --rows 16 --cols 256000 --dtype bf16
 
 # ---- the sweeps, as far as the time allows: rows at cols = 262144, then cols at 2^28 (fp32)
 for r in 1 2 4 8 16 32 64 128 256; do
