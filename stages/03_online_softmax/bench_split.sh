@@ -8,7 +8,9 @@
 #                              (GPU; CPU: rows 1 ... 32), stage 03 and copy
 #   softmax_cluster_sweep.csv  stage 03's cols sweep (rows x cols = 2^28 on
 #                              the GPU, 2^21 on the CPU), fp32 and fp16: every
-#                              path, the cluster's included
+#                              path, merge-cluster and merge-persist included
+# Every stage 03 run includes merge-wave and merge-persist where they apply,
+# and names the fastest path of each shape after its tables.
 # Called by tools/bench.sh with cwd = the repository root and BIN, OUT,
 # DEVICE (auto|cpu|gpu), QUICK (0|1) exported; runs alone too:
 #   BIN=build/bin OUT=build/bench DEVICE=gpu bash stages/03_online_softmax/bench_split.sh
