@@ -236,7 +236,7 @@ static int parse(const char *line, opts_t *o)
     argv[argc] = NULL;
     cli_spec_t spec = { "prog", "test", CLI_SOFTMAX, NULL };
     FILE *devnull = fopen("/dev/null", "w");
-    int rc = cli_parse(&spec, argc, argv, o, devnull);
+    int rc = cli_parse_opts(&spec, NULL, 0, argc, argv, o, devnull);
     fclose(devnull);
     return rc;
 }
@@ -275,9 +275,16 @@ static int parse_v(int kind, const char *const *args, opts_t *o, char *msg, size
     for (; *args && argc < 31; args++) argv[argc++] = (char *)*args;
     argv[argc] = NULL;
     cli_spec_t spec = { "prog", "test", kind, NULL };
+    /* an attention program's own options, as stages 05-07 declare them */
+    static const cli_opt_t stage_opts[] = {
+        { "kv-heads", "G", 65536, "key/value heads" }, { "br", "N", 4096, "query rows per tile" },
+        { "bc", "N", 4096, "key rows per tile" },      { "sram", "BYTES", 1LL << 30, "on-chip bytes" },
+        { "splits", "N", 65536, "K/V splits" },       { "varlen", NULL, 0, "variable K/V lengths" },
+    };
     FILE *m = tmpfile();
     assert_non_null(m);
-    int rc = cli_parse(&spec, argc, argv, o, m);
+    int rc = kind == CLI_ATTENTION ? cli_parse_opts(&spec, stage_opts, 6, argc, argv, o, m)
+                                   : cli_parse_opts(&spec, NULL, 0, argc, argv, o, m);
     rewind(m);
     size_t k = fread(msg, 1, n - 1, m);
     msg[k] = 0;

@@ -215,20 +215,6 @@ static void unknown_long(FILE *err, const char *P, const char *arg, const struct
         fprintf(err, "%s: unknown option '%s' (see --help)\n", P, arg);
 }
 
-int cli_parse(const cli_spec_t *spec, int argc, char **argv, opts_t *o, FILE *err)
-{
-    static const cli_opt_t legacy[] = {
-        { "kv-heads", "G", 65536, "key/value heads (default --heads; must divide it)" },
-        { "br", "N", 4096, "query rows per tile" },
-        { "bc", "N", 4096, "key rows per tile" },
-        { "sram", "BYTES", 1LL << 30, "simulated on-chip memory of the CPU tiling" },
-        { "splits", "N", 65536, "K/V splits" },
-        { "varlen", NULL, 0, "variable K/V lengths per batch element" },
-    };
-    if (spec->kind == CLI_ATTENTION) return cli_parse_opts(spec, legacy, 6, argc, argv, o, err);
-    return cli_parse_opts(spec, NULL, 0, argc, argv, o, err);
-}
-
 int cli_parse_opts(const cli_spec_t *spec, const cli_opt_t *stage_opts, int nstage, int argc, char **argv, opts_t *o,
                    FILE *err)
 {
@@ -430,18 +416,6 @@ int cli_parse_opts(const cli_spec_t *spec, const cli_opt_t *stage_opts, int nsta
         o->seq_q = 1;
         o->given |= GIVEN_SEQ_Q; /* what a driver reading GIVEN_SEQ_Q alone expects */
     }
-    /* the transitional copies (opts_t) */
-    static const struct { const char *name; unsigned bit; } copies[] = {
-        { "kv-heads", GIVEN_KV_HEADS }, { "br", GIVEN_BR }, { "bc", GIVEN_BC },
-        { "sram", GIVEN_SRAM }, { "splits", GIVEN_SPLITS }, { "varlen", GIVEN_VARLEN },
-    };
-    long long *dst[] = { &o->kv_heads, &o->br, &o->bc, &o->sram, &o->splits, NULL };
-    for (int i = 0; i < 6; i++)
-        if (cli_opt_given(o, copies[i].name)) {
-            o->given |= copies[i].bit;
-            if (dst[i]) *dst[i] = cli_opt_value(o, copies[i].name);
-            else o->varlen = 1;
-        }
     if (o->load_npy && (o->given & (GIVEN_SCALE | GIVEN_SEED))) {
         fprintf(err, "%s: --%s describes the generated input, which --load-npy replaces: give one or the other\n",
                 P, (o->given & GIVEN_SCALE) ? "scale" : "seed");

@@ -52,9 +52,6 @@ enum {
     GIVEN_SEQ = 1u << 6, GIVEN_DIM = 1u << 7,
     GIVEN_SCALE = 1u << 9, GIVEN_SEQ_Q = 1u << 10, GIVEN_SEQ_KV = 1u << 11,
     GIVEN_DECODE = 1u << 17, GIVEN_SEED = 1u << 18, GIVEN_DTYPE = 1u << 19,
-    /* Transitional (see cli_parse): set when an option of that name was given. */
-    GIVEN_KV_HEADS = 1u << 8, GIVEN_BR = 1u << 12, GIVEN_BC = 1u << 13, GIVEN_SRAM = 1u << 14,
-    GIVEN_SPLITS = 1u << 15, GIVEN_VARLEN = 1u << 16,
 };
 
 typedef struct {
@@ -78,11 +75,6 @@ typedef struct {
     int nopts;
     long long opt_val[CLI_OPTS_MAX];
     unsigned opt_given;
-    /* Transitional copies, for a driver that reads them by field (stage 08's,
-     * until it reads cli_opt_value): filled when a declared option of the
-     * same name ("kv-heads", "br", "bc", "sram", "splits", "varlen") is given. */
-    long long kv_heads, br, bc, sram, splits;
-    int varlen;
 } opts_t;
 
 typedef struct {
@@ -111,12 +103,6 @@ long long cli_opt_value(const opts_t *o, const char *name);
  * with --load-npy (the file replaces the generated input they describe). */
 int cli_parse_opts(const cli_spec_t *spec, const cli_opt_t *opts, int nopts, int argc, char **argv, opts_t *o,
                    FILE *err);
-/* Transitional: cli_parse_opts with no stage options for the softmax family,
- * and for the attention family the set every attention program took before
- * stages declared their own (kv-heads, br, bc, sram, splits, varlen), for a
- * driver that has not declared its options yet. A stage declares them and
- * calls cli_parse_opts. */
-int cli_parse(const cli_spec_t *spec, int argc, char **argv, opts_t *o, FILE *err);
 
 /* Parses a strictly positive integer no larger than max: 0 on success. */
 int cli_parse_count(const char *s, long long max, long long *out);

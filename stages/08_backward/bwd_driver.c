@@ -133,11 +133,7 @@ static int save_meta(const char *dir, const attn_shape_t *s)
     return fclose(f) ? -1 : 0;
 }
 
-/* ---- the stage's own options. common/driver/cli.h is being changed to let
- * each stage declare its options (cli_parse_opts, cli_opt_t); until every
- * branch has it, this file compiles with either header: CLI_OPTS_MAX exists
- * only in the new one. */
-#ifdef CLI_OPTS_MAX
+/* ---- the stage's own options (cli.h, cli_opt_t) */
 static const cli_opt_t OPTS[] = {
     { "kv-heads", "G", 65536, "K/V heads (grouped-query attention; must divide --heads; default: --heads)" },
     { "br", "N", 4096, "query rows per tile of the CPU FA2 backward (default 64)" },
@@ -147,23 +143,6 @@ static const cli_opt_t OPTS[] = {
 #define OPT_GIVEN(o, name) cli_opt_given(&(o), name)
 #define OPT_VALUE(o, name) cli_opt_value(&(o), name)
 #define PARSE(spec, argc, argv, o) cli_parse_opts(&(spec), OPTS, (int)(sizeof OPTS / sizeof OPTS[0]), argc, argv, &(o), stderr)
-#else
-static int old_given(const opts_t *o, const char *name)
-{
-    return !strcmp(name, "kv-heads") ? (o->given & GIVEN_KV_HEADS) != 0
-           : !strcmp(name, "br")     ? (o->given & GIVEN_BR) != 0
-           : !strcmp(name, "bc")     ? (o->given & GIVEN_BC) != 0
-           : !strcmp(name, "sram")   ? (o->given & GIVEN_SRAM) != 0 : 0;
-}
-static long long old_value(const opts_t *o, const char *name)
-{
-    return !strcmp(name, "kv-heads") ? o->kv_heads : !strcmp(name, "br") ? o->br : !strcmp(name, "bc") ? o->bc
-           : !strcmp(name, "sram") ? o->sram : 0;
-}
-#define OPT_GIVEN(o, name) old_given(&(o), name)
-#define OPT_VALUE(o, name) old_value(&(o), name)
-#define PARSE(spec, argc, argv, o) cli_parse(&(spec), argc, argv, &(o), stderr)
-#endif
 
 /* ---- one run of an implementation (the job bench_run times) */
 
@@ -657,12 +636,6 @@ int backward_stage_main(int argc, char **argv)
     if (rc == 1) return 0;
     if (rc) return rc;
     if (o.csv && report_csv_check(o.csv, COLS, NCOLS, stderr)) return 2;
-#ifndef CLI_OPTS_MAX /* the declared form refuses every option the stage did not declare */
-    if (o.varlen || (o.given & GIVEN_SPLITS)) {
-        fprintf(stderr, "%s: --varlen and --splits belong to stage 07's decoding; the backward takes neither\n", PROG);
-        return 2;
-    }
-#endif
     if (o.sweep && (o.given & (GIVEN_BATCH | GIVEN_SEQ | GIVEN_SEQ_Q | GIVEN_SEQ_KV))) {
         fprintf(stderr, "%s: --sweep sets the lengths and B itself; --batch, --seq, --seq-q, --seq-kv cannot be combined "
                         "with it\n", PROG);
