@@ -22,7 +22,7 @@ BIN=${BIN:-build/bin}
 OUT=${OUT:-build/bench}
 DEVICE=${DEVICE:-gpu}
 PROG=${PROG:-05b_tensor_cores}
-KERNELS=${KERNELS:-tc1_mma,tc2_swizzle,tc3_pipeline,tc4_exp2,tc5_tuned,tc6_m32}
+KERNELS=${KERNELS:-tc1_mma,tc2_swizzle,tc3_pipeline,tc4_exp2,tc5a_kouter,tc5b_tree,tc5c_immoff,tc5d_lazy,tc5e_ostore,tc5f_qborrow,tc5_tuned,tc6_m32}
 HERE=$(cd "$(dirname "$0")" && pwd)
 log=$OUT/fa_accuracy.log
 mkdir -p "$OUT"

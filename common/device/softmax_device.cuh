@@ -58,7 +58,7 @@ __device__ __forceinline__ vec_t<T, VEC> ld_vec_stream(const T *p)
  * functions), and rounding x * log2 e costs a relative u |x| more; see
  * softmax_tolerance() in common/numerics/reference.h. Not flushed to zero: subnormal
  * results stay (the build does not use -ftz). */
-__device__ __forceinline__ float fexp(float x) { return exp2f(x * 1.4426950408889634f); }
+__device__ __forceinline__ float fexp(float x) { return exp2f(x * STF_LOG2E_F); }
 
 /* Reduction operators with their identity elements (stage 03 adds op_md). */
 struct op_max {

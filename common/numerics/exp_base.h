@@ -12,6 +12,11 @@
 
 #include <math.h>
 
+/* log2(e), written once: the kernels compute e^x as 2^(x log2 e), one
+ * MUFU.EX2 instruction, and fold log2(e) into the softmax scale. */
+#define STF_LOG2E 1.4426950408889634
+#define STF_LOG2E_F 1.4426950408889634f
+
 #ifdef __CUDACC__
 #define STF_HD __host__ __device__ __forceinline__
 #else

@@ -27,7 +27,7 @@
 STF_HD float merge_exp(float x)
 {
 #if defined(__CUDA_ARCH__)
-    return exp2f(x * 1.4426950408889634f);
+    return exp2f(x * STF_LOG2E_F);
 #else
     return expf(x);
 #endif

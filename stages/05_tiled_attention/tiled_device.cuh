@@ -84,7 +84,7 @@ __device__ __forceinline__ void tile_load_plain(float *dst, const T *src, int va
 
 /* scale * log2(e), rounded once: the kernels compute exp2f(s') on logits
  * s' = (q . k) * scale log2 e (stage 03's fexp with the constant folded in). */
-static inline float tiled_scale_log2(const attn_shape_t *s) { return (float)((double)s->scale * 1.4426950408889634); }
+static inline float tiled_scale_log2(const attn_shape_t *s) { return (float)((double)s->scale * STF_LOG2E); }
 
 /* Raises a kernel's dynamic shared-memory limit (once is enough, but cheap)
  * and fills info's occupancy fields when a device answers. */

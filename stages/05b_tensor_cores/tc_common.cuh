@@ -55,6 +55,7 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "exp_base.h"
 #include "gpu_check.h"
 #include "tc.h"
 
@@ -67,9 +68,10 @@
 #define MMA_N 8
 #define MMA_K 16
 
-/* log2(e): the kernels compute e^x as 2^(x log2 e) (one MUFU.EX2). */
-#define LOG2E 1.4426950408889634
-#define LOG2E_F 1.4426950408889634f
+/* log2(e) (common/numerics/exp_base.h): the kernels compute e^x as
+ * 2^(x log2 e), one MUFU.EX2. */
+#define LOG2E STF_LOG2E
+#define LOG2E_F STF_LOG2E_F
 
 /* ---------------------------------------------------------------- arguments */
 

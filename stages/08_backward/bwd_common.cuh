@@ -17,6 +17,7 @@
 #include <stdint.h>
 
 #include "backward.h"
+#include "exp_base.h"
 #include "gpu_check.h"
 #include "softmax_device.cuh"
 
@@ -59,7 +60,7 @@ static inline bwd_args_t bwd_make_args(const attn_shape_t *s, const void *q, con
     a.dim = (int)s->dim;
     a.causal = s->causal;
     a.scale = s->scale;
-    a.scale_log2 = (float)((double)s->scale * 1.4426950408889634);
+    a.scale_log2 = (float)((double)s->scale * STF_LOG2E);
     return a;
 }
 
@@ -84,7 +85,7 @@ __device__ __forceinline__ float bwd_lse2(const bwd_args_t &a, const float *lse_
 {
     if (i >= a.seq_q) return INFINITY;
     const float l = lse_head[i];
-    return l == -INFINITY ? INFINITY : l * 1.4426950408889634f;
+    return l == -INFINITY ? INFINITY : l * STF_LOG2E_F;
 }
 
 /* ---------------------------------------------------------------- preprocessing */

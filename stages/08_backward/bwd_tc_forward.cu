@@ -17,6 +17,7 @@
  *
  * Run: through bwd_gpu_forward (the stage program, test_backward_gpu). */
 #include "bwd_kernels.h"
+#include "exp_base.h"
 #include "bwd_tc_common.cuh"
 
 #define FWD_WARPS 4
@@ -161,7 +162,7 @@ struct tc_fwd_run {
         a.seq_kv = (int)s->seq_kv;
         a.causal = s->causal;
         a.scale = s->scale;
-        a.scale_log2 = (float)((double)s->scale * 1.4426950408889634);
+        a.scale_log2 = (float)((double)s->scale * STF_LOG2E);
         constexpr int smem = tc_layout<D>::bytes(FWD_BQ + 4 * FWD_BKV);
         bwd_raise_smem<bwd_tc_fwd_kernel<T, D>>(smem);
         dim3 grid((unsigned)((s->seq_q + FWD_BQ - 1) / FWD_BQ), (unsigned)s->heads, (unsigned)s->batch);
