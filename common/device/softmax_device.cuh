@@ -14,6 +14,7 @@
 #include <stdint.h>
 
 #include "dtype.h"
+#include "exp_base.h"
 
 template <typename T> __device__ __forceinline__ float to_f(T v);
 template <> __device__ __forceinline__ float to_f<float>(float v) { return v; }

@@ -8,6 +8,7 @@
 #include <math.h>
 #include <stdio.h>
 
+#include "exp_base.h"
 #include "gpu.h"
 #include "gpu_check.h"
 #include "exp_base.h"
