@@ -11,7 +11,6 @@
 #include "exp_base.h"
 #include "gpu.h"
 #include "gpu_check.h"
-#include "exp_base.h"
 #include "softmax_device.cuh"
 #include "tiled.h"
 
