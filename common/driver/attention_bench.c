@@ -179,20 +179,6 @@ static void tally_add(char *buf, size_t n, const char *sep, const char *text) { 
 
 typedef struct { float *q, *k, *v; } loaded_t;
 
-/* 1 when --kernel is absent or lists name. */
-static int selected(const char *list, const char *name)
-{
-    if (!list) return 1;
-    const size_t n = strlen(name);
-    for (const char *p = list; *p;) {
-        const char *e = strchr(p, ',');
-        const size_t len = e ? (size_t)(e - p) : strlen(p);
-        if (len == n && !strncmp(p, name, n)) return 1;
-        p += len + (e != NULL);
-    }
-    return 0;
-}
-
 /* Every name in --kernel must be an implementation of this stage. */
 static int check_kernels(const attn_stage_t *st, const char *list)
 {
@@ -401,7 +387,7 @@ static int run_shape(const attn_stage_t *st, const attn_stage_ext_t *ext, const 
                "the same way)\n", ceiling, attn_kv_bytes_once(s) / 1e6);
     for (int k = 0; k < st->nimpls; k++) {
         const attn_impl_t *im = st->impls[k];
-        if (!selected(o->kernels, im->name)) continue;
+        if (!cli_kernel_selected(o->kernels, im->name)) continue;
         /* wanted: what --kernel chose, else the stage's own (not a demonstration) */
         const int wanted = o->kernels ? 1 : (k >= st->own && !im->demo);
         ty->wanted += wanted;

@@ -445,3 +445,16 @@ int cli_resolve_device(opts_t *o, FILE *err)
     o->device = ok ? DEV_GPU : DEV_CPU;
     return 0;
 }
+
+int cli_kernel_selected(const char *list, const char *name)
+{
+    if (!list) return 1;
+    const size_t n = strlen(name);
+    for (const char *p = list; *p;) {
+        const char *e = strchr(p, ',');
+        const size_t len = e ? (size_t)(e - p) : strlen(p);
+        if (len == n && !strncmp(p, name, n)) return 1;
+        p += len + (e != NULL);
+    }
+    return 0;
+}

@@ -104,6 +104,9 @@ long long cli_opt_value(const opts_t *o, const char *name);
 int cli_parse_opts(const cli_spec_t *spec, const cli_opt_t *opts, int nopts, int argc, char **argv, opts_t *o,
                    FILE *err);
 
+/* 1 when the --kernel list (comma-separated names, or NULL: all) names name. */
+int cli_kernel_selected(const char *list, const char *name);
+
 /* Parses a strictly positive integer no larger than max: 0 on success. */
 int cli_parse_count(const char *s, long long max, long long *out);
 

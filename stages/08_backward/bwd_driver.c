@@ -76,19 +76,6 @@ static double host_bytes(void)
     return pages > 0 && psz > 0 ? (double)pages * (double)psz : 0;
 }
 
-static int selected(const char *list, const char *name)
-{
-    if (!list) return 1;
-    const size_t n = strlen(name);
-    for (const char *p = list; *p;) {
-        const char *e = strchr(p, ',');
-        const size_t len = e ? (size_t)(e - p) : strlen(p);
-        if (len == n && !strncmp(p, name, n)) return 1;
-        p += len + (e != NULL);
-    }
-    return 0;
-}
-
 static int check_kernels(const char *list)
 {
     if (!list) return 0;
@@ -356,7 +343,7 @@ static int run_shape(const ctx_t *cx, const attn_shape_t *s, const loaded_t *ld,
     int ran = 0; /* implementations that ran: none is a failure, not a success */
     for (int k = 0; k < BWD_NIMPLS; k++) {
         const bwd_impl_t *im = &BWD_IMPLS[k];
-        if (!selected(o->kernels, im->name)) continue;
+        if (!cli_kernel_selected(o->kernels, im->name)) continue;
         const int row = report_add_row(rep);
         report_set(rep, row, "run_by", "%s", PROG);
         report_set(rep, row, "stage", "%s", im->stage);
