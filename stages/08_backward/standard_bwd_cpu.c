@@ -34,9 +34,17 @@
 
 static size_t nn_of(const attn_shape_t *s) { return s->batch * s->heads * s->seq_q * s->seq_kv; }
 
+/* Where D starts in the workspace: after S (fp32) and P (storage type),
+ * rounded up to 16 bytes, since B H Nq Nk 16-bit elements of P can leave
+ * the offset at 2 mod 4 and D is fp32. */
+static size_t d_offset(const attn_shape_t *s)
+{
+    return (nn_of(s) * (4 + dtype_size(s->dt)) + 15) / 16 * 16;
+}
+
 size_t bwd_standard_ws_bytes(const attn_shape_t *s)
 {
-    return nn_of(s) * (4 + dtype_size(s->dt)) + 4 * (size_t)attn_rows(s); /* S = dP = dS (fp32 room), P; D */
+    return d_offset(s) + 4 * (size_t)attn_rows(s); /* S = dP = dS (fp32 room), P; D */
 }
 
 double bwd_standard_fwd_bytes(const attn_shape_t *s)
@@ -131,7 +139,7 @@ static void gemm_tn_group(const attn_shape_t *s, hbm_t *M, hbm_t *X, hbm_t *out,
 int bwd_standard_cpu(const attn_shape_t *s, bwd_io_t *a, void *ws)
 {
     const size_t Nq = s->seq_q, Nk = s->seq_kv, d = s->dim, bhs = s->batch * s->heads, nn = Nq * Nk;
-    const size_t es = dtype_size(s->dt), R = (size_t)attn_rows(s);
+    const size_t R = (size_t)attn_rows(s);
     if (!ws) {
         fprintf(stderr, "bwd-standard: no P from the forward\n");
         return -1;
@@ -140,7 +148,7 @@ int bwd_standard_cpu(const attn_shape_t *s, bwd_io_t *a, void *ws)
     hbm_t dP = hbm_wrap(lg, "dP", ws, bhs * nn, DT_F32); /* over S: the forward no longer needs it */
     hbm_t dS = hbm_wrap(lg, "dS", ws, bhs * nn, s->dt);  /* over dP, each element after it is read */
     hbm_t P = hbm_wrap(lg, "P", (char *)ws + bhs * nn * 4, bhs * nn, s->dt);
-    hbm_t D = hbm_wrap(lg, "D", (char *)ws + bhs * nn * (4 + es), R, DT_F32);
+    hbm_t D = hbm_wrap(lg, "D", (char *)ws + d_offset(s), R, DT_F32);
     float *xs = malloc((Nq * d + 1) * sizeof *xs), *ys = malloc((Nk * d + 1) * sizeof *ys);
     float *acc = malloc(((Nk > 1 ? Nk : 1) * d + 1) * sizeof *acc); /* dV, dK rows; a dQ row */
     if (!xs || !ys || !acc) {
