@@ -55,6 +55,9 @@ void bwd_gpu_tiles(int kern, const attn_shape_t *s, int *br, int *bc);
  * visible key): O in s->dt. Asynchronous on stream 0; 0, or -1 with a message
  * when the shape is not supported. */
 int bwd_gpu_forward(const attn_shape_t *s, const void *q, const void *k, const void *v, void *o, float *lse);
+/* Which forward bwd_gpu_forward runs for s: 1 tensor cores (P rounded for the
+ * PV product), 0 CUDA cores in fp32, -1 none (the checks' rounding follows it). */
+int bwd_gpu_forward_kind(const attn_shape_t *s);
 /* The backward: q, k, v, o, dout in s->dt, lse from bwd_gpu_forward; writes
  * dq, dk, dv in s->dt (every element). Asynchronous on stream 0; 0, or -1
  * with a message when the shape is not supported. */

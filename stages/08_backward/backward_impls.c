@@ -37,9 +37,9 @@ static void gpu_tiles(const bwd_impl_t *im, const attn_shape_t *s, size_t *br, s
     *bc = c > 0 ? (size_t)c : 0;
 }
 
-/* The forward of the GPU kernels: tensor cores for 16-bit inputs at d = 64
- * and 128 (P rounded for the PV MMA), CUDA cores in fp32 otherwise. */
-static int gpu_fwd_tc(const attn_shape_t *s) { return s->dt != DT_F32 && (s->dim == 64 || s->dim == 128); }
+/* The forward of the GPU kernels: tensor cores for 16-bit inputs at the
+ * dims they take (P rounded for the PV MMA), CUDA cores in fp32 otherwise. */
+static int gpu_fwd_tc(const attn_shape_t *s) { return bwd_gpu_forward_kind(s) == 1; }
 
 int bwd_impl_supports(const bwd_impl_t *im, const attn_shape_t *s, int gpu, char *why, size_t n)
 {

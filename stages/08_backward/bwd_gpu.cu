@@ -26,7 +26,7 @@ static int decline(char *why, size_t n, const char *msg)
 
 /* The forward that bwd_gpu_forward runs for s: 1 tensor cores, 0 CUDA cores,
  * -1 none. */
-static int forward_kind(const attn_shape_t *s)
+extern "C" int bwd_gpu_forward_kind(const attn_shape_t *s)
 {
     if (s->dt != DT_F32 && bwd_gpu_tc_dim_ok((int)s->dim)) return 1;
     return bwd_gpu_cc_dim_ok((int)s->dim) ? 0 : -1;
@@ -41,7 +41,7 @@ extern "C" int bwd_gpu_supports(int kern, const attn_shape_t *s, char *why, size
     if (s->varlen) return decline(why, n, "--varlen is not supported by the backward");
     if (s->heads > 65535 || s->batch > 65535) return decline(why, n, "more than 65535 heads or batch elements");
     if (s->seq_q > (1u << 30) || s->seq_kv > (1u << 30)) return decline(why, n, "sequences above 2^30 rows");
-    if (forward_kind(s) < 0) {
+    if (bwd_gpu_forward_kind(s) < 0) {
         snprintf(buf, sizeof buf, "head dim %zu: the GPU forward exists for d = 32, 64, 96, 128, 256", s->dim);
         return decline(why, n, buf);
     }
@@ -75,7 +75,7 @@ extern "C" size_t bwd_gpu_ws_bytes(int kern, const attn_shape_t *s)
 
 extern "C" int bwd_gpu_forward(const attn_shape_t *s, const void *q, const void *k, const void *v, void *o, float *lse)
 {
-    const int kind = forward_kind(s);
+    const int kind = bwd_gpu_forward_kind(s);
     if (kind < 0 || s->kv_heads == 0 || s->heads % s->kv_heads != 0) {
         fprintf(stderr, "bwd_gpu_forward: no GPU forward for head dim %zu (d = 32, 64, 96, 128, 256)\n", s->dim);
         return -1;
@@ -103,7 +103,7 @@ extern "C" int bwd_gpu_launch(int kern, const attn_shape_t *s, const void *q, co
 extern "C" void bwd_gpu_tiles(int kern, const attn_shape_t *s, int *br, int *bc)
 {
     int t = 0;
-    if (kern < 0) t = forward_kind(s) == 1 ? 64 : forward_kind(s) == 0 ? 32 : 0;
+    if (kern < 0) t = bwd_gpu_forward_kind(s) == 1 ? 64 : bwd_gpu_forward_kind(s) == 0 ? 32 : 0;
     else if (kern == BWD_GPU_FA2_FP32) t = 32;
     *br = t;
     *bc = t;

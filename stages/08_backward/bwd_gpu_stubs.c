@@ -31,6 +31,11 @@ int bwd_gpu_forward(const attn_shape_t *s, const void *q, const void *k, const v
     (void)s; (void)q; (void)k; (void)v; (void)o; (void)lse;
     return -1;
 }
+int bwd_gpu_forward_kind(const attn_shape_t *s)
+{
+    (void)s;
+    return -1;
+}
 int bwd_gpu_launch(int kern, const attn_shape_t *s, const void *q, const void *k, const void *v, const void *o,
                    const void *dout, const float *lse, void *dq, void *dk, void *dv, void *ws)
 {
