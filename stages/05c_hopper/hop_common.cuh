@@ -46,6 +46,8 @@
 #ifndef STF_HOP_COMMON_CUH
 #define STF_HOP_COMMON_CUH
 
+#include <cuda.h> /* CUtensorMap and its enums: types only, libcuda is not linked */
+
 #include "../05b_tensor_cores/tc_common.cuh"
 #include "hopper.h"
 
@@ -232,5 +234,92 @@ template <> struct hop_wgmma<__nv_bfloat16, 128> {
 /* Writes to shared memory by the generic proxy (st.shared, cp.async) made
  * visible to the async proxy (wgmma's operand reads, TMA). */
 __device__ __forceinline__ void hop_fence_proxy_async() { asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory"); }
+
+
+/* ---------------------------------------------------------------- mbarrier */
+
+/* A shared-memory barrier object (8 bytes) that counts arrivals and, with
+ * expect_tx, bytes still to land from TMA; a phase completes when both reach
+ * zero, and waiters poll the phase's parity (PTX ISA, "mbarrier"). */
+__device__ __forceinline__ void hop_mbar_init(uint32_t bar, int count)
+{
+    asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;\n" ::"r"(bar), "r"(count) : "memory");
+}
+/* Makes the initializations visible to the async proxy (TMA) and the other threads' mbarrier ops. */
+__device__ __forceinline__ void hop_mbar_fence_init() { asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory"); }
+/* One arrival that also announces `bytes` of TMA transactions to wait for. */
+__device__ __forceinline__ void hop_mbar_expect_tx(uint32_t bar, uint32_t bytes)
+{
+    asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;\n" ::"r"(bar), "r"(bytes) : "memory");
+}
+__device__ __forceinline__ void hop_mbar_arrive(uint32_t bar)
+{
+    asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];\n" ::"r"(bar) : "memory");
+}
+/* Waits until the phase of parity `parity` has completed. */
+__device__ __forceinline__ void hop_mbar_wait(uint32_t bar, uint32_t parity)
+{
+    uint32_t done;
+    do {
+        asm volatile("{\n.reg .pred p;\nmbarrier.try_wait.parity.shared::cta.b64 p, [%1], %2;\nselp.u32 %0, 1, 0, p;\n}\n"
+                     : "=r"(done)
+                     : "r"(bar), "r"(parity)
+                     : "memory");
+    } while (!done);
+}
+
+/* ---------------------------------------------------------------- TMA */
+
+/* One box of a 3-D tensor map (tm, a __grid_constant__ kernel parameter)
+ * at coordinates (c0, c1, c2), innermost first, into shared memory at dst;
+ * its bytes count against barrier bar. Elements outside the tensor land as
+ * zeros (and still count). */
+__device__ __forceinline__ void hop_tma_load_3d(uint32_t dst, const CUtensorMap *tm, int c0, int c1, int c2, uint32_t bar)
+{
+    asm volatile("cp.async.bulk.tensor.3d.shared::cluster.global.tile.mbarrier::complete_tx::bytes [%0], [%1, {%2, %3, "
+                 "%4}], [%5];\n" ::"r"(dst),
+                 "l"(reinterpret_cast<uint64_t>(tm)), "r"(c0), "r"(c1), "r"(c2), "r"(bar)
+                 : "memory");
+}
+
+/* The K or V tensor [batch * kv_heads][seq_kv][d] as a 3-D tensor map with
+ * boxes of 64 columns x rows keys x 1 head, written in the 128-byte swizzle
+ * (hop_off's layout: one box is one panel of a tile). A K/V tile of d = 128
+ * is two boxes. Rows past seq_kv are outside dim 1 and arrive as zeros, so a
+ * partial last tile never reads the next head. cuTensorMapEncodeTiled is a
+ * driver function: it is looked up through the runtime
+ * (cudaGetDriverEntryPointByVersion), so nothing links libcuda. */
+static inline CUtensorMap hop_kv_tensor_map(const void *base, const tc_shape_t *s, int rows)
+{
+    typedef CUresult (*encode_fn)(CUtensorMap *, CUtensorMapDataType, cuuint32_t, void *, const cuuint64_t *,
+                                  const cuuint64_t *, const cuuint32_t *, const cuuint32_t *, CUtensorMapInterleave,
+                                  CUtensorMapSwizzle, CUtensorMapL2promotion, CUtensorMapFloatOOBfill);
+    static encode_fn encode;
+    if (!encode) {
+        void *fn = NULL;
+        cudaDriverEntryPointQueryResult q;
+        CUDA_CHECK(cudaGetDriverEntryPointByVersion("cuTensorMapEncodeTiled", &fn, 12000, cudaEnableDefault, &q));
+        if (q != cudaDriverEntryPointSuccess || !fn) {
+            fprintf(stderr, "stage 05c: the driver has no cuTensorMapEncodeTiled (CUDA 12.0+ driver needed)\n");
+            exit(1);
+        }
+        encode = (encode_fn)fn;
+    }
+    CUtensorMap tm;
+    const cuuint64_t dims[3] = { (cuuint64_t)s->dim, (cuuint64_t)s->seq_kv, (cuuint64_t)s->batch * s->kv_heads };
+    const cuuint64_t strides[2] = { (cuuint64_t)s->dim * 2, (cuuint64_t)s->seq_kv * s->dim * 2 }; /* bytes, dims 1, 2 */
+    const cuuint32_t box[3] = { 64, (cuuint32_t)rows, 1 };
+    const cuuint32_t estr[3] = { 1, 1, 1 };
+    const CUresult r = encode(&tm, s->dt == DT_BF16 ? CU_TENSOR_MAP_DATA_TYPE_BFLOAT16 : CU_TENSOR_MAP_DATA_TYPE_FLOAT16,
+                              3, const_cast<void *>(base), dims, strides, box, estr, CU_TENSOR_MAP_INTERLEAVE_NONE,
+                              CU_TENSOR_MAP_SWIZZLE_128B, CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
+                              CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
+    if (r != CUDA_SUCCESS) {
+        fprintf(stderr, "stage 05c: cuTensorMapEncodeTiled failed (CUresult %d) for d %d, seq_kv %d\n", (int)r, s->dim,
+                s->seq_kv);
+        exit(1);
+    }
+    return tm;
+}
 
 #endif
