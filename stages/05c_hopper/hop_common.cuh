@@ -322,4 +322,23 @@ static inline CUtensorMap hop_kv_tensor_map(const void *base, const tc_shape_t *
     return tm;
 }
 
+/* ---------------------------------------------------------------- warp specialization */
+
+/* Register reallocation between warp groups (PTX ISA, "setmaxnreg"): every
+ * warp of the group executes it; dec gives registers back to the block's
+ * pool, inc waits until the pool has them. N a multiple of 8 in 24 .. 256. */
+template <int N> __device__ __forceinline__ void hop_setmaxnreg_dec()
+{
+    asm volatile("setmaxnreg.dec.sync.aligned.u32 %0;\n" ::"n"(N));
+}
+template <int N> __device__ __forceinline__ void hop_setmaxnreg_inc()
+{
+    asm volatile("setmaxnreg.inc.sync.aligned.u32 %0;\n" ::"n"(N));
+}
+/* A named barrier (ids 1 .. 15; 0 is __syncthreads) over n threads. */
+__device__ __forceinline__ void hop_bar_sync(int id, int n)
+{
+    asm volatile("bar.sync %0, %1;\n" ::"r"(id), "r"(n) : "memory");
+}
+
 #endif
