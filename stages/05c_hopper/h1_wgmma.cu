@@ -111,6 +111,8 @@ __global__ void __launch_bounds__(H1_THREADS, 1) h1_kernel(tc_args_t a)
         uint32_t p[H1_BKV / 16][4];
 #pragma unroll
         for (int kk = 0; kk < H1_BKV / 16; kk++) tc_pack_p<T>(p[kk], s[2 * kk], s[2 * kk + 1]);
+        hop_reg_fence(o); /* the rescaled o and the packed p are in registers before the fence */
+        hop_reg_fence(p);
         hop_wgmma_fence(); /* o was rescaled and p written by ordinary instructions */
 #pragma unroll
         for (int kk = 0; kk < H1_BKV / 16; kk++) hop_wgmma<T, D>::rs(o, p[kk], hop_desc_mn<H1_BKV>(aV, kk), 1);

@@ -120,6 +120,8 @@ __global__ void __launch_bounds__(H2_THREADS, 1)
             uint32_t p[H2_BKV / 16][4];
 #pragma unroll
             for (int kk = 0; kk < H2_BKV / 16; kk++) tc_pack_p<T>(p[kk], s[2 * kk], s[2 * kk + 1]);
+            hop_reg_fence(o);
+            hop_reg_fence(p);
             hop_wgmma_fence();
 #pragma unroll
             for (int kk = 0; kk < H2_BKV / 16; kk++) hop_wgmma<T, D>::rs(o, p[kk], hop_desc_mn<H2_BKV>(aV, kk), 1);

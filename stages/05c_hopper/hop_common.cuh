@@ -126,6 +126,16 @@ template <int M> __device__ __forceinline__ void hop_reg_fence(float (&d)[M][4])
         for (int e = 0; e < 4; e++) asm volatile("" : "+f"(d[j][e])::"memory");
 }
 
+/* The same for the A registers of P (written by ordinary instructions just
+ * before the wgmma.fence that must follow them). */
+template <int M> __device__ __forceinline__ void hop_reg_fence(uint32_t (&r)[M][4])
+{
+#pragma unroll
+    for (int j = 0; j < M; j++)
+#pragma unroll
+        for (int e = 0; e < 4; e++) asm volatile("" : "+r"(r[j][e])::"memory");
+}
+
 /* One m64nNk16 step, T the 16-bit input type, N the output width (64, 128). */
 template <typename T, int N> struct hop_wgmma;
 template <> struct hop_wgmma<__half, 64> {
