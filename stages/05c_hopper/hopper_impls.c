@@ -25,9 +25,10 @@ const hop_version_t HOP_VERSIONS[] = {
     { "h1_wgmma", "wgmma (m64nNk16) from 128-byte-swizzled shared memory, S and P in registers; K/V by cp.async" },
     { "h2_tma", "K/V by TMA (one thread, tensor maps) into 2 stages on mbarriers (expect_tx, try_wait.parity)" },
     { "h3_warpspec", "a producer warp group (TMA) and two consumer groups, full/empty mbarriers, setmaxnreg 40/232" },
+    { "h4_overlap", "S of tile t issued before the softmax of t, beside P V of t - 1 (intra-warpgroup overlap)" },
 };
 const int HOP_NVERSIONS = (int)(sizeof HOP_VERSIONS / sizeof HOP_VERSIONS[0]);
-#define HOP_MAX_VERSIONS 4 /* rows instantiated below (HOP_IMPL) */
+#define HOP_MAX_VERSIONS 6 /* rows instantiated below (HOP_IMPL) */
 
 static int decline(char *why, size_t n, const char *fmt, ...)
 {
@@ -47,11 +48,13 @@ int h2_launch(const tc_shape_t *, const void *, const void *, const void *, void
 int h2_describe(const tc_shape_t *, char *, size_t);
 int h3_launch(const tc_shape_t *, const void *, const void *, const void *, void *);
 int h3_describe(const tc_shape_t *, char *, size_t);
+int h4_launch(const tc_shape_t *, const void *, const void *, const void *, void *);
+int h4_describe(const tc_shape_t *, char *, size_t);
 typedef int (*hop_launch_fn)(const tc_shape_t *, const void *, const void *, const void *, void *);
 typedef int (*hop_describe_fn)(const tc_shape_t *, char *, size_t);
 /* In HOP_VERSIONS order (attn_hop_launch checks the count). */
-static const hop_launch_fn LAUNCH[] = { h1_launch, h2_launch, h3_launch };
-static const hop_describe_fn DESCRIBE[] = { h1_describe, h2_describe, h3_describe };
+static const hop_launch_fn LAUNCH[] = { h1_launch, h2_launch, h3_launch, h4_launch };
+static const hop_describe_fn DESCRIBE[] = { h1_describe, h2_describe, h3_describe, h4_describe };
 #define HOP_NLAUNCH ((int)(sizeof LAUNCH / sizeof LAUNCH[0]))
 #else
 int hop_built_sm90a(void) { return 0; }
@@ -251,13 +254,16 @@ HOP_IMPL(0);
 HOP_IMPL(1);
 HOP_IMPL(2);
 HOP_IMPL(3);
+HOP_IMPL(4);
+HOP_IMPL(5);
 
 /* Names come from HOP_VERSIONS; filled in on first use. */
 const attn_impl_t *const *attn_hop_impls(int *n)
 {
     static attn_impl_t rows[HOP_MAX_VERSIONS];
     static const attn_impl_t *list[HOP_MAX_VERSIONS];
-    static const attn_impl_t *src[HOP_MAX_VERSIONS] = { &IMPL_HOP0, &IMPL_HOP1, &IMPL_HOP2, &IMPL_HOP3 };
+    static const attn_impl_t *src[HOP_MAX_VERSIONS] = { &IMPL_HOP0, &IMPL_HOP1, &IMPL_HOP2,
+                                                                   &IMPL_HOP3, &IMPL_HOP4, &IMPL_HOP5 };
     /* a rung added to HOP_VERSIONS needs its HOP_IMPL row: the table shows only these */
     const int nv = HOP_NVERSIONS < HOP_MAX_VERSIONS ? HOP_NVERSIONS : HOP_MAX_VERSIONS;
     if (!list[0])
