@@ -345,10 +345,15 @@ template <int N> __device__ __forceinline__ void hop_setmaxnreg_inc()
 {
     asm volatile("setmaxnreg.inc.sync.aligned.u32 %0;\n" ::"n"(N));
 }
-/* A named barrier (ids 1 .. 15; 0 is __syncthreads) over n threads. */
+/* A named barrier (ids 1 .. 15; 0 is __syncthreads) over n threads: sync
+ * arrives and waits, arrive only arrives (the other side of a hand-over). */
 __device__ __forceinline__ void hop_bar_sync(int id, int n)
 {
     asm volatile("bar.sync %0, %1;\n" ::"r"(id), "r"(n) : "memory");
+}
+__device__ __forceinline__ void hop_bar_arrive(int id, int n)
+{
+    asm volatile("bar.arrive %0, %1;\n" ::"r"(id), "r"(n) : "memory");
 }
 
 #endif

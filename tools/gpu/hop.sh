@@ -54,24 +54,28 @@ note "rungs: $rungs"
 if [ "$MODE" = check ]; then
     step test_hopper 60 env STF_GPU_ONLY=1 STF_BIN_DIR=$B $B/test_hopper
     grep -h -E "ran [0-9]+ of|must fail|declines|FAILED|error/tolerance .*ratio" "$R/test_hopper.log" | head -30 | tee -a "$SUM"
-    CS=(compute-sanitizer --error-exitcode 9)
-    step memcheck_test 40 env STF_GPU_ONLY=1 STF_TEST_SMALL=1 STF_BIN_DIR=$B "${CS[@]}" --tool memcheck $B/test_hopper
-    P=(--device gpu --dtype bf16 --batch 1 --heads 2 --kv-heads 1 --seq-q 130 --seq-kv 200 --iters 1 --warmup 0 --kernel "$rungs")
-    step racecheck_d64 25 "${CS[@]}" --tool racecheck $B/05c_hopper "${P[@]}" --dim 64 --causal
-    step synccheck_d128 20 "${CS[@]}" --tool synccheck $B/05c_hopper "${P[@]}" --dim 128
-    step racecheck_d128 25 "${CS[@]}" --tool racecheck $B/05c_hopper "${P[@]}" --dim 128
     O=(--device gpu --iters 2 --warmup 1 --csv "$R/odd.csv")
     step odd_bf16_d128_gqa_causal 10 $B/05c_hopper "${O[@]}" --dtype bf16 --dim 128 --batch 2 --heads 8 --kv-heads 2 --seq-q 1000 --seq-kv 777 --causal
     step odd_fp16_d64_causal_q_gt_k 10 $B/05c_hopper "${O[@]}" --dtype fp16 --dim 64 --batch 2 --heads 4 --seq-q 333 --seq-kv 129 --causal
     step odd_bf16_d64_seq1 10 $B/05c_hopper "${O[@]}" --dtype bf16 --dim 64 --batch 3 --heads 4 --seq-q 1 --seq-kv 4097
     step odd_fp16_d128_long 15 $B/05c_hopper "${O[@]}" --dtype fp16 --dim 128 --batch 1 --heads 16 --seq 4100 --causal
+    CS=(compute-sanitizer --error-exitcode 9)
+    step memcheck_test 40 env STF_GPU_ONLY=1 STF_TEST_SMALL=1 STF_BIN_DIR=$B "${CS[@]}" --tool memcheck $B/test_hopper
+    P=(--device gpu --dtype bf16 --batch 1 --heads 2 --kv-heads 1 --seq-q 130 --seq-kv 200 --iters 1 --warmup 0 --kernel "$rungs")
+    step racecheck_d64 25 "${CS[@]}" --tool racecheck $B/05c_hopper "${P[@]}" --dim 64 --causal
+    step synccheck_d128 20 "${CS[@]}" --tool synccheck $B/05c_hopper "${P[@]}" --dim 128
     # d = 96 is declined by every rung: the run must say so and exit 2, never 0
     timeout 10 $B/05c_hopper --device gpu --dim 96 --seq 100 --iters 1 --kernel "$rungs" >"$R/d96_declined.log" 2>&1
     note "d96_declined                    rc=$? (want 2)"
     step fa_accuracy 40 env BIN=$B OUT="$R/fa" PROG=05c_hopper KERNELS="$rungs" DIMS="64 128" bash tools/fa_accuracy.sh
     tail -n 2 "$R/fa_accuracy.log" 2>/dev/null | tee -a "$SUM"
+    step racecheck_d128 25 "${CS[@]}" --tool racecheck $B/05c_hopper "${P[@]}" --dim 128
     note "== odd-shape rows (impl, Nq, Nk, d, max err, tol, ok)"
-    grep -h -E " (h[0-9]|tc[56])" "$R"/odd_*.log | awk '{print $2, $8, $9, $10, $(NF-4), $(NF-3), $NF}' | tee -a "$SUM"
+    [ -s "$R/odd.csv" ] && python3 -c '
+import csv, sys
+for r in csv.DictReader(l for l in open(sys.argv[1]) if not l.startswith("#")):
+    print(r["impl"], r["dtype"], r["seq"], r["seq_kv"], r["dim"], r["causal"], r["max_err"], r["tolerance"], r["ok"])
+' "$R/odd.csv" | tee -a "$SUM"
 else
     L=(--device gpu --dtype bf16 --iters 10 --warmup 2 --csv "$R/ladder.csv")
     for d in 128 64; do
