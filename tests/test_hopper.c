@@ -197,7 +197,7 @@ static void test_version(void **state)
     skip_unless_hopper();
     const int v = *(const int *)*state;
     double worst = 0;
-    int ran = 0, want = 0;
+    int ran = 0, want = 0, bad = 0;
     const int nsh = small_mode() ? NSMALL : NSHAPES;
     for (int x = 0; x < nsh; x++)
         for (int di = 0; di < NDIMS; di++)
@@ -216,17 +216,20 @@ static void test_version(void **state)
                     assert_int_equal(run_hop(v, p, &p->s, o), 0);
                     attn_check_t c;
                     const double r = check_hop(p, o, &c);
-                    if (!(r <= 1.0))
+                    /* every failing problem is listed (the pattern over d, length and causal
+                     * locates a fault), and the test fails after the loop */
+                    if (!(r <= 1.0) && bad++ < 24)
                         print_message("%s (%d, %d) d=%d %s causal=%d: error %.3g, tolerance %.3g, ratio %.3g, "
                                       "%zu non-finite\n", HOP_VERSIONS[v].name, p->s.seq_q, p->s.seq_kv, p->s.dim,
                                       dtype_name(p->s.dt), causal, c.max_err, c.max_tol, c.worst_ratio, c.nonfinite);
-                    assert_true(r <= 1.0);
-                    if (r > worst) worst = r;
+                    if (!(r <= worst)) worst = r;
                     ran++;
                     free(o);
                 }
-    print_message("%s: ran %d of %d problems, worst error/tolerance %.3f\n", HOP_VERSIONS[v].name, ran, want, worst);
+    print_message("%s: ran %d of %d problems, %d failed, worst error/tolerance %.3f\n", HOP_VERSIONS[v].name, ran,
+                  want, bad, worst);
     assert_true(ran > 0 && ran == want);
+    assert_int_equal(bad, 0);
 }
 
 /* ---- the check rejects broken results */
