@@ -53,7 +53,7 @@ note "rungs: $rungs"
 
 if [ "$MODE" = check ]; then
     step test_hopper 60 env STF_GPU_ONLY=1 STF_BIN_DIR=$B $B/test_hopper
-    grep -h -E "ran [0-9]+ of|must fail|declines|FAILED|error/tolerance .*ratio" "$R/test_hopper.log" | head -30 | tee -a "$SUM"
+    grep -h -E "ran [0-9]+ of|must fail|declines|FAILED|ratio" "$R/test_hopper.log" | head -60 | tee -a "$SUM"
     O=(--device gpu --iters 2 --warmup 1 --csv "$R/odd.csv")
     step odd_bf16_d128_gqa_causal 10 $B/05c_hopper "${O[@]}" --dtype bf16 --dim 128 --batch 2 --heads 8 --kv-heads 2 --seq-q 1000 --seq-kv 777 --causal
     step odd_fp16_d64_causal_q_gt_k 10 $B/05c_hopper "${O[@]}" --dtype fp16 --dim 64 --batch 2 --heads 4 --seq-q 333 --seq-kv 129 --causal
@@ -77,7 +77,16 @@ for r in csv.DictReader(l for l in open(sys.argv[1]) if not l.startswith("#")):
     print(r["impl"], r["dtype"], r["seq"], r["seq_kv"], r["dim"], r["causal"], r["max_err"], r["tolerance"], r["ok"])
 ' "$R/odd.csv" | tee -a "$SUM"
 else
-    L=(--device gpu --dtype bf16 --iters 10 --warmup 2 --csv "$R/ladder.csv")
+    # a rung that fails (or hangs on) a small checked run is left out of the timed runs
+    ok_rungs=()
+    for k in ${rungs//,/ }; do
+        timeout 15 $B/05c_hopper --device gpu --dtype bf16 --dim 128 --batch 2 --heads 4 --seq 700 --causal --iters 1 \
+            --warmup 0 --kernel "$k" >"$R/smoke_$k.log" 2>&1 && ok_rungs+=("$k")
+    done
+    rungs=$(IFS=,; echo "${ok_rungs[*]}")
+    note "rungs passing the smoke run: ${rungs:-none}"
+    [ -n "$rungs" ] || rungs=tc6_m32
+    L=(--device gpu --dtype bf16 --iters 10 --warmup 2 --csv "$R/ladder.csv" --kernel "tc5_tuned,tc6_m32,$rungs")
     for d in 128 64; do
         H=$((2048 / d))
         for N in 4096 16384; do
