@@ -2,7 +2,7 @@
  * the fp64 reference (attention_ref_row) with the stage's tolerance,
  * attention_tolerance(dt, d, stats, ATT_ROUND_P | ATT_MMA_LOWP), on odd
  * shapes: (seq_q, seq_kv) = (1, 1), (7, 7), (65, 65), (200, 200), (257, 257),
- * (1, 257), (65, 200), (200, 65), (257, 7); d = 64 and 128; fp16 and bf16;
+ * (1, 257), (65, 200), (200, 65), (257, 7); d = 64, 128 and 256; fp16 and bf16;
  * causal (bottom-right: Nq > Nk leaves rows with no key, which must be exact
  * zeros) or not; batch 2, 4 query heads over 2 K/V heads (GQA indexing).
  * Every rung must take every one of these problems on a compute-capability
@@ -39,8 +39,8 @@ static int small_mode(void) { return getenv("STF_TEST_SMALL") != NULL; }
 static const int SHAPES[NSHAPES][2] = { { 1, 1 },   { 7, 7 },     { 65, 65 },   { 200, 200 }, { 257, 257 },
                                         { 1, 257 }, { 65, 200 }, { 200, 65 }, { 257, 7 } };
 #define NSMALL 3 /* the shapes with both lengths <= 65, for the sanitizers: (1,1) (7,7) (65,65) */
-#define NDIMS 2
-static const int DIMS[NDIMS] = { 64, 128 };
+#define NDIMS 3
+static const int DIMS[NDIMS] = { 64, 128, 256 };
 static const dtype_t DTS[2] = { DT_F16, DT_BF16 };
 
 typedef struct {
@@ -314,7 +314,7 @@ static void test_supports(void **state)
         assert_true(strlen(attn_hop_describe(v, &s)) > 0);
     }
     const struct { int d, kvh, nq; dtype_t dt; float scale; } bad[] = {
-        { 80, 2, 64, DT_BF16, 0.1f }, { 96, 2, 64, DT_BF16, 0.1f }, { 32, 2, 64, DT_F16, 0.1f },
+        { 80, 2, 64, DT_BF16, 0.1f }, { 96, 2, 64, DT_BF16, 0.1f }, { 32, 2, 64, DT_F16, 0.1f }, { 192, 2, 64, DT_BF16, 0.1f },
         { 64, 3, 64, DT_BF16, 0.1f }, { 64, 2, 0, DT_BF16, 0.1f },   { 64, 2, 64, DT_F32, 0.1f },
         { 64, 2, 64, DT_BF16, 0.0f }, { 64, 2, 64, DT_BF16, NAN },
     };

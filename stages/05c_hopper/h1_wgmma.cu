@@ -21,7 +21,7 @@
 #include "hop_common.cuh"
 
 #define H1_BQ 128
-#define H1_BKV 128
+#define H1_BKV hop_bkv(D) /* 128 keys (64 at d = 256); D: the kernel's head dim */
 #define H1_THREADS (2 * HOP_WG)
 
 template <typename T, int D>

@@ -19,7 +19,7 @@
 #include "hop_common.cuh"
 
 #define H2_BQ 128
-#define H2_BKV 128
+#define H2_BKV hop_bkv(D) /* 128 keys (64 at d = 256); D: the kernel's head dim */
 #define H2_STAGES 2
 #define H2_THREADS (2 * HOP_WG)
 

@@ -21,7 +21,7 @@
 #include "hop_common.cuh"
 
 #define H3_BQ 128
-#define H3_BKV 128
+#define H3_BKV hop_bkv(D) /* 128 keys (64 at d = 256); D: the kernel's head dim */
 #define H3_STAGES 2
 #define H3_THREADS (3 * HOP_WG)
 #define H3_PRODUCER_REGS 40

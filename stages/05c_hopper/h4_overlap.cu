@@ -19,7 +19,7 @@
 #include "hop_common.cuh"
 
 #define H4_BQ 128
-#define H4_BKV 128
+#define H4_BKV hop_bkv(D) /* 128 keys (64 at d = 256); D: the kernel's head dim */
 #define H4_STAGES 2
 #define H4_THREADS (3 * HOP_WG)
 #define H4_PRODUCER_REGS 40

@@ -16,7 +16,7 @@
 #include "hop_common.cuh"
 
 #define H5_BQ 128
-#define H5_BKV 128
+#define H5_BKV hop_bkv(D) /* 128 keys (64 at d = 256); D: the kernel's head dim */
 #define H5_STAGES 2
 #define H5_THREADS (3 * HOP_WG)
 #define H5_PRODUCER_REGS 40

@@ -15,7 +15,7 @@
  * row-major, contiguous, 16-byte aligned; query head h reads K/V head
  * h / (heads / kv_heads); causal is bottom-right (key j visible to query i
  * iff j <= i + seq_kv - seq_q); a row that sees no key outputs zeros.
- * Supported: dt DT_F16 or DT_BF16, head dim 64 or 128, on a device of
+ * Supported: dt DT_F16 or DT_BF16, head dim 64, 128 or 256, on a device of
  * compute capability 9.0 with a build for sm_90a (CUDA_ARCH=90, the
  * default); attn_hop_supports says why anything else is declined. */
 #ifndef STF_STAGE05C_HOPPER_H

@@ -90,10 +90,10 @@ int attn_hop_supports(int v, const tc_shape_t *s, char *why, size_t n)
                        "there): build with CUDA_ARCH=90");
     if (s->dt != DT_F16 && s->dt != DT_BF16)
         return decline(why, n, "%s: wgmma's 16-bit inputs are fp16 or bf16", dtype_name(s->dt));
-    if (s->dim != 64 && s->dim != 128)
+    if (s->dim != 64 && s->dim != 128 && s->dim != 256)
         return decline(why, n,
-                       "head dim %d: the Hopper rungs are built for 64 and 128 (stage 05b's tc5_tuned takes 32 ... "
-                       "256)",
+                       "head dim %d: the Hopper rungs are built for 64, 128 and 256 (whole 128-byte swizzle panels of "
+                       "64 columns; stage 05b's tc5_tuned also takes 32, 96, 192)",
                        s->dim);
     if (s->batch < 1 || s->heads < 1 || s->kv_heads < 1 || s->seq_q < 1 || s->seq_kv < 1)
         return decline(why, n, "sizes must be positive (batch %d, heads %d, kv_heads %d, seq_q %d, seq_kv %d)",

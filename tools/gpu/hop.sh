@@ -12,7 +12,8 @@
 #        PROG=05c_hopper, d 64 and 128), if the slice allows
 #   bench  (120 s round B, 150 s round C; alone on the GPU)
 #     1. the ladder beside 05b's tc6_m32 (tc5_tuned): bf16, B x N = 16384,
-#        H x d = 2048, d = 64, 128, N = 4096, 16384, causal or not
+#        H x d = 2048, d = 64, 128, N = 4096, 16384, causal or not; d = 256 at
+#        N = 16384
 #     2. PyTorch SDPA (flash, cudnn, efficient) at the same shapes
 #     3. ncu on the best rung at d = 128, N = 4096 (tensor pipe, stalls)
 # Rungs: whatever the build has (the table lists them; the tests run each).
@@ -58,6 +59,7 @@ if [ "$MODE" = check ]; then
     step odd_bf16_d128_gqa_causal 10 $B/05c_hopper "${O[@]}" --dtype bf16 --dim 128 --batch 2 --heads 8 --kv-heads 2 --seq-q 1000 --seq-kv 777 --causal
     step odd_fp16_d64_causal_q_gt_k 10 $B/05c_hopper "${O[@]}" --dtype fp16 --dim 64 --batch 2 --heads 4 --seq-q 333 --seq-kv 129 --causal
     step odd_bf16_d64_seq1 10 $B/05c_hopper "${O[@]}" --dtype bf16 --dim 64 --batch 3 --heads 4 --seq-q 1 --seq-kv 4097
+    step odd_bf16_d256_gqa 10 $B/05c_hopper "${O[@]}" --dtype bf16 --dim 256 --batch 2 --heads 4 --kv-heads 2 --seq-q 300 --seq-kv 517 --causal
     step odd_fp16_d128_long 15 $B/05c_hopper "${O[@]}" --dtype fp16 --dim 128 --batch 1 --heads 16 --seq 4100 --causal
     CS=(compute-sanitizer --error-exitcode 9)
     step memcheck_test 40 env STF_GPU_ONLY=1 STF_TEST_SMALL=1 STF_BIN_DIR=$B "${CS[@]}" --tool memcheck $B/test_hopper
@@ -95,13 +97,16 @@ else
             step ladder_d${d}_n${N}_causal 20 $B/05c_hopper "${L[@]}" --batch $Bt --heads $H --seq $N --dim $d --causal
         done
     done
-    step torch_sdpa 40 python3 tools/torch_attention.py --csv "$R/torch.csv" --iters 20
+    step torch_sdpa 40 python3 tools/torch_attention.py --csv "$R/torch.csv" --iters 20 --dims 128,64,256
     # ncu on the last rung (the best, once the ladder holds) at d = 128, N = 4096
     best=${rungs##*,}
     kern=${best%%_*}_kernel
     step ncu_$best 45 ncu --kernel-name regex:"$kern" --launch-count 1 --section SpeedOfLight --section ComputeWorkloadAnalysis \
         --section WarpStateStats --section Occupancy --section LaunchStats \
         $B/05c_hopper --device gpu --dtype bf16 --batch 4 --heads 16 --seq 4096 --dim 128 --iters 1 --warmup 0 --kernel "$best"
+    # d = 256 (H = 8), N = 16384
+    step ladder_d256_n16384 20 $B/05c_hopper "${L[@]}" --batch 1 --heads 8 --seq 16384 --dim 256
+    step ladder_d256_n16384_causal 20 $B/05c_hopper "${L[@]}" --batch 1 --heads 8 --seq 16384 --dim 256 --causal
     if [ -s "$R/ladder.csv" ]; then
         python3 - "$R/ladder.csv" "$R/torch.csv" <<'EOF' | tee -a "$SUM"
 import csv, os, sys
