@@ -44,9 +44,14 @@ LDLIBS := -lm -ldl -lpthread
 
 ifeq ($(HAVE_CUDA),1)
 CFLAGS += -I$(CUDA_HOME)/include
-NVFLAGS := -O3 -std=c++17 -DHAVE_CUDA=1 $(COMMON_INC) -lineinfo \
-           -gencode arch=compute_$(CUDA_ARCH),code=[sm_$(CUDA_ARCH),compute_$(CUDA_ARCH)] \
-           -Xcompiler -Wall,-Wextra -Werror all-warnings
+NVFLAGS_BASE := -O3 -std=c++17 -DHAVE_CUDA=1 $(COMMON_INC) -lineinfo -Xcompiler -Wall,-Wextra -Werror all-warnings
+NVFLAGS := $(NVFLAGS_BASE) -gencode arch=compute_$(CUDA_ARCH),code=[sm_$(CUDA_ARCH),compute_$(CUDA_ARCH)]
+# Stage 05c's kernels use instructions that exist only in sm_90a (wgmma, TMA
+# tensor loads, setmaxnreg): with CUDA_ARCH=90 (or 90a) its .cu files are
+# built for sm_90a (HOP_SM90A=1); any other CUDA_ARCH builds them empty and
+# the stage declines its shapes with the reason.
+HOP_NVFLAGS := $(if $(filter 90 90a,$(CUDA_ARCH)),$(NVFLAGS_BASE) -gencode arch=compute_90a$(comma)code=sm_90a -DHOP_SM90A=1,$(NVFLAGS))
+$(BUILD)/obj/stages/05c_%.cu.o: NVFLAGS = $(HOP_NVFLAGS)
 CUDA_LIBDIR := $(firstword $(wildcard $(CUDA_HOME)/lib64 $(CUDA_HOME)/targets/x86_64-linux/lib))
 # cudart is linked statically: the programs start (and fall back to the CPU)
 # on machines without a CUDA driver. cuBLAS is shared, found through the rpath.

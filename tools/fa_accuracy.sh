@@ -14,6 +14,7 @@
 # The check itself is proved on every run: broken copies of the first case's
 # outputs (one NaN, one inf, all zeros, one element 5 x torch's error off)
 # must all fail it (torch_attention.py --check-broken).
+# DIMS="64 128" limits the head dims (a stage whose kernels take fewer).
 # Usage: BIN=build/bin OUT=build/bench bash tools/fa_accuracy.sh
 # Without a GPU (torch on the CPU, stage 05's CPU kernels):
 #   DEVICE=cpu PROG=05_tiled_attention KERNELS=fa1,fa2 bash tools/fa_accuracy.sh
@@ -33,7 +34,7 @@ fail=0 n=0
 impl_args=()
 for k in ${KERNELS//,/ }; do impl_args+=(--impl "$k"); done
 dirs=()
-for d in 64 96 128; do
+for d in ${DIMS:-64 96 128}; do
     for dt in bf16 fp16; do
         for causal in "" --causal; do
             s=0

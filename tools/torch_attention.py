@@ -71,7 +71,7 @@ def bench(a):
     rows = []
     g = torch.Generator(device=dev)
     g.manual_seed(20261128)
-    for d in (64, 128):
+    for d in (int(x) for x in a.dims.split(",")):
         for N in (4096, 16384):
             B, H = 16384 // N, 2048 // d
             q, k, v = (torch.randn(B, H, N, d, device=dev, dtype=torch.bfloat16, generator=g) for _ in range(3))
@@ -225,6 +225,7 @@ p = argparse.ArgumentParser()
 p.add_argument("--csv")
 p.add_argument("--iters", type=int, default=20)
 p.add_argument("--gemm", action="store_true")
+p.add_argument("--dims", default="64,128", help="head dims of the timed shapes (default 64,128; H = 2048 / d)")
 p.add_argument("--check", nargs="+", metavar="DIR")
 p.add_argument("--impl", action="append",
                help="with --check: check o_IMPL.npy (repeatable) instead of o.npy")

@@ -1,0 +1,280 @@
+/* Stage 05c's glue: the ladder's table (HOP_VERSIONS), the shape checks and
+ * launch dispatch of hopper.h, and the ladder as rows of the stage's table
+ * (attn_impl_t), so that the driver checks each rung against the fp64
+ * reference, counts its DRAM traffic and times it beside stage 05b's best
+ * rung. Plain C, built with or without CUDA: without it (or without an
+ * sm_90a build, or on a device other than compute capability 9.0) every
+ * shape is declined with the reason and the launch functions refuse.
+ *
+ * Traffic model: stage 05b's (tc_impls.c), with the rung's tiles:
+ *     bytes = es (2 B H Nq d + 2 d B H sum_tiles min(Nk, BKV ceil(n_t / BKV)))
+ *
+ * Run: build/bin/05c_hopper --dtype bf16 --dim 128 --kernel h1_wgmma */
+#include <math.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "gpu.h"
+#include "hopper.h"
+
+/* ---------------------------------------------------------------- the ladder */
+
+const hop_version_t HOP_VERSIONS[] = {
+    { "h1_wgmma", "wgmma (m64nNk16) from 128-byte-swizzled shared memory, S and P in registers; K/V by cp.async" },
+    { "h2_tma", "K/V by TMA (one thread, tensor maps) into 2 stages on mbarriers (expect_tx, try_wait.parity)" },
+    { "h3_warpspec", "a producer warp group (TMA) and two consumer groups, full/empty mbarriers, setmaxnreg 40/232" },
+    { "h4_overlap", "S of tile t issued before the softmax of t, beside P V of t - 1 (intra-warpgroup overlap)" },
+    { "h5_pingpong", "the two consumer groups take turns issuing their GEMMs (named barriers): ping-pong" },
+};
+const int HOP_NVERSIONS = (int)(sizeof HOP_VERSIONS / sizeof HOP_VERSIONS[0]);
+#define HOP_MAX_VERSIONS 6 /* rows instantiated below (HOP_IMPL) */
+
+static int decline(char *why, size_t n, const char *fmt, ...)
+{
+    if (why && n) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(why, n, fmt, ap);
+        va_end(ap);
+    }
+    return 0;
+}
+
+#if HAVE_CUDA
+int h1_launch(const tc_shape_t *, const void *, const void *, const void *, void *);
+int h1_describe(const tc_shape_t *, char *, size_t);
+int h2_launch(const tc_shape_t *, const void *, const void *, const void *, void *);
+int h2_describe(const tc_shape_t *, char *, size_t);
+int h3_launch(const tc_shape_t *, const void *, const void *, const void *, void *);
+int h3_describe(const tc_shape_t *, char *, size_t);
+int h4_launch(const tc_shape_t *, const void *, const void *, const void *, void *);
+int h4_describe(const tc_shape_t *, char *, size_t);
+int h5_launch(const tc_shape_t *, const void *, const void *, const void *, void *);
+int h5_describe(const tc_shape_t *, char *, size_t);
+typedef int (*hop_launch_fn)(const tc_shape_t *, const void *, const void *, const void *, void *);
+typedef int (*hop_describe_fn)(const tc_shape_t *, char *, size_t);
+/* In HOP_VERSIONS order (attn_hop_launch checks the count). */
+static const hop_launch_fn LAUNCH[] = { h1_launch, h2_launch, h3_launch, h4_launch, h5_launch };
+static const hop_describe_fn DESCRIBE[] = { h1_describe, h2_describe, h3_describe, h4_describe, h5_describe };
+#define HOP_NLAUNCH ((int)(sizeof LAUNCH / sizeof LAUNCH[0]))
+#else
+int hop_built_sm90a(void) { return 0; }
+#endif
+
+/* The device's compute capability, asked once (-1: no device). */
+static int device_cc(void)
+{
+    static int cc = -2;
+    if (cc == -2) {
+        if (!gpu_available()) cc = -1;
+        else {
+            gpu_info_t gi;
+            gpu_info(&gi);
+            cc = 10 * gi.cc_major + gi.cc_minor;
+        }
+    }
+    return cc;
+}
+
+int attn_hop_supports(int v, const tc_shape_t *s, char *why, size_t n)
+{
+    if (why && n) why[0] = 0;
+    if (v < 0 || v >= HOP_NVERSIONS) return decline(why, n, "no Hopper version %d (0 .. %d)", v, HOP_NVERSIONS - 1);
+    if (!s) return decline(why, n, "no shape");
+    if (!HAVE_CUDA) return decline(why, n, "this build has no CUDA (nvcc was not found at build time)");
+    if (!hop_built_sm90a())
+        return decline(why, n,
+                       "this build did not compile stage 05c for sm_90a (wgmma, TMA and setmaxnreg exist only "
+                       "there): build with CUDA_ARCH=90");
+    if (s->dt != DT_F16 && s->dt != DT_BF16)
+        return decline(why, n, "%s: wgmma's 16-bit inputs are fp16 or bf16", dtype_name(s->dt));
+    if (s->dim != 64 && s->dim != 128 && s->dim != 256)
+        return decline(why, n,
+                       "head dim %d: the Hopper rungs are built for 64, 128 and 256 (whole 128-byte swizzle panels of "
+                       "64 columns; stage 05b's tc5_tuned also takes 32, 96, 192)",
+                       s->dim);
+    if (s->batch < 1 || s->heads < 1 || s->kv_heads < 1 || s->seq_q < 1 || s->seq_kv < 1)
+        return decline(why, n, "sizes must be positive (batch %d, heads %d, kv_heads %d, seq_q %d, seq_kv %d)",
+                       s->batch, s->heads, s->kv_heads, s->seq_q, s->seq_kv);
+    if (s->heads % s->kv_heads)
+        return decline(why, n, "heads %d is not a multiple of kv_heads %d", s->heads, s->kv_heads);
+    if (s->heads > 65535 || s->batch > 65535)
+        return decline(why, n, "heads %d or batch %d above 65535 (grid y and z)", s->heads, s->batch);
+    if (s->seq_q > (1 << 30) || s->seq_kv > (1 << 30))
+        return decline(why, n, "sequence lengths above 2^30 (32-bit row indices)");
+    if (!(s->scale > 0.0f) || !isfinite(s->scale))
+        return decline(why, n, "scale %g: must be positive and finite", (double)s->scale);
+    const int cc = device_cc();
+    if (cc >= 0 && cc != 90)
+        return decline(why, n, "device of compute capability %d.%d: sm_90a code runs on 9.0 (H100/H200) only", cc / 10,
+                       cc % 10);
+    return 1;
+}
+
+static int launch_checks(int ok, const char *why, const void *q, const void *k, const void *v, const void *o)
+{
+    if (!ok) {
+        fprintf(stderr, "attn_hop_launch: %s\n", why);
+        return -1;
+    }
+    if (!gpu_available()) {
+        fprintf(stderr, "attn_hop_launch: %s\n", gpu_unavailable_reason());
+        return -1;
+    }
+    if (((uintptr_t)q | (uintptr_t)k | (uintptr_t)v | (uintptr_t)o) % 16) {
+        fprintf(stderr, "attn_hop_launch: Q, K, V and O must be 16-byte aligned (16-byte copies, TMA)\n");
+        return -1;
+    }
+    return 0;
+}
+
+int attn_hop_launch(int v, const tc_shape_t *s, const void *q, const void *k, const void *v_, void *o)
+{
+    char why[256];
+    const int ok = attn_hop_supports(v, s, why, sizeof why);
+    if (launch_checks(ok, why, q, k, v_, o)) return -1;
+#if HAVE_CUDA
+    if (HOP_NLAUNCH != HOP_NVERSIONS) {
+        fprintf(stderr, "attn_hop_launch: internal error: %d versions, %d launchers\n", HOP_NVERSIONS, HOP_NLAUNCH);
+        return -1;
+    }
+    if (LAUNCH[v](s, q, k, v_, o) == 0) return 0;
+#endif
+    fprintf(stderr, "attn_hop_launch: %s has no kernel for this shape\n", HOP_VERSIONS[v].name);
+    return -1;
+}
+
+const char *attn_hop_describe(int v, const tc_shape_t *s)
+{
+    static char buf[512];
+    if (!attn_hop_supports(v, s, buf, sizeof buf)) return buf;
+    if (!gpu_available()) {
+        snprintf(buf, sizeof buf, "%s (no GPU to query: %s)", HOP_VERSIONS[v].what, gpu_unavailable_reason());
+        return buf;
+    }
+#if HAVE_CUDA
+    if (HOP_NLAUNCH == HOP_NVERSIONS && DESCRIBE[v](s, buf, sizeof buf) == 0) return buf;
+#endif
+    snprintf(buf, sizeof buf, "no kernel for this shape");
+    return buf;
+}
+
+/* ---------------------------------------------------------------- rows of the table */
+
+static tc_shape_t to_tc(const attn_shape_t *s)
+{
+    tc_shape_t t = { (int)s->batch, (int)s->heads, (int)s->kv_heads, (int)s->seq_q, (int)s->seq_kv, (int)s->dim,
+                     s->causal, s->scale, s->dt };
+    return t;
+}
+
+/* The shape's tiles, read from the kernel's own description. 0 on success. */
+static int tiles_of(int v, const attn_shape_t *s, int *bq, int *bkv)
+{
+    const tc_shape_t t = to_tc(s);
+    if (!attn_hop_supports(v, &t, NULL, 0)) return -1;
+    return sscanf(attn_hop_describe(v, &t), "Q tile %d x K/V tile %d", bq, bkv) == 2 && *bq > 0 && *bkv > 0 ? 0 : -1;
+}
+
+static int supports(int v, const attn_shape_t *s, int gpu, char *why, size_t n)
+{
+    if (!gpu) {
+        snprintf(why, n, "GPU only: Hopper (sm_90a) kernels (the CPU twin of their algorithm is stage 05's fa2)");
+        return 0;
+    }
+    if (s->batch > 65535 || s->heads > 65535 || s->seq_q > (1u << 30) || s->seq_kv > (1u << 30)) {
+        snprintf(why, n, "sizes beyond the kernels' 32-bit indices and grid");
+        return 0;
+    }
+    const tc_shape_t t = to_tc(s);
+    return attn_hop_supports(v, &t, why, n);
+}
+
+static double model(int v, const attn_shape_t *s)
+{
+    int bq = 0, bkv = 0;
+    const double es = (double)dtype_size(s->dt), d = (double)s->dim;
+    double kv_rows = 0;
+    if (tiles_of(v, s, &bq, &bkv)) return 0;
+    for (size_t t0 = 0; t0 < s->seq_q; t0 += (size_t)bq) {
+        const size_t last = t0 + (size_t)bq < s->seq_q ? t0 + (size_t)bq - 1 : s->seq_q - 1;
+        const size_t n = attn_visible_keys(s, last);
+        size_t keys = (n + (size_t)bkv - 1) / (size_t)bkv * (size_t)bkv;
+        if (keys > s->seq_kv) keys = s->seq_kv;
+        kv_rows += (double)keys;
+    }
+    const double bh = (double)s->batch * (double)s->heads;
+    return es * (2.0 * (double)attn_q_elems(s) + 2.0 * d * bh * kv_rows);
+}
+
+static const char *tiles_text(int v, const attn_shape_t *s, int gpu)
+{
+    static char buf[8][32];
+    static int k;
+    char *b = buf[k++ & 7];
+    int bq = 0, bkv = 0;
+    if (!gpu || tiles_of(v, s, &bq, &bkv)) return "-";
+    snprintf(b, 32, "%dx%d", bq, bkv);
+    return b;
+}
+
+static const char *describe(int v, const attn_shape_t *s)
+{
+    static char buf[8][600];
+    static int k;
+    char *b = buf[k++ & 7];
+    const tc_shape_t t = to_tc(s);
+    if (v >= HOP_NVERSIONS) return "no such rung"; /* rows past the ladder are never listed */
+    snprintf(b, 600, "%s: %s; %s", HOP_VERSIONS[v].name, HOP_VERSIONS[v].what, attn_hop_describe(v, &t));
+    return b;
+}
+
+static void launch(int v, const attn_shape_t *s, const void *q, const void *k, const void *vv, void *o)
+{
+    const tc_shape_t t = to_tc(s);
+    (void)attn_hop_launch(v, &t, q, k, vv, o); /* supports() accepted the shape: it launches */
+}
+
+#define HOP_IMPL(V)                                                                                                \
+    static int sup##V(const attn_shape_t *s, int gpu, char *why, size_t n) { return supports(V, s, gpu, why, n); } \
+    static double mod##V(const attn_shape_t *s) { return model(V, s); }                                            \
+    static const char *des##V(const attn_shape_t *s) { return describe(V, s); }                                    \
+    static const char *til##V(const attn_shape_t *s, int gpu) { return tiles_text(V, s, gpu); }                    \
+    __attribute__((unused)) static void gpu##V(const attn_shape_t *s, const void *q, const void *k, const void *v, \
+                                               void *o, void *ws)                                                \
+    {                                                                                                              \
+        (void)ws;                                                                                                  \
+        launch(V, s, q, k, v, o);                                                                                  \
+    }                                                                                                              \
+    static const attn_impl_t IMPL_HOP##V = {                                                                       \
+        .stage = "05c", .rounding = ATT_ROUND_P | ATT_MMA_LOWP, .supports = sup##V, .model_bytes = mod##V,         \
+        .cpu = NULL, .gpu = GPU_FN(gpu##V), .describe = des##V, .tiles = til##V,                                   \
+    }
+
+HOP_IMPL(0);
+HOP_IMPL(1);
+HOP_IMPL(2);
+HOP_IMPL(3);
+HOP_IMPL(4);
+HOP_IMPL(5);
+
+/* Names come from HOP_VERSIONS; filled in on first use. */
+const attn_impl_t *const *attn_hop_impls(int *n)
+{
+    static attn_impl_t rows[HOP_MAX_VERSIONS];
+    static const attn_impl_t *list[HOP_MAX_VERSIONS];
+    static const attn_impl_t *src[HOP_MAX_VERSIONS] = { &IMPL_HOP0, &IMPL_HOP1, &IMPL_HOP2,
+                                                                   &IMPL_HOP3, &IMPL_HOP4, &IMPL_HOP5 };
+    /* a rung added to HOP_VERSIONS needs its HOP_IMPL row: the table shows only these */
+    const int nv = HOP_NVERSIONS < HOP_MAX_VERSIONS ? HOP_NVERSIONS : HOP_MAX_VERSIONS;
+    if (!list[0])
+        for (int v = 0; v < nv; v++) {
+            rows[v] = *src[v];
+            rows[v].name = HOP_VERSIONS[v].name;
+            list[v] = &rows[v];
+        }
+    *n = nv;
+    return list;
+}
