@@ -44,12 +44,16 @@ if [ "$MODE" = check ]; then
     bg "memcheck test_split_tc (small)" memcheck.log 100 env STF_GPU_ONLY=1 STF_TEST_SMALL=1 \
         STF_TEST_FILTER='*groups_gpu' compute-sanitizer --tool memcheck --error-exitcode 9 $B/test_split_tc
     P="$B/07_split_kv_decode --device gpu --kernel split-tc --iters 1 --warmup 0"
-    bg "racecheck split-tc (MQA g=32, 4 splits)" racecheck.log 100 compute-sanitizer --tool racecheck \
-        --error-exitcode 9 $P --dtype bf16 --heads 32 --kv-heads 1 --batch 2 --seq-kv 300 --splits 4
-    bg "racecheck split-tc (g=4 fp16 d=64 varlen)" racecheck2.log 100 compute-sanitizer --tool racecheck \
-        --error-exitcode 9 $P --dtype fp16 --dim 64 --heads 8 --kv-heads 2 --batch 3 --varlen --seq-kv 200
-    bg "synccheck split-tc (g=8, 3 splits)" synccheck.log 100 compute-sanitizer --tool synccheck \
-        --error-exitcode 9 $P --dtype bf16 --heads 16 --kv-heads 2 --batch 2 --seq-kv 700 --splits 3
+    # racecheck / synccheck on the tests' kernels: the long shapes (the heuristic's many splits, the
+    # wide combine) and the broken-policy path (one split, O written by the blocks)
+    bg "racecheck test_split_tc long (small)" racecheck.log 100 env STF_TEST_SMALL=1 STF_TEST_FILTER='*long_gpu' \
+        compute-sanitizer --tool racecheck --error-exitcode 9 $B/test_split_tc
+    bg "racecheck test_split_tc broken path" racecheck2.log 100 env STF_TEST_FILTER='*broken_gpu' \
+        compute-sanitizer --tool racecheck --error-exitcode 9 $B/test_split_tc
+    bg "synccheck test_split_tc long (small)" synccheck.log 100 env STF_TEST_SMALL=1 STF_TEST_FILTER='*long_gpu' \
+        compute-sanitizer --tool synccheck --error-exitcode 9 $B/test_split_tc
+    bg "racecheck program (MQA g=32, 4 splits)" racecheck3.log 100 env STF_NO_HWC=1 compute-sanitizer \
+        --tool racecheck --error-exitcode 9 $P --dtype bf16 --heads 32 --kv-heads 1 --batch 2 --seq-kv 300 --splits 4
     bg "program runs (checked)" programs.log 100 bash -c "
         set -e
         $P --dtype bf16 --heads 32 --kv-heads 8 --batch 5 --varlen --seq-kv 3001
@@ -104,7 +108,15 @@ if [ "$MODE" = bench ]; then
             echo "rc=$? g=$g" >>"$RESULTS/g_sweep.log"
     done
     note "bench: g sweep (fixed 268 MB of K/V)" "$((SECONDS - t)) s"
-    # 4. one capped ncu run of split-tc (MQA, B = 1, 128k)
+    # 4. split-K across blocks, measured: GQA B = 1, 128k with one split (both kernels)
+    t=$SECONDS
+    if [ "$(left)" -gt 30 ]; then
+        timeout 15 $B/07_split_kv_decode --device gpu --dim 128 --dtype bf16 --iters 10 --kernel split,split-tc \
+            --csv "$RESULTS/unsplit.csv" --heads 32 --kv-heads 8 --batch 1 --seq-kv 131072 --splits 1 \
+            >"$RESULTS/unsplit.log" 2>&1
+        note "bench: GQA B=1 128k --splits 1" "rc=$? ($((SECONDS - t)) s)"
+    fi
+    # 5. one capped ncu run of split-tc (MQA, B = 1, 128k)
     t=$SECONDS
     if [ "$(left)" -gt 15 ] && command -v ncu >/dev/null; then
         timeout $(($(left) - 3)) ncu --kernel-name regex:decode_tc_kernel --launch-skip 2 --launch-count 1 \
