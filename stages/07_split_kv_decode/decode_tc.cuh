@@ -82,7 +82,7 @@ template <typename T, int D, int MT, typename KV, typename Epi>
 __global__ void __launch_bounds__(DTC_THREADS) decode_tc_kernel(dtc_params P, KV kv, Epi epi)
 {
     using C = dtc_cfg<T, D, MT>;
-    extern __shared__ __align__(128) unsigned char smem[];
+    extern __shared__ __align__(128) unsigned char dtc_smem[];
     const int tid = threadIdx.x, lane = tid & 31, w = tid >> 5;
     const int mt = w / C::KS, ks = w % C::KS;
     const int gq = lane >> 2, gc = lane & 3; /* fragment row group, thread in quad */
@@ -102,7 +102,7 @@ __global__ void __launch_bounds__(DTC_THREADS) decode_tc_kernel(dtc_params P, KV
         return;
     }
 
-    const uint32_t sbase = tc_smem_addr(smem);
+    const uint32_t sbase = tc_smem_addr(dtc_smem);
     /* keys j0 .. j0 + BN - 1 into stage st; past `end`: zeros, no bytes read */
     auto load_tile = [&](int st, int j0) {
         const uint32_t ks_ = sbase + st * C::STAGE, vs_ = ks_ + C::TILE;
@@ -229,7 +229,7 @@ __global__ void __launch_bounds__(DTC_THREADS) decode_tc_kernel(dtc_params P, KV
     /* The KS key slices of each m-tile merge through shared memory (stage 04's merge) */
     tc_cp_async_wait<0>();
     __syncthreads(); /* every warp is done with the stages: reuse them */
-    float *mo = (float *)smem;                 /* [warp][16 rows][D] */
+    float *mo = (float *)dtc_smem;                 /* [warp][16 rows][D] */
     float *mm = mo + C::W * 16 * D, *ml = mm + C::W * 16; /* [warp][16 rows] */
 #pragma unroll
     for (int h = 0; h < 2; h++) {
