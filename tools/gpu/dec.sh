@@ -119,7 +119,7 @@ if [ "$MODE" = bench ]; then
     # 5. one capped ncu run of split-tc (MQA, B = 1, 128k)
     t=$SECONDS
     if [ "$(left)" -gt 15 ] && command -v ncu >/dev/null; then
-        timeout $(($(left) - 3)) ncu --kernel-name regex:decode_tc_kernel --launch-skip 2 --launch-count 1 \
+        STF_NO_HWC=1 timeout $(($(left) - 3)) ncu --kernel-name regex:decode_tc_kernel --launch-skip 2 --launch-count 1 \
             --section SpeedOfLight --section MemoryWorkloadAnalysis --section Occupancy --section WarpStateStats \
             $B/07_split_kv_decode --device gpu --dim 128 --dtype bf16 --iters 3 --warmup 1 --kernel split-tc \
             --heads 32 --kv-heads 1 --batch 1 --seq-kv 131072 >"$RESULTS/ncu.log" 2>&1
