@@ -29,7 +29,8 @@
 #include "harness.h"
 
 static int small_mode(void) { return getenv("STF_TEST_SMALL") != NULL; }
-static const unsigned TC_ROUNDING = ATT_ROUND_P | ATT_MMA_LOWP;
+/* The program's roundings for split-tc on the GPU (P rounded, tensor-core products): the tolerance it checks with */
+#define TC_ROUNDING attn_impl_rounding(&IMPL_SPLIT_TC, &p.s, 1)
 
 #if HAVE_CUDA
 /* tests/split_tc_broken.cu: the kernel with a broken K/V policy (mode 0: K rows
@@ -203,6 +204,9 @@ static void test_supports(void **state)
     attn_shape_init(&s, 1, 32, 1, 1, 1000, 128, 0, DT_BF16);
     assert_int_equal(split_tc_supports(&s, why, sizeof why), 1);
     assert_int_equal(split_tc_rows(&s), 32);
+    /* the tolerance the GPU check uses: P rounded to the storage type, tensor-core products; the CPU run: none */
+    assert_int_equal(attn_impl_rounding(&IMPL_SPLIT_TC, &s, 1), ATT_ROUND_P | ATT_MMA_LOWP);
+    assert_int_equal(attn_impl_rounding(&IMPL_SPLIT_TC, &s, 0), 0);
     s.dim = 64;
     assert_int_equal(split_tc_supports(&s, why, sizeof why), 1);
     s.dim = 96;
