@@ -54,6 +54,14 @@ if [ "$MODE" = check ]; then
         compute-sanitizer --tool synccheck --error-exitcode 9 $B/test_split_tc
     bg "racecheck program (MQA g=32, 4 splits)" racecheck3.log 100 env STF_NO_HWC=1 compute-sanitizer \
         --tool racecheck --error-exitcode 9 $P --dtype bf16 --heads 32 --kv-heads 1 --batch 2 --seq-kv 300 --splits 4
+    # FlashAttention's criterion: error against an fp32 reference at most 2x PyTorch's same-precision error
+    bg "FA 2x-PyTorch criterion (GQA bf16, MQA fp16)" fa_check.log 100 bash -c "
+        set -e
+        $P --dtype bf16 --heads 32 --kv-heads 4 --batch 2 --seq-kv 3001 --save-npy $RESULTS/npy_gqa >/dev/null
+        $P --dtype fp16 --dim 64 --heads 32 --kv-heads 1 --batch 2 --seq-kv 2000 --save-npy $RESULTS/npy_mqa >/dev/null
+        python3 tools/torch_attention.py --check $RESULTS/npy_gqa $RESULTS/npy_mqa --impl split-tc
+        python3 tools/torch_attention.py --check-broken $RESULTS/npy_gqa --impl split-tc
+        rm -rf $RESULTS/npy_gqa $RESULTS/npy_mqa"
     bg "program runs (checked)" programs.log 100 bash -c "
         set -e
         $P --dtype bf16 --heads 32 --kv-heads 8 --batch 5 --varlen --seq-kv 3001
@@ -69,6 +77,7 @@ if [ "$MODE" = check ]; then
     for f in "$RESULTS"/*.log.rc; do sum+=("$(cat "$f")"); done
     grep -hE "PASSED|FAILED|SKIPPED|ERROR SUMMARY|worst|must" "$RESULTS"/test_*.log "$RESULTS"/memcheck.log \
         "$RESULTS"/racecheck*.log "$RESULTS"/synccheck.log >"$RESULTS/tests_summary.txt" 2>&1
+    tail -4 "$RESULTS/fa_check.log" >>"$RESULTS/tests_summary.txt" 2>&1
     grep -E "^ +07 +split-tc|n/a" "$RESULTS/programs.log" >"$RESULTS/programs_rows.txt" 2>&1
 fi
 
