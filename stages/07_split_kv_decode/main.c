@@ -7,7 +7,7 @@
 
 int main(int argc, char **argv)
 {
-    static const attn_impl_t *const impls[] = { &IMPL_GQA_PACKED, &IMPL_SPLIT_KV };
+    static const attn_impl_t *const impls[] = { &IMPL_GQA_PACKED, &IMPL_SPLIT_KV, &IMPL_SPLIT_TC };
     /* The stage's own options (cli.h, cli_opt_t). */
     static const cli_opt_t opts[] = {
         { "kv-heads", "G", 65536, "key/value heads (default --heads; must divide it)" },
@@ -19,7 +19,7 @@ int main(int argc, char **argv)
     const attn_stage_t st = {
         .prog = "07_split_kv_decode",
         .summary = "stage 07, split-KV decoding (partial states merged with stage 04's merge) vs stage 06's packed decode",
-        .impls = impls, .nimpls = 2, .own = 1, .opts = opts, .nopts = 5,
+        .impls = impls, .nimpls = 3, .own = 1, .opts = opts, .nopts = 5,
         .decode_default = 1, /* split-KV is a decode method: Nq = 1 unless told otherwise */
     };
     const attn_stage_ext_t ext = { gqa_read_ceiling_gbps };

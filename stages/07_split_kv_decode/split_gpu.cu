@@ -22,27 +22,7 @@
 #include "split.h"
 #include "../06_gqa_attention/decode_kernel.cuh"
 
-/* [snippet:partial-epilogue] */
-struct split_partial_epi {
-    float *pm, *pl, *po; /* S x rows [x d], split-major */
-    size_t rows;         /* B Hq */
-    int kps;             /* keys per split: whole 64-key tiles */
-    __device__ void keys(int n, int &lo, int &end) const
-    {
-        lo = (int)blockIdx.z * kps;
-        end = min(n, lo + kps); /* end <= lo: an empty split */
-    }
-    template <typename T> __device__ void store(size_t row, int d, int c, float M, float L, float O) const
-    {
-        const size_t at = (size_t)blockIdx.z * rows + row;
-        po[at * d + c] = O;
-        if (c == 0) {
-            pm[at] = M;
-            pl[at] = L;
-        }
-    }
-};
-/* [/snippet] */
+#include "split_epi.cuh" /* split_partial_epi: the partial-state epilogue */
 
 template <typename T>
 __global__ void __launch_bounds__(128) combine_kernel(const float *__restrict__ pm, const float *__restrict__ pl,
