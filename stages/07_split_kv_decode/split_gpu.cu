@@ -21,28 +21,9 @@
 #include "gpu.h"
 #include "split.h"
 #include "../06_gqa_attention/decode_kernel.cuh"
+#include "split_epi.cuh"
 
-/* [snippet:partial-epilogue] */
-struct split_partial_epi {
-    float *pm, *pl, *po; /* S x rows [x d], split-major */
-    size_t rows;         /* B Hq */
-    int kps;             /* keys per split: whole 64-key tiles */
-    __device__ void keys(int n, int &lo, int &end) const
-    {
-        lo = (int)blockIdx.z * kps;
-        end = min(n, lo + kps); /* end <= lo: an empty split */
-    }
-    template <typename T> __device__ void store(size_t row, int d, int c, float M, float L, float O) const
-    {
-        const size_t at = (size_t)blockIdx.z * rows + row;
-        po[at * d + c] = O;
-        if (c == 0) {
-            pm[at] = M;
-            pl[at] = L;
-        }
-    }
-};
-/* [/snippet] */
+/* The partial-state epilogue: split_epi.cuh (the paged cache, paged_gpu.cu, runs it too). */
 
 template <typename T>
 __global__ void __launch_bounds__(128) combine_kernel(const float *__restrict__ pm, const float *__restrict__ pl,
@@ -82,12 +63,7 @@ extern "C" void split_combine_gpu(const attn_shape_t *s, int splits, const float
 extern "C" int split_partials_gpu(const attn_shape_t *s, const void *q, const void *k, const void *v,
                                   const int *dev_lens, int splits, float *pm, float *pl, float *po)
 {
-    split_partial_epi epi;
-    epi.pm = pm;
-    epi.pl = pl;
-    epi.po = po;
-    epi.rows = (size_t)attn_rows(s);
-    epi.kps = (int)split_keys_per_split(s->seq_kv, (size_t)splits);
+    const split_partial_epi epi = split_partial_epi_of(s, splits, pm, pl, po);
     return dec_run(s, q, k, v, gqa_packed_hpb(s), dev_lens, epi, splits);
 }
 
