@@ -242,7 +242,7 @@ void paged_append_gpu(const paged_geom_t *g, int32_t *table, const int32_t *lens
 
 static const char *paged_tiles(const attn_shape_t *s, int gpu)
 {
-    return fmt("%s p%zu", split_tiles(s, gpu), s->tune.page);
+    return fmt("%s:p%zu", split_tiles(s, gpu), s->tune.page);
 }
 
 static const char *paged_describe(const attn_shape_t *s)
