@@ -95,8 +95,6 @@ int split_partials_gpu(const attn_shape_t *s, const void *q, const void *k, cons
 /* Resident blocks per SM of the split kernel at s (packed hpb); 0 without a GPU. */
 int split_blocks_per_sm(const attn_shape_t *s);
 
-extern const attn_impl_t IMPL_SPLIT_KV;
-
 /* ---- the paged K/V cache (--page-size P; paged_cpu.c, paged_gpu.cu, kv_pages.cuh)
  *
  * What a serving system holds instead of [B][Hkv][Nk][d] (vLLM's
@@ -196,6 +194,8 @@ extern const attn_impl_t IMPL_SPLIT_PAGED;
 /* The stage's option checks and the append's row after each table (main.c). */
 int split_validate(const attn_shape_t *s, char *why, size_t n);
 int paged_append_report(const attn_shape_t *s, int gpu);
+
+extern const attn_impl_t IMPL_SPLIT_KV;
 
 #ifdef __cplusplus
 }

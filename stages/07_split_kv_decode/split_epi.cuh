@@ -1,12 +1,12 @@
-/* Stage 07's epilogue for stage 06's decode kernel (decode_kernel.cuh):
- * block z takes the keys [z kps, (z + 1) kps) of its sequence and writes
- * the block's merged state (m, l, o), o unnormalised, fp32, to the partial
- * arrays (split_gpu.cu says why; the combine merges them). Shared by the
- * contiguous split (split_gpu.cu) and the paged cache (paged_gpu.cu). */
+/* Stage 07's epilogue for a decode kernel (stage 06's decode_kernel.cuh and
+ * this stage's decode_tc.cuh): block z takes the keys of split z and writes
+ * its merged state (m, l, o), o unnormalised, fp32, to the partial arrays.
+ * The members every decode epilogue has: keys(n, lo, end), store<T>(row, d,
+ * c, M, L, O). */
 #ifndef STF_STAGE07_SPLIT_EPI_CUH
 #define STF_STAGE07_SPLIT_EPI_CUH
 
-#include "split.h"
+#include <stddef.h>
 
 /* [snippet:partial-epilogue] */
 struct split_partial_epi {
@@ -29,16 +29,5 @@ struct split_partial_epi {
     }
 };
 /* [/snippet] */
-
-static inline split_partial_epi split_partial_epi_of(const attn_shape_t *s, int splits, float *pm, float *pl, float *po)
-{
-    split_partial_epi epi;
-    epi.pm = pm;
-    epi.pl = pl;
-    epi.po = po;
-    epi.rows = (size_t)attn_rows(s);
-    epi.kps = (int)split_keys_per_split(s->seq_kv, (size_t)splits);
-    return epi;
-}
 
 #endif

@@ -21,9 +21,8 @@
 #include "gpu.h"
 #include "split.h"
 #include "../06_gqa_attention/decode_kernel.cuh"
-#include "split_epi.cuh"
 
-/* The partial-state epilogue: split_epi.cuh (the paged cache, paged_gpu.cu, runs it too). */
+#include "split_epi.cuh" /* split_partial_epi: the partial-state epilogue */
 
 template <typename T>
 __global__ void __launch_bounds__(128) combine_kernel(const float *__restrict__ pm, const float *__restrict__ pl,
@@ -63,7 +62,12 @@ extern "C" void split_combine_gpu(const attn_shape_t *s, int splits, const float
 extern "C" int split_partials_gpu(const attn_shape_t *s, const void *q, const void *k, const void *v,
                                   const int *dev_lens, int splits, float *pm, float *pl, float *po)
 {
-    const split_partial_epi epi = split_partial_epi_of(s, splits, pm, pl, po);
+    split_partial_epi epi;
+    epi.pm = pm;
+    epi.pl = pl;
+    epi.po = po;
+    epi.rows = (size_t)attn_rows(s);
+    epi.kps = (int)split_keys_per_split(s->seq_kv, (size_t)splits);
     return dec_run(s, q, k, v, gqa_packed_hpb(s), dev_lens, epi, splits);
 }
 
