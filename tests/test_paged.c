@@ -506,10 +506,27 @@ static void test_program_cpu(void **state)
     assert_non_null(strstr(out, "append (one token per sequence into its page, P = 16, CPU)"));
     assert_non_null(strstr(out, "model = ledger"));
     assert_null(strstr(out, "FAILED"));
-    /* without --page-size: split-paged says how to run it; the split still runs */
+    /* without --page-size: no split-paged row (not asked for), no append row */
     assert_int_equal(attn_run_prog("07_split_kv_decode", "--device cpu --seq-kv 300 --heads 4 --kv-heads 2 --iters 1",
                                    "2>&1", out, sizeof out), 0);
+    assert_null(strstr(out, "split-paged"));
+    assert_null(strstr(out, "append"));
+    assert_null(strstr(out, "n/a"));
+    /* asked for by name without a page size: it says why, and nothing of the stage ran (exit 2) */
+    assert_int_equal(attn_run_prog("07_split_kv_decode",
+                                   "--device cpu --seq-kv 300 --heads 4 --kv-heads 2 --iters 1 --kernel split-paged",
+                                   "2>&1", out, sizeof out), 2);
     assert_non_null(strstr(out, "split-paged: n/a: the paged cache runs with --page-size"));
+    /* any head dim on the CPU */
+    static const int dims[] = { 1, 7, 80, 512 };
+    for (size_t i = 0; i < sizeof dims / sizeof *dims; i++) {
+        char args[200];
+        snprintf(args, sizeof args, "--device cpu --iters 1 --warmup 0 --seq-kv 45 --heads 4 --kv-heads 2 --dim %d "
+                 "--page-size 32 --varlen --batch 2", dims[i]);
+        assert_int_equal(attn_run_prog("07_split_kv_decode", args, "2>&1", out, sizeof out), 0);
+        assert_non_null(strstr(out, "split-paged cpu"));
+        assert_null(strstr(out, "n/a"));
+    }
     /* only the paged one, chosen: it runs */
     assert_int_equal(attn_run_prog("07_split_kv_decode",
                                    "--device cpu --seq-kv 300 --heads 4 --kv-heads 2 --iters 1 --page-size 256 "

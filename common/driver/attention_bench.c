@@ -388,6 +388,7 @@ static int run_shape(const attn_stage_t *st, const attn_stage_ext_t *ext, const 
     for (int k = 0; k < st->nimpls; k++) {
         const attn_impl_t *im = st->impls[k];
         if (!cli_kernel_selected(o->kernels, im->name)) continue;
+        if (!o->kernels && im->listed && !im->listed(s)) continue; /* not asked for */
         /* wanted: what --kernel chose, else the stage's own (not a demonstration) */
         const int wanted = o->kernels ? 1 : (k >= st->own && !im->demo);
         ty->wanted += wanted;

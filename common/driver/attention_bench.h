@@ -61,6 +61,10 @@ typedef struct {
      * and V as the driver made them (device pointers when gpu, else host).
      * Returns 0, or -1 (reason printed): the run is then a failure. */
     int (*prepare)(const attn_shape_t *s, int gpu, const void *k, const void *v, void *ws);
+    /* Non-NULL for an implementation that runs only when asked for (stage
+     * 07's paged cache, by --page-size): 0 leaves it out of the table unless
+     * --kernel names it (then supports() says why it cannot run). */
+    int (*listed)(const attn_shape_t *s);
 } attn_impl_t;
 
 /* The rounding flags the check uses for im on s. */

@@ -260,10 +260,12 @@ static const char *paged_describe(const attn_shape_t *s)
     return buf;
 }
 
+static int paged_listed(const attn_shape_t *s) { return s->tune.page != 0; }
+
 const attn_impl_t IMPL_SPLIT_PAGED = {
     .name = "split-paged", .stage = "07", .rounding = 0, .ws_bytes = paged_ws, .model_bytes = paged_model,
     .supports = paged_supports, .cpu = paged_cpu, .gpu = GPU_FN(paged_gpu), .describe = paged_describe,
-    .tiles = paged_tiles, .prepare = paged_prepare,
+    .tiles = paged_tiles, .prepare = paged_prepare, .listed = paged_listed,
 };
 
 int split_validate(const attn_shape_t *s, char *why, size_t n)
