@@ -388,6 +388,7 @@ static int run_shape(const attn_stage_t *st, const attn_stage_ext_t *ext, const 
     for (int k = 0; k < st->nimpls; k++) {
         const attn_impl_t *im = st->impls[k];
         if (!cli_kernel_selected(o->kernels, im->name)) continue;
+        if (!o->kernels && im->listed && !im->listed(s)) continue; /* not asked for */
         /* wanted: what --kernel chose, else the stage's own (not a demonstration) */
         const int wanted = o->kernels ? 1 : (k >= st->own && !im->demo);
         ty->wanted += wanted;
@@ -446,6 +447,14 @@ static int run_shape(const attn_stage_t *st, const attn_stage_ext_t *ext, const 
             ak = hbm_wrap(&lg, "K", hk, (size_t)Ekv, dt);
             av = hbm_wrap(&lg, "V", hv, (size_t)Ekv, dt);
             ao = hbm_wrap(&lg, "O", ho, (size_t)E, dt);
+        }
+        if (im->prepare && im->prepare(s, gpu, gpu ? dk : (const void *)hk, gpu ? dv : (const void *)hv, ws)) {
+            report_set(rep, row, "ok", "NO: error");
+            failed = 1;
+            tally_add(ty->failed, sizeof ty->failed, ", ", im->name);
+            if (gpu) gpu_free(ws);
+            else free(ws);
+            continue;
         }
         bench_job_t job = { gpu, gpu ? run_gpu : run_cpu, &a, gpu ? dout : ho, qbytes, o->warmup, o->iters };
         bench_checked_run(&job);
@@ -788,7 +797,14 @@ int attention_stage_main_ext(const attn_stage_t *st, const attn_stage_ext_t *ext
         shapes[i].tune.bc = (size_t)cli_opt_value(&o, "bc");
         shapes[i].tune.sram = (size_t)cli_opt_value(&o, "sram");
         shapes[i].tune.splits = (size_t)cli_opt_value(&o, "splits");
+        shapes[i].tune.page = (size_t)cli_opt_value(&o, "page-size");
         shapes[i].varlen = varlen;
+        char why[256] = "";
+        if (ext && ext->validate && !ext->validate(&shapes[i], why, sizeof why)) {
+            fprintf(stderr, "%s: %s\n", st->prog, why);
+            rc = 2;
+            goto done;
+        }
     }
 
     int worst = 0;
@@ -808,6 +824,10 @@ int attention_stage_main_ext(const attn_stage_t *st, const attn_stage_ext_t *ext
                     ty.wanted ? ty.why : "the stage lists none");
             rc = 2;
             goto done;
+        }
+        if (ext && ext->after_shape && ext->after_shape(&shapes[i], gpu)) {
+            if (!rc) rc = 1;
+            tally_add(ty.failed, sizeof ty.failed, ", ", "after the table");
         }
         if (rc > worst) worst = rc;
         if (ty.failed[0] && !strstr(failed, ty.failed)) tally_add(failed, sizeof failed, ", ", ty.failed);

@@ -55,6 +55,16 @@ typedef struct {
      * "demo: within tol", with the error and the tolerance), but neither its
      * failure nor its absence fails the run: the failure is the lesson. */
     const char *demo;
+    /* Non-NULL when the implementation keeps the inputs in its own layout
+     * (stage 07's paged K/V cache): called once per shape, after ws is
+     * allocated and before the checked run, untimed and uncounted, with K
+     * and V as the driver made them (device pointers when gpu, else host).
+     * Returns 0, or -1 (reason printed): the run is then a failure. */
+    int (*prepare)(const attn_shape_t *s, int gpu, const void *k, const void *v, void *ws);
+    /* Non-NULL for an implementation that runs only when asked for (stage
+     * 07's paged cache, by --page-size): 0 leaves it out of the table unless
+     * --kernel names it (then supports() says why it cannot run). */
+    int (*listed)(const attn_shape_t *s);
 } attn_impl_t;
 
 /* The rounding flags the check uses for im on s. */
@@ -101,6 +111,12 @@ typedef struct {
      * flushed, median); the "% read" column is K/V GB/s against it. NULL: no
      * such column. */
     double (*read_ceiling_gbps)(const attn_shape_t *s);
+    /* Checks the stage's own options on a shape before anything runs: 1 when
+     * fine, else 0 with a one-line reason (the program exits 2). NULL: none. */
+    int (*validate)(const attn_shape_t *s, char *why, size_t n);
+    /* Runs after each shape's table (stage 07: the append kernel's own row);
+     * returns 0, or 1 when it failed (the program fails). NULL: nothing. */
+    int (*after_shape)(const attn_shape_t *s, int gpu);
 } attn_stage_ext_t;
 
 /* K and V bytes a decode step must read once: 2 es d Hkv sum_b n_b (n_b the

@@ -63,6 +63,21 @@ static inline void hbm_st(hbm_t *a, size_t i, float v)
     dtype_set(a->data, a->dt, i, v);
 }
 
+/* int32 arrays (stage 07's block tables, lengths, free lists): wrapped with
+ * DT_F32 (4 bytes per element) and read or written as integers. */
+static inline int32_t hbm_ld_i32(hbm_t *a, size_t i)
+{
+    a->bytes_read += 4;
+    a->lg->bytes_read += 4;
+    return ((const int32_t *)a->data)[i];
+}
+static inline void hbm_st_i32(hbm_t *a, size_t i, int32_t v)
+{
+    a->bytes_written += 4;
+    a->lg->bytes_written += 4;
+    ((int32_t *)a->data)[i] = v;
+}
+
 /* Simulated on-chip memory. Returns NULL (and prints why) when the request
  * would exceed the budget or the host is out of memory. */
 void *sram_alloc(ledger_t *lg, size_t bytes);

@@ -24,13 +24,14 @@ extern "C" {
 #endif
 
 /* Tuning knobs of the tiled stages (05-07), set from --br, --bc, --sram,
- * --splits; 0 means "the implementation chooses". Not part of the problem:
+ * --splits, --page-size; 0 means "the implementation chooses". Not part of the problem:
  * the reference ignores them, and the output must not depend on them beyond
  * rounding. */
 typedef struct {
     size_t br, bc;  /* query rows and key rows per tile */
     size_t sram;    /* simulated on-chip bytes (CPU tiling) */
     size_t splits;  /* K/V splits (split-KV decoding) */
+    size_t page;    /* tokens per page of a paged K/V cache (stage 07, --page-size); 0: none */
 } attn_tune_t;
 
 typedef struct {

@@ -9,23 +9,7 @@
  * Run: build/bin/06_gqa_attention --decode --seq-kv 32768 --batch 8 --heads 32 --kv-heads 8 --dim 128 --dtype bf16 */
 #include "decode_kernel.cuh"
 
-/* The epilogue: every block takes all the keys of its sequence and writes
- * the normalised output of its rows (0 for a row that saw no key,
- * FlashAttention's convention, stage 04's attn_state_finish). */
-struct dec_write_o {
-    void *o; /* [B, Hq, 1, d] in the storage type */
-    __device__ void keys(int n, int &lo, int &end) const
-    {
-        lo = 0;
-        end = n;
-    }
-    template <typename T> __device__ void store(size_t row, int d, int c, float M, float L, float O) const
-    {
-        (void)M;
-        static_cast<T *>(o)[row * d + c] = from_f<T>(L == 0.0f ? 0.0f : O / L);
-    }
-};
-
+/* The epilogue: dec_write_o (decode_kernel.cuh), O = o / l per row. */
 extern "C" void gqa_decode_gpu(const attn_shape_t *s, const void *q, const void *k, const void *v, void *o,
                                const gqa_decode_args_t *a)
 {

@@ -13,6 +13,12 @@
  *   store<T>(row, d, c, M, L, O)  what to do with the block's merged state of
  *                     query row `row`, column c (here: O / L to the output).
  *
+ * And it reads K/V rows through a row policy KV (kv_source.cuh): kv_contig
+ * (the default, [B][Hkv][Nk][d]) or stage 07's kv_paged (pages through a
+ * block table). The tile loader asks kv.run(j0) whether the tile's rows are
+ * one contiguous block (always, for kv_contig; within a page, for kv_paged)
+ * and then addresses rows from one base pointer; otherwise it asks every row.
+ *
  * Grid: (query-head blocks, batch, whatever Epi indexes by blockIdx.z). A
  * block serves hpb query heads that share one K/V head (hpb = 1: indexed, or
  * MHA on a replicated copy; hpb = g or a divisor of it: packed, the group's
@@ -54,6 +60,7 @@
 
 #include "gpu_check.h"
 #include "gqa.h"
+#include "kv_source.cuh"
 #include "softmax_device.cuh"
 #include "../04_one_pass_attention/merge.h"
 
@@ -93,6 +100,7 @@ template <typename T, int D, int RT> struct dec_cfg {
     static constexpr int CW = dec_cw(D, VE, RT);              /* PV: columns per lane */
     static constexpr int NCH = D / CW;                        /* PV: column groups, <= 32 */
     static constexpr int KS = 32 / NCH;                       /* PV: key slices of a warp */
+    static constexpr int LD_IT = BN * NCHK / THREADS;         /* 16-byte chunks per thread per K (or V) tile */
     static constexpr int KPL = DEC_KW / KS;                   /* PV: keys per lane per tile */
     static constexpr int Q_OFF = NST * STAGE;                 /* q rows: RT x D fp32 */
     static constexpr int P_OFF = Q_OFF + RT * D * 4;          /* p: warps x RT x 16 fp32 */
@@ -103,11 +111,12 @@ template <typename T, int D, int RT> struct dec_cfg {
     static_assert(NCHK % 2 == 0, "the two halves of a key row take even and odd chunks");
     static_assert(dec_pv_ok(D, CW) && KPL % 4 == 0 && CW * ES <= 32, "PV lane layout");
     static_assert(SMEM <= DEC_SMEM_MAX && THREADS <= DEC_MAX_THREADS, "shared memory of a block");
+    static_assert(LD_IT * THREADS == BN * NCHK, "the loader: whole chunks per thread");
 };
 
 /* What the kernel reads; the epilogue carries what it writes. */
 struct dec_params {
-    const void *q, *k, *v;
+    const void *q, *k, *v; /* k, v: unused by decode_kernel (its K/V row policy carries the cache) */
     const int *kv_len; /* B lengths, or NULL: every sequence holds Nk keys */
     int Hq, Hkv, g, hpb, Nk;
     float scale;
@@ -127,8 +136,8 @@ template <typename T, int N> __device__ __forceinline__ void to_floats(const vec
     for (int i = 0; i < N; i++) f[i] = to_f(w.v[i]);
 }
 
-template <typename T, int D, int RT, typename Epi>
-__global__ void __launch_bounds__(DEC_MAX_THREADS) decode_kernel(dec_params P, Epi epi)
+template <typename T, int D, int RT, typename Epi, typename KV = kv_contig<T>>
+__global__ void __launch_bounds__(DEC_MAX_THREADS) decode_kernel(dec_params P, KV kv, Epi epi)
 {
     using C = dec_cfg<T, D, RT>;
     extern __shared__ __align__(16) unsigned char smem[];
@@ -138,9 +147,8 @@ __global__ void __launch_bounds__(DEC_MAX_THREADS) decode_kernel(dec_params P, E
     const int h0 = hb * R;                                  /* first query head */
     /* [snippet:kv-head] */
     const int kvh = h0 / P.g;                               /* Q7: the K/V head of a query head */
-    const T *kg = (const T *)P.k + ((size_t)b * P.Hkv + kvh) * (size_t)P.Nk * D;
+    /* row `key` of K (V) for this block: kv.k_row(b, kvh, key) (kv.v_row), kv_source.cuh */
     /* [/snippet] */
-    const T *vg = (const T *)P.v + ((size_t)b * P.Hkv + kvh) * (size_t)P.Nk * D;
     const size_t row0 = (size_t)b * P.Hq + h0;              /* Nq = 1: row = b Hq + h */
     const int n = P.kv_len ? min(max(P.kv_len[b], 0), P.Nk) : P.Nk;
     int lo, end;
@@ -155,15 +163,44 @@ __global__ void __launch_bounds__(DEC_MAX_THREADS) decode_kernel(dec_params P, E
     const T *qg = (const T *)P.q + row0 * D;
     for (int i = tid; i < RT * D; i += C::THREADS) qs[i] = i < R * D ? to_f(qg[i]) : 0.0f;
 
-    /* keys j0 .. j0 + BN - 1 into stage st; past `end`: zeros (no bytes read) */
+    /* keys j0 .. j0 + BN - 1 into stage st; past `end`: zeros (no bytes read,
+     * the address of row j0 given). Chunk i = tid + it THREADS of the tile:
+     * row i / NCHK, 16-byte column i % NCHK. */
     auto load_tile = [&](int st, int j0) {
         T *kt = (T *)(smem + st * C::STAGE), *vt = kt + C::KT;
-        for (int i = tid; i < C::BN * C::NCHK; i += C::THREADS) {
-            const int r = i / C::NCHK, c = i % C::NCHK, key = j0 + r;
-            const bool ok = key < end;
-            const size_t off = (size_t)(ok ? key : lo) * D + c * C::VE;
-            cp_async16(kt + r * C::KSTR + c * C::VE, kg + off, ok ? 16 : 0);
-            cp_async16(vt + r * D + c * C::VE, vg + off, ok ? 16 : 0);
+        const int nr = min(C::BN, end - j0); /* rows that hold keys */
+        const T *kb = kv.k_row(b, kvh, j0), *vb = kv.v_row(b, kvh, j0);
+        const bool one = KV::CONTIGUOUS || kv.run(j0) >= nr;
+        if (one) { /* one block of rows (kv_contig: always; kv_paged: a tile within a page) */
+#pragma unroll
+            for (int it = 0; it < C::LD_IT; it++) {
+                const int i = tid + it * C::THREADS, r = i / C::NCHK, c = i % C::NCHK;
+                const bool ok = r < nr;
+                const size_t off = (size_t)(ok ? r : 0) * D + c * C::VE;
+                cp_async16(kt + r * C::KSTR + c * C::VE, kb + off, ok ? 16 : 0);
+                cp_async16(vt + r * D + c * C::VE, vb + off, ok ? 16 : 0);
+            }
+        }
+        if constexpr (!KV::CONTIGUOUS) {
+            if (!one) { /* the tile crosses a page: every row through the policy (the block table) */
+                constexpr int LB = C::LD_IT < 8 ? C::LD_IT : 8; /* lookups in flight at once (registers) */
+#pragma unroll
+                for (int i0 = 0; i0 < C::LD_IT; i0 += LB) {
+                    const T *kr[LB], *vr[LB];
+#pragma unroll
+                    for (int u = 0; u < LB; u++) { /* the lookups first, so that their loads overlap */
+                        const int r = i0 + u < C::LD_IT ? (tid + (i0 + u) * C::THREADS) / C::NCHK : C::BN;
+                        kr[u] = r < nr ? kv.k_row(b, kvh, j0 + r) : kb;
+                        vr[u] = r < nr ? kv.v_row(b, kvh, j0 + r) : vb;
+                    }
+#pragma unroll
+                    for (int u = 0; u < LB && i0 + u < C::LD_IT; u++) {
+                        const int i = tid + (i0 + u) * C::THREADS, r = i / C::NCHK, c = i % C::NCHK;
+                        cp_async16(kt + r * C::KSTR + c * C::VE, kr[u] + c * C::VE, r < nr ? 16 : 0);
+                        cp_async16(vt + r * D + c * C::VE, vr[u] + c * C::VE, r < nr ? 16 : 0);
+                    }
+                }
+            }
         }
     };
 
@@ -301,35 +338,54 @@ __global__ void __launch_bounds__(DEC_MAX_THREADS) decode_kernel(dec_params P, E
     }
 }
 
+/* Stage 06's epilogue: every block takes all the keys of its sequence and
+ * writes the normalised output of its rows (0 for a row that saw no key,
+ * FlashAttention's convention, stage 04's attn_state_finish). Here, not in
+ * decode_gpu.cu, because stage 07's paged cache runs it too (one split). */
+struct dec_write_o {
+    void *o; /* [B, Hq, 1, d] in the storage type */
+    __device__ void keys(int n, int &lo, int &end) const
+    {
+        lo = 0;
+        end = n;
+    }
+    template <typename T> __device__ void store(size_t row, int d, int c, float M, float L, float O) const
+    {
+        (void)M;
+        static_cast<T *>(o)[row * d + c] = from_f<T>(L == 0.0f ? 0.0f : O / L);
+    }
+};
+
 /* ---- host side: instances, their shared-memory attribute, occupancy, launch */
 
-template <typename T, int D, int RT, typename Epi> static void dec_set_smem()
+template <typename T, int D, int RT, typename Epi, typename KV> static void dec_set_smem()
 {
     static bool done = false;
     if (!done) {
-        CUDA_CHECK(cudaFuncSetAttribute(decode_kernel<T, D, RT, Epi>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+        CUDA_CHECK(cudaFuncSetAttribute(decode_kernel<T, D, RT, Epi, KV>, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                         dec_cfg<T, D, RT>::SMEM));
         done = true;
     }
 }
 
 /* Resident blocks per SM; asked once per instance (a split choice runs before every launch). */
-template <typename T, int D, int RT, typename Epi> static int dec_occupancy()
+template <typename T, int D, int RT, typename Epi, typename KV> static int dec_occupancy()
 {
     static int nb = -1;
     if (nb < 0) {
-        dec_set_smem<T, D, RT, Epi>();
-        CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&nb, decode_kernel<T, D, RT, Epi>,
+        dec_set_smem<T, D, RT, Epi, KV>();
+        CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&nb, decode_kernel<T, D, RT, Epi, KV>,
                                                                  dec_cfg<T, D, RT>::THREADS, dec_cfg<T, D, RT>::SMEM));
     }
     return nb;
 }
 
-template <typename T, int D, int RT, typename Epi> static void dec_launch(const dec_params &p, const Epi &epi, dim3 grid)
+template <typename T, int D, int RT, typename Epi, typename KV>
+static void dec_launch(const dec_params &p, const KV &kv, const Epi &epi, dim3 grid)
 {
     using C = dec_cfg<T, D, RT>;
-    dec_set_smem<T, D, RT, Epi>();
-    decode_kernel<T, D, RT, Epi><<<grid, C::THREADS, C::SMEM>>>(p, epi);
+    dec_set_smem<T, D, RT, Epi, KV>();
+    decode_kernel<T, D, RT, Epi, KV><<<grid, C::THREADS, C::SMEM>>>(p, kv, epi);
     LAUNCH_CHECK();
 }
 
@@ -389,11 +445,21 @@ static inline dec_params dec_params_of(const attn_shape_t *s, const void *q, con
     return p;
 }
 
-/* Launches decode_kernel<..., Epi> on grid (Hq / hpb, B, gz). Returns 0, or -1
- * (message on stderr) when the shape or hpb is not one the kernel takes. */
-template <typename Epi>
-static int dec_run(const attn_shape_t *s, const void *q, const void *k, const void *v, int hpb, const int *kv_len,
-                   const Epi &epi, int gz)
+/* A K/V row policy of the shape for storage type T: kv_contig over k, v
+ * ([B][Hkv][Nk][d]); another policy is built by its caller (stage 07's
+ * kv_paged) and passed to dec_run_kv through make_kv. */
+struct dec_contig_of {
+    const void *k, *v;
+    int hkv, nk, d;
+    template <typename T> kv_contig<T> get() const { return kv_contig<T>{ (const T *)k, (const T *)v, hkv, nk, d }; }
+};
+
+/* Launches decode_kernel<..., Epi, KV> on grid (Hq / hpb, B, gz), KV =
+ * decltype(make_kv.template get<T>()). Returns 0, or -1 (message on stderr)
+ * when the shape or hpb is not one the kernel takes. */
+template <typename Epi, typename MakeKV>
+static int dec_run_kv(const attn_shape_t *s, const void *q, const MakeKV &make_kv, int hpb, const int *kv_len,
+                      const Epi &epi, int gz)
 {
     char why[256];
     const int g = (int)(s->heads / s->kv_heads);
@@ -402,19 +468,31 @@ static int dec_run(const attn_shape_t *s, const void *q, const void *k, const vo
         fprintf(stderr, "decode kernel: shape or arguments not supported (%s; hpb %d, grid z %d)\n", why, hpb, gz);
         return -1;
     }
-    const dec_params p = dec_params_of(s, q, k, v, hpb, kv_len);
+    const dec_params p = dec_params_of(s, q, NULL, NULL, hpb, kv_len);
     const dim3 grid((unsigned)(s->heads / hpb), (unsigned)s->batch, (unsigned)gz);
     return dec_dispatch(s->dt, (int)s->dim, dec_rows_tile(hpb), [&](auto t, auto d, auto rt) {
-               dec_launch<typename decltype(t)::type, decltype(d)::value, decltype(rt)::value, Epi>(p, epi, grid);
+               using T = typename decltype(t)::type;
+               const auto kv = make_kv.template get<T>();
+               dec_launch<T, decltype(d)::value, decltype(rt)::value, Epi>(p, kv, epi, grid);
            }) ? 0 : -1;
 }
 
-/* Resident blocks per SM of decode_kernel<..., Epi> at this shape and hpb; 0 when none. */
-template <typename Epi> static int dec_blocks_per_sm(const attn_shape_t *s, int hpb)
+/* The same on the contiguous cache k, v. */
+template <typename Epi>
+static int dec_run(const attn_shape_t *s, const void *q, const void *k, const void *v, int hpb, const int *kv_len,
+                   const Epi &epi, int gz)
+{
+    const dec_contig_of c = { k, v, (int)s->kv_heads, (int)s->seq_kv, (int)s->dim };
+    return dec_run_kv(s, q, c, hpb, kv_len, epi, gz);
+}
+
+/* Resident blocks per SM of decode_kernel<..., Epi, KV> at this shape and hpb; 0 when none. */
+template <typename Epi, template <typename> class KV = kv_contig> static int dec_blocks_per_sm(const attn_shape_t *s, int hpb)
 {
     int nb = 0;
     dec_dispatch(s->dt, (int)s->dim, dec_rows_tile(hpb), [&](auto t, auto d, auto rt) {
-        nb = dec_occupancy<typename decltype(t)::type, decltype(d)::value, decltype(rt)::value, Epi>();
+        using T = typename decltype(t)::type;
+        nb = dec_occupancy<T, decltype(d)::value, decltype(rt)::value, Epi, KV<T>>();
     });
     return nb;
 }

@@ -70,6 +70,19 @@ struct gqa_epilogue {
     void *ctx;
 };
 
+/* Where the CPU blocks find K/V rows: NULL, contiguous [B][Hkv][Nk][d];
+ * otherwise row(r, b, kvh, pos, lo) gives the element offset of key row pos
+ * of slice (b, kvh) in K and in V, for a block that reads its keys [lo, end)
+ * in order (stage 07's block table), and lookup_bytes(r, lo, end) the HBM
+ * bytes those lookups move (the traffic model). The CPU twin of the decode
+ * kernel's row policy (kv_source.cuh). */
+typedef struct gqa_kv_rows gqa_kv_rows_t;
+struct gqa_kv_rows {
+    size_t (*row)(const gqa_kv_rows_t *r, size_t b, size_t kvh, size_t pos, size_t lo);
+    double (*lookup_bytes)(const gqa_kv_rows_t *r, size_t lo, size_t end);
+    void *ctx;
+};
+
 /* Runs the blocks of one method, each over every key range of the epilogue,
  * and hands each row's state to it (epi NULL: O written to o). The K/V
  * arrays are read as the shape says (for replicated: pass the copy and a
@@ -81,6 +94,11 @@ int gqa_run_blocks(const attn_shape_t *s, hbm_t *q, hbm_t *k, hbm_t *v, hbm_t *o
  * stores included; and the K/V part of them alone. */
 double gqa_blocks_bytes(const attn_shape_t *s, gqa_method_t method, const int *lens, const gqa_epilogue_t *epi);
 double gqa_blocks_kv_bytes(const attn_shape_t *s, gqa_method_t method, const int *lens, const gqa_epilogue_t *epi);
+/* The same with K/V rows found through `rows` (NULL: contiguous). */
+int gqa_run_blocks_kv(const attn_shape_t *s, hbm_t *q, hbm_t *k, hbm_t *v, hbm_t *o, gqa_method_t method,
+                      const int *lens, const gqa_epilogue_t *epi, const gqa_kv_rows_t *rows);
+double gqa_blocks_bytes_kv(const attn_shape_t *s, gqa_method_t method, const int *lens, const gqa_epilogue_t *epi,
+                           const gqa_kv_rows_t *rows);
 
 /* repeat_kv on the CPU: K/V [B, Hkv, Nk, d] -> [B, Hq, Nk, d] (each source
  * element read once, written g times). */

@@ -105,6 +105,7 @@ static int for_blocks(const attn_shape_t *s, gqa_method_t m, const int *lens, co
 typedef struct {
     const attn_shape_t *s;
     const gqa_epilogue_t *e;
+    const gqa_kv_rows_t *rows;
     double bytes, kv;
 } count_ctx_t;
 
@@ -117,26 +118,34 @@ static int count_block(void *p, uint64_t r0, size_t nr, size_t z, size_t lo, siz
     if (end > lo) c->bytes += es * d * (double)nr;       /* Q rows (only when there are keys to see) */
     c->bytes += 2.0 * es * d * (double)(end - lo);        /* K and V, each key once per block */
     c->kv += 2.0 * es * d * (double)(end - lo);
+    if (c->rows && end > lo) c->bytes += c->rows->lookup_bytes(c->rows, lo, end); /* a block table's reads */
     c->bytes += c->e->row_bytes * (double)nr;              /* what the epilogue stores (O: es d per row) */
     return 0;
 }
 
-static count_ctx_t count_all(const attn_shape_t *s, gqa_method_t method, const int *lens, const gqa_epilogue_t *e)
+static count_ctx_t count_all(const attn_shape_t *s, gqa_method_t method, const int *lens, const gqa_epilogue_t *e,
+                             const gqa_kv_rows_t *rows)
 {
     const gqa_epilogue_t eo = epilogue_o(s, NULL);
-    count_ctx_t c = { s, e ? e : &eo, 0.0, 0.0 };
+    count_ctx_t c = { s, e ? e : &eo, rows, 0.0, 0.0 };
     for_blocks(s, method, lens, c.e, count_block, &c);
     return c;
 }
 
 double gqa_blocks_bytes(const attn_shape_t *s, gqa_method_t method, const int *lens, const gqa_epilogue_t *e)
 {
-    return count_all(s, method, lens, e).bytes;
+    return count_all(s, method, lens, e, NULL).bytes;
+}
+
+double gqa_blocks_bytes_kv(const attn_shape_t *s, gqa_method_t method, const int *lens, const gqa_epilogue_t *e,
+                           const gqa_kv_rows_t *rows)
+{
+    return count_all(s, method, lens, e, rows).bytes;
 }
 
 double gqa_blocks_kv_bytes(const attn_shape_t *s, gqa_method_t method, const int *lens, const gqa_epilogue_t *e)
 {
-    return count_all(s, method, lens, e).kv;
+    return count_all(s, method, lens, e, NULL).kv;
 }
 
 /* ---- the run */
@@ -146,6 +155,7 @@ typedef struct {
     hbm_t *q, *k, *v;
     const int *lens;
     const gqa_epilogue_t *e;
+    const gqa_kv_rows_t *rows;     /* NULL: contiguous K/V */
     float *qb, *ob, *ml, *kt, *vt; /* on-chip: q rows, o states, (m, l) per row, the K and V tile */
     ledger_t scratch;              /* counts reads of the on-chip tile: not HBM, discarded */
 } run_ctx_t;
@@ -155,7 +165,7 @@ static int run_block(void *p, uint64_t r0, size_t nr, size_t z, size_t lo, size_
     run_ctx_t *c = p;
     const attn_shape_t *s = c->s;
     const size_t d = s->dim, bc = tile_keys(s), Nk = s->seq_kv;
-    const size_t slice = (size_t)attn_kv_slice(s, r0) * Nk * d;
+    const size_t sl = (size_t)attn_kv_slice(s, r0), slice = sl * Nk * d;
     attn_state_t st[GQA_CPU_MAX_ROWS];
     size_t vis[GQA_CPU_MAX_ROWS];
     for (size_t i = 0; i < nr; i++) {
@@ -168,11 +178,16 @@ static int run_block(void *p, uint64_t r0, size_t nr, size_t z, size_t lo, size_
     hbm_t vt = hbm_wrap(&c->scratch, "V tile", c->vt, bc * d, DT_F32);
     for (size_t j0 = lo; j0 < end; j0 += bc) {
         const size_t j1 = j0 + bc < end ? j0 + bc : end;
-        for (size_t j = j0; j < j1; j++)
+        for (size_t j = j0; j < j1; j++) {
+            /* [snippet:cpu-kv-row] */
+            const size_t at = c->rows ? c->rows->row(c->rows, sl / s->kv_heads, sl % s->kv_heads, j, lo) /* a table */
+                                      : slice + j * d;                                                   /* contiguous */
+            /* [/snippet] */
             for (size_t e = 0; e < d; e++) {
-                c->kt[(j - j0) * d + e] = hbm_ld(c->k, slice + j * d + e);
-                c->vt[(j - j0) * d + e] = hbm_ld(c->v, slice + j * d + e);
+                c->kt[(j - j0) * d + e] = hbm_ld(c->k, at + e);
+                c->vt[(j - j0) * d + e] = hbm_ld(c->v, at + e);
             }
+        }
         for (size_t i = 0; i < nr; i++) {
             const size_t top = vis[i] < j1 ? vis[i] : j1; /* this row's keys in the tile: [j0, top) */
             if (top > j0) attention_one_pass_range(&kt, &vt, 0, d, s->scale, c->qb + i * d, 0, top - j0, &st[i]);
@@ -184,6 +199,12 @@ static int run_block(void *p, uint64_t r0, size_t nr, size_t z, size_t lo, size_
 
 int gqa_run_blocks(const attn_shape_t *s, hbm_t *q, hbm_t *k, hbm_t *v, hbm_t *o, gqa_method_t method,
                    const int *lens, const gqa_epilogue_t *epi)
+{
+    return gqa_run_blocks_kv(s, q, k, v, o, method, lens, epi, NULL);
+}
+
+int gqa_run_blocks_kv(const attn_shape_t *s, hbm_t *q, hbm_t *k, hbm_t *v, hbm_t *o, gqa_method_t method,
+                      const int *lens, const gqa_epilogue_t *epi, const gqa_kv_rows_t *rows)
 {
     const size_t d = s->dim, br = tile_rows(s), bc = tile_keys(s);
     if (br > GQA_CPU_MAX_ROWS) {
@@ -204,6 +225,7 @@ int gqa_run_blocks(const attn_shape_t *s, hbm_t *q, hbm_t *k, hbm_t *v, hbm_t *o
     c.q = q; c.k = k; c.v = v;
     c.lens = lens;
     c.e = epi;
+    c.rows = rows;
     c.qb = sram_alloc(lg, qb);
     c.ob = sram_alloc(lg, ob);
     c.ml = sram_alloc(lg, ml);

@@ -10,7 +10,9 @@
  *   k_row(b, h, pos), v_row(b, h, pos): the first element of the row;
  *   run(pos): how many rows from pos on are contiguous in memory (a kernel
  *             that loads a tile of rows may treat them as one block up to
- *             there; here: all of them).
+ *             there; here: all of them);
+ *   CONTIGUOUS: true when run(pos) always reaches the end of the sequence
+ *             (the kernel then compiles no per-row path).
  *
  * A policy never checks pos against the sequence length: the kernel does. */
 #ifndef STF_STAGE06_KV_SOURCE_CUH
@@ -19,6 +21,7 @@
 #include <stdint.h>
 
 template <typename T> struct kv_contig {
+    static constexpr bool CONTIGUOUS = true;
     const T *k, *v;
     int hkv, nk, d; /* K/V heads, keys per (b, h) as allocated, head dim */
 

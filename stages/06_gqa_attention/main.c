@@ -21,6 +21,6 @@ int main(int argc, char **argv)
                    "packing a group",
         .impls = impls, .nimpls = 3, .own = 1, .opts = opts, .nopts = 3,
     };
-    const attn_stage_ext_t ext = { gqa_read_ceiling_gbps };
+    const attn_stage_ext_t ext = { .read_ceiling_gbps = gqa_read_ceiling_gbps };
     return attention_stage_main_ext(&st, &ext, argc, argv);
 }

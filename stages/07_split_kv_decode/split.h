@@ -78,6 +78,11 @@ int split_partials_cpu(const attn_shape_t *s, hbm_t *q, hbm_t *k, hbm_t *v, cons
                        split_partials_t *part);
 /* Bytes the blocks of a split run move (the partial states' writes included). */
 double split_blocks_bytes(const attn_shape_t *s, const int *lens, int splits);
+/* The same two with K/V rows found through `rows` (NULL: contiguous; stage
+ * 07's paged cache, below). */
+int split_decode_cpu_kv(const attn_shape_t *s, hbm_t *q, hbm_t *k, hbm_t *v, hbm_t *o, const int *lens, int splits,
+                        void *ws, const gqa_kv_rows_t *rows);
+double split_blocks_bytes_kv(const attn_shape_t *s, const int *lens, int splits, const gqa_kv_rows_t *rows);
 
 /* The GPU run (asynchronous): stage 06's decode kernel with `splits`
  * ranges, then the combine kernel. dev_lens: device array of B lengths or
@@ -91,6 +96,106 @@ int split_partials_gpu(const attn_shape_t *s, const void *q, const void *k, cons
                        int splits, float *pm, float *pl, float *po);
 /* Resident blocks per SM of the split kernel at s (packed hpb); 0 without a GPU. */
 int split_blocks_per_sm(const attn_shape_t *s);
+
+/* ---- the paged K/V cache (--page-size P; paged_cpu.c, paged_gpu.cu, kv_pages.cuh)
+ *
+ * What a serving system holds instead of [B][Hkv][Nk][d] (vLLM's
+ * PagedAttention, Kwon et al., 2023): K and V each in a pool of pages of P
+ * tokens, [num_pages][Hkv][P][d] (a page holds P consecutive tokens of every
+ * K/V head of one sequence; one head's P rows are contiguous), and a block
+ * table int32 [B][max_pages]: table[b][t] is the physical page of logical
+ * page t of sequence b, so token pos of sequence b, head h, is row
+ *     ((table[b][pos / P] Hkv + h) P + pos % P) d   of the pool.
+ * Pages are handed out in the order of a seeded permutation (any physical
+ * order must give the same answer); the pages nobody holds form a free list,
+ * from which an append takes the next page when a sequence's last page is
+ * full. Unused table entries are -1; unused rows hold NaN (never read). */
+#define PAGED_P_MIN 16
+#define PAGED_P_MAX 256
+
+/* 1 when P is a power of two from PAGED_P_MIN to PAGED_P_MAX; else 0 and why. */
+int paged_size_ok(size_t P, char *why, size_t n);
+
+typedef struct {
+    int P, shift;      /* tokens per page, log2 P */
+    int B, hkv, d;
+    int max_pages;     /* table columns: ceil((Nk + 1) / P), room for one appended token */
+    int used;          /* pages the sequences hold: sum_b ceil(n_b / P) */
+    int num_pages;     /* pages in a pool: used + B (a spare page per sequence for appends) */
+    size_t page_elems; /* Hkv P d */
+    dtype_t dt;
+} paged_geom_t;
+
+/* The geometry of shape s in pages of P tokens, sequence b holding lens[b]
+ * keys (lens NULL: attn_kv_len). */
+void paged_geom(const attn_shape_t *s, int P, const int *lens, paged_geom_t *g);
+/* Fills table (B max_pages entries) and free_list (num_pages - used): the
+ * pages of a seeded permutation, sequence by sequence, the rest free. */
+void paged_build_table(const paged_geom_t *g, const int *lens, uint64_t seed, int32_t *table, int32_t *free_list);
+/* Copies contiguous K (or V), [B][Hkv][nk][d], into a pool (host memory,
+ * no ledger: the cache exists before the decode step); the rest of the pool
+ * is NaN. */
+void paged_scatter_host(const paged_geom_t *g, size_t nk, const int *lens, const int32_t *table, const void *src,
+                        void *pool);
+/* Bytes of a pool, and the workspace of the split-paged implementation:
+ * partial states, then the K pool, the V pool, the table and the free list
+ * at offsets aligned to 256 bytes. */
+size_t paged_pool_bytes(const paged_geom_t *g);
+typedef struct { size_t kpool, vpool, table, free_list, total; } paged_ws_t;
+void paged_ws_layout(const attn_shape_t *s, const paged_geom_t *g, int splits, paged_ws_t *w);
+
+/* Stage 06's CPU blocks read K/V rows through the block table: the table is
+ * read (through the ledger) once per page a block's key range enters. */
+typedef struct {
+    paged_geom_t g;
+    hbm_t *table;
+    size_t key;  /* the (b, logical page, range start) of the last lookup, + 1 */
+    int32_t page;
+} paged_rows_ctx_t;
+gqa_kv_rows_t paged_rows(paged_rows_ctx_t *c, const paged_geom_t *g, hbm_t *table);
+
+/* The CPU split decode on the paged cache (kpool, vpool: the pools; table:
+ * the block table, all through the ledger); ws as split_decode_cpu's. */
+int paged_decode_cpu(const attn_shape_t *s, const paged_geom_t *g, hbm_t *q, hbm_t *kpool, hbm_t *vpool,
+                     hbm_t *table, hbm_t *o, const int *lens, int splits, void *ws);
+/* Bytes it moves (what the ledger counts): split_blocks_bytes + the combine
+ * + 4 per table lookup. */
+double paged_decode_bytes(const attn_shape_t *s, const paged_geom_t *g, const int *lens, int splits);
+
+/* The GPU run (asynchronous): stage 06's decode kernel with kv_paged and
+ * this stage's epilogue (or stage 06's, one split), then the combine. ws:
+ * split_partial_bytes(s, splits) bytes of device memory. */
+void paged_decode_gpu(const attn_shape_t *s, const paged_geom_t *g, const void *q, const void *kpool,
+                      const void *vpool, const int32_t *table, void *o, const int *dev_lens, int splits, void *ws);
+/* paged_scatter_host on the GPU (device pointers). */
+void paged_scatter_gpu(const paged_geom_t *g, size_t nk, const int *dev_lens, const int32_t *dev_table,
+                       const void *src, void *pool);
+
+/* Appending one token to every sequence, the step a serving loop runs before
+ * each decode: sequence b (lens_in[b] tokens) gets row lens_in[b] of every
+ * K/V head, knew/vnew [B][Hkv][d], in its page; when that page is new
+ * (lens_in[b] % P == 0), it is free_list[top[0] + the number of sequences
+ * before b that also need one], written into the table. lens_out[b] =
+ * lens_in[b] + 1, top[1] = top[0] + the pages taken. Reads state t, writes
+ * state t + 1 (lens_out, top[1]) beside it, so running it twice gives the
+ * same cache. Returns 0, or -1 when the free list or the table runs out
+ * (nothing is written then). nfree: entries of the free list. */
+int paged_append_cpu(const paged_geom_t *g, hbm_t *table, hbm_t *lens_in, hbm_t *lens_out, hbm_t *free_list,
+                     int nfree, hbm_t *top, hbm_t *knew, hbm_t *vnew, hbm_t *kpool, hbm_t *vpool);
+/* The same on the GPU (one block per sequence); on overflow top[1] = -1 and
+ * nothing is written. */
+void paged_append_gpu(const paged_geom_t *g, int32_t *table, const int32_t *lens_in, int32_t *lens_out,
+                      const int32_t *free_list, int nfree, int32_t *top, const void *knew, const void *vnew,
+                      void *kpool, void *vpool);
+/* Bytes an append moves (the ledger's count): K/V rows read and written,
+ * lengths, top, and per new page its free-list read and table write, per
+ * sequence its table read. */
+double paged_append_bytes(const paged_geom_t *g, const int *lens_in);
+
+extern const attn_impl_t IMPL_SPLIT_PAGED;
+/* The stage's option checks and the append's row after each table (main.c). */
+int split_validate(const attn_shape_t *s, char *why, size_t n);
+int paged_append_report(const attn_shape_t *s, int gpu);
 
 extern const attn_impl_t IMPL_SPLIT_KV;
 

@@ -242,9 +242,14 @@ int split_partials_cpu(const attn_shape_t *s, hbm_t *q, hbm_t *k, hbm_t *v, cons
 
 double split_blocks_bytes(const attn_shape_t *s, const int *lens, int splits)
 {
-    if (splits <= 1) return gqa_blocks_bytes(s, GQA_PACKED, lens, NULL);
+    return split_blocks_bytes_kv(s, lens, splits, NULL);
+}
+
+double split_blocks_bytes_kv(const attn_shape_t *s, const int *lens, int splits, const gqa_kv_rows_t *rows)
+{
+    if (splits <= 1) return gqa_blocks_bytes_kv(s, GQA_PACKED, lens, NULL, rows);
     const gqa_epilogue_t e = epilogue_split(s, splits, NULL);
-    return gqa_blocks_bytes(s, GQA_PACKED, lens, &e);
+    return gqa_blocks_bytes_kv(s, GQA_PACKED, lens, &e, rows);
 }
 
 static split_partials_t partials_of(const attn_shape_t *s, ledger_t *lg, void *ws, int splits)
@@ -261,9 +266,16 @@ static split_partials_t partials_of(const attn_shape_t *s, ledger_t *lg, void *w
 int split_decode_cpu(const attn_shape_t *s, hbm_t *q, hbm_t *k, hbm_t *v, hbm_t *o, const int *lens, int splits,
                      void *ws)
 {
-    if (splits <= 1) return gqa_run_blocks(s, q, k, v, o, GQA_PACKED, lens, NULL); /* stage 06's packed decode */
+    return split_decode_cpu_kv(s, q, k, v, o, lens, splits, ws, NULL);
+}
+
+int split_decode_cpu_kv(const attn_shape_t *s, hbm_t *q, hbm_t *k, hbm_t *v, hbm_t *o, const int *lens, int splits,
+                        void *ws, const gqa_kv_rows_t *rows)
+{
+    if (splits <= 1) return gqa_run_blocks_kv(s, q, k, v, o, GQA_PACKED, lens, NULL, rows); /* stage 06's packed decode */
     split_partials_t part = partials_of(s, q->lg, ws, splits);
-    if (split_partials_cpu(s, q, k, v, lens, splits, &part)) return -1;
+    const gqa_epilogue_t e = epilogue_split(s, splits, &part);
+    if (gqa_run_blocks_kv(s, q, k, v, NULL, GQA_PACKED, lens, &e, rows)) return -1;
     split_combine_cpu(s, splits, &part, o);
     return 0;
 }

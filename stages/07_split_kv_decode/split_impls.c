@@ -6,10 +6,14 @@
  *
  * Run: build/bin/07_split_kv_decode --seq-kv 32768 --batch 8 --heads 32 --kv-heads 8 --dim 128 --dtype bf16 */
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 
 #include "gpu.h"
 #include "report.h"
+#include "rng.h"
 #include "split.h"
+#include "timing.h"
 
 static int split_splits(const attn_shape_t *s)
 {
@@ -206,3 +210,310 @@ const attn_impl_t IMPL_SPLIT_KV = {
     .supports = split_supports, .cpu = split_cpu, .gpu = GPU_FN(split_gpu), .describe = split_describe,
     .tiles = split_tiles,
 };
+
+/* ---- the paged cache: split-paged (--page-size P). The same split count
+ * and kernel as `split`, K/V read through a block table from pools of
+ * pages in a seeded random order (split.h; paged_cpu.c, paged_gpu.cu). The
+ * pools are built once per shape before the checked run (prepare: a
+ * serving system's cache exists before the decode step), untimed. */
+
+#define PAGED_SEED 20261202u /* the page permutation's seed */
+
+static void paged_geom_of(const attn_shape_t *s, paged_geom_t *g) { paged_geom(s, (int)s->tune.page, NULL, g); }
+
+static size_t paged_ws(const attn_shape_t *s)
+{
+    paged_geom_t g;
+    paged_ws_t w;
+    paged_geom_of(s, &g);
+    paged_ws_layout(s, &g, split_splits(s), &w);
+    return w.total;
+}
+
+static double paged_model(const attn_shape_t *s)
+{
+    paged_geom_t g;
+    paged_geom_of(s, &g);
+    return paged_decode_bytes(s, &g, NULL, split_splits(s));
+}
+
+static int paged_supports(const attn_shape_t *s, int gpu, char *why, size_t n)
+{
+    if (!s->tune.page) {
+        snprintf(why, n, "the paged cache runs with --page-size P (P = %d ... %d, a power of two)", PAGED_P_MIN,
+                 PAGED_P_MAX);
+        return 0;
+    }
+    if (!paged_size_ok(s->tune.page, why, n)) return 0;
+    if ((double)(s->seq_kv / s->tune.page + 2) * (double)s->batch > 2147483647.0) {
+        snprintf(why, n, "more pages than an int32 block table holds");
+        return 0;
+    }
+    return split_supports(s, gpu, why, n);
+}
+
+static int *lens_of(const attn_shape_t *s)
+{
+    int *l = malloc(s->batch * sizeof *l);
+    if (!l) {
+        fprintf(stderr, "paged: out of host memory\n");
+        return NULL;
+    }
+    for (size_t b = 0; b < s->batch; b++) l[b] = (int)attn_kv_len(s, b);
+    return l;
+}
+
+static int paged_prepare(const attn_shape_t *s, int gpu, const void *k, const void *v, void *ws)
+{
+    paged_geom_t g;
+    paged_ws_t w;
+    paged_geom_of(s, &g);
+    paged_ws_layout(s, &g, split_splits(s), &w);
+    int *lens = lens_of(s);
+    int32_t *table = malloc((size_t)g.B * (size_t)g.max_pages * sizeof *table);
+    int32_t *fl = malloc((size_t)(g.num_pages - g.used + 1) * sizeof *fl);
+    if (!lens || !table || !fl) {
+        free(lens); free(table); free(fl);
+        return -1;
+    }
+    paged_build_table(&g, lens, PAGED_SEED, table, fl);
+    char *base = ws;
+    if (gpu) {
+        gpu_h2d(base + w.table, table, (size_t)g.B * (size_t)g.max_pages * sizeof *table);
+        gpu_h2d(base + w.free_list, fl, (size_t)(g.num_pages - g.used) * sizeof *fl);
+        paged_scatter_gpu(&g, s->seq_kv, gqa_device_lengths(s), (const int32_t *)(base + w.table), k, base + w.kpool);
+        paged_scatter_gpu(&g, s->seq_kv, gqa_device_lengths(s), (const int32_t *)(base + w.table), v, base + w.vpool);
+        gpu_sync();
+    } else {
+        memcpy(base + w.table, table, (size_t)g.B * (size_t)g.max_pages * sizeof *table);
+        memcpy(base + w.free_list, fl, (size_t)(g.num_pages - g.used) * sizeof *fl);
+        paged_scatter_host(&g, s->seq_kv, lens, table, k, base + w.kpool);
+        paged_scatter_host(&g, s->seq_kv, lens, table, v, base + w.vpool);
+    }
+    free(lens); free(table); free(fl);
+    return 0;
+}
+
+static int paged_cpu(const attn_shape_t *s, hbm_t *q, hbm_t *k, hbm_t *v, hbm_t *o, void *ws)
+{
+    (void)k; (void)v; /* the cache is the pools in ws, built by paged_prepare */
+    paged_geom_t g;
+    paged_ws_t w;
+    paged_geom_of(s, &g);
+    paged_ws_layout(s, &g, split_splits(s), &w);
+    char *base = ws;
+    const size_t pe = (size_t)g.num_pages * g.page_elems;
+    hbm_t kp = hbm_wrap(q->lg, "K pages", base + w.kpool, pe, s->dt);
+    hbm_t vp = hbm_wrap(q->lg, "V pages", base + w.vpool, pe, s->dt);
+    hbm_t tb = hbm_wrap(q->lg, "block table", base + w.table, (size_t)g.B * (size_t)g.max_pages, DT_F32);
+    return paged_decode_cpu(s, &g, q, &kp, &vp, &tb, o, NULL, split_splits(s), ws);
+}
+
+#if HAVE_CUDA
+static void paged_gpu(const attn_shape_t *s, const void *q, const void *k, const void *v, void *o, void *ws)
+{
+    (void)k; (void)v;
+    paged_geom_t g;
+    paged_ws_t w;
+    paged_geom_of(s, &g);
+    paged_ws_layout(s, &g, split_splits(s), &w);
+    char *base = ws;
+    paged_decode_gpu(s, &g, q, base + w.kpool, base + w.vpool, (const int32_t *)(base + w.table), o,
+                     gqa_device_lengths(s), split_splits(s), ws);
+}
+#else
+void paged_decode_gpu(const attn_shape_t *s, const paged_geom_t *g, const void *q, const void *kpool,
+                      const void *vpool, const int32_t *table, void *o, const int *dev_lens, int splits, void *ws)
+{
+    (void)s; (void)g; (void)q; (void)kpool; (void)vpool; (void)table; (void)o; (void)dev_lens; (void)splits; (void)ws;
+}
+void paged_scatter_gpu(const paged_geom_t *g, size_t nk, const int *dev_lens, const int32_t *dev_table,
+                       const void *src, void *pool)
+{
+    (void)g; (void)nk; (void)dev_lens; (void)dev_table; (void)src; (void)pool;
+}
+void paged_append_gpu(const paged_geom_t *g, int32_t *table, const int32_t *lens_in, int32_t *lens_out,
+                      const int32_t *free_list, int nfree, int32_t *top, const void *knew, const void *vnew,
+                      void *kpool, void *vpool)
+{
+    (void)g; (void)table; (void)lens_in; (void)lens_out; (void)free_list; (void)nfree; (void)top; (void)knew;
+    (void)vnew; (void)kpool; (void)vpool;
+}
+#endif
+
+static const char *paged_tiles(const attn_shape_t *s, int gpu)
+{
+    return fmt("%s:p%zu", split_tiles(s, gpu), s->tune.page);
+}
+
+static const char *paged_describe(const attn_shape_t *s)
+{
+    static char buf[640];
+    paged_geom_t g;
+    paged_geom_of(s, &g);
+    const double lookups = paged_model(s) - split_model(s);
+    snprintf(buf, sizeof buf,
+             "split-paged: the split's kernel and split count, K/V read through a block table: pages of %d tokens "
+             "[%d pages][Hkv %d][%d][d %d] per pool (%d held + %d free, seeded random order), table %d x %d int32; "
+             "table reads (model) %.4g KB = %.3f%% of the K/V bytes",
+             g.P, g.num_pages, g.hkv, g.P, g.d, g.used, g.num_pages - g.used, g.B, g.max_pages, lookups / 1e3,
+             100.0 * lookups / attn_kv_bytes_once(s));
+    return buf;
+}
+
+static int paged_listed(const attn_shape_t *s) { return s->tune.page != 0; }
+
+const attn_impl_t IMPL_SPLIT_PAGED = {
+    .name = "split-paged", .stage = "07", .rounding = 0, .ws_bytes = paged_ws, .model_bytes = paged_model,
+    .supports = paged_supports, .cpu = paged_cpu, .gpu = GPU_FN(paged_gpu), .describe = paged_describe,
+    .tiles = paged_tiles, .prepare = paged_prepare, .listed = paged_listed,
+};
+
+int split_validate(const attn_shape_t *s, char *why, size_t n)
+{
+    return s->tune.page ? paged_size_ok(s->tune.page, why, n) : 1;
+}
+
+/* ---- the append's own row (after each table, with --page-size): one new
+ * token's K/V row for every (b, h) into the cache of the shape's lengths,
+ * on the CPU through the ledger (ledger against the model) or on the GPU
+ * (checked against the CPU append: table, lengths, free-list top and every
+ * written row, bit for bit; then timed like the kernels, L2 flushed). */
+
+typedef struct {
+    const paged_geom_t *g;
+    int32_t *table, *lens_in, *lens_out, *fl, *top;
+    void *knew, *vnew, *kpool, *vpool;
+    int nfree, rc;
+    ledger_t *lg;
+} append_arg_t;
+
+static void append_run_cpu(void *p)
+{
+    append_arg_t *a = p;
+    const paged_geom_t *g = a->g;
+    const size_t pe = (size_t)g->num_pages * g->page_elems, rows = (size_t)g->B * (size_t)g->hkv * (size_t)g->d;
+    hbm_t tb = hbm_wrap(a->lg, "block table", a->table, (size_t)g->B * (size_t)g->max_pages, DT_F32);
+    hbm_t li = hbm_wrap(a->lg, "lengths", a->lens_in, (size_t)g->B, DT_F32);
+    hbm_t lo = hbm_wrap(a->lg, "new lengths", a->lens_out, (size_t)g->B, DT_F32);
+    hbm_t fl = hbm_wrap(a->lg, "free list", a->fl, (size_t)a->nfree, DT_F32);
+    hbm_t tp = hbm_wrap(a->lg, "free top", a->top, 2, DT_F32);
+    hbm_t kn = hbm_wrap(a->lg, "new K", a->knew, rows, g->dt), vn = hbm_wrap(a->lg, "new V", a->vnew, rows, g->dt);
+    hbm_t kp = hbm_wrap(a->lg, "K pages", a->kpool, pe, g->dt), vp = hbm_wrap(a->lg, "V pages", a->vpool, pe, g->dt);
+    a->rc = paged_append_cpu(g, &tb, &li, &lo, &fl, a->nfree, &tp, &kn, &vn, &kp, &vp);
+}
+
+#if HAVE_CUDA
+static void append_run_gpu(void *p)
+{
+    append_arg_t *a = p;
+    paged_append_gpu(a->g, a->table, a->lens_in, a->lens_out, a->fl, a->nfree, a->top, a->knew, a->vnew, a->kpool,
+                     a->vpool);
+}
+#endif
+
+int paged_append_report(const attn_shape_t *s, int gpu)
+{
+    if (!s->tune.page || s->seq_q != 1 || !paged_size_ok(s->tune.page, (char[8]){ 0 }, 8)) return 0;
+    paged_geom_t g;
+    paged_geom_of(s, &g);
+    const size_t es = dtype_size(s->dt), rows = (size_t)g.B * (size_t)g.hkv * (size_t)g.d;
+    const size_t tn = (size_t)g.B * (size_t)g.max_pages, pool = paged_pool_bytes(&g);
+    const int nfree = g.num_pages - g.used;
+    int *lens = lens_of(s);
+    int32_t *table = malloc(tn * 4), *fl = malloc((size_t)(nfree + 1) * 4), lens_out[1] = { 0 };
+    int32_t *lo = malloc((size_t)g.B * 4), top[2] = { 0, -7 };
+    void *knew = malloc(rows * es), *vnew = malloc(rows * es), *kp = malloc(pool), *vp = malloc(pool);
+    (void)lens_out;
+    int fail = 0;
+    if (!lens || !table || !fl || !lo || !knew || !vnew || !kp || !vp) {
+        fprintf(stderr, "paged: out of host memory for the append\n");
+        fail = 1;
+        goto out;
+    }
+    paged_build_table(&g, lens, PAGED_SEED, table, fl);
+    for (size_t i = 0; i < rows; i++) {
+        dtype_set(knew, s->dt, i, rng_sym(77, 1, i));
+        dtype_set(vnew, s->dt, i, rng_sym(77, 2, i));
+    }
+    int32_t *table0 = malloc(tn * 4);
+    if (!table0) { fail = 1; goto out; }
+    memcpy(table0, table, tn * 4);
+    ledger_t lg = { 0 };
+    append_arg_t a = { &g, table, (int32_t *)lens, lo, fl, top, knew, vnew, kp, vp, nfree, 0, &lg };
+    append_run_cpu(&a); /* the reference (and the CPU row) */
+    const double model = paged_append_bytes(&g, lens);
+    int pages = 0;
+    for (int b = 0; b < g.B; b++) pages += lens[b] % g.P == 0;
+    double ms = 0;
+    const char *how = "CPU";
+    if (a.rc) {
+        printf("append: the free list or the table ran out (a sizing error): FAILED\n");
+        fail = 1;
+    } else if (!gpu) {
+        fail = (double)ledger_total(&lg) != model;
+        ledger_t lg2 = { 0 };
+        a.lg = &lg2;
+        ms = cpu_time_median_ms(append_run_cpu, &a, 1, 5);
+    }
+#if HAVE_CUDA
+    if (gpu && !a.rc) {
+        how = "GPU";
+        char *d = gpu_malloc(2 * pool + 2 * rows * es + tn * 4 + (size_t)(nfree + 1) * 4 + (size_t)g.B * 8 + 8 + 1024,
+                             "append");
+        append_arg_t ga = a;
+        char *at = d;
+        ga.kpool = at; at += pool;
+        ga.vpool = at; at += pool;
+        ga.knew = at; at += rows * es;
+        ga.vnew = at; at += rows * es;
+        ga.table = (int32_t *)at; at += tn * 4;
+        ga.fl = (int32_t *)at; at += (size_t)(nfree + 1) * 4;
+        ga.lens_in = (int32_t *)at; at += (size_t)g.B * 4;
+        ga.lens_out = (int32_t *)at; at += (size_t)g.B * 4;
+        ga.top = (int32_t *)at;
+        const int32_t top0[2] = { 0, -7 };
+        gpu_h2d(ga.knew, knew, rows * es);
+        gpu_h2d(ga.vnew, vnew, rows * es);
+        gpu_h2d(ga.table, table0, tn * 4);
+        gpu_h2d(ga.fl, fl, (size_t)nfree * 4);
+        gpu_h2d(ga.lens_in, lens, (size_t)g.B * 4);
+        gpu_h2d(ga.top, top0, 8);
+        gpu_poison(ga.lens_out, (size_t)g.B * 4);
+        append_run_gpu(&ga);
+        gpu_sync();
+        /* the check: table, lengths, top, and each (b, h)'s new row where the CPU put it */
+        int32_t *t2 = malloc(tn * 4), *l2 = malloc((size_t)g.B * 4), top2[2];
+        char *row = malloc(2 * (size_t)g.d * es);
+        if (!t2 || !l2 || !row) { fail = 1; goto gout; }
+        gpu_d2h(t2, ga.table, tn * 4);
+        gpu_d2h(l2, ga.lens_out, (size_t)g.B * 4);
+        gpu_d2h(top2, ga.top, 8);
+        fail |= memcmp(t2, table, tn * 4) != 0 || memcmp(l2, lo, (size_t)g.B * 4) != 0 || top2[1] != top[1];
+        for (int b = 0; b < g.B && !fail; b++)
+            for (int h = 0; h < g.hkv; h++) {
+                const int n = lens[b];
+                const size_t page = (size_t)table[(size_t)b * g.max_pages + (n >> g.shift)];
+                const size_t off = ((page * (size_t)g.hkv + (size_t)h) * (size_t)g.P + (size_t)(n & (g.P - 1))) *
+                                   (size_t)g.d * es;
+                gpu_d2h(row, (char *)ga.kpool + off, (size_t)g.d * es);
+                gpu_d2h(row + (size_t)g.d * es, (char *)ga.vpool + off, (size_t)g.d * es);
+                const size_t src = ((size_t)b * g.hkv + (size_t)h) * (size_t)g.d * es;
+                fail |= memcmp(row, (char *)knew + src, (size_t)g.d * es) != 0 ||
+                        memcmp(row + (size_t)g.d * es, (char *)vnew + src, (size_t)g.d * es) != 0;
+            }
+        ms = gpu_time_median_ms(append_run_gpu, &ga, 10, 200, 1);
+    gout:
+        free(t2); free(l2); free(row);
+        gpu_free(d);
+    }
+#endif
+    printf("append (one token per sequence into its page, P = %d, %s): %.4f ms, %.4g KB moved (model%s), "
+           "%.3g GB/s; %d of %d sequences took a new page from the free list: %s\n",
+           g.P, how, ms, model / 1e3, gpu ? "" : fail ? " != ledger" : " = ledger", model / (ms * 1e-3) / 1e9, pages,
+           g.B, fail ? (gpu ? "FAILED: GPU append differs from the CPU's" : "FAILED") : "ok");
+    free(table0);
+out:
+    free(lens); free(table); free(fl); free(lo); free(knew); free(vnew); free(kp); free(vp);
+    return fail;
+}
