@@ -127,6 +127,8 @@ if [ "$SET" = B ]; then
     # local-memory (spill) and atomic traffic, by name (a separate step: a counter's absence fails only this)
     M2=l1tex__t_sectors_pipe_lsu_mem_local_op_ld.sum,l1tex__t_sectors_pipe_lsu_mem_local_op_st.sum,lts__t_sectors_op_red.sum
     M2=$M2,l1tex__data_pipe_lsu_wavefronts_mem_shared_op_st.sum,l1tex__data_bank_conflicts_pipe_lsu_mem_shared_op_st.sum
+    M2=$M2,l1tex__data_pipe_lsu_wavefronts_mem_shared.sum,l1tex__data_pipe_lsu_wavefronts_mem_shared.sum.pct_of_peak_sustained_elapsed
+    M2=$M2,sm__cycles_elapsed.avg,sm__inst_executed_pipe_tensor_op_hmma.sum
     step ncu_tc_m2 15 env STF_BWD_BENCH=2 STF_TEST_FILTER=test_bench_gpu $NCU --kernel-name regex:'bwd_tc_kv_kernel' \
         --launch-skip 11 --launch-count 2 --metrics "$M2" $B/test_backward_gpu
     step ncu_fa2_m2 15 $NCU --profile-from-start off --kernel-name regex:'flash_bwd' --metrics "$M2" \
