@@ -109,7 +109,7 @@ fi
 
 note "bench set $SET"
 if [ "$SET" = B ]; then
-    step bench_08 50 env DEVICE=gpu BWD_PART=1 BENCH_DIR="$R" bash stages/08_backward/bench.sh
+    step bench_08 50 env DEVICE=gpu BWD_PART=1 OUT="$R" BENCH_DIR="$R" BIN=$B bash stages/08_backward/bench.sh
     # what limits the K/V kernel, against FA2's: the same counters on both (N = 4096, d = 128, bf16, not causal)
     M=sm__pipe_tensor_op_hmma_cycles_active.avg.pct_of_peak_sustained_active,smsp__inst_executed.sum
     M=$M,l1tex__data_pipe_lsu_wavefronts_mem_shared_op_ld.sum,l1tex__data_bank_conflicts_pipe_lsu_mem_shared_op_ld.sum
@@ -136,7 +136,7 @@ if [ "$SET" = B ]; then
 else
     step torch_backward 25 python3 tools/torch_backward.py --bench --csv "$R/torch_backward.csv"
     step bench_kernels 20 env STF_BWD_BENCH=3 STF_TEST_FILTER=test_bench_gpu $B/test_backward_gpu
-    step bench_08 50 env DEVICE=gpu BWD_PART=2 BENCH_DIR="$R" bash stages/08_backward/bench.sh
+    step bench_08 50 env DEVICE=gpu BWD_PART=2 OUT="$R" BENCH_DIR="$R" BIN=$B bash stages/08_backward/bench.sh
     # the FlashAttention paper's shape (GPT-2 medium: B 64, H 16, N 1024, d 64; bf16 as ours: the same bytes as fp16), forward + backward:
     # PyTorch's standard attention (math backend, P kept) against FA2 (flash), DRAM bytes of every kernel
     for be in math flash; do
