@@ -499,7 +499,7 @@ static void test_bench_gpu(void **state)
     SKIP_WITHOUT_GPU();
     if (!getenv("STF_BWD_BENCH")) skip();
     const int cfg[][3] = { { 4096, 128, 0 }, { 4096, 128, 1 }, { 16384, 128, 0 }, { 16384, 128, 1 },
-                           { 4096, 64, 0 },  { 4096, 64, 1 },  { 16384, 64, 1 } };
+                           { 4096, 64, 0 },  { 4096, 64, 1 },  { 16384, 64, 0 }, { 16384, 64, 1 } };
     /* STF_BWD_BENCH=2: the first shape only (a profiler run) */
     const size_t ncfg = !strcmp(getenv("STF_BWD_BENCH"), "2") ? 1 : sizeof cfg / sizeof cfg[0];
     for (size_t c = 0; c < ncfg; c++) {

@@ -13,16 +13,18 @@
 #   or not, odd shapes.
 # MODE=bench (about 100 s; alone on the GPU), by set (S08_SET, default by the
 #   clock: B before 16:15 UTC, C after):
-#   B (98 s): the N sweep 1024 ... 16384 (standard against tc-atomic: time,
-#      HBM bytes by CUPTI, peak memory measured) and the paper's shape in
-#      08_backward (bench.sh BWD_PART=1); ncu on our K/V kernel and on FA2's
-#      backward kernels (tensor pipe, stalls, shared memory, spills, atomics).
-#   C (118 s): PyTorch's backward (SDPA flash = FA2, cuDNN), the tensor-core
-#      kernels' configurations (test_backward_gpu's bench) and the issue's
-#      shapes in 08_backward (BWD_PART=2: tc-atomic, tc-det), all in the same
-#      session; the paper's shape's DRAM bytes of
-#      PyTorch's math (standard) and flash backends, forward + backward,
-#      by ncu.
+#   B (98 s; its logs are the last the note can use): PyTorch's backward
+#      (SDPA flash = FA2, cuDNN) and the tensor-core kernels' configurations
+#      at the issue's shapes (test_backward_gpu's bench), same session; the N
+#      sweep 1024 ... 16384 (standard against tc-atomic: time, HBM bytes by
+#      CUPTI, peak memory measured) and the paper's shape in 08_backward
+#      (bench.sh BWD_PART=1); ncu on our K/V kernel and on FA2's backward
+#      kernels (tensor pipe, stalls, shared memory); the paper's shape's
+#      DRAM bytes of PyTorch's math (standard) and flash backends, forward +
+#      backward, by ncu; then spills, atomics and shared-memory totals.
+#   C (118 s): the same speed runs again, the last ncu counters and the
+#      paper's shape if B did not reach them, and the issue's shapes in
+#      08_backward (BWD_PART=2: tc-atomic, tc-det).
 set -u
 cd "$(dirname "$0")/../.."
 R=${RESULTS:-results/s08}
@@ -108,43 +110,55 @@ if [ "$MODE" = check ]; then
 fi
 
 note "bench set $SET"
+# the paper's shape (GPT-2 medium: B 64, H 16, N 1024, d 64; bf16 as ours: the same bytes as fp16), forward +
+# backward: PyTorch's standard attention (math backend, P kept) against FA2 (flash), DRAM bytes of every kernel
+paper() {
+    local be=$1
+    step paper_$be 25 $NCU --profile-from-start off --metrics dram__bytes_read.sum,dram__bytes_write.sum \
+        --csv --print-units base --log-file "$R/paper_$be.csv" \
+        python3 tools/torch_backward.py --one $be --what fwd+bwd --shape 64 16 1024 64 0 --dtype bf16
+    [ -s "$R/paper_$be.csv" ] && note "paper shape, torch $be fwd+bwd: $(dram_sum "$R/paper_$be.csv" 2>&1)"
+}
+# what limits the K/V kernel, against FA2's: the same counters on both (N = 4096, d = 128, bf16, not causal)
+M=sm__pipe_tensor_op_hmma_cycles_active.avg.pct_of_peak_sustained_active,smsp__inst_executed.sum
+M=$M,l1tex__data_pipe_lsu_wavefronts_mem_shared_op_ld.sum,l1tex__data_bank_conflicts_pipe_lsu_mem_shared_op_ld.sum
+M=$M,dram__bytes_read.sum,dram__bytes_write.sum,lts__t_bytes.sum,smsp__average_warp_latency_per_inst_issued.ratio
+for r in barrier long_scoreboard short_scoreboard mio_throttle math_pipe_throttle wait not_selected lg_throttle \
+         dispatch_stall selected no_instruction branch_resolving membar drain sleeping; do
+    M=$M,smsp__average_warps_issue_stalled_${r}_per_issue_active.ratio
+done
+SEC=(--section SpeedOfLight --section Occupancy --section LaunchStats --section MemoryWorkloadAnalysis)
+# local-memory (spill) and atomic traffic, shared-memory totals, by name (a separate step: a counter's
+# absence fails only this one)
+M2=l1tex__t_sectors_pipe_lsu_mem_local_op_ld.sum,l1tex__t_sectors_pipe_lsu_mem_local_op_st.sum,lts__t_sectors_op_red.sum
+M2=$M2,l1tex__data_pipe_lsu_wavefronts_mem_shared_op_st.sum,l1tex__data_bank_conflicts_pipe_lsu_mem_shared_op_st.sum
+M2=$M2,l1tex__data_pipe_lsu_wavefronts_mem_shared.sum,l1tex__data_pipe_lsu_wavefronts_mem_shared.sum.pct_of_peak_sustained_elapsed
+M2=$M2,sm__cycles_elapsed.avg,sm__inst_executed_pipe_tensor_op_hmma.sum
+# the bench's 12 launches of the 4-warp kernel come first, then the 8-warp one's: the last of the first, the first of
+# the second
+ncu_tc() { step "$1" 25 env STF_BWD_BENCH=2 STF_TEST_FILTER=test_bench_gpu $NCU --kernel-name regex:'bwd_tc_kv_kernel' \
+    --launch-skip 11 --launch-count 2 "${@:2}" $B/test_backward_gpu; }
+ncu_fa2() { step "$1" 25 $NCU --profile-from-start off --kernel-name regex:'flash_bwd' "${@:2}" \
+    python3 tools/torch_backward.py --one flash --shape 4 16 4096 128 0; }
 if [ "$SET" = B ]; then
-    step bench_08 50 env DEVICE=gpu BWD_PART=1 OUT="$R" BENCH_DIR="$R" BIN=$B bash stages/08_backward/bench.sh
-    # what limits the K/V kernel, against FA2's: the same counters on both (N = 4096, d = 128, bf16, not causal)
-    M=sm__pipe_tensor_op_hmma_cycles_active.avg.pct_of_peak_sustained_active,smsp__inst_executed.sum
-    M=$M,l1tex__data_pipe_lsu_wavefronts_mem_shared_op_ld.sum,l1tex__data_bank_conflicts_pipe_lsu_mem_shared_op_ld.sum
-    M=$M,dram__bytes_read.sum,dram__bytes_write.sum,lts__t_bytes.sum,smsp__average_warp_latency_per_inst_issued.ratio
-    for r in barrier long_scoreboard short_scoreboard mio_throttle math_pipe_throttle wait not_selected lg_throttle \
-             dispatch_stall selected no_instruction branch_resolving membar drain sleeping; do
-        M=$M,smsp__average_warps_issue_stalled_${r}_per_issue_active.ratio
-    done
-    SEC=(--section SpeedOfLight --section Occupancy --section LaunchStats --section MemoryWorkloadAnalysis)
-    # the bench's 12 launches of the 4-warp kernel come first, then the 8-warp one's
-    step ncu_tc 25 env STF_BWD_BENCH=2 STF_TEST_FILTER=test_bench_gpu $NCU --kernel-name regex:'bwd_tc_kv_kernel' \
-        --launch-skip 11 --launch-count 2 --metrics "$M" "${SEC[@]}" $B/test_backward_gpu
-    step ncu_fa2 25 $NCU --profile-from-start off --kernel-name regex:'flash_bwd' --metrics "$M" "${SEC[@]}" \
-        python3 tools/torch_backward.py --one flash --shape 4 16 4096 128 0
-    # local-memory (spill) and atomic traffic, by name (a separate step: a counter's absence fails only this)
-    M2=l1tex__t_sectors_pipe_lsu_mem_local_op_ld.sum,l1tex__t_sectors_pipe_lsu_mem_local_op_st.sum,lts__t_sectors_op_red.sum
-    M2=$M2,l1tex__data_pipe_lsu_wavefronts_mem_shared_op_st.sum,l1tex__data_bank_conflicts_pipe_lsu_mem_shared_op_st.sum
-    M2=$M2,l1tex__data_pipe_lsu_wavefronts_mem_shared.sum,l1tex__data_pipe_lsu_wavefronts_mem_shared.sum.pct_of_peak_sustained_elapsed
-    M2=$M2,sm__cycles_elapsed.avg,sm__inst_executed_pipe_tensor_op_hmma.sum
-    step ncu_tc_m2 15 env STF_BWD_BENCH=2 STF_TEST_FILTER=test_bench_gpu $NCU --kernel-name regex:'bwd_tc_kv_kernel' \
-        --launch-skip 11 --launch-count 2 --metrics "$M2" $B/test_backward_gpu
-    step ncu_fa2_m2 15 $NCU --profile-from-start off --kernel-name regex:'flash_bwd' --metrics "$M2" \
-        python3 tools/torch_backward.py --one flash --shape 4 16 4096 128 0
+    # the figures the note needs, most important first (round B's logs are the last the note can use)
+    step torch_backward 25 python3 tools/torch_backward.py --bench --csv "$R/torch_backward.csv"
+    step bench_kernels 20 env STF_BWD_BENCH=3 STF_TEST_FILTER=test_bench_gpu $B/test_backward_gpu
+    step bench_08 45 env DEVICE=gpu BWD_PART=1 OUT="$R" BENCH_DIR="$R" BIN=$B bash stages/08_backward/bench.sh
+    ncu_tc ncu_tc --metrics "$M" "${SEC[@]}"
+    ncu_fa2 ncu_fa2 --metrics "$M" "${SEC[@]}"
+    paper math
+    paper flash
+    ncu_tc ncu_tc_m2 --metrics "$M2"
+    ncu_fa2 ncu_fa2_m2 --metrics "$M2"
 else
     step torch_backward 25 python3 tools/torch_backward.py --bench --csv "$R/torch_backward.csv"
     step bench_kernels 20 env STF_BWD_BENCH=3 STF_TEST_FILTER=test_bench_gpu $B/test_backward_gpu
+    ncu_tc ncu_tc_m2 --metrics "$M2"
+    ncu_fa2 ncu_fa2_m2 --metrics "$M2"
+    paper math
+    paper flash
     step bench_08 50 env DEVICE=gpu BWD_PART=2 OUT="$R" BENCH_DIR="$R" BIN=$B bash stages/08_backward/bench.sh
-    # the FlashAttention paper's shape (GPT-2 medium: B 64, H 16, N 1024, d 64; bf16 as ours: the same bytes as fp16), forward + backward:
-    # PyTorch's standard attention (math backend, P kept) against FA2 (flash), DRAM bytes of every kernel
-    for be in math flash; do
-        step paper_$be 25 $NCU --profile-from-start off --metrics dram__bytes_read.sum,dram__bytes_write.sum \
-            --csv --print-units base --log-file "$R/paper_$be.csv" \
-            python3 tools/torch_backward.py --one $be --what fwd+bwd --shape 64 16 1024 64 0 --dtype bf16
-        [ -s "$R/paper_$be.csv" ] && note "paper shape, torch $be fwd+bwd: $(dram_sum "$R/paper_$be.csv" 2>&1)"
-    done
 fi
 
 # summary: the timings
