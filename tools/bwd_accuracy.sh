@@ -32,7 +32,9 @@ fail=0
 # one background job per head dim (the GPU machine has cores to spare); each case logs into its folder
 one_dim() {
     local d=$1 K s dir
-    if [ "$d" = 256 ]; then K=bwd-standard,bwd-fa2; else K=bwd-standard,bwd-fa2,bwd-tc-atomic,bwd-tc-det; fi
+    K=bwd-standard,bwd-fa2,bwd-tc-atomic,bwd-tc-det
+    [ "$d" -le 64 ] && K=$K,bwd-tc-k32
+    [ "$d" = 256 ] && K=bwd-standard,bwd-fa2
     for dt in $DTYPES; do
         for causal in "" --causal; do
             s=0

@@ -58,7 +58,7 @@ if [ "$QUICK" != 1 ] && [ "$gpu" = 1 ] && [ "$PART" != 2 ]; then
     # traffic and peak memory against N: the standard (cuBLAS, N x N in HBM) against FlashAttention's
     run "$P" "${C[@]}" "${G[@]}" --iters 3 --kernel bwd-standard,bwd-tc-atomic --sweep --dim 64 --heads 16
     # the paper's shape, forward + backward (Dao et al. 2022, Fig. 2: 40.3 GB vs 4.4 GB of HBM traffic)
-    run "$P" "${C[@]}" "${G[@]}" --kernel bwd-standard,bwd-tc-atomic,bwd-tc-det --batch 64 --heads 16 --seq 1024 --dim 64
+    run "$P" "${C[@]}" "${G[@]}" --kernel bwd-standard,bwd-tc-atomic,bwd-tc-det,bwd-tc-k32 --batch 64 --heads 16 --seq 1024 --dim 64
 fi
 if [ "$QUICK" != 1 ] && [ "$gpu" = 1 ] && [ "$PART" = all ]; then
     # checked runs (the fp64 reference is affordable here), saved for FlashAttention's criterion
@@ -76,7 +76,7 @@ if [ "$QUICK" != 1 ] && [ "$gpu" = 1 ] && [ "$PART" != 1 ]; then
     for d in 64 128; do
         for n in 4096 16384; do
             for c in "" --causal; do
-                run "$P" "${C[@]}" "${G[@]}" --kernel bwd-tc-atomic,bwd-tc-det --dim $d --heads $((2048 / d)) \
+                run "$P" "${C[@]}" "${G[@]}" --kernel bwd-tc-atomic,bwd-tc-det$([ $d = 64 ] && echo ,bwd-tc-k32) --dim $d --heads $((2048 / d)) \
                     --batch $((16384 / n)) --seq $n $c
             done
         done
