@@ -94,10 +94,10 @@ if [ "$MODE" = check ]; then
     step_bg test_backward 60 env STF_BIN_DIR=$B $B/test_backward
     step_bg memcheck_test_backward_gpu 60 env STF_GPU_ONLY=1 STF_TEST_SMALL=1 $CS --tool memcheck $B/test_backward_gpu
     step_bg memcheck_test_backward 60 env STF_GPU_ONLY=1 STF_TEST_SMALL=1 $CS --tool memcheck $B/test_backward
-    for t in tc_atomic tc_det fa2_fp32 standard; do
+    for t in tc_atomic tc_det tc_k32 fa2_fp32 standard; do
         step_bg racecheck_$t 60 env STF_TEST_SMALL=1 STF_TEST_FILTER=test_${t}_gpu $CS --tool racecheck $B/test_backward_gpu
     done
-    for t in tc_atomic tc_det fa2_fp32; do
+    for t in tc_atomic tc_det tc_k32 fa2_fp32; do
         step_bg synccheck_$t 60 env STF_TEST_SMALL=1 STF_TEST_FILTER=test_${t}_gpu $CS --tool synccheck $B/test_backward_gpu
     done
     step_bg racecheck_test_backward 60 env STF_GPU_ONLY=1 STF_TEST_SMALL=2 $CS --tool racecheck $B/test_backward
