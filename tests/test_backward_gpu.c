@@ -266,7 +266,7 @@ static void test_kernel(int kern)
 {
     SKIP_WITHOUT_GPU();
     const int tc = kern == BWD_GPU_TC_ATOMIC || kern == BWD_GPU_TC_DET || kern == BWD_GPU_TC_K32;
-    const int k32 = kern == BWD_GPU_TC_K32; /* one configuration, d = 32 and 64 */
+    const int k32 = kern == BWD_GPU_TC_K32; /* 4 or 8 warps, d = 32 and 64 */
     const dtype_t dts[3] = { DT_BF16, DT_F16, DT_F32 };
     double worst = 0;
     int ran = 0, failed = 0;
@@ -290,7 +290,7 @@ static void test_kernel(int kern)
                     }
                     /* the tensor-core kernels: K/V blocks of 4 warps, of 8, and (d <= 64) of 4 warps
                      * with 3 blocks per SM */
-                    for (int nw = 4; nw <= (!tc || k32 ? 4 : d <= 64 ? 12 : 8); nw += 4) {
+                    for (int nw = 4; nw <= (!tc ? 4 : k32 ? 8 : d <= 64 ? 12 : 8); nw += 4) {
                         setenv("STF_BWD_TC_WARPS", nw == 8 ? "8" : "4", 1);
                         setenv("STF_BWD_TC_MINB", nw == 12 ? "3" : "2", 1);
                         out_t r;
@@ -539,10 +539,10 @@ static void test_bench_gpu(void **state)
             }
             b.kern = kern;
             b.ws = dev(wsb, "ws");
-            const int tc = kern == BWD_GPU_TC_ATOMIC || kern == BWD_GPU_TC_DET;
+            const int tc = kern == BWD_GPU_TC_ATOMIC || kern == BWD_GPU_TC_DET || kern == BWD_GPU_TC_K32;
             /* the tensor-core kernels' K/V block: 4 warps, 8, and at d = 64 4 warps with 3 blocks per SM
-             * (bwd-tc-k32: its one configuration) */
-            for (int w = 4; w <= (!tc ? 4 : d <= 64 ? 12 : 8); w += 4) {
+             * (bwd-tc-k32: 4 or 8 warps) */
+            for (int w = 4; w <= (!tc ? 4 : kern == BWD_GPU_TC_K32 ? 8 : d <= 64 ? 12 : 8); w += 4) {
                 setenv("STF_BWD_TC_WARPS", w == 8 ? "8" : "4", 1);
                 setenv("STF_BWD_TC_MINB", w == 12 ? "3" : "2", 1);
                 const double t = gpu_time_median_ms(bench_fn, &b, 2, kern == BWD_GPU_FA2_FP32 ? 3 : 10, 1);

@@ -118,8 +118,8 @@ extern "C" void bwd_gpu_tiles(int kern, const attn_shape_t *s, int *br, int *bc)
         *br = 64;
         *bc = 16 * bwd_tc_warps((int)s->dim);
     }
-    if (kern == BWD_GPU_TC_K32) { /* 32 query rows x 32 keys per warp, 4 warps */
+    if (kern == BWD_GPU_TC_K32) { /* 32 query rows x 32 keys per warp, 4 warps (or 8: STF_BWD_TC_WARPS) */
         *br = 32;
-        *bc = 128;
+        *bc = 32 * bwd_k32_warps((int)s->dim);
     }
 }

@@ -25,7 +25,16 @@ struct tc3_run {
             return -1;
         } else {
             bwd_dsum_launch<T>(a, true);
-            if (a.seq_kv > 0) bwd_tc_kv_launch_cfg<T, D, 4, true, 2, 32, 32>(a);
+            /* 4 warps (128 keys), or with STF_BWD_TC_WARPS=8 8 warps (256 keys: Q_i and dO_i loaded
+             * once per 256 keys, a quarter of tc1's dQ atomics per key) */
+            bool eight = false;
+            if constexpr (D == 64) {
+                if (a.seq_kv > 0 && bwd_k32_warps(D) == 8) {
+                    bwd_tc_kv_launch_cfg<T, D, 8, true, 1, 32, 32>(a);
+                    eight = true;
+                }
+            }
+            if (a.seq_kv > 0 && !eight) bwd_tc_kv_launch_cfg<T, D, 4, true, 2, 32, 32>(a);
             bwd_dq_convert_launch<T>(a);
             return 0;
         }

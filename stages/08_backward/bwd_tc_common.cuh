@@ -344,6 +344,10 @@ static inline int bwd_tc_warps(int d)
     return w == 4 || w == 8 ? w : d > 64 ? 8 : 4;
 }
 
+/* bwd_tc3_k32.cu's warps: 4, or 8 at d = 64 with STF_BWD_TC_WARPS=8 (at
+ * d = 32 eight warps would leave one n-tile of dQ per warp). */
+static inline int bwd_k32_warps(int d) { return d == 64 && bwd_tc_warps(d) == 8 ? 8 : 4; }
+
 template <typename T, int D, int WARPS, bool DQ, int MINB, int KW = 16, int BQ = BWD_BQ>
 static void bwd_tc_kv_launch_cfg(const bwd_args_t &a)
 {
