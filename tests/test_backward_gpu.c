@@ -504,9 +504,11 @@ static void test_bench_gpu(void **state)
     if (!getenv("STF_BWD_BENCH")) skip();
     const int cfg[][3] = { { 4096, 128, 0 }, { 4096, 128, 1 }, { 16384, 128, 0 }, { 16384, 128, 1 },
                            { 4096, 64, 0 },  { 4096, 64, 1 },  { 16384, 64, 0 }, { 16384, 64, 1 } };
-    /* STF_BWD_BENCH=2: the first shape only (a profiler run) */
+    /* STF_BWD_BENCH=2: the first shape only (a profiler run); STF_BWD_BENCH_CFG=i: shape i only */
     const size_t ncfg = !strcmp(getenv("STF_BWD_BENCH"), "2") ? 1 : sizeof cfg / sizeof cfg[0];
+    const char *one = getenv("STF_BWD_BENCH_CFG");
     for (size_t c = 0; c < ncfg; c++) {
+        if (one && (size_t)atoi(one) != c) continue;
         const size_t N = (size_t)cfg[c][0], d = (size_t)cfg[c][1], B = 16384 / N, H = 2048 / d;
         attn_shape_t s;
         attn_shape_init(&s, B, H, H, N, N, d, cfg[c][2], DT_BF16);

@@ -140,6 +140,17 @@ ncu_tc() { step "$1" 25 env STF_BWD_BENCH=2 STF_TEST_FILTER=test_bench_gpu $NCU 
     --launch-skip 11 --launch-count 2 "${@:2}" $B/test_backward_gpu; }
 ncu_fa2() { step "$1" 25 $NCU --profile-from-start off --kernel-name regex:'flash_bwd' "${@:2}" \
     python3 tools/torch_backward.py --one flash --shape 4 16 4096 128 0; }
+# at d = 64 (N = 4096, B 4, H 32, not causal: the bench's shape 4): tc1 (16 keys per warp, 64-query blocks) against
+# tc-k32 (32 and 32), 4 warps each, the third launch of each; and FA2's kernels at the same shape
+ncu_d64() { step "$1" 25 env STF_BWD_BENCH=3 STF_BWD_BENCH_CFG=4 STF_TEST_FILTER=test_bench_gpu $NCU \
+    --kernel-name-base demangled --kernel-name regex:"$2" --launch-skip 2 --launch-count 1 --metrics "$M" \
+    --section LaunchStats --section Occupancy $B/test_backward_gpu; }
+ncu_d64_all() {
+    ncu_d64 ncu_d64_tc1 '64, 4, 1, 2, 16, 64>'
+    ncu_d64 ncu_d64_k32 '64, 4, 1, 2, 32, 32>'
+    step ncu_d64_fa2 25 $NCU --profile-from-start off --kernel-name regex:'flash_bwd' --metrics "$M" \
+        --section LaunchStats --section Occupancy python3 tools/torch_backward.py --one flash --shape 4 32 4096 64 0
+}
 if [ "$SET" = B ]; then
     # the figures the note needs, most important first (round B's logs are the last the note can use)
     step torch_backward 25 python3 tools/torch_backward.py --bench --csv "$R/torch_backward.csv"
@@ -147,6 +158,7 @@ if [ "$SET" = B ]; then
     step bench_08 45 env DEVICE=gpu BWD_PART=1 OUT="$R" BENCH_DIR="$R" BIN=$B bash stages/08_backward/bench.sh
     ncu_tc ncu_tc --metrics "$M" "${SEC[@]}"
     ncu_fa2 ncu_fa2 --metrics "$M" "${SEC[@]}"
+    ncu_d64_all
     paper math
     paper flash
     ncu_tc ncu_tc_m2 --metrics "$M2"
@@ -154,6 +166,7 @@ if [ "$SET" = B ]; then
 else
     step torch_backward 25 python3 tools/torch_backward.py --bench --csv "$R/torch_backward.csv"
     step bench_kernels 20 env STF_BWD_BENCH=3 STF_TEST_FILTER=test_bench_gpu $B/test_backward_gpu
+    ncu_d64_all
     ncu_tc ncu_tc_m2 --metrics "$M2"
     ncu_fa2 ncu_fa2_m2 --metrics "$M2"
     paper math
