@@ -174,6 +174,13 @@ else
     step bench_08 50 env DEVICE=gpu BWD_PART=2 OUT="$R" BENCH_DIR="$R" BIN=$B bash stages/08_backward/bench.sh
 fi
 
+# the kernel bench as CSV (plots/draw_backward.sh draws it against torch_backward.csv)
+if [ -s "$R/bench_kernels.log" ]; then
+    { echo "seq,dim,causal,kernel,config,time_ms,tflops"
+      sed -nE 's/^bench N=([0-9]+) d=([0-9]+) causal=([01]) (bwd-[a-z0-9-]+)( \(([^)]*)\))?: ([0-9.]+) ms, ([0-9.]+) TFLOP\/s$/\1,\2,\3,\4,\6,\7,\8/p' \
+          <(sed 's/warps, 3 blocks/warps 3 blocks/' "$R/bench_kernels.log"); } >"$R/bench_kernels.csv"
+fi
+
 # summary: the timings
 {
     echo "---- timings (bf16, B N = 16384, H d = 2048; backward = 2.5 forward FLOPs)"
