@@ -72,7 +72,7 @@ if [ -s "$kb" ] && [ -s "$tb" ]; then
 fi
 
 if [ "$drawn" = 0 ]; then
-    echo "draw_backward: no backward_io.csv or backward.csv sweep in $DIR: nothing drawn"
+    echo "draw_backward: no backward_io.csv, backward.csv sweep or bench_kernels.csv with torch_backward.csv in $DIR: nothing drawn"
 else
     echo "draw_backward: $drawn plot(s) in $DIR"
 fi
