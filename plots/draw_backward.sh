@@ -7,6 +7,9 @@
 #                      FlashAttention-2, CPU (B = H = 1, d = 64, fp32)
 #   backward.csv    -> backward_traffic_gpu.png   the same from the GPU sweep
 #                      (bf16, B N = 16384, d = 64): model and DRAM counters
+#   bench_kernels.csv + torch_backward.csv -> backward_speed_gpu.png: TFLOP/s
+#                      of the tensor-core kernels (best configuration) against
+#                      SDPA's flash (FA-2) and cuDNN backends, one session
 set -euo pipefail
 DIR=${DIR:-${BENCH_DIR:-build/bench}}
 HERE=${HERE:-$(cd "$(dirname "$0")" && pwd)}
@@ -40,8 +43,36 @@ for pair in "backward_io.csv cpu bwd-fa2" "backward.csv gpu bwd-tc-atomic"; do
         drawn=$((drawn + 1))
 done
 
+# speed: the kernel bench (tools/gpu/s08.sh writes bench_kernels.csv) against PyTorch's backends, same session
+kb=$DIR/bench_kernels.csv tb=$DIR/torch_backward.csv
+if [ -s "$kb" ] && [ -s "$tb" ]; then
+    awk -F, -v K="$(col "$kb" kernel)" -v S="$(col "$kb" seq)" -v D="$(col "$kb" dim)" -v C="$(col "$kb" causal)" \
+        -v T="$(col "$kb" tflops)" -v tB="$(col "$tb" backend)" -v tP="$(col "$tb" pass)" -v tS="$(col "$tb" seq)" \
+        -v tD="$(col "$tb" dim)" -v tC="$(col "$tb" causal)" -v tT="$(col "$tb" tflops)" '
+        FNR == 1 { f++; next }
+        f == 1 { k = $D " " $S " " $C; if ($T > best[k, $K]) best[k, $K] = $T; seen[k] = 1 }
+        f == 2 && $tP == "bwd" { lib[$tD " " $tS " " $tC, $tB] = $tT }
+        function v(x) { return x == "" ? "NaN" : x }
+        END {
+            n = split("64 4096 0,64 4096 1,64 16384 0,64 16384 1,128 4096 0,128 4096 1,128 16384 0,128 16384 1", sh, ",")
+            for (i = 1; i <= n; i++) {
+                k = sh[i]; if (!(k in seen)) continue
+                split(k, a, " ")
+                printf "\"d%s %dk%s\" %s %s %s %s %s\n", a[1], a[2] / 1024, a[3] ? " c" : "", v(best[k, "bwd-tc-atomic"]),
+                    v(best[k, "bwd-tc-det"]), v(best[k, "bwd-tc-k32"]), v(lib[k, "flash"]), v(lib[k, "cudnn"])
+            }
+        }' "$kb" "$tb" >"$DIR/backward_speed.dat"
+    desc=$(awk -F, -v N="$(col "$tb" device_name)" -v D="$(col "$tb" date)" -v V="$(col "$tb" torch)" \
+        'NR == 2 { print $N ", " $D ", PyTorch " $V }' "$tb")
+    if [ -s "$DIR/backward_speed.dat" ]; then
+        k32=$(awk '$(NF - 2) != "NaN" { n++ } END { print (n > 0 ? 1 : 0) }' "$DIR/backward_speed.dat")
+        gp "$DIR/backward_speed_gpu.png" -e "dir='$DIR'; desc='$desc'; k32=$k32" "$HERE/backward_speed.gp" &&
+            drawn=$((drawn + 1))
+    fi
+fi
+
 if [ "$drawn" = 0 ]; then
-    echo "draw_backward: no backward_io.csv or backward.csv sweep in $DIR: nothing drawn"
+    echo "draw_backward: no backward_io.csv, backward.csv sweep or bench_kernels.csv with torch_backward.csv in $DIR: nothing drawn"
 else
     echo "draw_backward: $drawn plot(s) in $DIR"
 fi

@@ -7,7 +7,8 @@
  * (bottom-right: 130 x 1 leaves 129 rows with no key) or not; d = 32, 64, 96,
  * 128 for the tensor-core kernels, 32, 64, 96, 128, 256 for the others; fp16
  * and bf16 (and fp32 for the CUDA-core and cuBLAS kernels); the tensor-core
- * kernels with K/V blocks of 64 keys (4 warps) and 128 (8 warps). The reference
+ * kernels with K/V blocks of 64 keys (4 warps) and 128 (8 warps), and bwd-tc-k32
+ * (d = 32, 64: 32 keys per warp, 32 query rows per block). The reference
  * (about 5 Nq Nk d multiply-adds per query head, with its error bounds) is
  * computed for one of the 4 K/V groups of each problem, a different one from
  * problem to problem; every output element of every group must be finite.
@@ -264,13 +265,15 @@ static const int DIMS_TC[] = { 32, 64, 96, 128 }, DIMS_ALL[] = { 32, 64, 96, 128
 static void test_kernel(int kern)
 {
     SKIP_WITHOUT_GPU();
-    const int tc = kern == BWD_GPU_TC_ATOMIC || kern == BWD_GPU_TC_DET;
+    const int tc = kern == BWD_GPU_TC_ATOMIC || kern == BWD_GPU_TC_DET || kern == BWD_GPU_TC_K32;
+    const int k32 = kern == BWD_GPU_TC_K32; /* 4 or 8 warps, d = 32 and 64 */
     const dtype_t dts[3] = { DT_BF16, DT_F16, DT_F32 };
     double worst = 0;
     int ran = 0, failed = 0;
     for (int ti = 0; ti < (tc ? 2 : 3); ti++)
         for (int di = 0; di < (tc ? 4 : 5); di++) {
             const int d = tc ? DIMS_TC[di] : DIMS_ALL[di];
+            if (k32 && d > 64) continue;
             /* fp16 on the CUDA-core / cuBLAS kernels: the tensor-core head dims only */
             if (!tc && dts[ti] == DT_F16 && d != 64 && d != 128) continue;
             if (small_mode() && d != 64 && d != 128) continue;
@@ -287,7 +290,7 @@ static void test_kernel(int kern)
                     }
                     /* the tensor-core kernels: K/V blocks of 4 warps, of 8, and (d <= 64) of 4 warps
                      * with 3 blocks per SM */
-                    for (int nw = 4; nw <= (!tc ? 4 : d <= 64 ? 12 : 8); nw += 4) {
+                    for (int nw = 4; nw <= (!tc ? 4 : k32 ? 8 : d <= 64 ? 12 : 8); nw += 4) {
                         setenv("STF_BWD_TC_WARPS", nw == 8 ? "8" : "4", 1);
                         setenv("STF_BWD_TC_MINB", nw == 12 ? "3" : "2", 1);
                         out_t r;
@@ -313,6 +316,7 @@ static void test_standard_gpu(void **state) { (void)state; test_kernel(BWD_GPU_S
 static void test_fa2_fp32_gpu(void **state) { (void)state; test_kernel(BWD_GPU_FA2_FP32); }
 static void test_tc_atomic_gpu(void **state) { (void)state; test_kernel(BWD_GPU_TC_ATOMIC); }
 static void test_tc_det_gpu(void **state) { (void)state; test_kernel(BWD_GPU_TC_DET); }
+static void test_tc_k32_gpu(void **state) { (void)state; test_kernel(BWD_GPU_TC_K32); }
 
 /* ---- a larger problem: many K/V blocks and query blocks, the double buffer
  * cycling, GQA over 2 heads, checked in full */
@@ -499,10 +503,12 @@ static void test_bench_gpu(void **state)
     SKIP_WITHOUT_GPU();
     if (!getenv("STF_BWD_BENCH")) skip();
     const int cfg[][3] = { { 4096, 128, 0 }, { 4096, 128, 1 }, { 16384, 128, 0 }, { 16384, 128, 1 },
-                           { 4096, 64, 0 },  { 4096, 64, 1 },  { 16384, 64, 1 } };
-    /* STF_BWD_BENCH=2: the first shape only (a profiler run) */
+                           { 4096, 64, 0 },  { 4096, 64, 1 },  { 16384, 64, 0 }, { 16384, 64, 1 } };
+    /* STF_BWD_BENCH=2: the first shape only (a profiler run); STF_BWD_BENCH_CFG=i: shape i only */
     const size_t ncfg = !strcmp(getenv("STF_BWD_BENCH"), "2") ? 1 : sizeof cfg / sizeof cfg[0];
+    const char *one = getenv("STF_BWD_BENCH_CFG");
     for (size_t c = 0; c < ncfg; c++) {
+        if (one && (size_t)atoi(one) != c) continue;
         const size_t N = (size_t)cfg[c][0], d = (size_t)cfg[c][1], B = 16384 / N, H = 2048 / d;
         attn_shape_t s;
         attn_shape_init(&s, B, H, H, N, N, d, cfg[c][2], DT_BF16);
@@ -521,7 +527,10 @@ static void test_bench_gpu(void **state)
         for (int kern = 0; kern < BWD_GPU_NKERNELS; kern++) {
             if (kern == BWD_GPU_FA2_FP32 && N > 4096) continue; /* CUDA cores: seconds per run */
             /* STF_BWD_BENCH=2 or 3: the tensor-core kernels only */
-            if (strcmp(getenv("STF_BWD_BENCH"), "1") && kern != BWD_GPU_TC_ATOMIC && kern != BWD_GPU_TC_DET) continue;
+            if (strcmp(getenv("STF_BWD_BENCH"), "1") && kern != BWD_GPU_TC_ATOMIC && kern != BWD_GPU_TC_DET &&
+                kern != BWD_GPU_TC_K32)
+                continue;
+            if (kern == BWD_GPU_TC_K32 && d > 64) continue;
             const size_t wsb = bwd_gpu_ws_bytes(kern, &s);
             size_t fr, tot;
             gpu_mem_info(&fr, &tot);
@@ -532,9 +541,10 @@ static void test_bench_gpu(void **state)
             }
             b.kern = kern;
             b.ws = dev(wsb, "ws");
-            const int tc = kern == BWD_GPU_TC_ATOMIC || kern == BWD_GPU_TC_DET;
-            /* the tensor-core kernels' K/V block: 4 warps, 8, and at d = 64 4 warps with 3 blocks per SM */
-            for (int w = 4; w <= (!tc ? 4 : d <= 64 ? 12 : 8); w += 4) {
+            const int tc = kern == BWD_GPU_TC_ATOMIC || kern == BWD_GPU_TC_DET || kern == BWD_GPU_TC_K32;
+            /* the tensor-core kernels' K/V block: 4 warps, 8, and at d = 64 4 warps with 3 blocks per SM
+             * (bwd-tc-k32: 4 or 8 warps) */
+            for (int w = 4; w <= (!tc ? 4 : kern == BWD_GPU_TC_K32 ? 8 : d <= 64 ? 12 : 8); w += 4) {
                 setenv("STF_BWD_TC_WARPS", w == 8 ? "8" : "4", 1);
                 setenv("STF_BWD_TC_MINB", w == 12 ? "3" : "2", 1);
                 const double t = gpu_time_median_ms(bench_fn, &b, 2, kern == BWD_GPU_FA2_FP32 ? 3 : 10, 1);
@@ -572,6 +582,7 @@ static void test_supports(void **state)
         { BWD_GPU_TC_ATOMIC, 256, 4, 2, 0, DT_F16 }, { BWD_GPU_FA2_FP32, 80, 4, 2, 0, DT_F32 },
         { BWD_GPU_STANDARD, 64, 4, 3, 0, DT_BF16 },  { BWD_GPU_FA2_FP32, 64, 4, 2, 1, DT_BF16 },
         { BWD_GPU_NKERNELS, 64, 4, 2, 0, DT_BF16 },  { -1, 64, 4, 2, 0, DT_BF16 },
+        { BWD_GPU_TC_K32, 128, 4, 2, 0, DT_BF16 },   { BWD_GPU_TC_K32, 64, 4, 2, 0, DT_F32 },
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         attn_shape_init(&s, 2, (size_t)bad[i].H, (size_t)bad[i].Hkv, 100, 100, (size_t)bad[i].d, 0, bad[i].dt);
@@ -592,6 +603,7 @@ int main(void)
         cmocka_unit_test(test_fa2_fp32_gpu),
         cmocka_unit_test(test_tc_atomic_gpu),
         cmocka_unit_test(test_tc_det_gpu),
+        cmocka_unit_test(test_tc_k32_gpu),
         cmocka_unit_test(test_standard_gpu),
         cmocka_unit_test(test_zero_lengths_gpu),
         cmocka_unit_test(test_deterministic_gpu),

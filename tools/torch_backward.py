@@ -4,7 +4,8 @@ times its kernels (CUDA events, L2 flushed before each run, median of
 program saved.
 
   python3 tools/torch_backward.py --bench [--csv FILE] [--iters 6]
-  python3 tools/torch_backward.py --check DIR [DIR ...]
+  python3 tools/torch_backward.py --check DIR [DIR ...] [--csv FILE]
+  python3 tools/torch_backward.py --one flash|cudnn|math [--what bwd|fwd+bwd] [--shape B H N d causal] [--dtype]
 
 --bench: bf16, B x N = 16384 tokens, H x d = 2048, N in {4096, 16384},
 d in {64, 128}, causal or not (the issue's shapes), with SDPA's flash backend
@@ -23,9 +24,16 @@ same-precision error (autograd of the same formula on the stored 16-bit
 inputs, every intermediate in that type, as FlashAttention's own tests do):
 PASS when max|ours - ref| <= 2 max|torch - ref| for dQ, dK and dV; NaN
 fails. For each case it also feeds the criterion a broken copy (one element
-moved by 5 x torch's error) that must fail. Causal masks are bottom-right;
+moved by 5 x torch's error) that must fail. A file DIR/expect (kernel names,
+comma-separated; tools/bwd_accuracy.sh writes it) makes a missing kernel a
+failure. Last, the worst ratio per kernel and gradient; --csv FILE: a row per
+case, kernel and gradient. Causal masks are bottom-right;
 rows that see no key give zero gradients (our convention). Exit 1 on any
-failure. Runs on the CPU when there is no GPU."""
+failure. Runs on the CPU when there is no GPU.
+
+--one BACKEND: one backward (or forward + backward) after a warm-up, inside
+cudaProfilerStart/Stop, for ncu --profile-from-start off (tools/gpu/s08.sh:
+the DRAM bytes at the FlashAttention paper's shape, FA2's kernel's profile)."""
 import argparse
 import datetime
 import glob
@@ -120,6 +128,33 @@ def bench(a):
                 f.write("%s,%s,%s,%d,%d,%d,%d,%d,%.4f,%.1f,%d,%s,%s,%s\n" % r)
 
 
+def one(a):
+    """One run for a profiler: a warm-up, then the run between cudaProfilerStart and Stop (ncu
+    --profile-from-start off sees only it). --what bwd: the backward alone (the forward before the
+    range); fwd+bwd: both."""
+    dev = torch.device("cuda")
+    B, H, N, d, causal = a.shape
+    dt = {"bf16": torch.bfloat16, "fp16": torch.float16}[a.dtype]
+    be = {"flash": SDPBackend.FLASH_ATTENTION, "cudnn": SDPBackend.CUDNN_ATTENTION, "math": SDPBackend.MATH}[a.one]
+    g = torch.Generator(device=dev)
+    g.manual_seed(20261128)
+    q, k, v = (torch.randn(B, H, N, d, device=dev, dtype=dt, generator=g).requires_grad_() for _ in range(3))
+    do = torch.randn(B, H, N, d, device=dev, dtype=dt, generator=g)
+    with sdpa_kernel(be):
+        for i in range(2):
+            q.grad = k.grad = v.grad = None
+            o = F.scaled_dot_product_attention(q, k, v, is_causal=bool(causal))
+            torch.cuda.synchronize()
+            if i == 1:
+                torch.cuda.profiler.start()
+            if i == 1 and a.what == "fwd+bwd":  # the forward again, inside the range
+                o = F.scaled_dot_product_attention(q, k, v, is_causal=bool(causal))
+            o.backward(do)
+            torch.cuda.synchronize()
+        torch.cuda.profiler.stop()
+    print(f"one {a.one} {a.what} {a.dtype} B={B} H={H} N={N} d={d} causal={causal}: ran")
+
+
 def attention(q, k, v, scale, causal):
     """The formula, in the inputs' type (every intermediate rounded to it),
     K/V heads shared by groups of query heads, bottom-right causal mask,
@@ -150,6 +185,9 @@ def passes(e_ours, e_torch):
     return e_ours == e_ours and e_torch == e_torch and e_ours <= 2.0 * e_torch
 
 
+ROWS = []  # (case, impl, gradient, dtype, causal, d, err_ours, err_torch, ratio, pass)
+
+
 def check(d):
     try:
         meta = json.load(open(os.path.join(d, "meta.json")))
@@ -167,10 +205,21 @@ def check(d):
     tlow = grads(q.to(low), k.to(low), v.to(low), do.to(low), scale, causal)  # the casts are exact
     e_torch = [(t - r).abs().max().item() for t, r in zip(tlow, ref)]
     impls = sorted(os.path.basename(f)[3:-4] for f in glob.glob(os.path.join(d, "dq_*.npy")))
+    bad = 0
+    # a kernel the case expects (file "expect": names, comma-separated) but that saved nothing fails:
+    # a kernel that declined the shape must not pass by saying nothing
+    try:
+        expect = [x for x in open(os.path.join(d, "expect")).read().strip().split(",") if x]
+    except OSError:
+        expect = []
+    for x in expect:
+        if x not in impls:
+            print(f"check {d} {x}: expected, but it saved no gradients  FAIL")
+            bad += 1
     if not impls:
         print(f"check {d}: no dq_NAME.npy to check  FAIL")
         return 1
-    bad = 0
+    case = os.path.basename(os.path.normpath(d))
     for impl in impls:
         try:
             ours = [torch.from_numpy(np.load(os.path.join(d, f"{g}_{impl}.npy"))).to(dev) for g in ("dq", "dk", "dv")]
@@ -188,11 +237,36 @@ def check(d):
             eb = (b - r).abs().max().item()
             broken_ok = not passes(eb, et)
             bad += not broken_ok
+            ratio = eo / et if et > 0 else float("inf")
+            ROWS.append((case, impl, gname, meta["dtype"], int(causal), q.shape[-1], eo, et, ratio, int(ok), int(broken_ok)))
             print(f"check {d} {impl} {gname} ({meta.get('dtype')}, q {tuple(q.shape)}, k {tuple(k.shape)}, "
                   f"causal={int(causal)}): max|ours - ref| = {eo:.3e}, max|torch - ref| = {et:.3e}, ratio "
-                  f"{eo / et if et > 0 else float('inf'):.2f}  {'PASS' if ok else 'FAIL'}"
+                  f"{ratio:.2f}  {'PASS' if ok else 'FAIL'}"
                   f"{'' if broken_ok else '  (a broken copy PASSED: the check is broken)'}")
     return 1 if bad else 0
+
+
+def check_summary(csv):
+    """The worst ratio per kernel and gradient over every case, and the broken copies' count."""
+    if not ROWS:
+        return
+    print(f"broken copies: {sum(r[10] for r in ROWS)} of {len(ROWS)} fail the criterion, as they must"
+          + ("" if all(r[10] for r in ROWS) else "  FAIL"))
+    print("worst ratio max|ours - ref| / max|torch - ref| over the cases (pass: <= 2)")
+    print(f"{'kernel':14s} {'grad':4s} {'cases':>5s} {'worst':>6s} {'median':>6s}  worst case")
+    for impl in sorted({r[1] for r in ROWS}):
+        for g in ("dQ", "dK", "dV"):
+            rs = [r for r in ROWS if r[1] == impl and r[2] == g]
+            if not rs:
+                continue
+            w = max(rs, key=lambda r: r[8])
+            print(f"{impl:14s} {g:4s} {len(rs):5d} {w[8]:6.2f} {statistics.median(r[8] for r in rs):6.2f}  {w[0]}"
+                  f"{'' if all(r[9] for r in rs) else '  FAIL'}")
+    if csv:
+        with open(csv, "w") as f:
+            f.write("case,kernel,grad,dtype,causal,dim,err_ours,err_torch,ratio,pass,broken_fails\n")
+            for r in ROWS:
+                f.write("%s,%s,%s,%s,%d,%d,%.4e,%.4e,%.3f,%d,%d\n" % r)
 
 
 p = argparse.ArgumentParser()
@@ -200,9 +274,18 @@ p.add_argument("--bench", action="store_true")
 p.add_argument("--csv")
 p.add_argument("--iters", type=int, default=6)
 p.add_argument("--check", nargs="+", metavar="DIR")
+p.add_argument("--one", choices=("flash", "cudnn", "math"), help="one run for a profiler (see one())")
+p.add_argument("--what", choices=("bwd", "fwd+bwd"), default="bwd")
+p.add_argument("--shape", type=int, nargs=5, metavar=("B", "H", "N", "D", "CAUSAL"), default=(4, 16, 4096, 128, 0))
+p.add_argument("--dtype", choices=("bf16", "fp16"), default="bf16")
 a = p.parse_args()
+if a.one:
+    one(a)
+    sys.exit(0)
 if a.check:
-    sys.exit(max(check(d) for d in a.check))
+    rc = max([check(d) for d in a.check])
+    check_summary(a.csv)
+    sys.exit(rc)
 if a.bench:
     bench(a)
     sys.exit(0)

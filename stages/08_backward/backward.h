@@ -36,11 +36,12 @@ typedef enum {
     BWD_GPU_FA2_FP32,     /* FlashAttention-2 order on CUDA cores, fp32 */
     BWD_GPU_TC_ATOMIC,    /* tensor cores (bf16/fp16, fp32 accumulation); dQ by fp32 atomics */
     BWD_GPU_TC_DET,       /* the same, dQ without atomics: deterministic, bit-identical across runs */
+    BWD_GPU_TC_K32,       /* bwd-tc-atomic with 32 keys per warp, 32 queries per block (d <= 64) */
     BWD_GPU_NKERNELS
 } bwd_gpu_kernel_t;
 
 /* The kernel's --kernel name ("bwd-standard", "bwd-fa2", "bwd-tc-atomic",
- * "bwd-tc-det"). */
+ * "bwd-tc-det", "bwd-tc-k32"). */
 const char *bwd_gpu_name(int kern);
 /* 1 when kern can run s on this build and GPU, else 0 with the reason. */
 int bwd_gpu_supports(int kern, const attn_shape_t *s, char *why, size_t n);
@@ -198,7 +199,7 @@ static inline size_t bwd_kv_head(const attn_shape_t *s, size_t bh)
 
 /* ---- the stage's implementation list (backward_impls.c) */
 typedef struct {
-    const char *name;   /* --kernel name: "bwd-standard", "bwd-fa2", "bwd-tc-atomic", "bwd-tc-det" */
+    const char *name;   /* --kernel name: "bwd-standard", "bwd-fa2", "bwd-tc-atomic", "bwd-tc-det", "bwd-tc-k32" */
     const char *stage;  /* "08" */
     int gpu_kernel;     /* bwd_gpu_kernel_t, or -1: CPU only */
     int (*cpu_fwd)(const attn_shape_t *s, bwd_io_t *a, void *ws); /* NULL: GPU only */

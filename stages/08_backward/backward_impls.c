@@ -14,6 +14,7 @@ const bwd_impl_t BWD_IMPLS[] = {
     { "bwd-fa2", "08", BWD_GPU_FA2_FP32, bwd_fa2_forward_cpu, bwd_fa2_cpu, 0 },
     { "bwd-tc-atomic", "08", BWD_GPU_TC_ATOMIC, NULL, NULL, 0 },
     { "bwd-tc-det", "08", BWD_GPU_TC_DET, NULL, NULL, 1 },
+    { "bwd-tc-k32", "08", BWD_GPU_TC_K32, NULL, NULL, 0 },
 };
 const int BWD_NIMPLS = (int)(sizeof BWD_IMPLS / sizeof BWD_IMPLS[0]);
 

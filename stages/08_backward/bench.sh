@@ -15,10 +15,10 @@
 #                     run saved with --save-npy for tools/torch_backward.py
 #                     --check (FlashAttention's 2x-PyTorch criterion).
 #                     CPU: the sweep N = 64 ... 512 (fp32 and bf16).
-# The GPU round gives this script about 35 s (tools/gpu/s08.sh): the
-# repetitions are few, and BWD_PART=1 runs only the traffic, memory, paper
-# and checked runs, BWD_PART=2 only the speed shapes (default: both),
-# so that two rounds can cover it all.
+# The GPU round gives this script about 45 s (tools/gpu/s08.sh): the
+# repetitions are few, and BWD_PART=1 runs only the traffic, memory and paper
+# runs, BWD_PART=2 only the speed shapes (default: both, and the
+# checked runs), so that two rounds can cover it all.
 # plots/draw_backward.sh draws them. QUICK=1: tiny shapes, seconds on a CPU.
 set -uo pipefail
 BIN=${BIN:-build/bin}
@@ -58,8 +58,11 @@ if [ "$QUICK" != 1 ] && [ "$gpu" = 1 ] && [ "$PART" != 2 ]; then
     # traffic and peak memory against N: the standard (cuBLAS, N x N in HBM) against FlashAttention's
     run "$P" "${C[@]}" "${G[@]}" --iters 3 --kernel bwd-standard,bwd-tc-atomic --sweep --dim 64 --heads 16
     # the paper's shape, forward + backward (Dao et al. 2022, Fig. 2: 40.3 GB vs 4.4 GB of HBM traffic)
-    run "$P" "${C[@]}" "${G[@]}" --kernel bwd-standard,bwd-tc-atomic,bwd-tc-det --batch 64 --heads 16 --seq 1024 --dim 64
+    run "$P" "${C[@]}" "${G[@]}" --kernel bwd-standard,bwd-tc-atomic,bwd-tc-det,bwd-tc-k32 --batch 64 --heads 16 --seq 1024 --dim 64
+fi
+if [ "$QUICK" != 1 ] && [ "$gpu" = 1 ] && [ "$PART" = all ]; then
     # checked runs (the fp64 reference is affordable here), saved for FlashAttention's criterion
+    # (tools/bwd_accuracy.sh runs the whole grid of it)
     mkdir -p "$OUT/bwd_npy"
     run "$P" "${C[@]}" "${G[@]}" --batch 1 --heads 2 --kv-heads 1 --seq-q 600 --seq-kv 700 --dim 64 --causal \
         --save-npy "$OUT/bwd_npy"
@@ -73,7 +76,7 @@ if [ "$QUICK" != 1 ] && [ "$gpu" = 1 ] && [ "$PART" != 1 ]; then
     for d in 64 128; do
         for n in 4096 16384; do
             for c in "" --causal; do
-                run "$P" "${C[@]}" "${G[@]}" --kernel bwd-tc-atomic,bwd-tc-det --dim $d --heads $((2048 / d)) \
+                run "$P" "${C[@]}" "${G[@]}" --kernel bwd-tc-atomic,bwd-tc-det$([ $d = 64 ] && echo ,bwd-tc-k32) --dim $d --heads $((2048 / d)) \
                     --batch $((16384 / n)) --seq $n $c
             done
         done

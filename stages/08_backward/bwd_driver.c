@@ -611,7 +611,7 @@ bad:
 int backward_stage_main(int argc, char **argv)
 {
     const char *extra =
-        "implementations: bwd-standard, bwd-fa2 (CPU and GPU), bwd-tc-atomic, bwd-tc-det (GPU); pick with --kernel\n"
+        "implementations: bwd-standard, bwd-fa2 (CPU and GPU), bwd-tc-atomic, bwd-tc-det, bwd-tc-k32 (GPU); pick with --kernel\n"
         "head dimension: any d on the CPU; the GPU kernels say which they take\n"
         "defaults: GPU B=4 H=32 N=4096 d=64 (B N = 16384 tokens, H d = 2048); CPU B=1 H=2 N=128 d=64\n"
         "--sweep: GPU N = 1024 ... 16384 at B = 16384/N, H = 2048/d; CPU N = 64 ... 512 at B = 512/N, H = 2\n"

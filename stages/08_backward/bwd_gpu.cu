@@ -1,6 +1,6 @@
 /* Stage 08's GPU section of backward.h: the kernels' names, what each
  * supports (and why not), their workspace, and the dispatch to the kernel
- * files (bwd_standard.cu, bwd_fa2_fp32.cu, bwd_tc1_atomic.cu, bwd_tc2_det.cu;
+ * files (bwd_standard.cu, bwd_fa2_fp32.cu, bwd_tc1_atomic.cu, bwd_tc2_det.cu, bwd_tc3_k32.cu;
  * the forwards in bwd_fa2_fp32.cu and bwd_tc_forward.cu). No kernel here. */
 #include <stdio.h>
 
@@ -14,6 +14,7 @@ extern "C" const char *bwd_gpu_name(int kern)
     case BWD_GPU_FA2_FP32: return "bwd-fa2";
     case BWD_GPU_TC_ATOMIC: return "bwd-tc-atomic";
     case BWD_GPU_TC_DET: return "bwd-tc-det";
+    case BWD_GPU_TC_K32: return "bwd-tc-k32";
     }
     return "?";
 }
@@ -58,6 +59,10 @@ extern "C" int bwd_gpu_supports(int kern, const attn_shape_t *s, char *why, size
             snprintf(buf, sizeof buf, "head dim %zu: the tensor-core backward is built for d = 32, 64, 96, 128", s->dim);
             return decline(why, n, buf);
         }
+        if (kern == BWD_GPU_TC_K32 && s->dim > 64) {
+            snprintf(buf, sizeof buf, "head dim %zu: bwd-tc-k32 keeps 32 keys' dK and dV per warp: d = 32, 64 only", s->dim);
+            return decline(why, n, buf);
+        }
         return 1;
     }
 }
@@ -67,7 +72,8 @@ extern "C" size_t bwd_gpu_ws_bytes(int kern, const attn_shape_t *s)
     switch (kern) {
     case BWD_GPU_STANDARD: return bwd_gpu_std_ws_bytes(s);
     case BWD_GPU_FA2_FP32:
-    case BWD_GPU_TC_ATOMIC: return bwd_dsum_bytes(s) + bwd_dqacc_bytes(s);
+    case BWD_GPU_TC_ATOMIC:
+    case BWD_GPU_TC_K32: return bwd_dsum_bytes(s) + bwd_dqacc_bytes(s);
     case BWD_GPU_TC_DET: return bwd_dsum_bytes(s);
     }
     return 0;
@@ -96,6 +102,7 @@ extern "C" int bwd_gpu_launch(int kern, const attn_shape_t *s, const void *q, co
     case BWD_GPU_FA2_FP32: return bwd_gpu_fa2_launch(s, q, k, v, o, dout, lse, dq, dk, dv, ws);
     case BWD_GPU_TC_ATOMIC: return bwd_gpu_tc1_launch(s, q, k, v, o, dout, lse, dq, dk, dv, ws);
     case BWD_GPU_TC_DET: return bwd_gpu_tc2_launch(s, q, k, v, o, dout, lse, dq, dk, dv, ws);
+    case BWD_GPU_TC_K32: return bwd_gpu_tc3_launch(s, q, k, v, o, dout, lse, dq, dk, dv, ws);
     }
     return -1;
 }
@@ -110,5 +117,9 @@ extern "C" void bwd_gpu_tiles(int kern, const attn_shape_t *s, int *br, int *bc)
     if (kern == BWD_GPU_TC_ATOMIC || kern == BWD_GPU_TC_DET) { /* 64 query rows x 16 keys per warp */
         *br = 64;
         *bc = 16 * bwd_tc_warps((int)s->dim);
+    }
+    if (kern == BWD_GPU_TC_K32) { /* 32 query rows x 32 keys per warp, 4 warps (or 8: STF_BWD_TC_WARPS) */
+        *br = 32;
+        *bc = 32 * bwd_k32_warps((int)s->dim);
     }
 }

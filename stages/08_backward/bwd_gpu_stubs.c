@@ -7,7 +7,7 @@
 #if !HAVE_CUDA
 const char *bwd_gpu_name(int kern)
 {
-    static const char *const names[] = { "bwd-standard", "bwd-fa2", "bwd-tc-atomic", "bwd-tc-det" };
+    static const char *const names[] = { "bwd-standard", "bwd-fa2", "bwd-tc-atomic", "bwd-tc-det", "bwd-tc-k32" };
     return kern >= 0 && kern < BWD_GPU_NKERNELS ? names[kern] : "?";
 }
 int bwd_gpu_supports(int kern, const attn_shape_t *s, char *why, size_t n)

@@ -26,10 +26,12 @@ int bwd_gpu_std_launch(const attn_shape_t *s, const void *q, const void *k, cons
 int bwd_gpu_tc_dim_ok(int d);
 int bwd_gpu_tc_forward(const attn_shape_t *s, const void *q, const void *k, const void *v, void *o, float *lse);
 
-/* bwd_tc1_atomic.cu, bwd_tc2_det.cu */
+/* bwd_tc1_atomic.cu, bwd_tc2_det.cu, bwd_tc3_k32.cu */
 int bwd_gpu_tc1_launch(const attn_shape_t *s, const void *q, const void *k, const void *v, const void *o,
                    const void *dout, const float *lse, void *dq, void *dk, void *dv, void *ws);
 int bwd_gpu_tc2_launch(const attn_shape_t *s, const void *q, const void *k, const void *v, const void *o,
+                   const void *dout, const float *lse, void *dq, void *dk, void *dv, void *ws);
+int bwd_gpu_tc3_launch(const attn_shape_t *s, const void *q, const void *k, const void *v, const void *o,
                    const void *dout, const float *lse, void *dq, void *dk, void *dv, void *ws);
 
 #ifdef __cplusplus

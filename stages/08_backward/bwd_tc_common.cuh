@@ -81,21 +81,24 @@ template <int D> __device__ __forceinline__ void bwd_ldsm_at(uint32_t (&r)[4], u
  * second kernel. */
 #define BWD_BQ 64
 
-template <int D, int WARPS> struct bwd_kv_cfg {
-    static constexpr int BKV = 16 * WARPS;
-    static constexpr int KVB = tc_layout<D>::bytes(BKV), QB = tc_layout<D>::bytes(BWD_BQ);
-    static constexpr int DSB = tc_layout<BWD_BQ>::bytes(BKV);
+/* KW keys per warp (16, or 32 in bwd_tc3_k32.cu: MT = KW / 16 row tiles of
+ * 16 keys), BQ query rows per block (64, or 32 there). */
+template <int D, int WARPS, int KW = 16, int BQ = BWD_BQ> struct bwd_kv_cfg {
+    static constexpr int BKV = KW * WARPS;
+    static constexpr int KVB = tc_layout<D>::bytes(BKV), QB = tc_layout<D>::bytes(BQ);
+    static constexpr int DSB = tc_layout<BQ>::bytes(BKV);
     /* K | V | Q[0] | dO[0] | Q[1] | dO[1] | dS^T | L2[2][BQ] | D[2][BQ] */
-    static constexpr int smem(bool dq) { return 2 * KVB + 4 * QB + (dq ? DSB : 0) + 4 * 4 * BWD_BQ; }
+    static constexpr int smem(bool dq) { return 2 * KVB + 4 * QB + (dq ? DSB : 0) + 4 * 4 * BQ; }
 };
 
 /* MINB: thread blocks per SM asked of the register allocator (2 blocks of 4
  * warps or 1 of 8 leave each thread 255 registers; 3 of 4 warps, 168). */
-template <typename T, int D, int WARPS, bool DQ, int MINB>
+template <typename T, int D, int WARPS, bool DQ, int MINB, int KW = 16, int BQ = BWD_BQ>
 __global__ void __launch_bounds__(WARPS * 32, MINB) bwd_tc_kv_kernel(bwd_args_t a)
 {
-    using C = bwd_kv_cfg<D, WARPS>;
-    constexpr int BKV = C::BKV, BQ = BWD_BQ, NT = WARPS * 32, NJ = BQ / 8;
+    using C = bwd_kv_cfg<D, WARPS, KW, BQ>;
+    constexpr int BKV = C::BKV, NT = WARPS * 32, NJ = BQ / 8, MT = KW / 16;
+    static_assert(KW % 16 == 0 && BQ % 16 == 0, "tiles of 16");
     extern __shared__ uint4 bwd_kv_smem[];
     char *smem = reinterpret_cast<char *>(bwd_kv_smem);
     const uint32_t aS = tc_smem_addr(smem);
@@ -104,7 +107,7 @@ __global__ void __launch_bounds__(WARPS * 32, MINB) bwd_tc_kv_kernel(bwd_args_t 
     float *Dss = L2s + 2 * BQ;
 
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, c = lane % 4;
-    const int kv0 = blockIdx.x * BKV, wk0 = kv0 + 16 * warp;
+    const int kv0 = blockIdx.x * BKV, wk0 = kv0 + KW * warp;
     const size_t kvh = (size_t)blockIdx.z * a.kv_heads + blockIdx.y;
     const T *K = reinterpret_cast<const T *>(a.k) + kvh * a.seq_kv * D;
     const T *V = reinterpret_cast<const T *>(a.v) + kvh * a.seq_kv * D;
@@ -132,11 +135,13 @@ __global__ void __launch_bounds__(WARPS * 32, MINB) bwd_tc_kv_kernel(bwd_args_t 
     if (niter > 0) load(0, 0);
     tc_cp_async_commit();
 
-    float dk[D / 8][4], dv[D / 8][4];
+    float dk[MT][D / 8][4], dv[MT][D / 8][4];
 #pragma unroll
-    for (int n = 0; n < D / 8; n++)
+    for (int m = 0; m < MT; m++)
 #pragma unroll
-        for (int e = 0; e < 4; e++) dk[n][e] = dv[n][e] = 0.0f;
+        for (int n = 0; n < D / 8; n++)
+#pragma unroll
+            for (int e = 0; e < 4; e++) dk[m][n][e] = dv[m][n][e] = 0.0f;
 
     for (int it = 0; it < niter; it++) {
         const int st = it & 1;
@@ -151,80 +156,107 @@ __global__ void __launch_bounds__(WARPS * 32, MINB) bwd_tc_kv_kernel(bwd_args_t 
         const int qlast = min(q0 + BQ, a.seq_q) - 1;
         /* no (query, key) pair of this warp visible: P = dS = 0 */
         const bool skip = wk0 >= a.seq_kv || (a.causal && wk0 > qlast + off);
-        float s[NJ][4], dp[NJ][4];
+        /* (with MT = 2 row tiles, every B fragment loaded from shared memory feeds both) */
+        float s[MT][NJ][4], dp[MT][NJ][4];
         if (!skip) {
 #pragma unroll
-            for (int j = 0; j < NJ; j++) s[j][0] = s[j][1] = s[j][2] = s[j][3] = 0.0f;
+            for (int m = 0; m < MT; m++)
+#pragma unroll
+                for (int j = 0; j < NJ; j++) s[m][j][0] = s[m][j][1] = s[m][j][2] = s[m][j][3] = 0.0f;
 #pragma unroll
             for (int kk = 0; kk < D / 16; kk++) {
-                uint32_t ka[4];
-                bwd_ldsm_a<D>(ka, aK, 16 * warp, kk);
+                uint32_t ka[MT][4];
+#pragma unroll
+                for (int m = 0; m < MT; m++) bwd_ldsm_a<D>(ka[m], aK, KW * warp + 16 * m, kk);
 #pragma unroll
                 for (int j = 0; j < NJ; j += 2) {
                     uint32_t qb[4];
                     bwd_ldsm_b<D>(qb, aQ, 8 * j, kk);
-                    tc_mma<T>(s[j], ka, qb[0], qb[1]);
-                    tc_mma<T>(s[j + 1], ka, qb[2], qb[3]);
+#pragma unroll
+                    for (int m = 0; m < MT; m++) {
+                        tc_mma<T>(s[m][j], ka[m], qb[0], qb[1]);
+                        tc_mma<T>(s[m][j + 1], ka[m], qb[2], qb[3]);
+                    }
                 }
             }
-            const bool mask = wk0 + 16 > a.seq_kv || (a.causal && wk0 + 15 > q0 + off);
 #pragma unroll
-            for (int j = 0; j < NJ; j++) {
-                /* the two queries of this thread's columns: one 8-byte load */
-                const float2 l2 = *reinterpret_cast<const float2 *>(L2 + 8 * j + 2 * c);
+            for (int m = 0; m < MT; m++) {
+                const int mk0 = wk0 + 16 * m;
+                const bool mask = mk0 + 16 > a.seq_kv || (a.causal && mk0 + 15 > q0 + off);
 #pragma unroll
-                for (int e = 0; e < 4; e++) {
-                    const int ql = 8 * j + 2 * c + (e & 1), key = wk0 + g + 8 * (e >> 1);
-                    float p = tc_exp2(fmaf(s[j][e], a.scale_log2, -((e & 1) ? l2.y : l2.x)));
-                    if (mask && !bwd_visible(a, q0 + ql, key)) p = 0.0f;
-                    s[j][e] = p;
+                for (int j = 0; j < NJ; j++) {
+                    /* the two queries of this thread's columns: one 8-byte load */
+                    const float2 l2 = *reinterpret_cast<const float2 *>(L2 + 8 * j + 2 * c);
+#pragma unroll
+                    for (int e = 0; e < 4; e++) {
+                        const int ql = 8 * j + 2 * c + (e & 1), key = mk0 + g + 8 * (e >> 1);
+                        float p = tc_exp2(fmaf(s[m][j][e], a.scale_log2, -((e & 1) ? l2.y : l2.x)));
+                        if (mask && !bwd_visible(a, q0 + ql, key)) p = 0.0f;
+                        s[m][j][e] = p;
+                    }
                 }
             }
             /* dV_w += P^T dO_i */
 #pragma unroll
             for (int kq = 0; kq < BQ / 16; kq++) {
-                uint32_t pa[4];
-                tc_pack_p<T>(pa, s[2 * kq], s[2 * kq + 1]);
+                uint32_t pa[MT][4];
+#pragma unroll
+                for (int m = 0; m < MT; m++) tc_pack_p<T>(pa[m], s[m][2 * kq], s[m][2 * kq + 1]);
 #pragma unroll
                 for (int n = 0; n < D / 8; n += 2) {
                     uint32_t ob[4];
                     bwd_ldsm_bt<D>(ob, adO, 16 * kq, n);
-                    tc_mma<T>(dv[n], pa, ob[0], ob[1]);
-                    tc_mma<T>(dv[n + 1], pa, ob[2], ob[3]);
+#pragma unroll
+                    for (int m = 0; m < MT; m++) {
+                        tc_mma<T>(dv[m][n], pa[m], ob[0], ob[1]);
+                        tc_mma<T>(dv[m][n + 1], pa[m], ob[2], ob[3]);
+                    }
                 }
             }
             /* dP^T = V_w dO_i^T, then dS^T = P^T (dP^T - D) */
 #pragma unroll
-            for (int j = 0; j < NJ; j++) dp[j][0] = dp[j][1] = dp[j][2] = dp[j][3] = 0.0f;
+            for (int m = 0; m < MT; m++)
+#pragma unroll
+                for (int j = 0; j < NJ; j++) dp[m][j][0] = dp[m][j][1] = dp[m][j][2] = dp[m][j][3] = 0.0f;
 #pragma unroll
             for (int kk = 0; kk < D / 16; kk++) {
-                uint32_t va[4];
-                bwd_ldsm_a<D>(va, aV, 16 * warp, kk);
+                uint32_t va[MT][4];
+#pragma unroll
+                for (int m = 0; m < MT; m++) bwd_ldsm_a<D>(va[m], aV, KW * warp + 16 * m, kk);
 #pragma unroll
                 for (int j = 0; j < NJ; j += 2) {
                     uint32_t ob[4];
                     bwd_ldsm_b<D>(ob, adO, 8 * j, kk);
-                    tc_mma<T>(dp[j], va, ob[0], ob[1]);
-                    tc_mma<T>(dp[j + 1], va, ob[2], ob[3]);
+#pragma unroll
+                    for (int m = 0; m < MT; m++) {
+                        tc_mma<T>(dp[m][j], va[m], ob[0], ob[1]);
+                        tc_mma<T>(dp[m][j + 1], va[m], ob[2], ob[3]);
+                    }
                 }
             }
 #pragma unroll
             for (int j = 0; j < NJ; j++) {
                 const float2 dd = *reinterpret_cast<const float2 *>(Dv + 8 * j + 2 * c);
 #pragma unroll
-                for (int e = 0; e < 4; e++) dp[j][e] = s[j][e] * (dp[j][e] - ((e & 1) ? dd.y : dd.x));
+                for (int m = 0; m < MT; m++)
+#pragma unroll
+                    for (int e = 0; e < 4; e++) dp[m][j][e] = s[m][j][e] * (dp[m][j][e] - ((e & 1) ? dd.y : dd.x));
             }
             /* dK_w += dS^T Q_i */
 #pragma unroll
             for (int kq = 0; kq < BQ / 16; kq++) {
-                uint32_t da[4];
-                tc_pack_p<T>(da, dp[2 * kq], dp[2 * kq + 1]);
+                uint32_t da[MT][4];
+#pragma unroll
+                for (int m = 0; m < MT; m++) tc_pack_p<T>(da[m], dp[m][2 * kq], dp[m][2 * kq + 1]);
 #pragma unroll
                 for (int n = 0; n < D / 8; n += 2) {
                     uint32_t qb[4];
                     bwd_ldsm_bt<D>(qb, aQ, 16 * kq, n);
-                    tc_mma<T>(dk[n], da, qb[0], qb[1]);
-                    tc_mma<T>(dk[n + 1], da, qb[2], qb[3]);
+#pragma unroll
+                    for (int m = 0; m < MT; m++) {
+                        tc_mma<T>(dk[m][n], da[m], qb[0], qb[1]);
+                        tc_mma<T>(dk[m][n + 1], da[m], qb[2], qb[3]);
+                    }
                 }
             }
         }
@@ -232,19 +264,23 @@ __global__ void __launch_bounds__(WARPS * 32, MINB) bwd_tc_kv_kernel(bwd_args_t 
             const uint32_t aDS = aS + 2 * C::KVB + 4 * C::QB;
             /* dS^T -> shared memory [key][query], 16-bit (zeros for a skipped warp) */
 #pragma unroll
-            for (int j = 0; j < NJ; j++)
+            for (int m = 0; m < MT; m++)
 #pragma unroll
-                for (int r = 0; r < 2; r++) {
-                    const uint32_t v = skip ? 0u : tc_pack<T>(dp[j][2 * r], dp[j][2 * r + 1]);
-                    *reinterpret_cast<uint32_t *>(smem + (aDS - aS) + bwd_off<BQ>(16 * warp + g + 8 * r, j) + 4 * c) = v;
-                }
+                for (int j = 0; j < NJ; j++)
+#pragma unroll
+                    for (int r = 0; r < 2; r++) {
+                        const uint32_t v = skip ? 0u : tc_pack<T>(dp[m][j][2 * r], dp[m][j][2 * r + 1]);
+                        *reinterpret_cast<uint32_t *>(smem + (aDS - aS) +
+                                                      bwd_off<BQ>(KW * warp + 16 * m + g + 8 * r, j) + 4 * c) = v;
+                    }
             __syncthreads();
-            /* dQ_i (BQ x D) += dS K_j: warp w: rows 16 (w % 4) .., dims part w / 4 */
-            constexpr int PARTS = WARPS / 4, NDQ = D / 8 / PARTS;
+            /* dQ_i (BQ x D) += dS K_j: warp w: rows 16 (w % RG) .., dims part w / RG (RG = BQ / 16 row groups) */
+            constexpr int RG = BQ / 16, PARTS = WARPS / RG, NDQ = D / 8 / PARTS;
+            static_assert(WARPS % RG == 0 && PARTS >= 1 && (D / 8) % PARTS == 0, "dQ work split");
             /* n-tiles per pass (bounds the live accumulators): an even divisor of NDQ, at most 8 */
             constexpr int CHUNK = NDQ <= 8 ? NDQ : NDQ % 8 == 0 ? 8 : NDQ % 6 == 0 ? 6 : 4;
             static_assert(NDQ % CHUNK == 0 && CHUNK % 2 == 0, "dQ passes");
-            const int qw = warp % 4, n0 = (warp / 4) * NDQ;
+            const int qw = warp % RG, n0 = (warp / RG) * NDQ;
             const size_t qh = kvh * a.group + it / nqb;
             float *dQ = a.dqacc + (qh * a.seq_q + q0 + 16 * qw) * D;
 #pragma unroll
@@ -282,16 +318,19 @@ __global__ void __launch_bounds__(WARPS * 32, MINB) bwd_tc_kv_kernel(bwd_args_t 
     T *dK = reinterpret_cast<T *>(a.dk) + kvh * a.seq_kv * D;
     T *dV = reinterpret_cast<T *>(a.dv) + kvh * a.seq_kv * D;
 #pragma unroll
-    for (int r = 0; r < 2; r++) {
-        const int key = wk0 + g + 8 * r;
-        if (key >= a.seq_kv) continue;
+    for (int m = 0; m < MT; m++)
 #pragma unroll
-        for (int n = 0; n < D / 8; n++) {
-            *reinterpret_cast<uint32_t *>(dK + (size_t)key * D + 8 * n + 2 * c) =
-                tc_pack<T>(dk[n][2 * r] * a.scale, dk[n][2 * r + 1] * a.scale);
-            *reinterpret_cast<uint32_t *>(dV + (size_t)key * D + 8 * n + 2 * c) = tc_pack<T>(dv[n][2 * r], dv[n][2 * r + 1]);
+        for (int r = 0; r < 2; r++) {
+            const int key = wk0 + 16 * m + g + 8 * r;
+            if (key >= a.seq_kv) continue;
+#pragma unroll
+            for (int n = 0; n < D / 8; n++) {
+                *reinterpret_cast<uint32_t *>(dK + (size_t)key * D + 8 * n + 2 * c) =
+                    tc_pack<T>(dk[m][n][2 * r] * a.scale, dk[m][n][2 * r + 1] * a.scale);
+                *reinterpret_cast<uint32_t *>(dV + (size_t)key * D + 8 * n + 2 * c) =
+                    tc_pack<T>(dv[m][n][2 * r], dv[m][n][2 * r + 1]);
+            }
         }
-    }
 }
 
 /* Warps of the K/V-block kernel (16 keys each) at head dim d, as measured
@@ -305,12 +344,17 @@ static inline int bwd_tc_warps(int d)
     return w == 4 || w == 8 ? w : d > 64 ? 8 : 4;
 }
 
-template <typename T, int D, int WARPS, bool DQ, int MINB> static void bwd_tc_kv_launch_cfg(const bwd_args_t &a)
+/* bwd_tc3_k32.cu's warps: 4, or 8 at d = 64 with STF_BWD_TC_WARPS=8 (at
+ * d = 32 eight warps would leave one n-tile of dQ per warp). */
+static inline int bwd_k32_warps(int d) { return d == 64 && bwd_tc_warps(d) == 8 ? 8 : 4; }
+
+template <typename T, int D, int WARPS, bool DQ, int MINB, int KW = 16, int BQ = BWD_BQ>
+static void bwd_tc_kv_launch_cfg(const bwd_args_t &a)
 {
-    constexpr int smem = bwd_kv_cfg<D, WARPS>::smem(DQ);
-    bwd_raise_smem<bwd_tc_kv_kernel<T, D, WARPS, DQ, MINB>>(smem);
-    dim3 grid((unsigned)((a.seq_kv + 16 * WARPS - 1) / (16 * WARPS)), (unsigned)a.kv_heads, (unsigned)a.batch);
-    bwd_tc_kv_kernel<T, D, WARPS, DQ, MINB><<<grid, WARPS * 32, smem>>>(a);
+    constexpr int smem = bwd_kv_cfg<D, WARPS, KW, BQ>::smem(DQ);
+    bwd_raise_smem<bwd_tc_kv_kernel<T, D, WARPS, DQ, MINB, KW, BQ>>(smem);
+    dim3 grid((unsigned)((a.seq_kv + KW * WARPS - 1) / (KW * WARPS)), (unsigned)a.kv_heads, (unsigned)a.batch);
+    bwd_tc_kv_kernel<T, D, WARPS, DQ, MINB, KW, BQ><<<grid, WARPS * 32, smem>>>(a);
     LAUNCH_CHECK();
 }
 
