@@ -1,7 +1,7 @@
 /* Device helpers shared by every tensor-core ladder file (tc1_mma.cu,
- * tc2_swizzle.cu, tc3_pipeline.cu, tc4_exp2.cu, tc5a_kouter.cu, tc5b_tree.cu,
- * tc5c_immoff.cu, tc5d_lazy.cu, tc5e_ostore.cu, tc5f_qborrow.cu, tc5_tuned.cu,
- * tc6_m32.cu, and the demonstration tcx_f16acc.cu): the mma.sync, ldmatrix and cp.async wrappers (inline PTX),
+ * tc2_swizzle.cu, tc3_pipeline.cu, tc4_exp2.cu, tc5_steps.cuh with its
+ * instances tc5_steps.cu and tc5_tuned.cu, tc6_m32.cu, and the
+ * demonstration tcx_f16acc.cu): the mma.sync, ldmatrix and cp.async wrappers (inline PTX),
  * the fragment layouts they imply, the shared-memory tile layout, the tile
  * range of a query block under bottom-right causal masking, and the launch
  * glue (dtype and head-dim dispatch, checked launches).
@@ -224,7 +224,7 @@ template <int D> struct tc_layout {
 };
 // [/snippet]
 
-/* From tc5c on, ldmatrix addresses are a per-lane register plus an
+/* From tc5c (IMMOFF) on, ldmatrix addresses are a per-lane register plus an
  * immediate: the byte offset, inside a row, of 16-byte chunk 8 k + 2 i + lc
  * for a lane reading row lr (mod 8) of a tile is tc_chunk_off<D>(i, lc, lr)
  * + k * 128. The swizzle XORs the chunk with row % 8, which only touches the
