@@ -41,45 +41,15 @@ template <> struct tc5_config<256> { static constexpr int WARPS = 4, BKV = 32, M
 template <typename T, int D> struct tc5_inst {
     using C = tc5_config<D>;
     static constexpr auto kernel = tc5_kernel<T, D, TC5_TUNED_FLAGS, C::WARPS, C::BKV, C::MINB, C::QREG>;
-    static constexpr int BQ = MMA_M * C::WARPS, THREADS = 32 * C::WARPS;
+    static constexpr int BQ = MMA_M * C::WARPS, BKV = C::BKV, THREADS = 32 * C::WARPS;
     static constexpr int SMEM = tc5_smem<D, TC5_TUNED_FLAGS, C::WARPS, C::BKV, C::QREG>();
-};
-
-struct tc5_run {
-    static constexpr unsigned DIMS = TC_DIMS_ALL;
-    const tc_shape_t *s;
-    const void *q, *k, *v;
-    void *o;
-    template <typename T, int D> int run()
+    static const char *what()
     {
-        using I = tc5_inst<T, D>;
-        tc_launch_kernel<I::kernel>(tc_grid(s, I::BQ), I::THREADS, I::SMEM, tc_make_args(s, q, k, v, o));
-        return 0;
+        static char extra[160];
+        snprintf(extra, sizeof extra, "tiles for d = %d: %d warps, %d keys, %s", D, C::WARPS, C::BKV,
+                 C::QREG ? "Q fragments in registers, Q tile in stage 1's buffers"
+                         : "Q re-read from shared memory per k-step (registers for O at d = 256)");
+        return extra;
     }
 };
-struct tc5_desc {
-    static constexpr unsigned DIMS = TC_DIMS_ALL;
-    char *buf;
-    size_t n;
-    template <typename T, int D> int run()
-    {
-        using I = tc5_inst<T, D>;
-        char extra[160];
-        snprintf(extra, sizeof extra, "tiles for d = %d: %d warps, %d keys, %s", D, I::C::WARPS, I::C::BKV,
-                 I::C::QREG ? "Q fragments in registers, Q tile in stage 1's buffers"
-                            : "Q re-read from shared memory per k-step (registers for O at d = 256)");
-        tc_describe_kernel(buf, n, I::kernel, I::BQ, I::C::BKV, I::THREADS, I::SMEM, extra);
-        return 0;
-    }
-};
-
-extern "C" int tc5_launch(const tc_shape_t *s, const void *q, const void *k, const void *v, void *o)
-{
-    tc5_run f = { s, q, k, v, o };
-    return tc_dispatch(s, f);
-}
-extern "C" int tc5_describe(const tc_shape_t *s, char *buf, size_t n)
-{
-    tc5_desc f = { buf, n };
-    return tc_dispatch(s, f);
-}
+TC_RUNG(tc5, tc5_inst, TC_DIMS_ALL)

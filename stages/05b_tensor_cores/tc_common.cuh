@@ -386,4 +386,43 @@ static void tc_describe_kernel(char *buf, size_t n, K kernel, int bq, int bkv, i
              bq, bkv, threads / 32, threads, smem / 1024.0, fa.numRegs, blocks, extra ? ", " : "", extra ? extra : "");
 }
 
+/* One rung's entry points (tc.h's table, tc_impls.c): I<T, D> describes an
+ * instance (kernel, BQ, BKV, THREADS, SMEM: dynamic shared memory in bytes,
+ * what(): the end of its describe line); TC_RUNG(p, I, DIMS) defines
+ * p_launch and p_describe for the head dims in DIMS. */
+template <template <typename, int> class I, unsigned DIMS_> struct tc_rung_run {
+    static constexpr unsigned DIMS = DIMS_;
+    const tc_shape_t *s;
+    const void *q, *k, *v;
+    void *o;
+    template <typename T, int D> int run()
+    {
+        using J = I<T, D>;
+        tc_launch_kernel<J::kernel>(tc_grid(s, J::BQ), J::THREADS, J::SMEM, tc_make_args(s, q, k, v, o));
+        return 0;
+    }
+};
+template <template <typename, int> class I, unsigned DIMS_> struct tc_rung_desc {
+    static constexpr unsigned DIMS = DIMS_;
+    char *buf;
+    size_t n;
+    template <typename T, int D> int run()
+    {
+        using J = I<T, D>;
+        tc_describe_kernel(buf, n, J::kernel, J::BQ, J::BKV, J::THREADS, J::SMEM, J::what());
+        return 0;
+    }
+};
+#define TC_RUNG(p, I, DIMS)                                                                           \
+    extern "C" int p##_launch(const tc_shape_t *s, const void *q, const void *k, const void *v, void *o) \
+    {                                                                                                 \
+        tc_rung_run<I, DIMS> f = { s, q, k, v, o };                                                   \
+        return tc_dispatch(s, f);                                                                     \
+    }                                                                                                 \
+    extern "C" int p##_describe(const tc_shape_t *s, char *buf, size_t n)                             \
+    {                                                                                                 \
+        tc_rung_desc<I, DIMS> f = { buf, n };                                                         \
+        return tc_dispatch(s, f);                                                                     \
+    }
+
 #endif
