@@ -2,7 +2,9 @@
 # dedup's GPU round (issue 17: the tc5 rungs as one kernel, tc5_steps.cuh):
 # run from the worktree root on the H200 machine, logs under $RESULTS.
 #   MODE=check (about 90 s, in parallel with others, nothing timed):
-#     1. test_attention_tc (every rung, small shapes) and test_f16acc, GPU only
+#     1. test_attention_tc (every rung, small shapes) and test_f16acc, GPU only;
+#        test_softmax (GPU only) and stage 03's cluster kernels through the
+#        program (their limits now come from cluster_limits.cuh)
 #     2. compute-sanitizer memcheck on the tc5 rungs (small shapes), then
 #        racecheck on tc5f_qborrow and tc5_tuned (the borrowed buffers) if time allows
 #     3. the SASS of every tc5 instance (cuobjdump) against the one the files
@@ -22,7 +24,8 @@ SUM=$R/summary.txt
 note() { echo "$*" | tee -a "$SUM"; }
 
 t0=$(date +%s)
-make -j16 build/bin/05b_tensor_cores build/bin/test_attention_tc build/bin/test_f16acc >"$R/build.log" 2>&1 ||
+make -j16 build/bin/05b_tensor_cores build/bin/test_attention_tc build/bin/test_f16acc build/bin/03_online_softmax \
+    build/bin/test_softmax >"$R/build.log" 2>&1 ||
     { note "BUILD FAILED (tail of build.log):"; tail -n 30 "$R/build.log" | tee -a "$SUM"; exit 1; }
 tb=$(date +%s)
 note "mode $MODE, build: $((tb - t0)) s"
@@ -63,6 +66,10 @@ fi
 # ---- MODE=check
 step test_attention_tc 35 env STF_GPU_ONLY=1 STF_TEST_SMALL=1 $B/test_attention_tc
 step test_f16acc 15 env STF_GPU_ONLY=1 $B/test_f16acc
+# stage 03's cluster kernels: their limits come from one helper now (cluster_limits.cuh)
+step test_softmax_gpu 25 env STF_GPU_ONLY=1 $B/test_softmax
+step clusters_03 15 $B/03_online_softmax --device gpu --rows 16 --cols 256000 --dtype fp32 --iters 2 --warmup 1
+grep -E "merge-(cluster|persist) (applies|does not)|^ +03 merge-(cluster|persist) " "$R/clusters_03.log" | cut -c1-160 | tee -a "$SUM"
 step memcheck_tc5 30 env STF_TEST_SMALL=1 STF_GPU_ONLY=1 STF_TEST_FILTER='tc5*' $CS --tool memcheck --error-exitcode 9 $B/test_attention_tc
 step racecheck_tc5f 20 env STF_TEST_SMALL=1 STF_GPU_ONLY=1 STF_TEST_FILTER='tc5f_qborrow' $CS --tool racecheck --error-exitcode 9 $B/test_attention_tc
 step racecheck_tc5_tuned 20 env STF_TEST_SMALL=1 STF_GPU_ONLY=1 STF_TEST_FILTER='tc5_tuned' $CS --tool racecheck --error-exitcode 9 $B/test_attention_tc
