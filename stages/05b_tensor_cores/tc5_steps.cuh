@@ -5,9 +5,10 @@
  * tc5a has the first bit, tc5b the first two, ... tc5f all six; tc5_tuned.cu:
  * all seven, with a tile shape per head dim). `bash tools/ladder_diff.sh tc5c_immoff`
  * prints the blocks of one change. Why the steps: ncu on tc4 (note 05b, "The
- * ladder") showed the tensor pipe 45% active, "fixed latency execution
- * dependency" the top stall, 2 warps per scheduler; each step adds
- * independent work per warp or removes instructions, one at a time.
+ * ladder", for the figures) showed the tensor pipe busy about half the cycles,
+ * "fixed latency execution dependency" the top stall, 2 warps per scheduler;
+ * each step adds independent work per warp or removes instructions, one at
+ * a time.
  *
  *   KOUTER  (tc5a_kouter) S = Q K^T with the loop over k-steps outside the
  *           loop over key columns. tc2-tc4 compute S two C tiles at a time,
