@@ -85,15 +85,18 @@ sass_cmp() {
     for f in tc5a_kouter tc5b_tree tc5c_immoff tc5d_lazy tc5e_ostore tc5f_qborrow tc5_tuned; do
         git show "$old:$d/$f.cu" >"$tmp/old_src/$f.cu" || return 3
     done
+    local NV CU
+    NV=$(command -v nvcc || echo /usr/local/cuda/bin/nvcc)
+    CU=$(command -v cuobjdump || echo /usr/local/cuda/bin/cuobjdump)
     local NVF=(-O3 -std=c++17 -DHAVE_CUDA=1 -Icommon/numerics -Icommon/driver -Icommon/device -Istages/05b_tensor_cores -arch=sm_90 -cubin)
     for f in tc5a_kouter tc5b_tree tc5c_immoff tc5d_lazy tc5e_ostore tc5f_qborrow tc5_tuned; do
-        nvcc "${NVF[@]}" "$tmp/old_src/$f.cu" -o "$tmp/old/$f.cubin" &
+        "$NV" "${NVF[@]}" "$tmp/old_src/$f.cu" -o "$tmp/old/$f.cubin" &
     done
-    for f in tc5_steps tc5_tuned; do nvcc "${NVF[@]}" "$d/$f.cu" -o "$tmp/new/$f.cubin" & done
+    for f in tc5_steps tc5_tuned; do "$NV" "${NVF[@]}" "$d/$f.cu" -o "$tmp/new/$f.cubin" & done
     wait
     for x in old new; do
-        for c in "$tmp/$x"/*.cubin; do cuobjdump -sass "$c"; done >"$tmp/$x.sass"
-        for c in "$tmp/$x"/*.cubin; do cuobjdump -res-usage "$c"; done >"$tmp/$x.res"
+        for c in "$tmp/$x"/*.cubin; do "$CU" -sass "$c"; done >"$tmp/$x.sass"
+        for c in "$tmp/$x"/*.cubin; do "$CU" -res-usage "$c"; done >"$tmp/$x.res"
     done
     python3 - "$tmp/old.sass" "$tmp/new.sass" "$tmp/old.res" "$tmp/new.res" <<'EOF'
 import re, sys
