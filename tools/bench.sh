@@ -37,7 +37,7 @@
 # BENCH_WRAP (see tools/bench_lib.sh), DRAW=1 (then the plots, `make bench`:
 # gnuplot-nox is installed if it can be, plots/need_gnuplot.sh; without it
 # the CSV stay and `make plots` draws them later), and BENCH_ONLY: an extended regex;
-# only the stage scripts whose path matches it run (for a machine that cuts
+# only the stages whose folder, stages/<stage>/, matches it run (for a machine that cuts
 # a long run into pieces: BENCH_ONLY='0[1-4]_', then BENCH_ONLY='0[5-7]_'
 # into the same OUT; nothing is removed first but the CSV files of the
 # stages that run, bench.log is appended to).
