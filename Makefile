@@ -2,7 +2,7 @@
 #
 #   make            build every stage (CPU-only when nvcc is missing)
 #   make test       build and run the cmocka tests (installs libcmocka-dev if missing)
-#   make bench      build, run every stage's benchmarks (stages/*/bench*.sh,
+#   make bench      build, run every stage's benchmarks (tools/bench_shapes.tsv,
 #                   through tools/bench.sh), then draw the plots; gnuplot-nox
 #                   is installed if missing, and if it cannot be, the CSV are
 #                   kept and the plots skipped (`make plots` draws them later)

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Draws stage 03's "beyond one SM" plots from the CSV files of
-# stages/03_online_softmax/bench_split.sh, into $DIR:
+# tools/bench_shapes.tsv (stage 03), into $DIR:
 #   softmax_split_rows.png        GB/s against rows at cols = 262144 (fp32)
 #   softmax_split_cols_<dt>.png   GB/s against cols (rows x cols fixed), every
 #                                 path of stage 03 with the copy ceiling

@@ -1,8 +1,12 @@
-# Sourced by every stages/*/bench*.sh (the contract is in tools/bench.sh):
+# Sourced by tools/bench.sh's stage runs and by every stages/*/bench*.sh
+# (the contract is in tools/bench.sh):
 #
 #   source tools/bench_lib.sh
 #   run "$BIN/NN_name" --device "$DEVICE" ... --csv "$OUT/file.csv"
 #
+# bench_manifest STAGE the runs of tools/bench_shapes.tsv for STAGE that apply
+#                      here (QUICK, the device), each through run, after
+#                      removing the CSV files STAGE alone writes.
 # run PROGRAM ARGS...  prints a progress line ("[step k of n] ..." on stderr),
 #                      appends "+ PROGRAM ARGS" and the program's output to
 #                      $OUT/bench.log, shows the output on stdout (redirect
@@ -11,12 +15,6 @@
 #                      next run still runs, and the script then exits 1
 #                      (an EXIT trap set here; a stage script that sets its
 #                      own EXIT trap must call bench_finish in it).
-# softmax_stage_runs PROGRAM
-#                      the runs every softmax stage (01-03) makes: the
-#                      default shape (QUICK=1: 37 x 1000) into softmax.csv
-#                      and the cols sweep 1024 ... 1048576 (QUICK=1: at 2^20
-#                      elements, one timed run each) into softmax_sweep.csv,
-#                      fp32 and fp16.
 # BENCH_WRAP           optional command put before every program (word-split),
 #                      e.g. "compute-sanitizer --error-exitcode 1": the
 #                      sanitizer runs over the same runs (tools/gpu_check.sh).
@@ -48,24 +46,6 @@ run() {
     return 0
 }
 
-softmax_stage_runs() {
-    local p=$1 dt
-    local -a one sweep
-    if [ "$QUICK" = 1 ]; then
-        one=(--rows 37 --cols 1000 --iters 3 --warmup 1)
-        sweep=(--sweep --rows 1024 --cols 1024 --iters 1 --warmup 0)
-    else
-        one=()
-        sweep=(--sweep --iters 10)
-    fi
-    for dt in fp32 fp16; do
-        run "$p" --device "$DEVICE" --dtype "$dt" "${one[@]}" --csv "$OUT/softmax.csv"
-    done
-    for dt in fp32 fp16; do
-        run "$p" --device "$DEVICE" --dtype "$dt" "${sweep[@]}" --csv "$OUT/softmax_sweep.csv" >/dev/null
-    done
-}
-
 # bench_device         prints what DEVICE means for this run: cpu or gpu.
 #                      DEVICE=auto is decided once per `make bench`
 #                      (tools/bench.sh exports BENCH_DEV): gpu when a tiny
@@ -81,6 +61,50 @@ bench_device() {
     else
         echo cpu
     fi
+}
+
+BENCH_SHAPES=${BENCH_SHAPES:-tools/bench_shapes.tsv}
+
+bench_manifest() {
+    local stage=$1 dev st when prog args w ok quiet torch csv n=0
+    local -a tags av
+    dev=$(bench_device)
+    [ -f "$BENCH_SHAPES" ] || { echo "bench: no $BENCH_SHAPES" >&2; bench_failures=$((bench_failures + 1)); return 0; }
+    # the CSV files only this stage writes: removed first (a rerun does not append twice)
+    for csv in $(awk -F'\t' -v s="$stage" '!/^#/ && NF >= 4 {
+            n = split($4, a, " ")
+            for (i = 1; i < n; i++) if (a[i] == "--csv") { f[a[i + 1]] = f[a[i + 1]] (f[a[i + 1]] ~ "(^| )" $1 "( |$)" ? "" : " " $1) }
+        } END { for (c in f) if (f[c] == " " s) print c }' "$BENCH_SHAPES"); do
+        rm -f "${csv//@OUT@/$OUT}"
+    done
+    while IFS=$'\t' read -r -u 3 st when prog args; do
+        [ -n "$st" ] && [ "${st#\#}" = "$st" ] && [ "$st" = "$stage" ] || continue
+        ok=0 quiet=0 torch=0
+        IFS=, read -r -a tags <<<"$when"
+        for w in "${tags[@]}"; do
+            case $w in
+            quick) [ "$QUICK" = 1 ] && ok=1 ;;
+            quick-cpu | quick-gpu) [ "$QUICK" = 1 ] && [ "$dev" = "${w#quick-}" ] && ok=1 ;;
+            cpu | gpu) [ "$QUICK" = 0 ] && [ "$dev" = "$w" ] && ok=1 ;;
+            quiet) quiet=1 ;;
+            torch) torch=1 ;;
+            *) echo "bench: $BENCH_SHAPES: unknown 'when' tag '$w' ($stage $prog $args)" >&2
+               bench_failures=$((bench_failures + 1)) ;;
+            esac
+        done
+        [ "$ok" = 1 ] || continue
+        if [ "$torch" = 1 ] && ! python3 -c 'import torch; assert torch.cuda.is_available()' >/dev/null 2>&1; then
+            echo "bench: $stage: PyTorch with CUDA not found: skipped $prog $args"
+            continue
+        fi
+        args=${args//@DEVICE@/$DEVICE}
+        args=${args//@OUT@/$OUT}
+        read -r -a av <<<"$args"
+        case $prog in [0-9][0-9]*_*) prog=$BIN/$prog ;; esac
+        n=$((n + 1))
+        if [ "$quiet" = 1 ]; then run "$prog" "${av[@]}" >/dev/null; else run "$prog" "${av[@]}"; fi
+    done 3<"$BENCH_SHAPES"
+    echo "bench: $stage: $n runs from $BENCH_SHAPES (QUICK=$QUICK, $dev)"
 }
 
 bench_finish() {

@@ -14,8 +14,8 @@
 #             (softmax reductions, the tensor-core ladder, GQA, split-KV);
 #             FlashAttention's 2x-torch accuracy criterion over the
 #             tensor-core ladder (tools/fa_accuracy.sh; needs torch).
-#   bench     every stage's benchmarks (tools/bench.sh, every
-#             stages/*/bench*.sh; BENCH_ONLY narrows it), alone on the GPU.
+#   bench     every stage's benchmarks (tools/bench.sh: tools/bench_shapes.tsv
+#             and the stages' own scripts; BENCH_ONLY narrows it), alone on the GPU.
 # Stages are found by tools/bench.sh, so a new stage needs no edit here.
 # Logs and CSV go to $OUT (default build/bench); a summary comes last.
 # Exit status: 1 if any test, sanitizer run, benchmark run or ncu run failed.

@@ -25,6 +25,7 @@
 
 #include "gpu_check.h"
 #include "online.h"
+#include "cluster_limits.cuh"
 #include "softmax_device.cuh"
 
 namespace cg = cooperative_groups;
@@ -91,51 +92,20 @@ merge_cluster_kernel(const T *__restrict__ x, T *__restrict__ y, int cols, int c
 #endif
 }
 
-/* The device's limits for one kernel instance, queried once. */
-struct cluster_limits {
-    int known, ok, max_cluster;
-};
-
-template <typename T, int VEC, int THREADS>
-static cluster_limits &limits_of()
+template <typename T, int VEC, int THREADS> static cluster_limits &limits_of()
 {
-    static cluster_limits l;
-    if (l.known) return l;
-    l.known = 1;
-    auto k = merge_cluster_kernel<T, VEC, THREADS>;
-    cudaFuncAttributes fa;
-    CUDA_CHECK(cudaFuncGetAttributes(&fa, k));
-    if (fa.ptxVersion < 90) return l; /* built for an older architecture: no cluster code in it */
-    CUDA_CHECK(cudaFuncSetAttribute(k, cudaFuncAttributeNonPortableClusterSizeAllowed, 1));
-    cudaLaunchConfig_t cfg = {};
-    cfg.gridDim = dim3(CLUSTER_NONPORTABLE_MAX * 64);
-    cfg.blockDim = dim3(THREADS);
-    CUDA_CHECK(cudaOccupancyMaxPotentialClusterSize(&l.max_cluster, k, &cfg));
-    l.ok = l.max_cluster >= 1;
-    return l;
+    return cluster_limits_of<merge_cluster_kernel<T, VEC, THREADS>, THREADS>(0);
 }
 
 extern "C" int merge_cluster_gpu_limits(dtype_t dt, size_t cols, int *max_s, int *max_l, char *why, size_t n)
 {
-    static int major = -1, minor, cluster_launch;
-    if (major < 0) {
-        CUDA_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, 0));
-        CUDA_CHECK(cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, 0));
-        CUDA_CHECK(cudaDeviceGetAttribute(&cluster_launch, cudaDevAttrClusterLaunch, 0));
-    }
-    if (major < 9 || !cluster_launch) {
-        snprintf(why, n, "compute capability %d.%d has no thread-block clusters (sm_90, Hopper, or newer)", major, minor);
-        return 0;
-    }
+    if (!cluster_device_ok(why, n)) return 0;
     cluster_limits s = {}, l = {};
     STF_DISPATCH(dt, cols, {
         s = limits_of<T, VEC, CLUSTER_THREADS_S>();
         l = limits_of<T, VEC, CLUSTER_THREADS_L>();
     });
-    if (!s.ok && !l.ok) {
-        snprintf(why, n, "this build's kernels are not compiled for sm_90: build with CUDA_ARCH=90 for clusters");
-        return 0;
-    }
+    if (!cluster_built(s, l, why, n)) return 0;
     *max_s = s.ok ? s.max_cluster : 0;
     *max_l = l.ok ? l.max_cluster : 0;
     return 1;

@@ -37,6 +37,7 @@
 
 #include "gpu_check.h"
 #include "online.h"
+#include "cluster_limits.cuh"
 #include "softmax_device.cuh"
 
 namespace cg = cooperative_groups;
@@ -162,51 +163,20 @@ static size_t smem_of()
     return (size_t)THREADS * (32 / VEC) * sizeof(vec_t<T, VEC>);
 }
 
-/* The device's limits for one kernel instance, queried once. */
-struct persist_limits {
-    int known, ok, max_cluster;
-};
-
-template <typename T, int VEC, int THREADS>
-static persist_limits &limits_of()
+template <typename T, int VEC, int THREADS> static cluster_limits &limits_of()
 {
-    static persist_limits l;
-    if (l.known) return l;
-    l.known = 1;
-    auto k = merge_persist_kernel<T, VEC, THREADS>;
-    cudaFuncAttributes fa;
-    CUDA_CHECK(cudaFuncGetAttributes(&fa, k));
-    if (fa.ptxVersion < 90) return l; /* built for an older architecture: no cluster code in it */
-    CUDA_CHECK(cudaFuncSetAttribute(k, cudaFuncAttributeNonPortableClusterSizeAllowed, 1));
-    CUDA_CHECK(cudaFuncSetAttribute(k, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem_of<T, VEC, THREADS>()));
-    cudaLaunchConfig_t cfg = {};
-    cfg.gridDim = dim3(CLUSTER_NONPORTABLE_MAX * 64);
-    cfg.blockDim = dim3(THREADS);
-    cfg.dynamicSmemBytes = smem_of<T, VEC, THREADS>();
-    CUDA_CHECK(cudaOccupancyMaxPotentialClusterSize(&l.max_cluster, k, &cfg));
-    l.ok = l.max_cluster >= 1;
-    return l;
+    return cluster_limits_of<merge_persist_kernel<T, VEC, THREADS>, THREADS>(smem_of<T, VEC, THREADS>());
 }
 
 extern "C" int merge_persist_gpu_limits(dtype_t dt, size_t cols, int *max_s, int *max_l, char *why, size_t n)
 {
-    int major = 0, minor = 0, cluster_launch = 0;
-    CUDA_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, 0));
-    CUDA_CHECK(cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, 0));
-    CUDA_CHECK(cudaDeviceGetAttribute(&cluster_launch, cudaDevAttrClusterLaunch, 0));
-    if (major < 9 || !cluster_launch) {
-        snprintf(why, n, "compute capability %d.%d has no thread-block clusters (sm_90, Hopper, or newer)", major, minor);
-        return 0;
-    }
-    persist_limits s = {}, l = {};
+    if (!cluster_device_ok(why, n)) return 0;
+    cluster_limits s = {}, l = {};
     STF_DISPATCH(dt, cols, {
         s = limits_of<T, VEC, CLUSTER_THREADS_S>();
         l = limits_of<T, VEC, CLUSTER_THREADS_L>();
     });
-    if (!s.ok && !l.ok) {
-        snprintf(why, n, "this build's kernels are not compiled for sm_90: build with CUDA_ARCH=90 for clusters");
-        return 0;
-    }
+    if (!cluster_built(s, l, why, n)) return 0;
     const int cap = merge_persist_small_max();
     *max_s = s.ok ? (s.max_cluster < cap ? s.max_cluster : cap) : 0;
     *max_l = l.ok ? l.max_cluster : 0;

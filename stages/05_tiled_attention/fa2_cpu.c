@@ -32,6 +32,10 @@
  * On chip (sram_alloc, checked against --sram): Q_i, O_i, K_j, V_j, S_ij, m, l
  * in fp32, tiled_onchip_bytes(Br, Bc, d).
  *
+ * With lse given (stage 08's forward), each row's log-sum-exp L = m + ln l
+ * is written too (fp32, [B H Nq]): the one number per row the backward needs
+ * to rebuild P = e^{S - L}.
+ *
  * Run: build/bin/05_tiled_attention --device cpu --kernel fa2 [--sram BYTES | --br R --bc C] [--causal] */
 #include <math.h>
 #include <stdio.h>
@@ -39,37 +43,29 @@
 
 #include "tiled.h"
 
-int attention_fa2_cpu(const attn_shape_t *s, hbm_t *q, hbm_t *k, hbm_t *v, hbm_t *o, void *ws)
+int tiled_fa2_forward_cpu(const attn_shape_t *s, size_t br, size_t bc, hbm_t *q, hbm_t *k, hbm_t *v, hbm_t *o,
+                          hbm_t *lse)
 {
-    (void)ws;
     const size_t d = s->dim, Nq = s->seq_q, Nk = s->seq_kv, bhs = s->batch * s->heads;
-    size_t BR, BC;
-    char why[384];
     memset(&tiled_cpu_counts, 0, sizeof tiled_cpu_counts);
-    if (tiled_choose(TILED_FA2, s, &BR, &BC, why, sizeof why)) {
-        fprintf(stderr, "fa2: %s\n", why);
-        return -1;
-    }
-    /* a tile longer than the sequence holds the sequence: same blocks, less memory */
-    const size_t br = BR < Nq ? BR : Nq, bc = BC < Nk ? BC : Nk;
     ledger_t *lg = q->lg;
     const uint64_t budget = lg->sram_budget;
     if (s->tune.sram) lg->sram_budget = s->tune.sram;
     tiled_chip_t c;
     if (tiled_chip_alloc(lg, &c, br, bc, d)) {
-        fprintf(stderr, "fa2: the %zu x %zu tiles do not fit on chip\n", br, bc);
         lg->sram_budget = budget;
         return -1;
     }
     const size_t Tr = (Nq + br - 1) / br, Tc = (Nk + bc - 1) / bc;
-    for (size_t bh = 0; bh < bhs; bh++) {
+    for (size_t bh = 0; bh < bhs && Nq; bh++) {
         const size_t qbase = bh * Nq * d, kvbase = (size_t)attn_kv_slice(s, (uint64_t)bh * Nq) * Nk * d;
         tiled_cpu_counts.total += Tr * Tc;
         for (size_t i = 0; i < Tr; i++) {
             const size_t row0 = i * br, rows = row0 + br <= Nq ? br : Nq - row0;
             const size_t ct = tiled_keys_needed(s, br, bc, i);
-            if (ct == 0) { /* no row of this block sees any key: FlashAttention's 0, Q never read */
+            if (ct == 0) { /* no row of this block sees any key: FlashAttention's O = 0 (L = -inf), Q never read */
                 for (size_t x = 0; x < rows * d; x++) hbm_st(o, qbase + row0 * d + x, 0.0f);
+                for (size_t r = 0; lse && r < rows; r++) hbm_st(lse, bh * Nq + row0 + r, -INFINITY);
                 continue;
             }
             for (size_t x = 0; x < rows * d; x++) c.q[x] = hbm_ld(q, qbase + row0 * d + x);
@@ -112,13 +108,36 @@ int attention_fa2_cpu(const attn_shape_t *s, hbm_t *q, hbm_t *k, hbm_t *v, hbm_t
                 tiled_cpu_counts.masked += masked;
             }
             /* [/snippet] */
-            for (size_t r = 0; r < rows; r++) /* the one division; l = 0: no visible key, output 0 */
-                for (size_t x = 0; x < d; x++)
-                    hbm_st(o, qbase + (row0 + r) * d + x, c.l[r] == 0.0f ? 0.0f : c.o[r * d + x] / c.l[r]);
+            /* [snippet:fa2-forward-lse] */
+            for (size_t r = 0; r < rows; r++) { /* the one division, O / l, and L = m + ln l when asked for */
+                const float l = c.l[r];         /* l = 0: no visible key, O = 0 and L = -inf */
+                for (size_t x = 0; x < d; x++) hbm_st(o, qbase + (row0 + r) * d + x, l == 0.0f ? 0.0f : c.o[r * d + x] / l);
+                if (lse) hbm_st(lse, bh * Nq + row0 + r, l == 0.0f ? -INFINITY : c.m[r] + logf(l));
+            }
+            /* [/snippet] */
         }
     }
     tiled_cpu_counts.skipped = tiled_cpu_counts.total - tiled_cpu_counts.computed;
     tiled_chip_free(lg, &c, br, bc, d);
     lg->sram_budget = budget;
+    return 0;
+}
+
+int attention_fa2_cpu(const attn_shape_t *s, hbm_t *q, hbm_t *k, hbm_t *v, hbm_t *o, void *ws)
+{
+    (void)ws;
+    size_t BR, BC;
+    char why[384];
+    memset(&tiled_cpu_counts, 0, sizeof tiled_cpu_counts);
+    if (tiled_choose(TILED_FA2, s, &BR, &BC, why, sizeof why)) {
+        fprintf(stderr, "fa2: %s\n", why);
+        return -1;
+    }
+    /* a tile longer than the sequence holds the sequence: same blocks, less memory */
+    const size_t br = BR < s->seq_q ? BR : s->seq_q, bc = BC < s->seq_kv ? BC : s->seq_kv;
+    if (tiled_fa2_forward_cpu(s, br, bc, q, k, v, o, NULL)) {
+        fprintf(stderr, "fa2: the %zu x %zu tiles do not fit on chip\n", br, bc);
+        return -1;
+    }
     return 0;
 }

@@ -108,6 +108,11 @@ size_t tiled_fa1_ws_bytes(const attn_shape_t *s);
 /* ---- CPU implementations (through the ledger) */
 int attention_fa1_cpu(const attn_shape_t *s, hbm_t *q, hbm_t *k, hbm_t *v, hbm_t *o, void *ws);
 int attention_fa2_cpu(const attn_shape_t *s, hbm_t *q, hbm_t *k, hbm_t *v, hbm_t *o, void *ws);
+/* attention_fa2_cpu's loop with the tiles given (br <= Nq, bc <= Nk, both
+ * >= 1); lse NULL, or fp32 [B H Nq]: each row's log-sum-exp m + ln l (-inf
+ * for a row that sees no key). -1 when the tiles do not fit on chip (--sram). */
+int tiled_fa2_forward_cpu(const attn_shape_t *s, size_t br, size_t bc, hbm_t *q, hbm_t *k, hbm_t *v, hbm_t *o,
+                          hbm_t *lse);
 
 /* ---- GPU kernels: launchers (asynchronous, stream 0) and what they run */
 typedef struct {

@@ -2,9 +2,10 @@
  * built as a ladder of kernels, each one change away from the previous and
  * each runnable on its own (--kernel NAME; tools/ladder_diff.sh N shows the
  * change of rung N):
- *   tc1_mma.cu tc2_swizzle.cu tc3_pipeline.cu tc4_exp2.cu tc5a_kouter.cu
- *   tc5b_tree.cu tc5c_immoff.cu tc5d_lazy.cu tc5e_ostore.cu tc5f_qborrow.cu
- *   tc5_tuned.cu tc6_m32.cu        (device helpers: tc_common.cuh)
+ *   tc1_mma.cu tc2_swizzle.cu tc3_pipeline.cu tc4_exp2.cu, tc5a_kouter ...
+ *   tc5f_qborrow and tc5_tuned (one kernel, tc5_steps.cuh: each rung one
+ *   more flag; instances in tc5_steps.cu, tc5_tuned.cu), tc6_m32.cu
+ *   (device helpers: tc_common.cuh)
  * and tcx_f16acc.cu, a numerics demonstration outside the ladder.
  *
  *   O = softmax(Q K^T * scale) V     fp16 or bf16 storage, fp32 accumulation

@@ -181,37 +181,9 @@ __global__ void __launch_bounds__(TC1_THREADS) tc1_kernel(tc_args_t a)
 
 template <typename T, int D> static constexpr int tc1_smem() { return (TC1_BQ + 2 * TC1_BKV) * D * 2; }
 
-struct tc1_run {
-    static constexpr unsigned DIMS = TC_DIMS_BASE;
-    const tc_shape_t *s;
-    const void *q, *k, *v;
-    void *o;
-    template <typename T, int D> int run()
-    {
-        tc_launch_kernel<tc1_kernel<T, D>>(tc_grid(s, TC1_BQ), TC1_THREADS, tc1_smem<T, D>(),
-                                           tc_make_args(s, q, k, v, o));
-        return 0;
-    }
+template <typename T, int D> struct tc1_inst {
+    static constexpr auto kernel = tc1_kernel<T, D>;
+    static constexpr int BQ = TC1_BQ, BKV = TC1_BKV, THREADS = TC1_THREADS, SMEM = tc1_smem<T, D>();
+    static const char *what() { return "plain row-major smem, synchronous loads"; }
 };
-struct tc1_desc {
-    static constexpr unsigned DIMS = TC_DIMS_BASE;
-    char *buf;
-    size_t n;
-    template <typename T, int D> int run()
-    {
-        tc_describe_kernel(buf, n, tc1_kernel<T, D>, TC1_BQ, TC1_BKV, TC1_THREADS, tc1_smem<T, D>(),
-                           "plain row-major smem, synchronous loads");
-        return 0;
-    }
-};
-
-extern "C" int tc1_launch(const tc_shape_t *s, const void *q, const void *k, const void *v, void *o)
-{
-    tc1_run f = { s, q, k, v, o };
-    return tc_dispatch(s, f);
-}
-extern "C" int tc1_describe(const tc_shape_t *s, char *buf, size_t n)
-{
-    tc1_desc f = { buf, n };
-    return tc_dispatch(s, f);
-}
+TC_RUNG(tc1, tc1_inst, TC_DIMS_BASE)

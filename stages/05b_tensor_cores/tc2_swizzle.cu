@@ -152,37 +152,9 @@ __global__ void __launch_bounds__(TC2_THREADS) tc2_kernel(tc_args_t a)
 
 template <int D> static constexpr int tc2_smem() { return tc_layout<D>::bytes(TC2_BQ + 2 * TC2_BKV); }
 
-struct tc2_run {
-    static constexpr unsigned DIMS = TC_DIMS_BASE;
-    const tc_shape_t *s;
-    const void *q, *k, *v;
-    void *o;
-    template <typename T, int D> int run()
-    {
-        tc_launch_kernel<tc2_kernel<T, D>>(tc_grid(s, TC2_BQ), TC2_THREADS, tc2_smem<D>(),
-                                           tc_make_args(s, q, k, v, o));
-        return 0;
-    }
+template <typename T, int D> struct tc2_inst {
+    static constexpr auto kernel = tc2_kernel<T, D>;
+    static constexpr int BQ = TC2_BQ, BKV = TC2_BKV, THREADS = TC2_THREADS, SMEM = tc2_smem<D>();
+    static const char *what() { return tc_layout<D>::SWIZZLE ? "swizzled smem, ldmatrix" : "padded smem, ldmatrix"; }
 };
-struct tc2_desc {
-    static constexpr unsigned DIMS = TC_DIMS_BASE;
-    char *buf;
-    size_t n;
-    template <typename T, int D> int run()
-    {
-        tc_describe_kernel(buf, n, tc2_kernel<T, D>, TC2_BQ, TC2_BKV, TC2_THREADS, tc2_smem<D>(),
-                           tc_layout<D>::SWIZZLE ? "swizzled smem, ldmatrix" : "padded smem, ldmatrix");
-        return 0;
-    }
-};
-
-extern "C" int tc2_launch(const tc_shape_t *s, const void *q, const void *k, const void *v, void *o)
-{
-    tc2_run f = { s, q, k, v, o };
-    return tc_dispatch(s, f);
-}
-extern "C" int tc2_describe(const tc_shape_t *s, char *buf, size_t n)
-{
-    tc2_desc f = { buf, n };
-    return tc_dispatch(s, f);
-}
+TC_RUNG(tc2, tc2_inst, TC_DIMS_BASE)

@@ -173,37 +173,9 @@ __global__ void __launch_bounds__(TC3_THREADS) tc3_kernel(tc_args_t a)
 
 template <int D> static constexpr int tc3_smem() { return tc_layout<D>::bytes(TC3_BQ + 4 * TC3_BKV); }
 
-struct tc3_run {
-    static constexpr unsigned DIMS = TC_DIMS_BASE;
-    const tc_shape_t *s;
-    const void *q, *k, *v;
-    void *o;
-    template <typename T, int D> int run()
-    {
-        tc_launch_kernel<tc3_kernel<T, D>>(tc_grid(s, TC3_BQ), TC3_THREADS, tc3_smem<D>(),
-                                           tc_make_args(s, q, k, v, o));
-        return 0;
-    }
+template <typename T, int D> struct tc3_inst {
+    static constexpr auto kernel = tc3_kernel<T, D>;
+    static constexpr int BQ = TC3_BQ, BKV = TC3_BKV, THREADS = TC3_THREADS, SMEM = tc3_smem<D>();
+    static const char *what() { return "cp.async, 2 K/V stages"; }
 };
-struct tc3_desc {
-    static constexpr unsigned DIMS = TC_DIMS_BASE;
-    char *buf;
-    size_t n;
-    template <typename T, int D> int run()
-    {
-        tc_describe_kernel(buf, n, tc3_kernel<T, D>, TC3_BQ, TC3_BKV, TC3_THREADS, tc3_smem<D>(),
-                           "cp.async, 2 K/V stages");
-        return 0;
-    }
-};
-
-extern "C" int tc3_launch(const tc_shape_t *s, const void *q, const void *k, const void *v, void *o)
-{
-    tc3_run f = { s, q, k, v, o };
-    return tc_dispatch(s, f);
-}
-extern "C" int tc3_describe(const tc_shape_t *s, char *buf, size_t n)
-{
-    tc3_desc f = { buf, n };
-    return tc_dispatch(s, f);
-}
+TC_RUNG(tc3, tc3_inst, TC_DIMS_BASE)

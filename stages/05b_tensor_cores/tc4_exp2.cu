@@ -170,37 +170,9 @@ __global__ void __launch_bounds__(TC4_THREADS) tc4_kernel(tc_args_t a)
 
 template <int D> static constexpr int tc4_smem() { return tc_layout<D>::bytes(TC4_BQ + 4 * TC4_BKV); }
 
-struct tc4_run {
-    static constexpr unsigned DIMS = TC_DIMS_BASE;
-    const tc_shape_t *s;
-    const void *q, *k, *v;
-    void *o;
-    template <typename T, int D> int run()
-    {
-        tc_launch_kernel<tc4_kernel<T, D>>(tc_grid(s, TC4_BQ), TC4_THREADS, tc4_smem<D>(),
-                                           tc_make_args(s, q, k, v, o));
-        return 0;
-    }
+template <typename T, int D> struct tc4_inst {
+    static constexpr auto kernel = tc4_kernel<T, D>;
+    static constexpr int BQ = TC4_BQ, BKV = TC4_BKV, THREADS = TC4_THREADS, SMEM = tc4_smem<D>();
+    static const char *what() { return "cp.async, 2 K/V stages, exp2 with folded scale"; }
 };
-struct tc4_desc {
-    static constexpr unsigned DIMS = TC_DIMS_BASE;
-    char *buf;
-    size_t n;
-    template <typename T, int D> int run()
-    {
-        tc_describe_kernel(buf, n, tc4_kernel<T, D>, TC4_BQ, TC4_BKV, TC4_THREADS, tc4_smem<D>(),
-                           "cp.async, 2 K/V stages, exp2 with folded scale");
-        return 0;
-    }
-};
-
-extern "C" int tc4_launch(const tc_shape_t *s, const void *q, const void *k, const void *v, void *o)
-{
-    tc4_run f = { s, q, k, v, o };
-    return tc_dispatch(s, f);
-}
-extern "C" int tc4_describe(const tc_shape_t *s, char *buf, size_t n)
-{
-    tc4_desc f = { buf, n };
-    return tc_dispatch(s, f);
-}
+TC_RUNG(tc4, tc4_inst, TC_DIMS_BASE)

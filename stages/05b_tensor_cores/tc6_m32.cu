@@ -229,43 +229,8 @@ template <> struct tc6_config<128> { static constexpr int WARPS = 4, BKV = 32, M
 template <typename T, int D> struct tc6_inst {
     using C = tc6_config<D>;
     static constexpr auto kernel = tc6_kernel<T, D, C::WARPS, C::BKV, C::MINB>;
-    static constexpr int BQ = 2 * MMA_M * C::WARPS, THREADS = 32 * C::WARPS;
+    static constexpr int BQ = 2 * MMA_M * C::WARPS, BKV = C::BKV, THREADS = 32 * C::WARPS;
     static constexpr int SMEM = tc_layout<D>::bytes(BQ + 4 * C::BKV);
+    static const char *what() { return "32 query rows per warp, Q re-read by ldmatrix per tile"; }
 };
-
-#define TC6_DIMS (TC_DIM_BIT(32) | TC_DIMS_BASE)
-struct tc6_run {
-    static constexpr unsigned DIMS = TC6_DIMS;
-    const tc_shape_t *s;
-    const void *q, *k, *v;
-    void *o;
-    template <typename T, int D> int run()
-    {
-        using I = tc6_inst<T, D>;
-        tc_launch_kernel<I::kernel>(tc_grid(s, I::BQ), I::THREADS, I::SMEM, tc_make_args(s, q, k, v, o));
-        return 0;
-    }
-};
-struct tc6_desc {
-    static constexpr unsigned DIMS = TC6_DIMS;
-    char *buf;
-    size_t n;
-    template <typename T, int D> int run()
-    {
-        using I = tc6_inst<T, D>;
-        tc_describe_kernel(buf, n, I::kernel, I::BQ, I::C::BKV, I::THREADS, I::SMEM,
-                           "32 query rows per warp, Q re-read by ldmatrix per tile");
-        return 0;
-    }
-};
-
-extern "C" int tc6_launch(const tc_shape_t *s, const void *q, const void *k, const void *v, void *o)
-{
-    tc6_run f = { s, q, k, v, o };
-    return tc_dispatch(s, f);
-}
-extern "C" int tc6_describe(const tc_shape_t *s, char *buf, size_t n)
-{
-    tc6_desc f = { buf, n };
-    return tc_dispatch(s, f);
-}
+TC_RUNG(tc6, tc6_inst, TC_DIM_BIT(32) | TC_DIMS_BASE)

@@ -1,7 +1,7 @@
 /* Device helpers shared by every tensor-core ladder file (tc1_mma.cu,
- * tc2_swizzle.cu, tc3_pipeline.cu, tc4_exp2.cu, tc5a_kouter.cu, tc5b_tree.cu,
- * tc5c_immoff.cu, tc5d_lazy.cu, tc5e_ostore.cu, tc5f_qborrow.cu, tc5_tuned.cu,
- * tc6_m32.cu, and the demonstration tcx_f16acc.cu): the mma.sync, ldmatrix and cp.async wrappers (inline PTX),
+ * tc2_swizzle.cu, tc3_pipeline.cu, tc4_exp2.cu, tc5_steps.cuh with its
+ * instances tc5_steps.cu and tc5_tuned.cu, tc6_m32.cu, and the
+ * demonstration tcx_f16acc.cu): the mma.sync, ldmatrix and cp.async wrappers (inline PTX),
  * the fragment layouts they imply, the shared-memory tile layout, the tile
  * range of a query block under bottom-right causal masking, and the launch
  * glue (dtype and head-dim dispatch, checked launches).
@@ -224,7 +224,7 @@ template <int D> struct tc_layout {
 };
 // [/snippet]
 
-/* From tc5c on, ldmatrix addresses are a per-lane register plus an
+/* From tc5c (IMMOFF) on, ldmatrix addresses are a per-lane register plus an
  * immediate: the byte offset, inside a row, of 16-byte chunk 8 k + 2 i + lc
  * for a lane reading row lr (mod 8) of a tile is tc_chunk_off<D>(i, lc, lr)
  * + k * 128. The swizzle XORs the chunk with row % 8, which only touches the
@@ -385,5 +385,44 @@ static void tc_describe_kernel(char *buf, size_t n, K kernel, int bq, int bkv, i
     snprintf(buf, n, "Q tile %d x K/V tile %d, %d warps (%d threads), %.1f KB smem/block, %d regs, %d blocks/SM%s%s",
              bq, bkv, threads / 32, threads, smem / 1024.0, fa.numRegs, blocks, extra ? ", " : "", extra ? extra : "");
 }
+
+/* One rung's entry points (tc.h's table, tc_impls.c): I<T, D> describes an
+ * instance (kernel, BQ, BKV, THREADS, SMEM: dynamic shared memory in bytes,
+ * what(): the end of its describe line); TC_RUNG(p, I, DIMS) defines
+ * p_launch and p_describe for the head dims in DIMS. */
+template <template <typename, int> class I, unsigned DIMS_> struct tc_rung_run {
+    static constexpr unsigned DIMS = DIMS_;
+    const tc_shape_t *s;
+    const void *q, *k, *v;
+    void *o;
+    template <typename T, int D> int run()
+    {
+        using J = I<T, D>;
+        tc_launch_kernel<J::kernel>(tc_grid(s, J::BQ), J::THREADS, J::SMEM, tc_make_args(s, q, k, v, o));
+        return 0;
+    }
+};
+template <template <typename, int> class I, unsigned DIMS_> struct tc_rung_desc {
+    static constexpr unsigned DIMS = DIMS_;
+    char *buf;
+    size_t n;
+    template <typename T, int D> int run()
+    {
+        using J = I<T, D>;
+        tc_describe_kernel(buf, n, J::kernel, J::BQ, J::BKV, J::THREADS, J::SMEM, J::what());
+        return 0;
+    }
+};
+#define TC_RUNG(p, I, DIMS)                                                                           \
+    extern "C" int p##_launch(const tc_shape_t *s, const void *q, const void *k, const void *v, void *o) \
+    {                                                                                                 \
+        tc_rung_run<I, DIMS> f = { s, q, k, v, o };                                                   \
+        return tc_dispatch(s, f);                                                                     \
+    }                                                                                                 \
+    extern "C" int p##_describe(const tc_shape_t *s, char *buf, size_t n)                             \
+    {                                                                                                 \
+        tc_rung_desc<I, DIMS> f = { buf, n };                                                         \
+        return tc_dispatch(s, f);                                                                     \
+    }
 
 #endif

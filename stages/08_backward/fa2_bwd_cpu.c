@@ -1,7 +1,8 @@
 /* Stage 08, FlashAttention-2's backward pass on the CPU (Dao 2023,
  * Algorithm 2), and the forward it needs: stage 05's FA2 forward
- * (fa2_cpu.c), now also writing the log-sum-exp L = m + ln l of each query
- * row, the one number per row that lets the backward rebuild P exactly.
+ * (fa2_cpu.c's tiled_fa2_forward_cpu), also writing the log-sum-exp
+ * L = m + ln l of each query row, the one number per row that lets the
+ * backward rebuild P exactly.
  *
  * What changes from the standard backward (standard_bwd_cpu.c): nothing of
  * size N x N is stored. P_ij is recomputed tile by tile as e^{S_ij - L_i}
@@ -121,77 +122,13 @@ double bwd_fa2_bwd_bytes(const attn_shape_t *s, size_t br, size_t bc)
 int bwd_fa2_forward_cpu(const attn_shape_t *s, bwd_io_t *a, void *ws)
 {
     (void)ws;
-    const size_t d = s->dim, Nq = s->seq_q, Nk = s->seq_kv, bhs = s->batch * s->heads;
     size_t br, bc;
     char why[256];
     if (bwd_fa2_tiles(s, &br, &bc, why, sizeof why)) {
         fprintf(stderr, "bwd-fa2: %s\n", why);
         return -1;
     }
-    ledger_t *lg = a->q.lg;
-    const uint64_t budget = lg->sram_budget;
-    if (s->tune.sram) lg->sram_budget = s->tune.sram;
-    tiled_chip_t c;
-    if (tiled_chip_alloc(lg, &c, br, bc, d)) {
-        lg->sram_budget = budget;
-        return -1;
-    }
-    const size_t Tr = (Nq + br - 1) / br;
-    for (size_t bh = 0; bh < bhs; bh++) {
-        const size_t qbase = bh * Nq * d, kvbase = bwd_kv_head(s, bh) * Nk * d;
-        for (size_t i = 0; i < Tr; i++) {
-            const size_t row0 = i * br, rows = row0 + br <= Nq ? br : Nq - row0;
-            const size_t ct = tiled_keys_needed(s, br, bc, i);
-            if (ct == 0) { /* no row of this block sees a key: O = 0, L = -inf, Q never read */
-                for (size_t x = 0; x < rows * d; x++) hbm_st(&a->o, qbase + row0 * d + x, 0.0f);
-                for (size_t r = 0; r < rows; r++) hbm_st(&a->lse, bh * Nq + row0 + r, -INFINITY);
-                continue;
-            }
-            for (size_t x = 0; x < rows * d; x++) c.q[x] = hbm_ld(&a->q, qbase + row0 * d + x);
-            for (size_t r = 0; r < rows; r++) c.m[r] = -INFINITY, c.l[r] = 0.0f;
-            memset(c.o, 0, rows * d * sizeof(float));
-            for (size_t j = 0; j < ct; j++) {
-                const size_t key0 = j * bc, cols = key0 + bc <= Nk ? bc : Nk - key0;
-                for (size_t x = 0; x < cols * d; x++) c.k[x] = hbm_ld(&a->k, kvbase + key0 * d + x);
-                for (size_t x = 0; x < cols * d; x++) c.v[x] = hbm_ld(&a->v, kvbase + key0 * d + x);
-                for (size_t r = 0; r < rows; r++) {
-                    const size_t vis = attn_visible_keys(s, row0 + r);
-                    float *sr = c.s + r * bc, mx = c.m[r];
-                    for (size_t t = 0; t < cols; t++) {
-                        if (key0 + t >= vis) {
-                            sr[t] = -INFINITY;
-                            continue;
-                        }
-                        float dot = 0.0f;
-                        for (size_t x = 0; x < d; x++) dot += c.q[r * d + x] * c.k[t * d + x];
-                        sr[t] = s->scale * dot;
-                        mx = fmaxf(mx, sr[t]);
-                    }
-                    const float base = mx == -INFINITY ? 0.0f : mx, alpha = expf(c.m[r] - base);
-                    float rowsum = 0.0f, *orow = c.o + r * d;
-                    for (size_t t = 0; t < cols; t++) {
-                        sr[t] = expf(sr[t] - base);
-                        rowsum += sr[t];
-                    }
-                    c.l[r] = c.l[r] * alpha + rowsum;
-                    for (size_t x = 0; x < d; x++) orow[x] *= alpha;
-                    for (size_t t = 0; t < cols; t++)
-                        for (size_t x = 0; x < d; x++) orow[x] += sr[t] * c.v[t * d + x];
-                    c.m[r] = mx;
-                }
-            }
-            /* [snippet:fa2-forward-lse] */
-            for (size_t r = 0; r < rows; r++) { /* O = O / l and L = m + ln l: all the backward needs of the softmax */
-                const float l = c.l[r];
-                for (size_t x = 0; x < d; x++) hbm_st(&a->o, qbase + (row0 + r) * d + x, l == 0.0f ? 0.0f : c.o[r * d + x] / l);
-                hbm_st(&a->lse, bh * Nq + row0 + r, l == 0.0f ? -INFINITY : c.m[r] + logf(l));
-            }
-            /* [/snippet] */
-        }
-    }
-    tiled_chip_free(lg, &c, br, bc, d);
-    lg->sram_budget = budget;
-    return 0;
+    return tiled_fa2_forward_cpu(s, br, bc, &a->q, &a->k, &a->v, &a->o, &a->lse);
 }
 
 /* ---- the backward */

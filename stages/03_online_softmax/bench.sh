@@ -1,7 +1,0 @@
-#!/usr/bin/env bash
-# Stage 03's benchmarks, run by `make bench` (contract: tools/bench.sh):
-#   softmax.csv, softmax_sweep.csv  the default shape and the cols sweep, fp32
-#                                   and fp16 (softmax_stage_runs, tools/bench_lib.sh)
-set -euo pipefail
-source tools/bench_lib.sh
-softmax_stage_runs "$BIN/03_online_softmax"
