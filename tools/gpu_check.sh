@@ -100,16 +100,23 @@ if has checks; then
         case $t in *hwcounters*) continue ;; esac
         tests+=("$t")
     done
-    # 1. the GPU tests, one after another in one job
+    # 1. the GPU tests, TEST_JOBS programs at a time, in one job
     gpu_tests() {
-        local t rc fail=0
+        local t fail=0 n=0 d=$C/tests.parts
+        mkdir -p "$d"
         for t in "${tests[@]}"; do
             # STF_NO_HWC: the sanitizer jobs beside this one hold the device,
             # and the counters were checked in the counters phase
-            STF_GPU_ONLY=1 STF_NO_HWC=1 timeout 600 "$t"
-            rc=$?
-            echo "=== $(basename "$t"): exit $rc"
-            [ $rc = 0 ] || fail=1
+            ( STF_GPU_ONLY=1 STF_NO_HWC=1 timeout 600 "$t" >"$d/$(basename "$t").log" 2>&1
+              echo $? >"$d/$(basename "$t").rc" ) &
+            n=$((n + 1))
+            [ $((n % ${TEST_JOBS:-4})) = 0 ] && wait
+        done
+        wait
+        for t in "${tests[@]}"; do
+            cat "$d/$(basename "$t").log"
+            echo "=== $(basename "$t"): exit $(cat "$d/$(basename "$t").rc")"
+            [ "$(cat "$d/$(basename "$t").rc")" = 0 ] || fail=1
         done
         return $fail
     }
@@ -118,14 +125,26 @@ if has checks; then
     # N small under the sanitizer; the counter test is left out, the
     # sanitizer and the profiler cannot both hold the device)
     san_tests() {
-        local tool=$1 t rc fail=0
+        # SAN_JOBS test programs at a time (each under the sanitizer is one
+        # CPU-bound process; one after another took most of this phase)
+        local tool=$1 t fail=0 n=0
         shift
+        local d=$C/$tool.parts
+        mkdir -p "$d"
         for t in "$@"; do
-            STF_GPU_ONLY=1 STF_TEST_SMALL=1 STF_NO_HWC=1 timeout 900 "${SAN[@]}" --tool "$tool" \
-                $([ "$tool" = memcheck ] && echo --leak-check full) -- "$t"
-            rc=$?
-            echo "=== $tool $(basename "$t"): exit $rc"
-            [ $rc = 0 ] || fail=1
+            (
+                STF_GPU_ONLY=1 STF_TEST_SMALL=1 STF_NO_HWC=1 timeout 900 "${SAN[@]}" --tool "$tool" \
+                    $([ "$tool" = memcheck ] && echo --leak-check full) -- "$t" >"$d/$(basename "$t").log" 2>&1
+                echo $? >"$d/$(basename "$t").rc"
+            ) &
+            n=$((n + 1))
+            [ $((n % ${SAN_JOBS:-6})) = 0 ] && wait
+        done
+        wait
+        for t in "$@"; do
+            cat "$d/$(basename "$t").log"
+            echo "=== $tool $(basename "$t"): exit $(cat "$d/$(basename "$t").rc")"
+            [ "$(cat "$d/$(basename "$t").rc")" = 0 ] || fail=1
         done
         return $fail
     }
