@@ -47,8 +47,9 @@ typedef struct {
     tc_shape_t s;
     void *q, *k, *v;
     size_t nq, nkv;
-    double *ref; /* every row */
+    double *ref; /* indexed by row; only rows with checked[r] are computed */
     attn_row_stats_t *st;
+    unsigned char *checked;
 } prob_t;
 
 static void shape_set(tc_shape_t *s, int Nq, int Nkv, int d, int causal, dtype_t dt)
@@ -94,7 +95,16 @@ static void prob_make(prob_t *p, const tc_shape_t *s, uint32_t stream)
     p->st = malloc(total * sizeof *p->st);
     assert_non_null(p->ref);
     assert_non_null(p->st);
+    p->checked = calloc(total, 1);
+    assert_non_null(p->checked);
     for (size_t r = 0; r < total; r++) {
+        /* every row of small problems; of larger ones, per (b, h), the first and
+         * last 8 rows, the first and last row of every 64-row block (the query
+         * tiles are 128 rows, a warp group's 64) and every 37th: the fp64
+         * reference of every row costs more than the GPU runs */
+        const int i = (int)(r % (size_t)s->seq_q);
+        if (!(total <= 1024 || i < 8 || i >= s->seq_q - 8 || i % 64 == 0 || i % 64 == 63 || i % 37 == 0)) continue;
+        p->checked[r] = 1;
         const size_t bh = r / (size_t)s->seq_q, b = bh / (size_t)s->heads, h = bh % (size_t)s->heads;
         const size_t kvs = b * (size_t)s->kv_heads + h / (size_t)(s->heads / s->kv_heads);
         const size_t n = visible(s, (int)(r % (size_t)s->seq_q));
@@ -111,7 +121,7 @@ static void prob_make(prob_t *p, const tc_shape_t *s, uint32_t stream)
 
 static void prob_free(prob_t *p)
 {
-    free(p->q); free(p->k); free(p->v); free(p->ref); free(p->st);
+    free(p->q); free(p->k); free(p->v); free(p->ref); free(p->st); free(p->checked);
     memset(p, 0, sizeof *p);
 }
 
@@ -171,7 +181,7 @@ static int run_hop(int v, const prob_t *p, const tc_shape_t *s, void *o)
     return rc;
 }
 
-/* Worst error / tolerance over every row of o (NaN, inf or a tolerance that
+/* Worst error / tolerance over the checked rows of o (NaN, inf or a tolerance that
  * is not finite: infinity); empty rows must be exact zeros. */
 static double check_hop(const prob_t *p, const void *o, attn_check_t *out)
 {
@@ -181,6 +191,7 @@ static double check_hop(const prob_t *p, const void *o, attn_check_t *out)
     attn_check_init(&c);
     int empty_bad = 0;
     for (size_t r = 0; r < total; r++) {
+        if (!p->checked[r]) continue;
         const void *row = (const char *)o + r * d * es;
         attn_check_row(&c, row, p->s.dt, p->ref + r * d, &p->st[r], d, ROUNDING);
         if (p->st[r].n == 0)
@@ -282,7 +293,7 @@ static void test_broken_output_fails(void **state)
     assert_int_equal(run_hop(v, p, &p->s, o), 0);
     assert_true(check_hop(p, o, NULL) <= 1.0);
     const size_t re = 3, rl = 199; /* an empty row, and the row seeing all 65 keys */
-    assert_true(p->st[re].n == 0 && p->st[rl].n == 65);
+    assert_true(p->checked[re] && p->checked[rl] && p->st[re].n == 0 && p->st[rl].n == 65);
     const double tol = attention_tolerance(p->s.dt, d, &p->st[rl], ROUNDING);
     memcpy(bad, o, p->nq * es);
     dtype_set(bad, p->s.dt, rl * d + 5, (float)(p->ref[rl * d + 5] + 4.0 * tol * p->st[rl].amax));

@@ -6,6 +6,7 @@
  *   h3_warpspec.cu a producer warp group and two consumer warp groups
  *   h4_overlap.cu  the next tile's S = Q K^T issued before this tile's softmax
  *   h5_pingpong.cu the two consumer groups take turns on the tensor cores
+ *   h6_stages.cu   three K/V stages instead of two
  *   (device helpers: hop_common.cuh; stage 05b's tc_common.cuh underneath)
  *
  *   O = softmax(Q K^T * scale) V     fp16 or bf16 storage, fp32 accumulation

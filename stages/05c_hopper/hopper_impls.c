@@ -27,6 +27,7 @@ const hop_version_t HOP_VERSIONS[] = {
     { "h3_warpspec", "a producer warp group (TMA) and two consumer groups, full/empty mbarriers, setmaxnreg 40/232" },
     { "h4_overlap", "S of tile t issued before the softmax of t, beside P V of t - 1 (intra-warpgroup overlap)" },
     { "h5_pingpong", "the two consumer groups take turns issuing their GEMMs (named barriers): ping-pong" },
+    { "h6_stages", "3 K/V stages instead of 2 (d = 64, 128): the next tile loads while K_t and V_{t-1} are held" },
 };
 const int HOP_NVERSIONS = (int)(sizeof HOP_VERSIONS / sizeof HOP_VERSIONS[0]);
 #define HOP_MAX_VERSIONS 6 /* rows instantiated below (HOP_IMPL) */
@@ -53,11 +54,14 @@ int h4_launch(const tc_shape_t *, const void *, const void *, const void *, void
 int h4_describe(const tc_shape_t *, char *, size_t);
 int h5_launch(const tc_shape_t *, const void *, const void *, const void *, void *);
 int h5_describe(const tc_shape_t *, char *, size_t);
+int h6_launch(const tc_shape_t *, const void *, const void *, const void *, void *);
+int h6_describe(const tc_shape_t *, char *, size_t);
 typedef int (*hop_launch_fn)(const tc_shape_t *, const void *, const void *, const void *, void *);
 typedef int (*hop_describe_fn)(const tc_shape_t *, char *, size_t);
 /* In HOP_VERSIONS order (attn_hop_launch checks the count). */
-static const hop_launch_fn LAUNCH[] = { h1_launch, h2_launch, h3_launch, h4_launch, h5_launch };
-static const hop_describe_fn DESCRIBE[] = { h1_describe, h2_describe, h3_describe, h4_describe, h5_describe };
+static const hop_launch_fn LAUNCH[] = { h1_launch, h2_launch, h3_launch, h4_launch, h5_launch, h6_launch };
+static const hop_describe_fn DESCRIBE[] = { h1_describe, h2_describe, h3_describe,
+                                            h4_describe, h5_describe, h6_describe };
 #define HOP_NLAUNCH ((int)(sizeof LAUNCH / sizeof LAUNCH[0]))
 #else
 int hop_built_sm90a(void) { return 0; }
