@@ -59,7 +59,7 @@ static split_plan_t tc_plan(const attn_shape_t *s)
     static int have;
     if (!have || last.batch != s->batch || last.heads != s->heads || last.kv_heads != s->kv_heads ||
         last.seq_q != s->seq_q || last.seq_kv != s->seq_kv || last.dim != s->dim || last.dt != s->dt ||
-        last.varlen != s->varlen || last.tune.splits != s->tune.splits) {
+        last.varlen != s->varlen || last.tune.splits != s->tune.splits || last.tune.br != s->tune.br) {
         split_tc_plan(s, &plan);
         last = *s;
         have = 1;

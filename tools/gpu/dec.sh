@@ -122,7 +122,19 @@ if [ "$MODE" = bench ]; then
             echo "rc=$? g=$g" >>"$RESULTS/g_sweep.log"
     done
     note "bench: g sweep (fixed 134 MB of K/V)" "$((SECONDS - t)) s"
-    # 4. split-K across blocks on both kernels: GQA B = 8, 32k with one split (when the slice allows)
+    # 4. MQA as two blocks of 16 rows per group (--br 16) instead of one of 32 (when the slice allows)
+    for bn in "1 131072" "8 32768"; do
+        set -- $bn
+        t=$SECONDS
+        if [ "$(left)" -gt 10 ]; then
+            timeout $(($(left) - 2)) $B/07_split_kv_decode "${A[@]}" --heads 32 --kv-heads 1 --batch $1 --seq-kv $2 \
+                --br 16 >>"$RESULTS/bench_br16.log" 2>&1
+            note "bench: MQA B=$1 --br 16" "rc=$? ($((SECONDS - t)) s)"
+        else
+            note "bench: MQA B=$1 --br 16" "skipped (slice)"
+        fi
+    done
+    # 5. split-K across blocks on both kernels: GQA B = 8, 32k with one split (when the slice allows)
     t=$SECONDS
     if [ "$(left)" -gt 12 ]; then
         timeout $(($(left) - 2)) $B/07_split_kv_decode --device gpu --dim 128 --dtype bf16 --iters 10 \
