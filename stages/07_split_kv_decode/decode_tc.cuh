@@ -225,7 +225,6 @@ __global__ void __launch_bounds__(DTC_THREADS) decode_tc_kernel(dtc_params P, KV
         /* [/snippet] */
     }
 
-    /* [snippet:tc-decode-merge] */
     /* The KS key slices of each m-tile merge through shared memory (stage 04's merge) */
     tc_cp_async_wait<0>();
     __syncthreads(); /* every warp is done with the stages: reuse them */
@@ -246,7 +245,8 @@ __global__ void __launch_bounds__(DTC_THREADS) decode_tc_kernel(dtc_params P, KV
         *reinterpret_cast<float2 *>(r8p) = make_float2(o[j][2], o[j][3]);
     }
     __syncthreads();
-    for (int i = tid; i < R * D; i += DTC_THREADS) {
+    /* [snippet:tc-decode-merge] */
+    for (int i = tid; i < R * D; i += DTC_THREADS) { /* row r, column c: merge the KS warps of r's m-tile */
         const int r = i / D, c = i % D, tm = r / 16, rr = r % 16;
         float M = -INFINITY, L = 0.0f, O = 0.0f; /* the empty state */
 #pragma unroll
