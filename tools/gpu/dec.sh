@@ -75,11 +75,11 @@ if [ "$MODE" = check ]; then
         ! $P --dtype bf16 --dim 96 --heads 8 --kv-heads 2 --seq-kv 100"
     # Nsight Compute on split-tc's two kernels (MQA, B = 1 and 8): where the time goes (stall reasons,
     # throughput); ncu serializes and replays kernels, so its durations are not the benchmark's
-    bg "ncu split-tc MQA B=1 128k (main + combine)" ncu.log 110 env STF_NO_HWC=1 ncu \
+    bg "ncu split-tc MQA B=1 128k (main + combine)" ncu.log 90 env STF_NO_HWC=1 ncu \
         --kernel-name regex:'decode_tc_kernel|combine_wide' --launch-skip 0 --launch-count 2 \
         --section SpeedOfLight --section MemoryWorkloadAnalysis --section Occupancy --section WarpStateStats \
         --section LaunchStats $P --dtype bf16 --heads 32 --kv-heads 1 --batch 1 --seq-kv 131072
-    bg "ncu split-tc MQA B=8 32k (main + combine)" ncu2.log 110 env STF_NO_HWC=1 ncu \
+    bg "ncu split-tc MQA B=8 32k (main + combine)" ncu2.log 90 env STF_NO_HWC=1 ncu \
         --kernel-name regex:'decode_tc_kernel|combine_wide' --launch-skip 0 --launch-count 2 \
         --section SpeedOfLight --section WarpStateStats $P --dtype bf16 --heads 32 --kv-heads 1 --batch 8 --seq-kv 32768
     wait
