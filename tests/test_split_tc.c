@@ -139,6 +139,15 @@ static void test_long_gpu(void **state)
         print_message("gpu split-tc Hq=%zu Hkv=%zu Nk=%zu: %d splits, error/tolerance %.3g\n", heads[h][0],
                       heads[h][1], Nk, plan.splits, ratio);
         assert_true(ratio <= 1.0);
+        /* --br 16 / 32: the rows per block forced (MQA as two blocks of 16; MHA with a padding tile) */
+        p.s.tune.br = heads[h][0] / heads[h][1] > 16 ? 16 : 32;
+        split_tc_plan(&p.s, &plan);
+        assert_int_equal(plan.hpb, (int)p.s.tune.br);
+        run_tc(&p, NULL, plan.splits, o, -1);
+        const double r2 = attn_check_all(&p, o, TC_ROUNDING, &c);
+        print_message("gpu split-tc Hq=%zu Hkv=%zu --br %zu: %d splits, error/tolerance %.3g\n", heads[h][0],
+                      heads[h][1], p.s.tune.br, plan.splits, r2);
+        assert_true(r2 <= 1.0);
         free(o);
         attn_problem_free(&p);
     }

@@ -225,7 +225,6 @@ __global__ void __launch_bounds__(DTC_THREADS) decode_tc_kernel(dtc_params P, KV
         /* [/snippet] */
     }
 
-    /* [snippet:tc-decode-merge] */
     /* The KS key slices of each m-tile merge through shared memory (stage 04's merge) */
     tc_cp_async_wait<0>();
     __syncthreads(); /* every warp is done with the stages: reuse them */
@@ -246,7 +245,8 @@ __global__ void __launch_bounds__(DTC_THREADS) decode_tc_kernel(dtc_params P, KV
         *reinterpret_cast<float2 *>(r8p) = make_float2(o[j][2], o[j][3]);
     }
     __syncthreads();
-    for (int i = tid; i < R * D; i += DTC_THREADS) {
+    /* [snippet:tc-decode-merge] */
+    for (int i = tid; i < R * D; i += DTC_THREADS) { /* row r, column c: merge the KS warps of r's m-tile */
         const int r = i / D, c = i % D, tm = r / 16, rr = r % 16;
         float M = -INFINITY, L = 0.0f, O = 0.0f; /* the empty state */
 #pragma unroll
@@ -284,9 +284,9 @@ template <typename T, int D, int MT, typename KV, typename Epi> static int dtc_o
     return nb;
 }
 
-/* m16 tiles per block: one up to g = 16, two beyond (blocks of 32 rows). */
-static inline int dtc_mtiles(int g) { return g <= 16 ? 1 : 2; }
-static inline int dtc_rows(int g) { return 16 * dtc_mtiles(g); }
+/* m16 tiles per block: one up to g = 16, two beyond (blocks of 32 rows);
+ * --br 16 or 32 chooses (split_tc_rows, split_cpu.c). */
+static inline int dtc_mtiles(const attn_shape_t *s) { return split_tc_rows(s) / 16; }
 
 /* 1 when the tensor-core decode kernel takes s, else 0 with the reason (split.h). */
 static inline int dtc_supports(const attn_shape_t *s, char *why, size_t n) { return split_tc_supports(s, why, n); }
@@ -333,7 +333,7 @@ static int dtc_run(const attn_shape_t *s, const void *q, const int *kv_len, Make
     p.g = (int)(s->heads / s->kv_heads);
     p.Nk = (int)s->seq_kv;
     p.scale = s->scale;
-    const int mt = dtc_mtiles(p.g), nrb = (p.g + 16 * mt - 1) / (16 * mt);
+    const int mt = dtc_mtiles(s), nrb = (p.g + 16 * mt - 1) / (16 * mt);
     const dim3 grid((unsigned)(s->kv_heads * (size_t)nrb), (unsigned)s->batch, (unsigned)gz);
     return dtc_dispatch(s->dt, (int)s->dim, mt, [&](auto t, auto d, auto m) {
                using T = typename decltype(t)::type;
@@ -352,7 +352,7 @@ template <typename MakeKV, typename Epi> static int dtc_blocks_per_sm(const attn
     int nb = 0;
     char why[256];
     if (!dtc_supports(s, why, sizeof why)) return 0;
-    dtc_dispatch(s->dt, (int)s->dim, dtc_mtiles((int)(s->heads / s->kv_heads)), [&](auto t, auto d, auto m) {
+    dtc_dispatch(s->dt, (int)s->dim, dtc_mtiles(s), [&](auto t, auto d, auto m) {
         using T = typename decltype(t)::type;
         using KV = decltype(make_kv(dtc_type<T>{}));
         nb = dtc_occupancy<T, decltype(d)::value, decltype(m)::value, KV, Epi>();

@@ -205,7 +205,9 @@ extern const attn_impl_t IMPL_SPLIT_KV;
  * 64 or 128, grid limits), else 0 with the reason. Host logic, CPU builds too. */
 int split_tc_supports(const attn_shape_t *s, char *why, size_t n);
 /* Query rows per block of the tensor-core kernel: 16 (one m16 tile) up to g
- * = 16, else 32 (two tiles); a group of g rows takes ceil(g / rows) blocks. */
+ * = 16, else 32 (two tiles); a group of g rows takes ceil(g / rows) blocks.
+ * --br 16 or 32 (tune.br) chooses instead (other --br values are the CPU
+ * tiling's and leave it alone). */
 int split_tc_rows(const attn_shape_t *s);
 
 /* The split count by a bandwidth model, for the tensor-core kernel: a decode

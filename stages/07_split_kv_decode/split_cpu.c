@@ -163,7 +163,11 @@ int split_tc_supports(const attn_shape_t *s, char *why, size_t n)
     return 1;
 }
 
-int split_tc_rows(const attn_shape_t *s) { return s->heads / s->kv_heads <= 16 ? 16 : 32; }
+int split_tc_rows(const attn_shape_t *s)
+{
+    if (s->tune.br == 16 || s->tune.br == 32) return (int)s->tune.br; /* --br: one m16 tile or two */
+    return s->heads / s->kv_heads <= 16 ? 16 : 32;
+}
 
 /* The combine's launch, as bytes at the chip's rate: about 2 us of an H200's
  * ~4.5 TB/s (a kernel launch and its drain; an estimate, not a measurement). */

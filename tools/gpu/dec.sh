@@ -68,11 +68,20 @@ if [ "$MODE" = check ]; then
         $P --dtype fp16 --dim 64 --heads 32 --kv-heads 1 --batch 2 --seq-kv 5000
         $P --dtype bf16 --heads 48 --kv-heads 1 --batch 2 --seq-kv 1000
         $P --dtype bf16 --heads 8 --kv-heads 8 --batch 3 --seq-kv 1
-        $P --dtype bf16 --heads 12 --kv-heads 4 --batch 3 --seq-kv 4000 --splits 100000
+        $P --dtype bf16 --heads 12 --kv-heads 4 --batch 3 --seq-kv 4000 --splits 65536
         $B/07_split_kv_decode --device gpu --iters 1 --dtype bf16 --heads 32 --kv-heads 4 --batch 2 --seq-kv 2000
         # declined shapes: split-tc says why, exit 2 when nothing of the chosen ran
         ! $P --dtype fp32 --heads 8 --kv-heads 2 --seq-kv 100
         ! $P --dtype bf16 --dim 96 --heads 8 --kv-heads 2 --seq-kv 100"
+    # Nsight Compute on split-tc's two kernels (MQA, B = 1 and 8): where the time goes (stall reasons,
+    # throughput); ncu serializes and replays kernels, so its durations are not the benchmark's
+    bg "ncu split-tc MQA B=1 128k (main + combine)" ncu.log 90 env STF_NO_HWC=1 ncu \
+        --kernel-name regex:'decode_tc_kernel|combine_wide' --launch-skip 0 --launch-count 2 \
+        --section SpeedOfLight --section MemoryWorkloadAnalysis --section Occupancy --section WarpStateStats \
+        --section LaunchStats $P --dtype bf16 --heads 32 --kv-heads 1 --batch 1 --seq-kv 131072
+    bg "ncu split-tc MQA B=8 32k (main + combine)" ncu2.log 90 env STF_NO_HWC=1 ncu \
+        --kernel-name regex:'decode_tc_kernel|combine_wide' --launch-skip 0 --launch-count 2 \
+        --section SpeedOfLight --section WarpStateStats $P --dtype bf16 --heads 32 --kv-heads 1 --batch 8 --seq-kv 32768
     wait
     for f in "$RESULTS"/*.log.rc; do sum+=("$(cat "$f")"); done
     grep -hE "PASSED|FAILED|SKIPPED|ERROR SUMMARY|worst|must" "$RESULTS"/test_*.log "$RESULTS"/memcheck.log \
@@ -82,59 +91,58 @@ if [ "$MODE" = check ]; then
 fi
 
 if [ "$MODE" = bench ]; then
-    SLICE=${SLICE:-100}
+    SLICE=${SLICE:-90} # the coordinator's 100 s, less a margin: round B's run was cut at its slice
     CSV=$RESULTS/split_tc.csv
     rm -f "$CSV"
-    A=(--device gpu --dim 128 --dtype bf16 --iters 20 --kernel split,split-tc --csv "$CSV")
-    # 1. the six shapes (bf16, d = 128, Hq = 32)
+    # 1. PyTorch's flash and cudnn on the six shapes, first: the same session as ours
     t=$SECONDS
+    PYTHONUNBUFFERED=1 timeout 28 python3 tools/torch_attention.py --decode --decode-main --iters 20 \
+        --csv "$RESULTS/torch_decode.csv" >"$RESULTS/torch.log" 2>&1
+    note "bench: torch flash/cudnn decode" "rc=$? ($((SECONDS - t)) s)"
+    # 2. the six shapes (bf16, d = 128, Hq = 32), split-tc (the CUDA-core split: round B's run)
+    t=$SECONDS
+    A=(--device gpu --dim 128 --dtype bf16 --iters 20 --kernel split-tc --csv "$CSV")
     for kv in 32 8 1; do
         for bn in "8 32768" "1 131072"; do
             set -- $bn
-            [ "$(left)" -lt 45 ] && { echo "skipped Hkv=$kv B=$1: slice" >>"$RESULTS/bench.log"; continue; }
-            timeout 25 $B/07_split_kv_decode "${A[@]}" --heads 32 --kv-heads $kv --batch $1 --seq-kv $2 \
+            [ "$(left)" -lt 22 ] && { echo "skipped Hkv=$kv B=$1: slice" >>"$RESULTS/bench.log"; continue; }
+            timeout 15 $B/07_split_kv_decode "${A[@]}" --heads 32 --kv-heads $kv --batch $1 --seq-kv $2 \
                 >>"$RESULTS/bench.log" 2>&1 || echo "rc=$? Hkv=$kv B=$1" >>"$RESULTS/bench.log"
         done
     done
-    note "bench: 6 shapes, split and split-tc" "$((SECONDS - t)) s, $(grep -c '^rc=' "$RESULTS/bench.log") failed"
-    # 2. PyTorch's flash and cudnn on the same shapes, same session
-    t=$SECONDS
-    if [ "$(left)" -gt 35 ]; then
-        timeout 30 python3 tools/torch_attention.py --decode --decode-main --iters 20 --csv "$RESULTS/torch_decode.csv" \
-            >"$RESULTS/torch.log" 2>&1
-        note "bench: torch flash/cudnn decode" "rc=$? ($((SECONDS - t)) s)"
-    else
-        note "bench: torch flash/cudnn decode" "skipped (slice)"
-    fi
-    # 3. the g sweep at fixed K/V bytes: B = 8, Hkv = 8, Nk = 8192 (268 MB), Hq = 8 g
+    note "bench: 6 shapes, split-tc" "$((SECONDS - t)) s, $(grep -c '^rc=\|^skipped' "$RESULTS/bench.log") failed/skipped"
+    # 3. the g sweep at fixed K/V bytes: B = 8, Hkv = 8, Nk = 4096 (134 MB), Hq = 8 g
     t=$SECONDS
     GCSV=$RESULTS/g_sweep.csv
     rm -f "$GCSV"
-    for g in 1 2 4 8 16 32; do
-        [ "$(left)" -lt 20 ] && { echo "skipped g=$g: slice" >>"$RESULTS/g_sweep.log"; continue; }
-        timeout 12 $B/07_split_kv_decode --device gpu --dim 128 --dtype bf16 --iters 20 --kernel split,split-tc \
-            --csv "$GCSV" --heads $((8 * g)) --kv-heads 8 --batch 8 --seq-kv 8192 >>"$RESULTS/g_sweep.log" 2>&1 ||
+    for g in 1 32 4 16 2 8; do
+        [ "$(left)" -lt 4 ] && { echo "skipped g=$g: slice" >>"$RESULTS/g_sweep.log"; continue; }
+        timeout 8 $B/07_split_kv_decode --device gpu --dim 128 --dtype bf16 --iters 10 --kernel split,split-tc \
+            --csv "$GCSV" --heads $((8 * g)) --kv-heads 8 --batch 8 --seq-kv 4096 >>"$RESULTS/g_sweep.log" 2>&1 ||
             echo "rc=$? g=$g" >>"$RESULTS/g_sweep.log"
     done
-    note "bench: g sweep (fixed 268 MB of K/V)" "$((SECONDS - t)) s"
-    # 4. split-K across blocks, measured: GQA B = 1, 128k with one split (both kernels)
+    note "bench: g sweep (fixed 134 MB of K/V)" "$((SECONDS - t)) s"
+    # 4. MQA as two blocks of 16 rows per group (--br 16) instead of one of 32 (when the slice allows)
+    for bn in "1 131072" "8 32768"; do
+        set -- $bn
+        t=$SECONDS
+        if [ "$(left)" -gt 10 ]; then
+            timeout $(($(left) - 2)) $B/07_split_kv_decode "${A[@]}" --heads 32 --kv-heads 1 --batch $1 --seq-kv $2 \
+                --br 16 >>"$RESULTS/bench_br16.log" 2>&1
+            note "bench: MQA B=$1 --br 16" "rc=$? ($((SECONDS - t)) s)"
+        else
+            note "bench: MQA B=$1 --br 16" "skipped (slice)"
+        fi
+    done
+    # 5. split-K across blocks on both kernels: GQA B = 8, 32k with one split (when the slice allows)
     t=$SECONDS
-    if [ "$(left)" -gt 30 ]; then
-        timeout 15 $B/07_split_kv_decode --device gpu --dim 128 --dtype bf16 --iters 10 --kernel split,split-tc \
-            --csv "$RESULTS/unsplit.csv" --heads 32 --kv-heads 8 --batch 1 --seq-kv 131072 --splits 1 \
-            >"$RESULTS/unsplit.log" 2>&1
-        note "bench: GQA B=1 128k --splits 1" "rc=$? ($((SECONDS - t)) s)"
-    fi
-    # 5. one capped ncu run of split-tc (MQA, B = 1, 128k)
-    t=$SECONDS
-    if [ "$(left)" -gt 15 ] && command -v ncu >/dev/null; then
-        STF_NO_HWC=1 timeout $(($(left) - 3)) ncu --kernel-name regex:decode_tc_kernel --launch-skip 2 --launch-count 1 \
-            --section SpeedOfLight --section MemoryWorkloadAnalysis --section Occupancy --section WarpStateStats \
-            $B/07_split_kv_decode --device gpu --dim 128 --dtype bf16 --iters 3 --warmup 1 --kernel split-tc \
-            --heads 32 --kv-heads 1 --batch 1 --seq-kv 131072 >"$RESULTS/ncu.log" 2>&1
-        note "ncu split-tc MQA B=1 128k" "rc=$? ($((SECONDS - t)) s)"
+    if [ "$(left)" -gt 12 ]; then
+        timeout $(($(left) - 2)) $B/07_split_kv_decode --device gpu --dim 128 --dtype bf16 --iters 10 \
+            --kernel split,split-tc --csv "$RESULTS/unsplit.csv" --heads 32 --kv-heads 8 --batch 8 --seq-kv 32768 \
+            --splits 1 >"$RESULTS/unsplit.log" 2>&1
+        note "bench: GQA B=8 32k --splits 1" "rc=$? ($((SECONDS - t)) s)"
     else
-        note "ncu split-tc" "skipped (slice or no ncu)"
+        note "bench: GQA B=8 32k --splits 1" "skipped (slice)"
     fi
     # summary: K/V GB/s per shape
     python3 - "$CSV" "$RESULTS/torch_decode.csv" "$GCSV" >"$RESULTS/table.txt" 2>&1 <<'EOF'
@@ -157,7 +165,7 @@ for kv, b, n in ((32, 8, 32768), (32, 1, 131072), (8, 8, 32768), (8, 1, 131072),
           t["kv_gbps"] if t else "-", theirs("flash"), theirs("cudnn"), t["read_pct"] if t else "-",
           t["ok"] if t else "-", t["tiles"] if t else "-"))
 g = list(csv.DictReader(open(sys.argv[3]))) if os.path.exists(sys.argv[3]) else []
-print("g sweep (B 8, Hkv 8, Nk 8192, d 128, bf16): K/V GB/s")
+print("g sweep (B 8, Hkv 8, Nk 4096, d 128, bf16): K/V GB/s")
 for r in g:
     print("  g=%-3d %-9s %8s  %s" % (int(r["heads"]) // int(r["kv_heads"]), r["impl"], r["kv_gbps"], r["ok"]))
 EOF
