@@ -5,11 +5,12 @@
 #               shapes, the checked program runs with several P, dtypes and
 #               head dims, stage 06/07's own GPU tests (the decode kernel's
 #               loader changed: its K/V row policy).
-#   MODE=bench  (60 s, alone): contiguous split vs split-paged at P = 16 ...
+#   MODE=bench  (40 s, alone): contiguous split vs split-paged at P = 16 ...
 #               256 on bf16 d = 128, Hq = 32, Hkv = 8: B = 8, 32k keys and
 #               B = 1, 128k keys (stage 06's packed decode in the same
 #               tables); the append kernel's row comes after each table.
-# Logs under $RESULTS; a summary last.
+# Logs under $RESULTS, packed at the end into one .tgz (the round returns
+# few files) beside summary.txt; a summary last.
 #   MODE=check RESULTS=/tmp/page bash tools/gpu/page.sh   (from the worktree root)
 set -uo pipefail
 cd "$(dirname "$0")/../.."
@@ -59,26 +60,29 @@ if [ "$MODE" = check ]; then
     grep -hE "^append|NO|FAILED" "$RESULTS"/runs_*.log | sort | uniq -c | head -20 >"$RESULTS/runs_summary.txt"
     echo "== page check summary ($((SECONDS - t0)) s)"
     printf '%s\n' "${summary[@]}" | tee "$RESULTS/summary.txt"
-    cat "$RESULTS/tests_summary.txt" "$RESULTS/runs_summary.txt"
+    cat "$RESULTS/tests_summary.txt" "$RESULTS/runs_summary.txt" | tee -a "$RESULTS/summary.txt"
+    (cd "$RESULTS" && tar czf page-check.tgz --exclude=page-check.tgz --exclude=summary.txt . &&
+        find . -type f ! -name page-check.tgz ! -name summary.txt -delete)
     exit 0
 fi
 
-# MODE=bench: alone on the GPU, sequential, within 60 s
+# MODE=bench: alone on the GPU, sequential, within the 40 s slice (a run
+# takes ~6 s: the most telling shapes first, each skipped once 32 s are gone)
 CSV=$RESULTS/paged.csv
 rm -f "$CSV"
-A=(--device gpu --dim 128 --dtype bf16 --heads 32 --kv-heads 8 --iters 30 --csv "$CSV")
-for shape in "8 32768" "1 131072"; do
-    set -- $shape
-    for P in 64 16 256 32 128; do
-        if [ $((SECONDS - t0)) -gt 50 ]; then note "B=$1 Nk=$2 P=$P" "skipped: the 60 s slice"; continue; fi
-        t=$SECONDS
-        $B/07_split_kv_decode "${A[@]}" --batch "$1" --seq-kv "$2" --page-size "$P" >"$RESULTS/bench_B$1_P$P.log" 2>&1
-        note "bench B=$1 Nk=$2 P=$P" "rc=$? ($((SECONDS - t)) s)"
-    done
+A=(--device gpu --dim 128 --dtype bf16 --heads 32 --kv-heads 8 --iters 30 --kernel split,split-paged --csv "$CSV")
+for run in "8 32768 16" "8 32768 64" "1 131072 16" "1 131072 64" "8 32768 32" "8 32768 256" "8 32768 128"; do
+    set -- $run
+    if [ $((SECONDS - t0)) -gt 32 ]; then note "B=$1 Nk=$2 P=$3" "skipped: the 40 s slice"; continue; fi
+    t=$SECONDS
+    $B/07_split_kv_decode "${A[@]}" --batch "$1" --seq-kv "$2" --page-size "$3" >"$RESULTS/bench_B$1_P$3.log" 2>&1
+    note "bench B=$1 Nk=$2 P=$3" "rc=$? ($((SECONDS - t)) s)"
 done
 echo "== page bench summary ($((SECONDS - t0)) s)"
 printf '%s\n' "${summary[@]}" | tee "$RESULTS/summary.txt"
 # contiguous split vs paged: the table rows and the append rows
 for f in "$RESULTS"/bench_B*.log; do
     grep -HE " (packed|split|split-paged) gpu |^append" "$f" | sed "s|^$RESULTS/||"
-done | tee "$RESULTS/bench_summary.txt"
+done | tee -a "$RESULTS/summary.txt"
+(cd "$RESULTS" && tar czf page-bench.tgz --exclude=page-bench.tgz --exclude=summary.txt . &&
+    find . -type f ! -name page-bench.tgz ! -name summary.txt -delete)
