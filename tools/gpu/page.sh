@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # page's GPU round (issue 19, second half: the paged K/V cache, stage 07).
-#   MODE=check  (90 s, in parallel with other scripts, nothing timed): the
+#   MODE=check  (90 s (round C), in parallel with other scripts, nothing timed): the
 #               paged tests (STF_GPU_ONLY=1), memcheck and racecheck on small
 #               shapes, the checked program runs with several P, dtypes and
 #               head dims, stage 06/07's own GPU tests (the decode kernel's
 #               loader changed: its K/V row policy).
-#   MODE=bench  (40 s, alone): contiguous split vs split-paged at P = 16 ...
+#   MODE=bench  (25 s (round C), alone): contiguous split vs split-paged at P = 16 ...
 #               256 on bf16 d = 128, Hq = 32, Hkv = 8: B = 8, 32k keys and
 #               B = 1, 128k keys (stage 06's packed decode in the same
 #               tables); the append kernel's row comes after each table.
@@ -33,7 +33,7 @@ git log -1 --format='%H %s' >"$RESULTS/commit.txt" 2>&1
 date -u >>"$RESULTS/commit.txt"
 
 if [ "$MODE" = check ]; then
-    left=$((85 - (SECONDS - t0)))
+    left=$((${PAGE_CHECK_S:-82} - (SECONDS - t0)))
     T="timeout $left"
     bg() { # name, log, command...: in the background, noted when it ends
         local name=$1 log=$2; shift 2
@@ -66,14 +66,15 @@ if [ "$MODE" = check ]; then
     exit 0
 fi
 
-# MODE=bench: alone on the GPU, sequential, within the 40 s slice (a run
-# takes ~6 s: the most telling shapes first, each skipped once 32 s are gone)
+# MODE=bench: alone on the GPU, sequential, within the slice (25 s in round
+# C; a run takes ~6 s: the most telling shapes first, the rest skipped once
+# PAGE_BENCH_S - 7 s are gone)
 CSV=$RESULTS/paged.csv
 rm -f "$CSV"
-A=(--device gpu --dim 128 --dtype bf16 --heads 32 --kv-heads 8 --iters 30 --kernel split,split-paged --csv "$CSV")
-for run in "8 32768 16" "8 32768 64" "1 131072 16" "1 131072 64" "8 32768 32" "8 32768 256" "8 32768 128"; do
+A=(--device gpu --dim 128 --dtype bf16 --heads 32 --kv-heads 8 --iters 20 --kernel split,split-paged --csv "$CSV")
+for run in "8 32768 16" "1 131072 64" "8 32768 32" "1 131072 16" "8 32768 64" "8 32768 256" "8 32768 128"; do
     set -- $run
-    if [ $((SECONDS - t0)) -gt 32 ]; then note "B=$1 Nk=$2 P=$3" "skipped: the 40 s slice"; continue; fi
+    if [ $((SECONDS - t0)) -gt $((${PAGE_BENCH_S:-25} - 7)) ]; then note "B=$1 Nk=$2 P=$3" "skipped: the slice"; continue; fi
     t=$SECONDS
     $B/07_split_kv_decode "${A[@]}" --batch "$1" --seq-kv "$2" --page-size "$3" >"$RESULTS/bench_B$1_P$3.log" 2>&1
     note "bench B=$1 Nk=$2 P=$3" "rc=$? ($((SECONDS - t)) s)"
