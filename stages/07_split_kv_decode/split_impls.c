@@ -320,10 +320,9 @@ int paged_append_report(const attn_shape_t *s, int gpu)
     const size_t tn = (size_t)g.B * (size_t)g.max_pages, pool = paged_pool_bytes(&g);
     const int nfree = g.num_pages - g.used;
     int *lens = lens_of(s);
-    int32_t *table = malloc(tn * 4), *fl = malloc((size_t)(nfree + 1) * 4), lens_out[1] = { 0 };
+    int32_t *table = malloc(tn * 4), *fl = malloc((size_t)(nfree + 1) * 4);
     int32_t *lo = malloc((size_t)g.B * 4), top[2] = { 0, -7 };
     void *knew = malloc(rows * es), *vnew = malloc(rows * es), *kp = malloc(pool), *vp = malloc(pool);
-    (void)lens_out;
     int fail = 0;
     if (!lens || !table || !fl || !lo || !knew || !vnew || !kp || !vp) {
         fprintf(stderr, "paged: out of host memory for the append\n");
