@@ -9,7 +9,7 @@ d in {64, 128}, causal or not (as tc_dev perf). TFLOP/s = 4 B H N^2 d / time,
 halved when causal.
 
   python3 tools/torch_attention.py [--csv FILE] [--iters 20] [--gemm]
-  python3 tools/torch_attention.py --decode [--csv FILE] [--iters 30]
+  python3 tools/torch_attention.py --decode [--decode-main] [--csv FILE] [--iters 30]
   python3 tools/torch_attention.py --check DIR [DIR ...] [--impl NAME ...]
   python3 tools/torch_attention.py --check-broken DIR [DIR ...] [--impl NAME ...]
 
@@ -110,7 +110,7 @@ def decode(a):
     g.manual_seed(20261128)
     d, H = 128, 32
     shapes = [(8, 32, 32768), (8, 8, 32768), (8, 1, 32768), (1, 32, 131072), (1, 8, 131072), (1, 1, 131072)]
-    for B in (1, 8):
+    for B in (1, 8) if not a.decode_main else ():
         for n in (1024, 2048, 4096, 8192, 16384, 32768, 65536, 131072):
             if (B, 8, n) not in shapes:
                 shapes.append((B, 8, n))
@@ -121,7 +121,7 @@ def decode(a):
         kv_bytes = 2.0 * B * Hkv * n * d * 2
         grp = H // Hkv
         for bname, be in BACKENDS[:2]:
-            for method in ("native", "replicated"):
+            for method in ("native",) if a.decode_main else ("native", "replicated"):
                 if method == "native":
                     fn = lambda: F.scaled_dot_product_attention(q, k, v, enable_gqa=grp > 1)
                 else:
@@ -231,6 +231,8 @@ p.add_argument("--impl", action="append",
 p.add_argument("--check-broken", nargs="+", metavar="DIR",
                help="feed the check broken copies of each output (NaN, inf, zeros, one element off); exit 1 if any passes")
 p.add_argument("--decode", action="store_true")
+p.add_argument("--decode-main", action="store_true",
+               help="with --decode: only the six shapes of stage 07's table, native K/V heads (a short session)")
 a = p.parse_args()
 if a.check_broken:
     sys.exit(max(check_broken(d, i) for d in a.check_broken for i in (a.impl or [None])))

@@ -8,7 +8,7 @@
 
 int main(int argc, char **argv)
 {
-    static const attn_impl_t *const impls[] = { &IMPL_GQA_PACKED, &IMPL_SPLIT_KV, &IMPL_SPLIT_PAGED };
+    static const attn_impl_t *const impls[] = { &IMPL_GQA_PACKED, &IMPL_SPLIT_KV, &IMPL_SPLIT_TC, &IMPL_SPLIT_PAGED };
     /* The stage's own options (cli.h, cli_opt_t). */
     static const cli_opt_t opts[] = {
         { "kv-heads", "G", 65536, "key/value heads (default --heads; must divide it)" },
@@ -21,7 +21,7 @@ int main(int argc, char **argv)
     const attn_stage_t st = {
         .prog = "07_split_kv_decode",
         .summary = "stage 07, split-KV decoding (partial states merged with stage 04's merge) vs stage 06's packed decode",
-        .impls = impls, .nimpls = 3, .own = 1, .opts = opts, .nopts = 6,
+        .impls = impls, .nimpls = 4, .own = 1, .opts = opts, .nopts = 6,
         .decode_default = 1, /* split-KV is a decode method: Nq = 1 unless told otherwise */
     };
     const attn_stage_ext_t ext = { gqa_read_ceiling_gbps, split_validate, paged_append_report };

@@ -50,6 +50,8 @@ typedef struct {
     long tiles;            /* K/V tiles of 64 keys in the longest sequence */
     int hpb;               /* query heads per block (stage 06's packed layout) */
     size_t clamped_from;   /* --splits as given when it was clamped, else 0 */
+    int model_splits;      /* split_tc_plan: the bandwidth model's choice (also when --splits overrides it) */
+    double cost1, costS;   /* split_tc_plan: the bandwidth model's cost at 1 and S splits, over the K/V bytes */
 } split_plan_t;
 
 /* The split count for s: tune.splits when given (clamped to the K/V tiles of
@@ -196,6 +198,45 @@ int split_validate(const attn_shape_t *s, char *why, size_t n);
 int paged_append_report(const attn_shape_t *s, int gpu);
 
 extern const attn_impl_t IMPL_SPLIT_KV;
+
+/* ---- split-tc: the decode kernel on tensor cores (decode_tc.cuh) */
+
+/* 1 when the tensor-core decode kernel takes s (seq_q = 1, fp16/bf16, d =
+ * 64 or 128, grid limits), else 0 with the reason. Host logic, CPU builds too. */
+int split_tc_supports(const attn_shape_t *s, char *why, size_t n);
+/* Query rows per block of the tensor-core kernel: 16 (one m16 tile) up to g
+ * = 16, else 32 (two tiles); a group of g rows takes ceil(g / rows) blocks.
+ * --br 16 or 32 (tune.br) chooses instead (other --br values are the CPU
+ * tiling's and leave it alone). */
+int split_tc_rows(const attn_shape_t *s);
+
+/* The split count by a bandwidth model, for the tensor-core kernel: a decode
+ * block streams K/V at its share of the chip's rate, so S splits of `blocks`
+ * blocks on `slots` resident slots reach eff(S) = waves / ceil(waves) of it
+ * (waves = blocks S / slots; below one wave, the fraction of slots filled),
+ * and pay extra bytes for the partial states (written and read back, Q read
+ * again) plus the combine's launch (as bytes at the chip's rate):
+ *     cost(S) = (kv + S part + (S > 1) fixed) / eff(S).
+ * Returns the fewest splits within 3% of the cheapest (up to max_splits and
+ * the tiles; split counts that leave the tiles per split unchanged skipped);
+ * *cost1 and *costS (may be NULL) get cost(1) / kv and cost(S) / kv. */
+int split_heuristic_bw(long blocks, long slots, long tiles, double kv, double part, double fixed, int max_splits,
+                       double *cost1, double *costS);
+/* The split count of the tensor-core kernel for s (--splits overrides, as in
+ * split_plan); p->hpb holds the rows per block, p->cost1 and p->costS the
+ * model's figures. */
+void split_tc_plan(const attn_shape_t *s, split_plan_t *p);
+
+/* The GPU run of the tensor-core kernel (asynchronous): `splits` ranges, then
+ * the combine (split_combine_gpu); one split: O written by the blocks. */
+void split_tc_decode_gpu(const attn_shape_t *s, const void *q, const void *k, const void *v, void *o,
+                         const int *dev_lens, int splits, void *ws);
+int split_tc_partials_gpu(const attn_shape_t *s, const void *q, const void *k, const void *v, const int *dev_lens,
+                          int splits, float *pm, float *pl, float *po);
+/* Resident blocks per SM of the tensor-core kernel at s; 0 without a GPU or when it declines s. */
+int split_tc_blocks_per_sm(const attn_shape_t *s);
+
+extern const attn_impl_t IMPL_SPLIT_TC;
 
 #ifdef __cplusplus
 }

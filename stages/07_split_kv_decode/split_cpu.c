@@ -55,13 +55,10 @@ size_t split_keys_per_split(size_t nk, size_t splits)
     return (per + GQA_BC - 1) / GQA_BC * GQA_BC;
 }
 
-void split_plan(const attn_shape_t *s, split_plan_t *p)
+/* The device's SM count, asked once (a split choice runs before every launch); 0 without a GPU. */
+static int device_sms(void)
 {
-    memset(p, 0, sizeof *p);
-    p->hpb = gqa_packed_hpb(s);
-    p->blocks = (long)(s->batch * (s->heads / (size_t)p->hpb));
-    p->tiles = (long)((s->seq_kv + GQA_BC - 1) / GQA_BC);
-    static int sms = -1; /* asked once: this runs before every launch */
+    static int sms = -1;
     if (sms < 0) {
         sms = 0;
         if (gpu_available()) {
@@ -70,9 +67,17 @@ void split_plan(const attn_shape_t *s, split_plan_t *p)
             sms = info.sm_count;
         }
     }
+    return sms;
+}
+
+/* slots, and --splits clamped to the tiles and the grid (0 when not given) */
+static void plan_common(const attn_shape_t *s, split_plan_t *p, int per_sm)
+{
+    p->tiles = (long)((s->seq_kv + GQA_BC - 1) / GQA_BC);
+    const int sms = device_sms();
     if (sms > 0) {
         p->sms = sms;
-        p->per_sm = split_blocks_per_sm(s);
+        p->per_sm = per_sm;
     }
     if (p->sms <= 0 || p->per_sm <= 0) { /* no GPU: what an H200 runs (132 SMs; 2 blocks per SM, 1 for fp32) */
         p->sms = 132;
@@ -88,9 +93,100 @@ void split_plan(const attn_shape_t *s, split_plan_t *p)
         if (S != s->tune.splits) p->clamped_from = s->tune.splits;
         p->splits = (int)S;
         p->chosen_by = 1;
-    } else {
-        p->splits = split_heuristic(p->blocks, p->slots, p->tiles, 128);
     }
+}
+
+void split_plan(const attn_shape_t *s, split_plan_t *p)
+{
+    memset(p, 0, sizeof *p);
+    p->hpb = gqa_packed_hpb(s);
+    p->blocks = (long)(s->batch * (s->heads / (size_t)p->hpb));
+    plan_common(s, p, device_sms() > 0 ? split_blocks_per_sm(s) : 0);
+    if (!p->chosen_by) p->splits = split_heuristic(p->blocks, p->slots, p->tiles, 128);
+}
+
+/* [snippet:split-heuristic-bw] */
+int split_heuristic_bw(long blocks, long slots, long tiles, double kv, double part, double fixed, int max_splits,
+                       double *cost1, double *costS)
+{
+    long top = max_splits < tiles ? max_splits : tiles;
+    if (top > 65535) top = 65535;
+    if (top < 1 || blocks < 1 || slots < 1 || kv <= 0) {
+        if (cost1) *cost1 = 1.0;
+        if (costS) *costS = 1.0;
+        return 1;
+    }
+    double best = INFINITY, c1 = INFINITY;
+    double *cost = malloc((size_t)(top + 1) * sizeof *cost);
+    if (!cost) return 1;
+    for (long S = 1; S <= top; S++) {
+        cost[S] = INFINITY;
+        if (S > 1 && (tiles + S - 1) / S == (tiles + S - 2) / (S - 1)) continue; /* same tiles per split */
+        const double waves = (double)(blocks * S) / (double)slots;
+        const double eff = waves < 1.0 ? waves : waves / ceil(waves);
+        cost[S] = (kv + (S > 1 ? (double)S * part + fixed : 0.0)) / eff;
+        if (S == 1) c1 = cost[S];
+        if (cost[S] < best) best = cost[S];
+    }
+    int pick = 1;
+    for (long S = 1; S <= top; S++)
+        if (cost[S] <= 1.03 * best) {
+            pick = (int)S;
+            break;
+        }
+    if (cost1) *cost1 = c1 / kv;
+    if (costS) *costS = cost[pick] / kv;
+    free(cost);
+    return pick;
+}
+/* [/snippet] */
+
+int split_tc_supports(const attn_shape_t *s, char *why, size_t n)
+{
+    if (s->seq_q != 1) {
+        snprintf(why, n, "the tensor-core decode kernel takes one query row per head (seq_q = 1), not %zu", s->seq_q);
+        return 0;
+    }
+    if (s->dt == DT_F32) {
+        snprintf(why, n, "fp32: mma.sync m16n8k16 takes 16-bit inputs (fp16, bf16); the CUDA-core kernel serves fp32");
+        return 0;
+    }
+    if (s->dim != 64 && s->dim != 128) {
+        snprintf(why, n, "head dim %zu: the tensor-core decode kernel is built for d = 64, 128 (swizzled tiles of 8 "
+                         "or 16 chunks; at d = 256 a lane's 128 accumulators and 64 Q registers would spill)", s->dim);
+        return 0;
+    }
+    if (s->batch > 65535 || s->seq_kv > (1u << 30) || s->heads > 65535) {
+        snprintf(why, n, "batch or heads above 65535 (grid) or more than 2^30 keys");
+        return 0;
+    }
+    return 1;
+}
+
+int split_tc_rows(const attn_shape_t *s)
+{
+    if (s->tune.br == 16 || s->tune.br == 32) return (int)s->tune.br; /* --br: one m16 tile or two */
+    return s->heads / s->kv_heads <= 16 ? 16 : 32;
+}
+
+/* The combine's launch, as bytes at the chip's rate: about 2 us of an H200's
+ * ~4.5 TB/s (a kernel launch and its drain; an estimate, not a measurement). */
+#define SPLIT_COMBINE_FIXED_BYTES 9e6
+
+void split_tc_plan(const attn_shape_t *s, split_plan_t *p)
+{
+    memset(p, 0, sizeof *p);
+    const size_t g = s->heads / s->kv_heads, rb = (size_t)split_tc_rows(s);
+    p->hpb = (int)rb;
+    p->blocks = (long)(s->batch * s->kv_heads * ((g + rb - 1) / rb));
+    plan_common(s, p, device_sms() > 0 ? split_tc_blocks_per_sm(s) : 0);
+    /* per split: the partial states written and read (d + 2 floats per row), Q read again */
+    const double rows = (double)attn_rows(s);
+    const double part = rows * (2.0 * 4.0 * ((double)s->dim + 2.0) + (double)s->dim * (double)dtype_size(s->dt));
+    const int S = split_heuristic_bw(p->blocks, p->slots, p->tiles, attn_kv_bytes_once(s), part,
+                                     SPLIT_COMBINE_FIXED_BYTES, 1024, &p->cost1, &p->costS);
+    p->model_splits = S;
+    if (!p->chosen_by) p->splits = S;
 }
 
 size_t split_partial_bytes(const attn_shape_t *s, int splits)
