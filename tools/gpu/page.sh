@@ -71,7 +71,7 @@ fi
 # PAGE_BENCH_S - 7 s are gone)
 CSV=$RESULTS/paged.csv
 rm -f "$CSV"
-A=(--device gpu --dim 128 --dtype bf16 --heads 32 --kv-heads 8 --iters 20 --kernel split,split-paged --csv "$CSV")
+A=(--device gpu --dim 128 --dtype bf16 --heads 32 --kv-heads 8 --iters 20 --kernel split,split-paged,split-tc,split-tc-paged --csv "$CSV")
 for run in "8 32768 16" "1 131072 64" "8 32768 32" "1 131072 16" "8 32768 64" "8 32768 256" "8 32768 128"; do
     set -- $run
     if [ $((SECONDS - t0)) -gt $((${PAGE_BENCH_S:-25} - 7)) ]; then note "B=$1 Nk=$2 P=$3" "skipped: the slice"; continue; fi
@@ -83,7 +83,7 @@ echo "== page bench summary ($((SECONDS - t0)) s)"
 printf '%s\n' "${summary[@]}" | tee "$RESULTS/summary.txt"
 # contiguous split vs paged: the table rows and the append rows
 for f in "$RESULTS"/bench_B*.log; do
-    grep -HE " (packed|split|split-paged) gpu |^append" "$f" | sed "s|^$RESULTS/||"
+    grep -HE " (packed|split|split-paged|split-tc|split-tc-paged) gpu |^append" "$f" | sed "s|^$RESULTS/||"
 done | tee -a "$RESULTS/summary.txt"
 (cd "$RESULTS" && tar czf page-bench.tgz --exclude=page-bench.tgz --exclude=summary.txt . &&
     find . -type f ! -name page-bench.tgz ! -name summary.txt -delete)
