@@ -22,6 +22,14 @@ export LD_LIBRARY_PATH=${LD_LIBRARY_PATH:-}:/usr/local/cuda/lib64
 export STF_BIN_DIR=$PWD/build/bin
 B=build/bin
 summary=()
+# on exit (also when the round's timeout sends TERM): every log into one .tgz beside summary.txt
+pack() {
+    (cd "$RESULTS" && ls | grep -qv -e '\.tgz$' -e '^summary.txt$' || exit 0
+     tar czf "page-$MODE.tgz" --exclude="page-$MODE.tgz" --exclude=summary.txt . &&
+         find . -type f ! -name "page-$MODE.tgz" ! -name summary.txt -delete) 2>/dev/null
+}
+trap pack EXIT
+trap 'exit 143' TERM INT
 note() { summary+=("$(printf '%-46s %s' "$1" "$2")"); }
 t0=$SECONDS
 make -j"${JOBS:-16}" $B/07_split_kv_decode $B/test_paged $B/test_split_kv $B/test_gqa >"$RESULTS/build.log" 2>&1
@@ -61,8 +69,6 @@ if [ "$MODE" = check ]; then
     echo "== page check summary ($((SECONDS - t0)) s)"
     printf '%s\n' "${summary[@]}" | tee "$RESULTS/summary.txt"
     cat "$RESULTS/tests_summary.txt" "$RESULTS/runs_summary.txt" | tee -a "$RESULTS/summary.txt"
-    (cd "$RESULTS" && tar czf page-check.tgz --exclude=page-check.tgz --exclude=summary.txt . &&
-        find . -type f ! -name page-check.tgz ! -name summary.txt -delete)
     exit 0
 fi
 
@@ -85,5 +91,3 @@ printf '%s\n' "${summary[@]}" | tee "$RESULTS/summary.txt"
 for f in "$RESULTS"/bench_B*.log; do
     grep -HE " (packed|split|split-paged|split-tc|split-tc-paged) gpu |^append" "$f" | sed "s|^$RESULTS/||"
 done | tee -a "$RESULTS/summary.txt"
-(cd "$RESULTS" && tar czf page-bench.tgz --exclude=page-bench.tgz --exclude=summary.txt . &&
-    find . -type f ! -name page-bench.tgz ! -name summary.txt -delete)
