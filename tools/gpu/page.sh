@@ -74,13 +74,13 @@ fi
 
 # MODE=bench: alone on the GPU, sequential, within the slice (25 s in round
 # C; a run takes ~6 s: the most telling shapes first, the rest skipped once
-# PAGE_BENCH_S - 7 s are gone)
+# PAGE_BENCH_S - 8 s are gone)
 CSV=$RESULTS/paged.csv
 rm -f "$CSV"
 A=(--device gpu --dim 128 --dtype bf16 --heads 32 --kv-heads 8 --iters 20 --kernel split,split-paged,split-tc,split-tc-paged --csv "$CSV")
 for run in "8 32768 16" "1 131072 64" "8 32768 32" "1 131072 16" "8 32768 64" "8 32768 256" "8 32768 128"; do
     set -- $run
-    if [ $((SECONDS - t0)) -gt $((${PAGE_BENCH_S:-25} - 7)) ]; then note "B=$1 Nk=$2 P=$3" "skipped: the slice"; continue; fi
+    if [ $((SECONDS - t0)) -gt $((${PAGE_BENCH_S:-25} - 8)) ]; then note "B=$1 Nk=$2 P=$3" "skipped: the slice"; continue; fi
     t=$SECONDS
     $B/07_split_kv_decode "${A[@]}" --batch "$1" --seq-kv "$2" --page-size "$3" >"$RESULTS/bench_B$1_P$3.log" 2>&1
     note "bench B=$1 Nk=$2 P=$3" "rc=$? ($((SECONDS - t)) s)"
