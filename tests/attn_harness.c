@@ -81,6 +81,10 @@ int attn_run_impl(const attn_impl_t *im, int gpu, const attn_problem_t *p, void 
         c.k = hbm_wrap(&c.lg, "K", p->k, (size_t)attn_kv_elems(s), s->dt);
         c.v = hbm_wrap(&c.lg, "V", p->v, (size_t)attn_kv_elems(s), s->dt);
         c.o = hbm_wrap(&c.lg, "O", o, (size_t)attn_q_elems(s), s->dt);
+        if (im->prepare && im->prepare(s, 0, p->k, p->v, ws)) { /* its own layout (stage 07's pages), uncounted */
+            free(ws);
+            return -1;
+        }
         const int rc = im->cpu(s, &c.q, &c.k, &c.v, &c.o, ws);
         free(ws);
         if (cnt) *cnt = c;
@@ -93,7 +97,9 @@ int attn_run_impl(const attn_impl_t *im, int gpu, const attn_problem_t *p, void 
     gpu_h2d(dv, p->v, kvb);
     gpu_poison(dout, qb);
     if (ws) gpu_poison(ws, wsb); /* e.g. FA1 must initialise its own O, l, m */
-    im->gpu(s, dq, dk, dv, dout, ws);
+    int rc = 0;
+    if (im->prepare) rc = im->prepare(s, 1, dk, dv, ws);
+    if (!rc) im->gpu(s, dq, dk, dv, dout, ws);
     gpu_sync();
     gpu_d2h(o, dout, qb);
     gpu_free(dq);
@@ -101,7 +107,7 @@ int attn_run_impl(const attn_impl_t *im, int gpu, const attn_problem_t *p, void 
     gpu_free(dv);
     gpu_free(dout);
     gpu_free(ws);
-    return 0;
+    return rc;
 }
 
 double attn_check_rows(const attn_problem_t *p, const void *o, unsigned rounding, attn_check_t *out)

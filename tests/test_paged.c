@@ -486,6 +486,49 @@ static void test_scatter_gpu(void **state)
     attn_problem_free(&p);
 }
 
+/* ---- the implementations as the driver runs them (prepare, then the run):
+ * split-paged and, on the GPU, split-tc-paged (split-tc's tensor-core kernel
+ * on the pages), against the fp64 reference with their rounding flags,
+ * lengths from --varlen (whole and partial pages), every P */
+static void impls_sweep(int gpu)
+{
+    static const dtype_t dts[2] = { DT_BF16, DT_F16 };
+    int ran = 0;
+    for (int t = 0; t < 2; t++)
+        for (int i = 0; i < 5; i++) {
+            attn_problem_t p;
+            attn_problem_make(&p, 3, 16, 2, 1, 1001, gpu ? 128 : 16, 0, dts[t], 1.5f, (uint32_t)(9700 + 10 * t + i));
+            p.s.varlen = 1; /* lengths 1001 - floor(b 1001 / 6) */
+            p.s.tune.page = (size_t)PS[i];
+            attn_problem_ref(&p, NULL);
+            const size_t ob = (size_t)attn_q_elems(&p.s) * 2;
+            void *o = malloc(ob);
+            const attn_impl_t *ims[2] = { &IMPL_SPLIT_PAGED, &IMPL_SPLIT_TC_PAGED };
+            for (int k = 0; k < 2; k++) {
+                char why[256];
+                if (!ims[k]->supports(&p.s, gpu, why, sizeof why)) {
+                    print_message("%s %s: n/a: %s\n", gpu ? "gpu" : "cpu", ims[k]->name, why);
+                    continue;
+                }
+                assert_int_equal(attn_run_impl(ims[k], gpu, &p, o, NULL), 0);
+                attn_check_t c;
+                const double ratio = attn_check_all(&p, o, attn_impl_rounding(ims[k], &p.s, gpu), &c);
+                if (!(ratio <= 1.0))
+                    print_message("%s %s %s P=%d: error/tolerance %.3g\n", gpu ? "gpu" : "cpu", ims[k]->name,
+                                  dtype_name(dts[t]), PS[i], ratio);
+                assert_true(ratio <= 1.0);
+                assert_int_equal(c.nonfinite, 0);
+                ran++;
+            }
+            free(o);
+            attn_problem_free(&p);
+        }
+    assert_true(ran >= 10);
+    print_message("%s: %d runs of the paged implementations within tolerance\n", gpu ? "gpu" : "cpu", ran);
+}
+static void test_impls_cpu(void **state) { (void)state; impls_sweep(0); }
+static void test_impls_gpu(void **state) { (void)state; SKIP_WITHOUT_GPU(); impls_sweep(1); }
+
 /* ---- the program */
 static void test_program_cpu(void **state)
 {
@@ -544,7 +587,9 @@ int main(void)
         cmocka_unit_test(test_broken_cpu),
         cmocka_unit_test(test_append_cpu),
         cmocka_unit_test(test_program_cpu),
+        cmocka_unit_test(test_impls_cpu),
         cmocka_unit_test(test_equals_contig_gpu),
+        cmocka_unit_test(test_impls_gpu),
         cmocka_unit_test(test_broken_gpu),
         cmocka_unit_test(test_append_gpu),
         cmocka_unit_test(test_scatter_gpu),

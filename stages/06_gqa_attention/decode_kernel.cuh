@@ -17,7 +17,8 @@
  * (the default, [B][Hkv][Nk][d]) or stage 07's kv_paged (pages through a
  * block table). The tile loader asks kv.run(j0) whether the tile's rows are
  * one contiguous block (always, for kv_contig; within a page, for kv_paged)
- * and then addresses rows from one base pointer; otherwise it asks every row.
+ * and then addresses rows from one base pointer; otherwise (a tile across
+ * pages) each thread asks once per page its rows enter.
  *
  * Grid: (query-head blocks, batch, whatever Epi indexes by blockIdx.z). A
  * block serves hpb query heads that share one K/V head (hpb = 1: indexed, or
@@ -182,23 +183,23 @@ __global__ void __launch_bounds__(DEC_MAX_THREADS) decode_kernel(dec_params P, K
             }
         }
         if constexpr (!KV::CONTIGUOUS) {
-            if (!one) { /* the tile crosses a page: every row through the policy (the block table) */
-                constexpr int LB = C::LD_IT < 8 ? C::LD_IT : 8; /* lookups in flight at once (registers) */
+            if (!one) { /* the tile crosses pages: a thread's rows rise with it, so it looks up
+                         * each page (run) it enters once: 64 / P lookups per thread per tile */
+                int seg = j0, seg_end = j0 + kv.run(j0);
+                const T *kseg = kb, *vseg = vb;
 #pragma unroll
-                for (int i0 = 0; i0 < C::LD_IT; i0 += LB) {
-                    const T *kr[LB], *vr[LB];
-#pragma unroll
-                    for (int u = 0; u < LB; u++) { /* the lookups first, so that their loads overlap */
-                        const int r = i0 + u < C::LD_IT ? (tid + (i0 + u) * C::THREADS) / C::NCHK : C::BN;
-                        kr[u] = r < nr ? kv.k_row(b, kvh, j0 + r) : kb;
-                        vr[u] = r < nr ? kv.v_row(b, kvh, j0 + r) : vb;
+                for (int it = 0; it < C::LD_IT; it++) {
+                    const int i = tid + it * C::THREADS, r = i / C::NCHK, c = i % C::NCHK, key = j0 + r;
+                    const bool ok = r < nr;
+                    if (ok && key >= seg_end) { /* the next page: one table read */
+                        kseg = kv.k_row(b, kvh, key);
+                        vseg = kv.v_row(b, kvh, key);
+                        seg = key;
+                        seg_end = key + kv.run(key);
                     }
-#pragma unroll
-                    for (int u = 0; u < LB && i0 + u < C::LD_IT; u++) {
-                        const int i = tid + (i0 + u) * C::THREADS, r = i / C::NCHK, c = i % C::NCHK;
-                        cp_async16(kt + r * C::KSTR + c * C::VE, kr[u] + c * C::VE, r < nr ? 16 : 0);
-                        cp_async16(vt + r * D + c * C::VE, vr[u] + c * C::VE, r < nr ? 16 : 0);
-                    }
+                    const size_t off = (size_t)(ok ? key - seg : 0) * D + c * C::VE;
+                    cp_async16(kt + r * C::KSTR + c * C::VE, (ok ? kseg : kb) + off, ok ? 16 : 0);
+                    cp_async16(vt + r * D + c * C::VE, (ok ? vseg : vb) + off, ok ? 16 : 0);
                 }
             }
         }

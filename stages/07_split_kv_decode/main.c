@@ -3,12 +3,14 @@
  * sequence) is the default. Prints the split choice, K/V GB/s and its share
  * of a measured read-only ceiling. --splits N overrides the choice (clamped
  * to the cache's tiles); --varlen gives the batch elements different lengths;
- * --page-size P adds the paged cache (split-paged) and the append's row. */
+ * --page-size P adds the paged cache (split-paged, split-tc-paged) and the
+ * append's row. */
 #include "split.h"
 
 int main(int argc, char **argv)
 {
-    static const attn_impl_t *const impls[] = { &IMPL_GQA_PACKED, &IMPL_SPLIT_KV, &IMPL_SPLIT_TC, &IMPL_SPLIT_PAGED };
+    static const attn_impl_t *const impls[] = { &IMPL_GQA_PACKED, &IMPL_SPLIT_KV, &IMPL_SPLIT_TC, &IMPL_SPLIT_PAGED,
+                                                  &IMPL_SPLIT_TC_PAGED };
     /* The stage's own options (cli.h, cli_opt_t). */
     static const cli_opt_t opts[] = {
         { "kv-heads", "G", 65536, "key/value heads (default --heads; must divide it)" },
@@ -21,7 +23,7 @@ int main(int argc, char **argv)
     const attn_stage_t st = {
         .prog = "07_split_kv_decode",
         .summary = "stage 07, split-KV decoding (partial states merged with stage 04's merge) vs stage 06's packed decode",
-        .impls = impls, .nimpls = 4, .own = 1, .opts = opts, .nopts = 6,
+        .impls = impls, .nimpls = 5, .own = 1, .opts = opts, .nopts = 6,
         .decode_default = 1, /* split-KV is a decode method: Nq = 1 unless told otherwise */
     };
     const attn_stage_ext_t ext = { gqa_read_ceiling_gbps, split_validate, paged_append_report };

@@ -7,8 +7,8 @@
  *
  * Memory traffic (bytes): the split decode's (split_gpu.cu) + the table
  * reads: one 4-byte entry per thread per tile inside a page (cached: the
- * threads of a block read the same entry), one per row of a tile that
- * crosses pages (P < 64), all served by L1/L2; HBM sees the table once,
+ * threads of a block read the same entry), 64 / P per thread in a tile
+ * that crosses pages (P < 64), all served by L1/L2; HBM sees the table once,
  * 4 B max_pages bytes.
  *
  * Also here: the scatter that builds the pools from a contiguous cache (the

@@ -192,7 +192,11 @@ void paged_append_gpu(const paged_geom_t *g, int32_t *table, const int32_t *lens
  * sequence its table read. */
 double paged_append_bytes(const paged_geom_t *g, const int *lens_in);
 
-extern const attn_impl_t IMPL_SPLIT_PAGED;
+/* The same on split-tc's tensor-core kernel (paged_tc.cu). */
+void paged_tc_decode_gpu(const attn_shape_t *s, const paged_geom_t *g, const void *q, const void *kpool,
+                         const void *vpool, const int32_t *table, void *o, const int *dev_lens, int splits, void *ws);
+
+extern const attn_impl_t IMPL_SPLIT_PAGED, IMPL_SPLIT_TC_PAGED;
 /* The stage's option checks and the append's row after each table (main.c). */
 int split_validate(const attn_shape_t *s, char *why, size_t n);
 int paged_append_report(const attn_shape_t *s, int gpu);

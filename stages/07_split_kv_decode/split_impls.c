@@ -232,21 +232,25 @@ const attn_impl_t IMPL_SPLIT_KV = {
 
 static void paged_geom_of(const attn_shape_t *s, paged_geom_t *g) { paged_geom(s, (int)s->tune.page, NULL, g); }
 
-static size_t paged_ws(const attn_shape_t *s)
+/* The paged functions below take the split count of their kernel: split's
+ * (split_splits) or split-tc's (tc_splits). */
+static size_t paged_ws_n(const attn_shape_t *s, int splits)
 {
     paged_geom_t g;
     paged_ws_t w;
     paged_geom_of(s, &g);
-    paged_ws_layout(s, &g, split_splits(s), &w);
+    paged_ws_layout(s, &g, splits, &w);
     return w.total;
 }
+static size_t paged_ws(const attn_shape_t *s) { return paged_ws_n(s, split_splits(s)); }
 
-static double paged_model(const attn_shape_t *s)
+static double paged_model_n(const attn_shape_t *s, int splits)
 {
     paged_geom_t g;
     paged_geom_of(s, &g);
-    return paged_decode_bytes(s, &g, NULL, split_splits(s));
+    return paged_decode_bytes(s, &g, NULL, splits);
 }
+static double paged_model(const attn_shape_t *s) { return paged_model_n(s, split_splits(s)); }
 
 static int paged_supports(const attn_shape_t *s, int gpu, char *why, size_t n)
 {
@@ -274,12 +278,12 @@ static int *lens_of(const attn_shape_t *s)
     return l;
 }
 
-static int paged_prepare(const attn_shape_t *s, int gpu, const void *k, const void *v, void *ws)
+static int paged_prepare_n(const attn_shape_t *s, int gpu, const void *k, const void *v, void *ws, int splits)
 {
     paged_geom_t g;
     paged_ws_t w;
     paged_geom_of(s, &g);
-    paged_ws_layout(s, &g, split_splits(s), &w);
+    paged_ws_layout(s, &g, splits, &w);
     int *lens = lens_of(s);
     int32_t *table = malloc((size_t)g.B * (size_t)g.max_pages * sizeof *table);
     int32_t *fl = malloc((size_t)(g.num_pages - g.used + 1) * sizeof *fl);
@@ -305,19 +309,29 @@ static int paged_prepare(const attn_shape_t *s, int gpu, const void *k, const vo
     return 0;
 }
 
-static int paged_cpu(const attn_shape_t *s, hbm_t *q, hbm_t *k, hbm_t *v, hbm_t *o, void *ws)
+static int paged_prepare(const attn_shape_t *s, int gpu, const void *k, const void *v, void *ws)
 {
-    (void)k; (void)v; /* the cache is the pools in ws, built by paged_prepare */
+    return paged_prepare_n(s, gpu, k, v, ws, split_splits(s));
+}
+
+static int paged_cpu_n(const attn_shape_t *s, hbm_t *q, hbm_t *o, void *ws, int splits)
+{
     paged_geom_t g;
     paged_ws_t w;
     paged_geom_of(s, &g);
-    paged_ws_layout(s, &g, split_splits(s), &w);
+    paged_ws_layout(s, &g, splits, &w);
     char *base = ws;
     const size_t pe = (size_t)g.num_pages * g.page_elems;
     hbm_t kp = hbm_wrap(q->lg, "K pages", base + w.kpool, pe, s->dt);
     hbm_t vp = hbm_wrap(q->lg, "V pages", base + w.vpool, pe, s->dt);
     hbm_t tb = hbm_wrap(q->lg, "block table", base + w.table, (size_t)g.B * (size_t)g.max_pages, DT_F32);
-    return paged_decode_cpu(s, &g, q, &kp, &vp, &tb, o, NULL, split_splits(s), ws);
+    return paged_decode_cpu(s, &g, q, &kp, &vp, &tb, o, NULL, splits, ws);
+}
+
+static int paged_cpu(const attn_shape_t *s, hbm_t *q, hbm_t *k, hbm_t *v, hbm_t *o, void *ws)
+{
+    (void)k; (void)v; /* the cache is the pools in ws, built by paged_prepare */
+    return paged_cpu_n(s, q, o, ws, split_splits(s));
 }
 
 #if HAVE_CUDA
@@ -332,7 +346,25 @@ static void paged_gpu(const attn_shape_t *s, const void *q, const void *k, const
     paged_decode_gpu(s, &g, q, base + w.kpool, base + w.vpool, (const int32_t *)(base + w.table), o,
                      gqa_device_lengths(s), split_splits(s), ws);
 }
+
+static void tc_paged_gpu(const attn_shape_t *s, const void *q, const void *k, const void *v, void *o, void *ws)
+{
+    (void)k; (void)v;
+    const int S = tc_splits(s);
+    paged_geom_t g;
+    paged_ws_t w;
+    paged_geom_of(s, &g);
+    paged_ws_layout(s, &g, S, &w);
+    char *base = ws;
+    paged_tc_decode_gpu(s, &g, q, base + w.kpool, base + w.vpool, (const int32_t *)(base + w.table), o,
+                        gqa_device_lengths(s), S, ws);
+}
 #else
+void paged_tc_decode_gpu(const attn_shape_t *s, const paged_geom_t *g, const void *q, const void *kpool,
+                         const void *vpool, const int32_t *table, void *o, const int *dev_lens, int splits, void *ws)
+{
+    (void)s; (void)g; (void)q; (void)kpool; (void)vpool; (void)table; (void)o; (void)dev_lens; (void)splits; (void)ws;
+}
 void paged_decode_gpu(const attn_shape_t *s, const paged_geom_t *g, const void *q, const void *kpool,
                       const void *vpool, const int32_t *table, void *o, const int *dev_lens, int splits, void *ws)
 {
@@ -378,6 +410,31 @@ const attn_impl_t IMPL_SPLIT_PAGED = {
     .name = "split-paged", .stage = "07", .rounding = 0, .ws_bytes = paged_ws, .model_bytes = paged_model,
     .supports = paged_supports, .cpu = paged_cpu, .gpu = GPU_FN(paged_gpu), .describe = paged_describe,
     .tiles = paged_tiles, .prepare = paged_prepare, .listed = paged_listed,
+};
+
+/* split-tc-paged: split-tc's kernel and split count on the paged cache
+ * (paged_tc.cu); the CPU run is the paged CPU decode with split-tc's splits. */
+static size_t tc_paged_ws(const attn_shape_t *s) { return paged_ws_n(s, tc_splits(s)); }
+static double tc_paged_model(const attn_shape_t *s) { return paged_model_n(s, tc_splits(s)); }
+static int tc_paged_prepare(const attn_shape_t *s, int gpu, const void *k, const void *v, void *ws)
+{
+    return paged_prepare_n(s, gpu, k, v, ws, tc_splits(s));
+}
+static int tc_paged_cpu(const attn_shape_t *s, hbm_t *q, hbm_t *k, hbm_t *v, hbm_t *o, void *ws)
+{
+    (void)k; (void)v;
+    return paged_cpu_n(s, q, o, ws, tc_splits(s));
+}
+static int tc_paged_supports(const attn_shape_t *s, int gpu, char *why, size_t n)
+{
+    return paged_supports(s, 0, why, n) && tc_supports(s, gpu, why, n);
+}
+static const char *tc_paged_tiles(const attn_shape_t *s, int gpu) { return fmt("%s:p%zu", tc_tiles(s, gpu), s->tune.page); }
+
+const attn_impl_t IMPL_SPLIT_TC_PAGED = {
+    .name = "split-tc-paged", .stage = "07", .rounding = 0, .ws_bytes = tc_paged_ws, .model_bytes = tc_paged_model,
+    .supports = tc_paged_supports, .cpu = tc_paged_cpu, .gpu = GPU_FN(tc_paged_gpu), .tiles = tc_paged_tiles,
+    .rounding_for = tc_rounding, .prepare = tc_paged_prepare, .listed = paged_listed,
 };
 
 int split_validate(const attn_shape_t *s, char *why, size_t n)
@@ -432,10 +489,9 @@ int paged_append_report(const attn_shape_t *s, int gpu)
     const size_t tn = (size_t)g.B * (size_t)g.max_pages, pool = paged_pool_bytes(&g);
     const int nfree = g.num_pages - g.used;
     int *lens = lens_of(s);
-    int32_t *table = malloc(tn * 4), *fl = malloc((size_t)(nfree + 1) * 4), lens_out[1] = { 0 };
+    int32_t *table = malloc(tn * 4), *fl = malloc((size_t)(nfree + 1) * 4);
     int32_t *lo = malloc((size_t)g.B * 4), top[2] = { 0, -7 };
     void *knew = malloc(rows * es), *vnew = malloc(rows * es), *kp = malloc(pool), *vp = malloc(pool);
-    (void)lens_out;
     int fail = 0;
     if (!lens || !table || !fl || !lo || !knew || !vnew || !kp || !vp) {
         fprintf(stderr, "paged: out of host memory for the append\n");

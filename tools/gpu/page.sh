@@ -1,15 +1,16 @@
 #!/usr/bin/env bash
 # page's GPU round (issue 19, second half: the paged K/V cache, stage 07).
-#   MODE=check  (90 s, in parallel with other scripts, nothing timed): the
+#   MODE=check  (90 s (round C), in parallel with other scripts, nothing timed): the
 #               paged tests (STF_GPU_ONLY=1), memcheck and racecheck on small
 #               shapes, the checked program runs with several P, dtypes and
 #               head dims, stage 06/07's own GPU tests (the decode kernel's
 #               loader changed: its K/V row policy).
-#   MODE=bench  (60 s, alone): contiguous split vs split-paged at P = 16 ...
+#   MODE=bench  (25 s (round C), alone): contiguous split vs split-paged at P = 16 ...
 #               256 on bf16 d = 128, Hq = 32, Hkv = 8: B = 8, 32k keys and
 #               B = 1, 128k keys (stage 06's packed decode in the same
 #               tables); the append kernel's row comes after each table.
-# Logs under $RESULTS; a summary last.
+# Logs under $RESULTS, packed at the end into one .tgz (the round returns
+# few files) beside summary.txt; a summary last.
 #   MODE=check RESULTS=/tmp/page bash tools/gpu/page.sh   (from the worktree root)
 set -uo pipefail
 cd "$(dirname "$0")/../.."
@@ -21,6 +22,14 @@ export LD_LIBRARY_PATH=${LD_LIBRARY_PATH:-}:/usr/local/cuda/lib64
 export STF_BIN_DIR=$PWD/build/bin
 B=build/bin
 summary=()
+# on exit (also when the round's timeout sends TERM): every log into one .tgz beside summary.txt
+pack() {
+    (cd "$RESULTS" && ls | grep -qv -e '\.tgz$' -e '^summary.txt$' || exit 0
+     tar czf "page-$MODE.tgz" --exclude="page-$MODE.tgz" --exclude=summary.txt . &&
+         find . -type f ! -name "page-$MODE.tgz" ! -name summary.txt -delete) 2>/dev/null
+}
+trap pack EXIT
+trap 'exit 143' TERM INT
 note() { summary+=("$(printf '%-46s %s' "$1" "$2")"); }
 t0=$SECONDS
 make -j"${JOBS:-16}" $B/07_split_kv_decode $B/test_paged $B/test_split_kv $B/test_gqa >"$RESULTS/build.log" 2>&1
@@ -32,7 +41,7 @@ git log -1 --format='%H %s' >"$RESULTS/commit.txt" 2>&1
 date -u >>"$RESULTS/commit.txt"
 
 if [ "$MODE" = check ]; then
-    left=$((85 - (SECONDS - t0)))
+    left=$((${PAGE_CHECK_S:-82} - (SECONDS - t0)))
     T="timeout $left"
     bg() { # name, log, command...: in the background, noted when it ends
         local name=$1 log=$2; shift 2
@@ -59,26 +68,26 @@ if [ "$MODE" = check ]; then
     grep -hE "^append|NO|FAILED" "$RESULTS"/runs_*.log | sort | uniq -c | head -20 >"$RESULTS/runs_summary.txt"
     echo "== page check summary ($((SECONDS - t0)) s)"
     printf '%s\n' "${summary[@]}" | tee "$RESULTS/summary.txt"
-    cat "$RESULTS/tests_summary.txt" "$RESULTS/runs_summary.txt"
+    cat "$RESULTS/tests_summary.txt" "$RESULTS/runs_summary.txt" | tee -a "$RESULTS/summary.txt"
     exit 0
 fi
 
-# MODE=bench: alone on the GPU, sequential, within 60 s
+# MODE=bench: alone on the GPU, sequential, within the slice (25 s in round
+# C; a run takes ~6 s: the most telling shapes first, the rest skipped once
+# PAGE_BENCH_S - 8 s are gone)
 CSV=$RESULTS/paged.csv
 rm -f "$CSV"
-A=(--device gpu --dim 128 --dtype bf16 --heads 32 --kv-heads 8 --iters 30 --csv "$CSV")
-for shape in "8 32768" "1 131072"; do
-    set -- $shape
-    for P in 64 16 256 32 128; do
-        if [ $((SECONDS - t0)) -gt 50 ]; then note "B=$1 Nk=$2 P=$P" "skipped: the 60 s slice"; continue; fi
-        t=$SECONDS
-        $B/07_split_kv_decode "${A[@]}" --batch "$1" --seq-kv "$2" --page-size "$P" >"$RESULTS/bench_B$1_P$P.log" 2>&1
-        note "bench B=$1 Nk=$2 P=$P" "rc=$? ($((SECONDS - t)) s)"
-    done
+A=(--device gpu --dim 128 --dtype bf16 --heads 32 --kv-heads 8 --iters 20 --kernel split,split-paged,split-tc,split-tc-paged --csv "$CSV")
+for run in "8 32768 16" "1 131072 64" "8 32768 32" "1 131072 16" "8 32768 64" "8 32768 256" "8 32768 128"; do
+    set -- $run
+    if [ $((SECONDS - t0)) -gt $((${PAGE_BENCH_S:-25} - 8)) ]; then note "B=$1 Nk=$2 P=$3" "skipped: the slice"; continue; fi
+    t=$SECONDS
+    $B/07_split_kv_decode "${A[@]}" --batch "$1" --seq-kv "$2" --page-size "$3" >"$RESULTS/bench_B$1_P$3.log" 2>&1
+    note "bench B=$1 Nk=$2 P=$3" "rc=$? ($((SECONDS - t)) s)"
 done
 echo "== page bench summary ($((SECONDS - t0)) s)"
 printf '%s\n' "${summary[@]}" | tee "$RESULTS/summary.txt"
 # contiguous split vs paged: the table rows and the append rows
 for f in "$RESULTS"/bench_B*.log; do
-    grep -HE " (packed|split|split-paged) gpu |^append" "$f" | sed "s|^$RESULTS/||"
-done | tee "$RESULTS/bench_summary.txt"
+    grep -HE " (packed|split|split-paged|split-tc|split-tc-paged) gpu |^append" "$f" | sed "s|^$RESULTS/||"
+done | tee -a "$RESULTS/summary.txt"

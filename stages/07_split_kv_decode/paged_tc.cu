@@ -1,0 +1,50 @@
+/* Stage 07's paged K/V cache on the tensor-core decode kernel (decode_tc.cuh,
+ * split-tc): the same kernel and split count as split-tc, its rows read
+ * through the block table (kv_pages.cuh) instead of kv_contig. What changes
+ * from decode_tc.cu: the policy; the combine is split_gpu.cu's (one warp per
+ * row), so the output is checked against the fp64 reference, not bit for
+ * bit against split-tc.
+ *
+ * Memory traffic (bytes): split-tc's + the table reads (paged_gpu.cu says
+ * how many; served by L1/L2).
+ *
+ * Run: build/bin/07_split_kv_decode --kernel split-tc,split-tc-paged --page-size 64 --seq-kv 32768 --batch 8 --heads 32 --kv-heads 8 --dim 128 --dtype bf16 */
+#include "gpu.h"
+#include "split.h"
+#include "split_epi.cuh"
+#include "decode_tc.cuh"
+#include "kv_pages.cuh"
+#include "../06_gqa_attention/decode_kernel.cuh"
+
+/* The pools through the table, for storage type T (dtc_run's make_kv). */
+struct dtc_paged {
+    const void *k, *v;
+    const int32_t *table;
+    int hkv, d, max_pages, shift;
+    template <typename Tag> __host__ __device__ auto operator()(Tag) const
+    {
+        using T = typename Tag::type;
+        return kv_paged<T>{ (const T *)k, (const T *)v, table, hkv, d, max_pages, shift };
+    }
+};
+
+extern "C" void paged_tc_decode_gpu(const attn_shape_t *s, const paged_geom_t *g, const void *q, const void *kpool,
+                                    const void *vpool, const int32_t *table, void *o, const int *dev_lens, int splits,
+                                    void *ws)
+{
+    const dtc_paged kv = { kpool, vpool, table, g->hkv, g->d, g->max_pages, g->shift };
+    if (splits <= 1) { /* one split: O written by the blocks (stage 06's epilogue) */
+        const dec_write_o epi = { o };
+        (void)dtc_run(s, q, dev_lens, kv, epi, 1); /* a refusal leaves O poisoned: the check fails */
+        return;
+    }
+    const size_t n = (size_t)splits * (size_t)attn_rows(s);
+    float *po = (float *)ws, *pm = po + n * s->dim, *pl = pm + n;
+    split_partial_epi epi;
+    epi.pm = pm;
+    epi.pl = pl;
+    epi.po = po;
+    epi.rows = (size_t)attn_rows(s);
+    epi.kps = (int)split_keys_per_split(s->seq_kv, (size_t)splits);
+    if (dtc_run(s, q, dev_lens, kv, epi, splits) == 0) split_combine_gpu(s, splits, pm, pl, po, o);
+}
