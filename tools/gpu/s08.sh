@@ -33,6 +33,19 @@ mkdir -p "$R"
 SUM=$R/summary.txt
 : >"$SUM"
 note() { echo "$*" | tee -a "$SUM"; }
+# few files come back from a round: on exit (a slice's TERM included) every log goes into one tarball,
+# beside summary.txt, and the summary is printed last
+pack() {
+    trap - EXIT TERM INT
+    local j; j=$(jobs -p)
+    [ -n "$j" ] && kill $j 2>/dev/null # steps still running when the slice ends (each its own timeout)
+    (cd "$R" && tar czf "s08b_$MODE.tgz" --exclude="s08b_*.tgz" --exclude=summary.txt . 2>/dev/null &&
+        find . -mindepth 1 ! -name "s08b_*.tgz" ! -name summary.txt -delete 2>/dev/null)
+    echo "==== s08b $MODE summary (logs: s08b_$MODE.tgz)"
+    tail -n 38 "$SUM"
+}
+trap pack EXIT
+trap 'exit 124' TERM INT
 
 t0=$(date +%s)
 T=(build/bin/test_backward_gpu build/bin/08_backward build/bin/test_backward)
@@ -47,7 +60,8 @@ note "MODE=$MODE build: $((tb - t0)) s"
   python3 -c 'import torch; print("torch", torch.__version__, torch.version.cuda)'; ncu --version | tail -n 1;
   git log --oneline -1; date -u; } >"$R/env.txt" 2>&1
 SET=${S08_SET:-$([ "$(date -u +%H%M)" -lt 1615 ] && echo B || echo C)}
-if [ "$MODE" = check ] || [ "$SET" = C ]; then BUDGET=${S08_BUDGET:-118}; else BUDGET=${S08_BUDGET:-98}; fi
+# round C's slices: check 120 s, bench 30 s
+if [ "$MODE" = check ]; then BUDGET=${S08_BUDGET:-108}; elif [ "$SET" = C ]; then BUDGET=${S08_BUDGET:-27}; else BUDGET=${S08_BUDGET:-98}; fi
 left() { echo $((BUDGET - ($(date +%s) - tb))); }
 run_to() { # run_to NAME TIMEOUT CMD...: one step, log in $R/NAME.log, a line in the summary
     local name=$1 to=$2; shift 2
@@ -89,7 +103,7 @@ EOF
 
 if [ "$MODE" = check ]; then
     step_bg() { step "$@" & }
-    step_bg bwd_accuracy 110 env BIN=$B OUT="$R" bash tools/bwd_accuracy.sh
+    step_bg bwd_accuracy 104 env BIN=$B OUT="$R" bash tools/bwd_accuracy.sh
     step_bg test_backward_gpu 60 env STF_GPU_ONLY=1 $B/test_backward_gpu
     step_bg test_backward 60 env STF_BIN_DIR=$B $B/test_backward
     step_bg memcheck_test_backward_gpu 60 env STF_GPU_ONLY=1 STF_TEST_SMALL=1 $CS --tool memcheck $B/test_backward_gpu
@@ -104,7 +118,8 @@ if [ "$MODE" = check ]; then
     wait
     grep -hE "^\[  FAILED  \]|must fail|failed, worst|worst error|bit-identical|differ|declines|ratio" \
         "$R"/test_backward_gpu.log 2>/dev/null | head -n 40 >"$R/test_summary.txt"
-    grep -A40 '^worst ratio' "$R/bwd_accuracy.log" 2>/dev/null | tee -a "$SUM"
+    grep -A16 '^worst ratio' "$R/bwd_accuracy.log" 2>/dev/null | tee -a "$SUM"
+    grep -hE "declines|^\[  FAILED  \]" "$R"/test_backward*.log 2>/dev/null | head -n 4 | tee -a "$SUM"
     note "total after build: $(($(date +%s) - tb)) s"
     exit 0
 fi
@@ -164,14 +179,9 @@ if [ "$SET" = B ]; then
     ncu_tc ncu_tc_m2 --metrics "$M2"
     ncu_fa2 ncu_fa2_m2 --metrics "$M2"
 else
-    step torch_backward 25 python3 tools/torch_backward.py --bench --csv "$R/torch_backward.csv"
-    step bench_kernels 20 env STF_BWD_BENCH=3 STF_TEST_FILTER=test_bench_gpu $B/test_backward_gpu
-    ncu_d64_all
-    ncu_tc ncu_tc_m2 --metrics "$M2"
-    ncu_fa2 ncu_fa2_m2 --metrics "$M2"
-    paper math
-    paper flash
-    step bench_08 50 env DEVICE=gpu BWD_PART=2 OUT="$R" BENCH_DIR="$R" BIN=$B bash stages/08_backward/bench.sh
+    # round C (30 s): the kernels' bench (bwd-tc-k32 against tc-atomic and tc-det) and PyTorch's, same session
+    step bench_kernels 12 env STF_BWD_BENCH=3 STF_TEST_FILTER=test_bench_gpu $B/test_backward_gpu
+    step torch_backward 16 python3 tools/torch_backward.py --bench --csv "$R/torch_backward.csv"
 fi
 
 # the kernel bench as CSV (plots/draw_backward.sh draws it against torch_backward.csv)
@@ -181,10 +191,26 @@ if [ -s "$R/bench_kernels.log" ]; then
           <(sed 's/warps, 3 blocks/warps 3 blocks/' "$R/bench_kernels.log"); } >"$R/bench_kernels.csv"
 fi
 
-# summary: the timings
-{
-    echo "---- timings (bf16, B N = 16384, H d = 2048; backward = 2.5 forward FLOPs)"
-    grep -h "bench N=" "$R/bench_kernels.log" 2>/dev/null
-    grep -hE "^(flash|cudnn|math) +(bwd|fwd)" "$R/torch_backward.log" 2>/dev/null
-} | tee -a "$SUM"
+# summary: per shape, the best configuration of each kernel against FA-2 and cuDNN (TFLOP/s)
+[ -s "$R/bench_kernels.csv" ] && python3 - "$R/bench_kernels.csv" "$R/torch_backward.csv" <<'EOF' | tee -a "$SUM"
+import csv, os, sys
+best = {}
+for r in csv.DictReader(open(sys.argv[1])):
+    k = (int(r["dim"]), int(r["seq"]), int(r["causal"]))
+    if float(r["tflops"]) > best.get((k, r["kernel"]), (0, ""))[0]:
+        best[(k, r["kernel"])] = (float(r["tflops"]), r["config"])
+lib = {}
+if os.path.exists(sys.argv[2]):
+    for r in csv.DictReader(open(sys.argv[2])):
+        if r["pass"] == "bwd":
+            lib[((int(r["dim"]), int(r["seq"]), int(r["causal"])), r["backend"])] = float(r["tflops"])
+nan = float("nan")
+print("  d     N c atomic (config)          det    k32 (config)     FA-2  cuDNN best/FA2 best/cuDNN")
+for k in sorted({k for k, _ in best}):
+    a, t, q = (best.get((k, n), (nan, "")) for n in ("bwd-tc-atomic", "bwd-tc-det", "bwd-tc-k32"))
+    f, c = lib.get((k, "flash"), nan), lib.get((k, "cudnn"), nan)
+    b = max(x[0] for x in (a, t, q) if x[0] == x[0])
+    print(f"{k[0]:3d} {k[1]:5d} {k[2]} {a[0]:6.1f} ({a[1]:16s}) {t[0]:6.1f} {q[0]:6.1f} ({q[1]:7s}) {f:6.1f} {c:6.1f} "
+          f"{b / f:8.2f} {b / c:9.2f}")
+EOF
 note "total after build: $(($(date +%s) - tb)) s"
