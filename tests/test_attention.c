@@ -537,9 +537,11 @@ static void test_program_npy_roundtrip_cpu(void **state)
     assert_int_equal(system(args), 0);
 }
 
-/* ---- the standard intermediates do not fit the device: the program says so,
- * marks the row, and still runs one-pass (N = 131072, H = 2, fp32: S and P
- * need 256 GiB). */
+/* ---- the standard intermediates cannot be held: the program says so, marks
+ * the row, and still runs one-pass (N = 131072, H = 2, fp32: S and P need
+ * 256 GiB, and Nq Nk = 2^34 is past cuBLAS's int strides, which is the
+ * reason the program gives first since standard checks them; either reason
+ * is the row's message). */
 static void test_program_does_not_fit_gpu(void **state)
 {
     (void)state;
@@ -549,7 +551,8 @@ static void test_program_does_not_fit_gpu(void **state)
     int rc = run_prog("--device gpu --batch 1 --heads 2 --seq 131072 --dim 64 --iters 1 --warmup 0", out, sizeof out, 1);
     print_message("%s", out);
     assert_int_equal(rc, 0);
-    assert_non_null(strstr(out, "does not fit"));
+    assert_non_null(strstr(out, "standard: n/a"));
+    assert_true(strstr(out, "does not fit") || strstr(out, "must stay below 2^31"));
     const char *op = strstr(out, "one-pass gpu"), *eol = op ? strchr(op, '\n') : NULL;
     assert_non_null(op);
     const char *yes = strstr(op, " yes");
