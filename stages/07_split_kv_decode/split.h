@@ -5,7 +5,7 @@
  * K/V head) into S ranges, give each range its own block, and let each block
  * produce the partial state (m, l, o) of its keys (stage 04's attn_state_t,
  * o unnormalised); a second kernel merges the S partial states of every row
- * with stage 04's merge (merge.c), which is exact because the merge is
+ * with stage 04's merge (attn_merge_ml, merge.h), which is exact because the merge is
  * associative (tests/test_attention.c, test_merge_associative).
  *
  * The decode kernel is stage 06's (decode_kernel.cuh), instantiated here
