@@ -100,17 +100,20 @@ if has checks; then
         case $t in *hwcounters*) continue ;; esac
         tests+=("$t")
     done
+    # at most N of this shell's background jobs at a time: start the next as
+    # soon as any one ends (waiting for a whole batch left the pool waiting on
+    # its slowest program)
+    slot() { while [ "$(jobs -rp | wc -l)" -ge "$1" ]; do wait -n; done; }
     # 1. the GPU tests, TEST_JOBS programs at a time, in one job
     gpu_tests() {
-        local t fail=0 n=0 d=$C/tests.parts
+        local t fail=0 d=$C/tests.parts
         mkdir -p "$d"
         for t in "${tests[@]}"; do
+            slot "${TEST_JOBS:-4}"
             # STF_NO_HWC: the sanitizer jobs beside this one hold the device,
             # and the counters were checked in the counters phase
             ( STF_GPU_ONLY=1 STF_NO_HWC=1 timeout 600 "$t" >"$d/$(basename "$t").log" 2>&1
               echo $? >"$d/$(basename "$t").rc" ) &
-            n=$((n + 1))
-            [ $((n % ${TEST_JOBS:-4})) = 0 ] && wait
         done
         wait
         for t in "${tests[@]}"; do
@@ -127,18 +130,17 @@ if has checks; then
     san_tests() {
         # SAN_JOBS test programs at a time (each under the sanitizer is one
         # CPU-bound process; one after another took most of this phase)
-        local tool=$1 t fail=0 n=0
+        local tool=$1 t fail=0
         shift
         local d=$C/$tool.parts
         mkdir -p "$d"
         for t in "$@"; do
+            slot "${SAN_JOBS:-6}"
             (
                 STF_GPU_ONLY=1 STF_TEST_SMALL=1 STF_NO_HWC=1 timeout 900 "${SAN[@]}" --tool "$tool" \
                     $([ "$tool" = memcheck ] && echo --leak-check full) -- "$t" >"$d/$(basename "$t").log" 2>&1
                 echo $? >"$d/$(basename "$t").rc"
             ) &
-            n=$((n + 1))
-            [ $((n % ${SAN_JOBS:-6})) = 0 ] && wait
         done
         wait
         for t in "$@"; do
