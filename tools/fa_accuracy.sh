@@ -34,6 +34,10 @@ fail=0 n=0
 impl_args=()
 for k in ${KERNELS//,/ }; do impl_args+=(--impl "$k"); done
 dirs=()
+# the cases run FA_JOBS at a time (each program run is mostly CPU: its fp64
+# reference and checks), each into its own log, appended in order after
+slot() { while [ "$(jobs -rp | wc -l)" -ge "$1" ]; do wait -n; done; }
+cases=()
 for d in ${DIMS:-64 96 128}; do
     for dt in bf16 fp16; do
         for causal in "" --causal; do
@@ -46,17 +50,23 @@ for d in ${DIMS:-64 96 128}; do
                 dir=$root/d${d}_${dt}${causal:+_causal}_shape$s
                 mkdir -p "$dir"
                 n=$((n + 1))
+                cases+=("$dir")
+                slot "${FA_JOBS:-4}"
                 # --kv-heads differs from --heads: stage 05's kernels read the K/V head by index
-                if "$BIN/$PROG" --device "$DEVICE" --dtype $dt --dim $d $causal $shape --iters 1 --warmup 0 \
-                        --kernel "$KERNELS" --save-npy "$dir" >>"$log" 2>&1; then
-                    dirs+=("$dir")
-                else
-                    echo "FAILED (program): d=$d $dt $causal $shape" | tee -a "$log"
-                    fail=1
-                fi
+                ( if "$BIN/$PROG" --device "$DEVICE" --dtype $dt --dim $d $causal $shape --iters 1 --warmup 0 \
+                        --kernel "$KERNELS" --save-npy "$dir" >"$dir.log" 2>&1; then
+                      touch "$dir.ok"
+                  else
+                      echo "FAILED (program): d=$d $dt $causal $shape" >>"$dir.log"
+                  fi ) &
             done
         done
     done
+done
+wait
+for dir in "${cases[@]}"; do
+    cat "$dir.log" >>"$log"
+    if [ -e "$dir.ok" ]; then dirs+=("$dir"); else grep '^FAILED (program)' "$dir.log"; fail=1; fi
 done
 # one python process for every case: importing torch takes seconds
 echo "shapes: 1 = 2 x 8 query heads over 2 K/V heads, 113 x 203; 2 = 2 x 4 heads, 203 x 113; 3 = 1 x 4 heads, 1000 x 1000" >>"$log"

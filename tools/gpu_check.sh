@@ -21,6 +21,10 @@
 # Exit status: 1 if any test, sanitizer run, benchmark run or ncu run failed.
 #   bash tools/gpu_check.sh                      # all
 #   PARTS="counters checks" bash tools/gpu_check.sh; PARTS=bench bash tools/gpu_check.sh
+# A checks phase too long for one sitting can be split (extended regexes):
+# CHECK_ONLY picks jobs (tests, memcheck_tests, memcheck_bench, racecheck,
+# fa_accuracy), TEST_ONLY the test programs they run, e.g.
+#   PARTS=checks CHECK_ONLY='tests|racecheck' TEST_ONLY='gqa|tiled' bash tools/gpu_check.sh
 set -uo pipefail
 BUILD=${BUILD:-build}
 OUT=${OUT:-$BUILD/bench}
@@ -92,12 +96,14 @@ if has checks; then
     job() {
         local name=$1
         shift
+        [[ $name =~ ^(${CHECK_ONLY:-.*})$ ]] || return 0
         ( "$@" >"$C/$name.log" 2>&1; echo $? >"$C/$name.rc" ) &
         jobs_started+=("$name")
     }
     tests=()
     for t in "$BUILD"/bin/test_*; do
         case $t in *hwcounters*) continue ;; esac
+        [[ $(basename "$t") =~ ${TEST_ONLY:-.} ]] || continue
         tests+=("$t")
     done
     # at most N of this shell's background jobs at a time: start the next as
@@ -159,7 +165,7 @@ if has checks; then
     # split-KV kernels
     race=()
     for t in test_softmax test_attention_tc test_gqa test_split_kv; do
-        [ -x "$BUILD/bin/$t" ] && race+=("$BUILD/bin/$t")
+        [ -x "$BUILD/bin/$t" ] && [[ $t =~ ${TEST_ONLY:-.} ]] && race+=("$BUILD/bin/$t")
     done
     job racecheck san_tests racecheck "${race[@]}"
     # 5. FlashAttention's accuracy criterion on every tensor-core kernel
