@@ -18,13 +18,13 @@
 #      at the issue's shapes (test_backward_gpu's bench), same session; the N
 #      sweep 1024 ... 16384 (standard against tc-atomic: time, HBM bytes by
 #      CUPTI, peak memory measured) and the paper's shape in 08_backward
-#      (bench.sh BWD_PART=1); ncu on our K/V kernel and on FA2's backward
+#      (the stage's manifest lines); ncu on our K/V kernel and on FA2's backward
 #      kernels (tensor pipe, stalls, shared memory); the paper's shape's
 #      DRAM bytes of PyTorch's math (standard) and flash backends, forward +
 #      backward, by ncu; then spills, atomics and shared-memory totals.
 #   C (118 s): the same speed runs again, the last ncu counters and the
 #      paper's shape if B did not reach them, and the issue's shapes in
-#      08_backward (BWD_PART=2: tc-atomic, tc-det).
+#      08_backward (tc-atomic, tc-det).
 set -u
 cd "$(dirname "$0")/../.."
 R=${RESULTS:-results/s08}
@@ -170,7 +170,7 @@ if [ "$SET" = B ]; then
     # the figures the note needs, most important first (round B's logs are the last the note can use)
     step torch_backward 25 python3 tools/torch_backward.py --bench --csv "$R/torch_backward.csv"
     step bench_kernels 20 env STF_BWD_BENCH=3 STF_TEST_FILTER=test_bench_gpu $B/test_backward_gpu
-    step bench_08 45 env DEVICE=gpu BWD_PART=1 OUT="$R" BENCH_DIR="$R" BIN=$B bash stages/08_backward/bench.sh
+    step bench_08 45 env DEVICE=gpu OUT="$R" BENCH_DIR="$R" BIN=$B bash stages/08_backward/bench.sh
     ncu_tc ncu_tc --metrics "$M" "${SEC[@]}"
     ncu_fa2 ncu_fa2 --metrics "$M" "${SEC[@]}"
     ncu_d64_all
