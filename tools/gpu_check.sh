@@ -110,51 +110,44 @@ if has checks; then
     # soon as any one ends (waiting for a whole batch left the pool waiting on
     # its slowest program)
     slot() { while [ "$(jobs -rp | wc -l)" -ge "$1" ]; do wait -n; done; }
-    # 1. the GPU tests, TEST_JOBS programs at a time, in one job
-    gpu_tests() {
-        local t fail=0 d=$C/tests.parts
+    # pool DIR JOBS LABEL PROGRAM...: "${RUN[@]}" PROGRAM for each program,
+    # JOBS at a time, a log and an exit status each in DIR; then the logs in
+    # order, each ending "=== LABELprogram: exit N"; fails if any program did
+    pool() {
+        local d=$1 n=$2 label=$3 t fail=0
+        shift 3
         mkdir -p "$d"
-        for t in "${tests[@]}"; do
-            slot "${TEST_JOBS:-4}"
-            # STF_NO_HWC: the sanitizer jobs beside this one hold the device,
-            # and the counters were checked in the counters phase
-            ( STF_GPU_ONLY=1 STF_NO_HWC=1 timeout 600 "$t" >"$d/$(basename "$t").log" 2>&1
-              echo $? >"$d/$(basename "$t").rc" ) &
+        for t in "$@"; do
+            slot "$n"
+            ( "${RUN[@]}" "$t" >"$d/$(basename "$t").log" 2>&1; echo $? >"$d/$(basename "$t").rc" ) &
         done
         wait
-        for t in "${tests[@]}"; do
+        for t in "$@"; do
             cat "$d/$(basename "$t").log"
-            echo "=== $(basename "$t"): exit $(cat "$d/$(basename "$t").rc")"
+            echo "=== $label$(basename "$t"): exit $(cat "$d/$(basename "$t").rc")"
             [ "$(cat "$d/$(basename "$t").rc")" = 0 ] || fail=1
         done
         return $fail
     }
+    # 1. the GPU tests, TEST_JOBS programs at a time, in one job (STF_NO_HWC:
+    # the sanitizer jobs beside this one hold the device, and the counters
+    # were checked in the counters phase)
+    gpu_tests() {
+        local RUN=(env STF_GPU_ONLY=1 STF_NO_HWC=1 timeout 600)
+        pool "$C/tests.parts" "${TEST_JOBS:-4}" "" "${tests[@]}"
+    }
     job tests gpu_tests
     # 2. memcheck on the GPU tests (STF_TEST_SMALL: the attention tests keep
     # N small under the sanitizer; the counter test is left out, the
-    # sanitizer and the profiler cannot both hold the device)
+    # sanitizer and the profiler cannot both hold the device), SAN_JOBS test
+    # programs at a time (each under the sanitizer is one CPU-bound process)
     san_tests() {
-        # SAN_JOBS test programs at a time (each under the sanitizer is one
-        # CPU-bound process; one after another took most of this phase)
-        local tool=$1 t fail=0
+        local tool=$1
         shift
-        local d=$C/$tool.parts
-        mkdir -p "$d"
-        for t in "$@"; do
-            slot "${SAN_JOBS:-6}"
-            (
-                STF_GPU_ONLY=1 STF_TEST_SMALL=1 STF_NO_HWC=1 timeout 900 "${SAN[@]}" --tool "$tool" \
-                    $([ "$tool" = memcheck ] && echo --leak-check full) -- "$t" >"$d/$(basename "$t").log" 2>&1
-                echo $? >"$d/$(basename "$t").rc"
-            ) &
-        done
-        wait
-        for t in "$@"; do
-            cat "$d/$(basename "$t").log"
-            echo "=== $tool $(basename "$t"): exit $(cat "$d/$(basename "$t").rc")"
-            [ "$(cat "$d/$(basename "$t").rc")" = 0 ] || fail=1
-        done
-        return $fail
+        local RUN=(env STF_GPU_ONLY=1 STF_TEST_SMALL=1 STF_NO_HWC=1 timeout 900 "${SAN[@]}" --tool "$tool")
+        [ "$tool" = memcheck ] && RUN+=(--leak-check full)
+        RUN+=(--)
+        pool "$C/$tool.parts" "${SAN_JOBS:-6}" "$tool " "$@"
     }
     job memcheck_tests san_tests memcheck "${tests[@]}"
     # 3. every stage program, end to end, through its quick benchmark runs

@@ -221,27 +221,32 @@ def check_broken(d, impl=None):
     return 1 if bad else 0
 
 
-p = argparse.ArgumentParser()
-p.add_argument("--csv")
-p.add_argument("--iters", type=int, default=20)
-p.add_argument("--gemm", action="store_true")
-p.add_argument("--dims", default="64,128", help="head dims of the timed shapes (default 64,128; H = 2048 / d)")
-p.add_argument("--check", nargs="+", metavar="DIR")
-p.add_argument("--impl", action="append",
-               help="with --check: check o_IMPL.npy (repeatable) instead of o.npy")
-p.add_argument("--check-broken", nargs="+", metavar="DIR",
-               help="feed the check broken copies of each output (NaN, inf, zeros, one element off); exit 1 if any passes")
-p.add_argument("--decode", action="store_true")
-p.add_argument("--decode-main", action="store_true",
-               help="with --decode: only the six shapes of stage 07's table, native K/V heads (a short session)")
-a = p.parse_args()
-if a.check_broken:
-    sys.exit(max(check_broken(d, i) for d in a.check_broken for i in (a.impl or [None])))
-if a.check:
-    # every directory and implementation is checked (no early exit), one
-    # process for all: importing torch costs seconds, a check milliseconds
-    sys.exit(max(check(d, i) for d in a.check for i in (a.impl or [None])))
-if a.decode:
-    decode(a)
-    sys.exit(0)
-bench(a)
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("--csv")
+    p.add_argument("--iters", type=int, default=20)
+    p.add_argument("--gemm", action="store_true")
+    p.add_argument("--dims", default="64,128", help="head dims of the timed shapes (default 64,128; H = 2048 / d)")
+    p.add_argument("--check", nargs="+", metavar="DIR")
+    p.add_argument("--impl", action="append",
+                   help="with --check: check o_IMPL.npy (repeatable) instead of o.npy")
+    p.add_argument("--check-broken", nargs="+", metavar="DIR",
+                   help="feed the check broken copies of each output (NaN, inf, zeros, one element off); exit 1 if any passes")
+    p.add_argument("--decode", action="store_true")
+    p.add_argument("--decode-main", action="store_true",
+                   help="with --decode: only the six shapes of stage 07's table, native K/V heads (a short session)")
+    a = p.parse_args()
+    if a.check_broken:
+        sys.exit(max(check_broken(d, i) for d in a.check_broken for i in (a.impl or [None])))
+    if a.check:
+        # every directory and implementation is checked (no early exit), one
+        # process for all: importing torch costs seconds, a check milliseconds
+        sys.exit(max(check(d, i) for d in a.check for i in (a.impl or [None])))
+    if a.decode:
+        decode(a)
+        sys.exit(0)
+    bench(a)
+
+
+if __name__ == "__main__":  # tools/torch_backward.py imports time_ms
+    main()

@@ -48,18 +48,7 @@ import torch.nn.functional as F
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
 
-def time_ms(fn, flush, iters, warmup=2):
-    times = []
-    for i in range(warmup + iters):
-        flush.zero_()
-        s, e = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        s.record()
-        fn()
-        e.record()
-        torch.cuda.synchronize()
-        if i >= warmup:
-            times.append(s.elapsed_time(e))
-    return statistics.median(times)
+from torch_attention import time_ms  # noqa: E402 (the same timing: CUDA events, L2 flushed, median)
 
 
 torch.backends.cuda.matmul.allow_tf32 = False  # the fp32 reference in fp32, not TF32
@@ -102,7 +91,7 @@ def bench(a):
                     fn()
                     peak = 0
                     fl = 3.5 * flops
-                ms = time_ms(fn, flush, a.iters)
+                ms = time_ms(fn, flush, a.iters, warmup=2)
         except RuntimeError as ex:
             print(f"{bname:6s} {what:7s} B={B:3d} H={H:3d} N={N:5d} d={d:3d} causal={causal}: not run "
                   f"({str(ex).splitlines()[0][:80]})", flush=True)

@@ -61,6 +61,10 @@ static const char *k_metrics[] = {"dram__bytes_read.sum", "dram__bytes_write.sum
 #define N_METRICS 2
 #define RANGE_NAME "hwc"
 
+/* A CUPTI parameter struct, zeroed, with its size filled in (every CUPTI call
+ * takes one; the size tells the library which version of the struct it got). */
+#define CUPTI_PARAMS(T, v) T v; memset(&v, 0, sizeof v); v.structSize = T##_STRUCT_SIZE
+
 /* ------------------------------------------------------------------ types */
 
 /* Signature checks: a typedef that drifts from the header's prototype is a
@@ -361,9 +365,7 @@ static const char *support_level(CUpti_Profiler_Support_Level s)
 
 static int check_device_supported(void)
 {
-    CUpti_Profiler_DeviceSupported_Params p;
-    memset(&p, 0, sizeof p);
-    p.structSize = CUpti_Profiler_DeviceSupported_Params_STRUCT_SIZE;
+    CUPTI_PARAMS(CUpti_Profiler_DeviceSupported_Params, p);
     p.cuDevice = g.dev;
     p.api = CUPTI_PROFILER_RANGE_PROFILING;
     if (!CUPTI(ProfilerDeviceSupported, &p)) return 0;
@@ -381,9 +383,7 @@ static int check_device_supported(void)
 
 static int get_chip_name(void)
 {
-    CUpti_Device_GetChipName_Params p;
-    memset(&p, 0, sizeof p);
-    p.structSize = CUpti_Device_GetChipName_Params_STRUCT_SIZE;
+    CUPTI_PARAMS(CUpti_Device_GetChipName_Params, p);
     p.deviceIndex = (size_t)g.dev;
     if (!CUPTI(DeviceGetChipName, &p)) return 0;
     if (!p.pChipName || !p.pChipName[0]) {
@@ -529,25 +529,19 @@ static int build_config(void)
 static void teardown_range_profiler(void)
 {
     if (g.pushed) {
-        CUpti_RangeProfiler_PopRange_Params p;
-        memset(&p, 0, sizeof p);
-        p.structSize = CUpti_RangeProfiler_PopRange_Params_STRUCT_SIZE;
+        CUPTI_PARAMS(CUpti_RangeProfiler_PopRange_Params, p);
         p.pRangeProfilerObject = g.rp;
         (void)cupti_ok(g.f.RangeProfilerPopRange(&p), "cuptiRangeProfilerPopRange (cleanup)");
         g.pushed = 0;
     }
     if (g.started) {
-        CUpti_RangeProfiler_Stop_Params p;
-        memset(&p, 0, sizeof p);
-        p.structSize = CUpti_RangeProfiler_Stop_Params_STRUCT_SIZE;
+        CUPTI_PARAMS(CUpti_RangeProfiler_Stop_Params, p);
         p.pRangeProfilerObject = g.rp;
         (void)cupti_ok(g.f.RangeProfilerStop(&p), "cuptiRangeProfilerStop (cleanup)");
         g.started = 0;
     }
     if (g.rp) {
-        CUpti_RangeProfiler_Disable_Params p;
-        memset(&p, 0, sizeof p);
-        p.structSize = CUpti_RangeProfiler_Disable_Params_STRUCT_SIZE;
+        CUPTI_PARAMS(CUpti_RangeProfiler_Disable_Params, p);
         p.pRangeProfilerObject = g.rp;
         (void)cupti_ok(g.f.RangeProfilerDisable(&p), "cuptiRangeProfilerDisable (cleanup)");
         g.rp = NULL;
@@ -563,9 +557,7 @@ static int measure_begin(void)
     /* Earlier work must not leak into the range. */
     if (!cuda_ok(cudaDeviceSynchronize(), "cudaDeviceSynchronize (before the range)")) return -1;
 
-    CUpti_RangeProfiler_Enable_Params en;
-    memset(&en, 0, sizeof en);
-    en.structSize = CUpti_RangeProfiler_Enable_Params_STRUCT_SIZE;
+    CUPTI_PARAMS(CUpti_RangeProfiler_Enable_Params, en);
     en.ctx = g.ctx;
     if (!CUPTI(RangeProfilerEnable, &en)) return -1;
     g.rp = en.pRangeProfilerObject;
@@ -580,9 +572,7 @@ static int measure_begin(void)
          * Skipping it on the second measurement made CounterDataImageInitialize
          * crash (seen on an H200, CUDA 13.0). One range, one nesting level:
          * the image holds exactly one result. */
-        CUpti_RangeProfiler_GetCounterDataSize_Params sz;
-        memset(&sz, 0, sizeof sz);
-        sz.structSize = CUpti_RangeProfiler_GetCounterDataSize_Params_STRUCT_SIZE;
+        CUPTI_PARAMS(CUpti_RangeProfiler_GetCounterDataSize_Params, sz);
         sz.pRangeProfilerObject = g.rp;
         sz.pMetricNames = k_metrics;
         sz.numMetrics = N_METRICS;
@@ -605,9 +595,7 @@ static int measure_begin(void)
 
     /* A fresh image each time: the previous measurement's range must not be
      * read back as this one's. */
-    CUpti_RangeProfiler_CounterDataImage_Initialize_Params ci;
-    memset(&ci, 0, sizeof ci);
-    ci.structSize = CUpti_RangeProfiler_CounterDataImage_Initialize_Params_STRUCT_SIZE;
+    CUPTI_PARAMS(CUpti_RangeProfiler_CounterDataImage_Initialize_Params, ci);
     ci.pRangeProfilerObject = g.rp;
     ci.counterDataSize = g.counter_size;
     ci.pCounterData = g.counter;
@@ -617,9 +605,7 @@ static int measure_begin(void)
      * and copies alike), where auto range would make one range per kernel.
      * User replay: nothing is replayed behind our back; with one pass there is
      * nothing to replay. */
-    CUpti_RangeProfiler_SetConfig_Params sc;
-    memset(&sc, 0, sizeof sc);
-    sc.structSize = CUpti_RangeProfiler_SetConfig_Params_STRUCT_SIZE;
+    CUPTI_PARAMS(CUpti_RangeProfiler_SetConfig_Params, sc);
     sc.pRangeProfilerObject = g.rp;
     sc.configSize = g.config_size;
     sc.pConfig = g.config;
@@ -634,16 +620,12 @@ static int measure_begin(void)
     sc.targetNestingLevel = 1;
     if (!CUPTI(RangeProfilerSetConfig, &sc)) goto fail;
 
-    CUpti_RangeProfiler_Start_Params st;
-    memset(&st, 0, sizeof st);
-    st.structSize = CUpti_RangeProfiler_Start_Params_STRUCT_SIZE;
+    CUPTI_PARAMS(CUpti_RangeProfiler_Start_Params, st);
     st.pRangeProfilerObject = g.rp;
     if (!CUPTI(RangeProfilerStart, &st)) goto fail;
     g.started = 1;
 
-    CUpti_RangeProfiler_PushRange_Params pu;
-    memset(&pu, 0, sizeof pu);
-    pu.structSize = CUpti_RangeProfiler_PushRange_Params_STRUCT_SIZE;
+    CUPTI_PARAMS(CUpti_RangeProfiler_PushRange_Params, pu);
     pu.pRangeProfilerObject = g.rp;
     pu.pRangeName = RANGE_NAME;
     if (!CUPTI(RangeProfilerPushRange, &pu)) goto fail;
@@ -671,9 +653,7 @@ static int measure_end(double *rd, double *wr, int allow_empty)
     char first_error[sizeof g.reason];
     snprintf(first_error, sizeof first_error, "%s", ok ? "" : g.reason);
 
-    CUpti_RangeProfiler_PopRange_Params po;
-    memset(&po, 0, sizeof po);
-    po.structSize = CUpti_RangeProfiler_PopRange_Params_STRUCT_SIZE;
+    CUPTI_PARAMS(CUpti_RangeProfiler_PopRange_Params, po);
     po.pRangeProfilerObject = g.rp;
     g.pushed = 0; /* popped or not, it is not retried */
     if (!CUPTI(RangeProfilerPopRange, &po) && ok) {
@@ -681,9 +661,7 @@ static int measure_end(double *rd, double *wr, int allow_empty)
         snprintf(first_error, sizeof first_error, "%s", g.reason);
     }
 
-    CUpti_RangeProfiler_Stop_Params sp;
-    memset(&sp, 0, sizeof sp);
-    sp.structSize = CUpti_RangeProfiler_Stop_Params_STRUCT_SIZE;
+    CUPTI_PARAMS(CUpti_RangeProfiler_Stop_Params, sp);
     sp.pRangeProfilerObject = g.rp;
     g.started = 0;
     if (!CUPTI(RangeProfilerStop, &sp)) {
@@ -701,9 +679,7 @@ static int measure_end(double *rd, double *wr, int allow_empty)
     }
 
     if (ok) {
-        CUpti_RangeProfiler_DecodeData_Params dd;
-        memset(&dd, 0, sizeof dd);
-        dd.structSize = CUpti_RangeProfiler_DecodeData_Params_STRUCT_SIZE;
+        CUPTI_PARAMS(CUpti_RangeProfiler_DecodeData_Params, dd);
         dd.pRangeProfilerObject = g.rp;
         if (!CUPTI(RangeProfilerDecodeData, &dd)) {
             ok = 0;
@@ -720,9 +696,7 @@ static int measure_end(double *rd, double *wr, int allow_empty)
 
     /* The decoded image and the host object are all evaluation needs, so the
      * profiler goes away now, whatever happened above. */
-    CUpti_RangeProfiler_Disable_Params di;
-    memset(&di, 0, sizeof di);
-    di.structSize = CUpti_RangeProfiler_Disable_Params_STRUCT_SIZE;
+    CUPTI_PARAMS(CUpti_RangeProfiler_Disable_Params, di);
     di.pRangeProfilerObject = g.rp;
     g.rp = NULL;
     if (!CUPTI(RangeProfilerDisable, &di) && ok) {
@@ -734,9 +708,7 @@ static int measure_end(double *rd, double *wr, int allow_empty)
         return -1;
     }
 
-    CUpti_RangeProfiler_GetCounterDataInfo_Params in;
-    memset(&in, 0, sizeof in);
-    in.structSize = CUpti_RangeProfiler_GetCounterDataInfo_Params_STRUCT_SIZE;
+    CUPTI_PARAMS(CUpti_RangeProfiler_GetCounterDataInfo_Params, in);
     in.pCounterDataImage = g.counter;
     in.counterDataImageSize = g.counter_size;
     if (!CUPTI(RangeProfilerGetCounterDataInfo, &in)) return -1;
@@ -798,9 +770,7 @@ static int probe(void)
     uint32_t version = 0;
     if (CUPTI(GetVersion, &version)) debug("CUPTI API version %u (headers: %u)", version, (unsigned)CUPTI_API_VERSION);
 
-    CUpti_Profiler_Initialize_Params pi;
-    memset(&pi, 0, sizeof pi);
-    pi.structSize = CUpti_Profiler_Initialize_Params_STRUCT_SIZE;
+    CUPTI_PARAMS(CUpti_Profiler_Initialize_Params, pi);
     if (!CUPTI(ProfilerInitialize, &pi)) return 0;
 
     if (!check_device_supported() || !get_chip_name() || !get_counter_availability(version) || !build_config()) return 0;

@@ -579,19 +579,6 @@ static void free_loaded(loaded_t *ld)
 
 static const char *shape_text(const size_t *sh) { return fmt("[%zu,%zu,%zu,%zu]", sh[0], sh[1], sh[2], sh[3]); }
 
-/* The first finite value that the storage type cannot hold (it would be
- * stored as inf): 1 and its index, or 0. */
-static int first_unfit(const float *x, size_t n, dtype_t dt, size_t *at)
-{
-    if (dt == DT_F32) return 0;
-    for (size_t i = 0; i < n; i++)
-        if (isfinite(x[i]) && !isfinite(dtype_round(dt, x[i]))) {
-            *at = i;
-            return 1;
-        }
-    return 0;
-}
-
 /* q.npy [B, H, Nq, d], k.npy and v.npy [B, Hkv, Nk, d]: the headers first
  * (shapes, and whether the arrays fit in host memory, and on the GPU in
  * device memory, before a byte of data is read), then the data, then every
@@ -646,7 +633,7 @@ static int load_inputs(const attn_stage_t *st, const char *dir, dtype_t dt, int 
     };
     for (int a = 0; a < 3; a++) {
         size_t at;
-        if (first_unfit(arr[a].x, arr[a].n, dt, &at)) {
+        if (dtype_first_unfit(arr[a].x, arr[a].n, dt, &at)) {
             const size_t d = arr[a].sh[3], n = arr[a].sh[2], h = arr[a].sh[1];
             fprintf(stderr, "%s: --load-npy: %s %s holds %.9g at [%zu,%zu,%zu,%zu], beyond the largest %s (%g): it "
                             "would be stored as inf and change the problem; scale the input or use a wider --dtype\n",

@@ -340,18 +340,6 @@ static int run_shape(const softmax_stage_t *st, const opts_t *o, size_t rows, si
     return failed;
 }
 
-/* The first finite value the storage type cannot hold (stored as inf): 1 and its index. */
-static int first_unfit(const float *x, size_t n, dtype_t dt, size_t *at)
-{
-    if (dt == DT_F32) return 0;
-    for (size_t i = 0; i < n; i++)
-        if (isfinite(x[i]) && !isfinite(dtype_round(dt, x[i]))) {
-            *at = i;
-            return 1;
-        }
-    return 0;
-}
-
 int softmax_stage_main(const softmax_stage_t *st, int argc, char **argv)
 {
     cli_spec_t spec = { st->prog, st->summary, CLI_SOFTMAX, NULL };
@@ -398,7 +386,7 @@ int softmax_stage_main(const softmax_stage_t *st, int argc, char **argv)
         rows = shape[0];
         cols = shape[1];
         size_t at;
-        if (first_unfit(loaded, rows * cols, o.dtype, &at)) {
+        if (dtype_first_unfit(loaded, rows * cols, o.dtype, &at)) {
             fprintf(stderr, "%s: --load-npy: x.npy [%zu,%zu] holds %.9g at [%zu,%zu], beyond the largest %s (%g): it "
                             "would be stored as inf and change the problem; scale the input or use a wider --dtype\n",
                     st->prog, rows, cols, (double)loaded[at], at / cols, at % cols, dtype_name(o.dtype),

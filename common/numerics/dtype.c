@@ -4,6 +4,7 @@
 #include "dtype.h"
 
 #include <float.h>
+#include <math.h>
 #include <string.h>
 
 size_t dtype_size(dtype_t dt) { return dt == DT_F32 ? 4 : 2; }
@@ -140,4 +141,15 @@ float dtype_round(dtype_t dt, float f)
     case DT_BF16: return bf16_to_f32(f32_to_bf16(f));
     default: return f;
     }
+}
+
+int dtype_first_unfit(const float *x, size_t n, dtype_t dt, size_t *at)
+{
+    if (dt == DT_F32) return 0;
+    for (size_t i = 0; i < n; i++)
+        if (isfinite(x[i]) && !isfinite(dtype_round(dt, x[i]))) {
+            *at = i;
+            return 1;
+        }
+    return 0;
 }

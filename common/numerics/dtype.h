@@ -40,6 +40,9 @@ float bf16_to_f32(uint16_t b);
 /* Rounds an fp32 value to the storage type and back: the value an array of
  * that type would hold. Identity for fp32. */
 float dtype_round(dtype_t dt, float f);
+/* The first of x[0..n) that is finite but that the storage type cannot hold
+ * (it would be stored as inf): returns 1 and its index in *at, or 0. */
+int dtype_first_unfit(const float *x, size_t n, dtype_t dt, size_t *at);
 
 static inline float dtype_get(const void *p, dtype_t dt, size_t i)
 {

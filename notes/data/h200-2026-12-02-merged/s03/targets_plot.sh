@@ -23,10 +23,7 @@ PY
 gnuplot <<GP
 set terminal pngcairo noenhanced size 1100,520 font ",11"
 set output "$out"
-set style data histograms
-set style histogram clustered gap 1
-set style fill solid 0.85 border -1
-set boxwidth 0.9
+load "$(cd "$(dirname "$0")/../../../.." && pwd)/plots/histogram_style.gp"
 set ylabel "GB/s (one read + one write of the matrix)"
 set key top left
 set xtics scale 0
