@@ -385,4 +385,62 @@ __device__ __forceinline__ void hop_bar_arrive(int id, int n)
     asm volatile("bar.arrive %0, %1;\n" ::"r"(id), "r"(n) : "memory");
 }
 
+/* ---------------------------------------------------------------- the epilogue */
+
+/* The online softmax of one S tile on wgmma's accumulator layout, as the
+ * serial rungs run it (h1, h2, h3): the thread's rows g and g + 8 (e / 2 of
+ * s[j][e]) each live in one quad (max and sum: two shuffles); m, l and O
+ * rescaled by alpha = exp2((m_old - m_new) scale_log2), then s turned into
+ * P = exp2(s scale_log2 - m scale_log2) in place (FlashAttention-2's update). */
+template <int D, int BKV>
+__device__ __forceinline__ void hop_softmax_rescale(float (&s)[BKV / 8][4], float (&o)[D / 8][4], float (&m)[2],
+                                                    float (&l)[2], float scale_log2)
+{
+#pragma unroll
+    for (int r = 0; r < 2; r++) {
+        float mx = -INFINITY;
+#pragma unroll
+        for (int j = 0; j < BKV / 8; j++) mx = fmaxf(mx, fmaxf(s[j][2 * r], s[j][2 * r + 1]));
+        const float mnew = fmaxf(m[r], tc_quad_max(mx));
+        const float ms = mnew == -INFINITY ? 0.0f : mnew;
+        const float msc = ms * scale_log2;
+        const float alpha = tc_exp2((m[r] - ms) * scale_log2);
+        m[r] = mnew;
+        l[r] *= alpha;
+#pragma unroll
+        for (int n = 0; n < D / 8; n++) {
+            o[n][2 * r] *= alpha;
+            o[n][2 * r + 1] *= alpha;
+        }
+#pragma unroll
+        for (int j = 0; j < BKV / 8; j++)
+#pragma unroll
+            for (int e = 2 * r; e < 2 * r + 2; e++) {
+                s[j][e] = tc_exp2(fmaf(s[j][e], scale_log2, -msc));
+                l[r] += s[j][e];
+            }
+    }
+}
+
+/* The epilogue of every rung: O = o / l for the thread's two rows (row0 =
+ * the warp's first row + g, and row0 + 8), 16-bit, rows past seq_q left
+ * out; a row that saw no key (l = 0) is written as zeros. */
+template <typename T, int D>
+__device__ __forceinline__ void hop_store_o(const tc_args_t &a, const float (&o)[D / 8][4], const float (&l)[2],
+                                            size_t qhead, int row0, int c)
+{
+    T *O = reinterpret_cast<T *>(a.o) + qhead * a.seq_q * D;
+#pragma unroll
+    for (int r = 0; r < 2; r++) {
+        const float lsum = tc_quad_sum(l[r]);
+        const float inv = lsum > 0.0f ? 1.0f / lsum : 0.0f;
+        const int row = row0 + 8 * r;
+        if (row >= a.seq_q) continue;
+#pragma unroll
+        for (int n = 0; n < D / 8; n++)
+            *reinterpret_cast<uint32_t *>(O + (size_t)row * D + 8 * n + 2 * c) =
+                tc_pack<T>(o[n][2 * r] * inv, o[n][2 * r + 1] * inv);
+    }
+}
+
 #endif
