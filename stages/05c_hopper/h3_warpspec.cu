@@ -23,26 +23,5 @@
 /* the flag block (hop_ws.cuh lists every rung's) */
 using h3_rung = hop_ws_rung</* OVERLAP */ false, /* PINGPONG */ false, /* STAGES3 */ false>;
 
-template <typename T, int D>
-__global__ void __launch_bounds__(HOP_WS_THREADS, 1)
-    h3_kernel(tc_args_t a, const __grid_constant__ CUtensorMap tmK, const __grid_constant__ CUtensorMap tmV)
-{
-#if HOP_DEVICE
-    extern __shared__ uint8_t h3_smem_raw[];
-    __shared__ __align__(8) uint64_t full[h3_rung::stages<D>()], empty[h3_rung::stages<D>()];
-    hop_ws_body<T, D, h3_rung>(a, tmK, tmV, h3_smem_raw, full, empty);
-#endif
-}
-
-struct h3_pick {
-    template <typename T, int D> static auto kernel() { return h3_kernel<T, D>; }
-};
-
-extern "C" int h3_launch(const tc_shape_t *s, const void *q, const void *k, const void *v, void *o)
-{
-    return hop_ws_launch<h3_pick, h3_rung>(s, q, k, v, o);
-}
-extern "C" int h3_describe(const tc_shape_t *s, char *buf, size_t n)
-{
-    return hop_ws_describe<h3_pick, h3_rung>(s, buf, n, "1 producer + 2 consumer warp groups (setmaxnreg 40/232), TMA, 2 stages, full/empty mbarriers");
-}
+HOP_WS_RUNG(3, h3_rung,
+            "1 producer + 2 consumer warp groups (setmaxnreg 40/232), TMA, 2 stages, full/empty mbarriers")

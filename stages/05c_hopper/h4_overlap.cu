@@ -21,26 +21,5 @@
 /* the flag block (hop_ws.cuh lists every rung's) */
 using h4_rung = hop_ws_rung</* OVERLAP */ true, /* PINGPONG */ false, /* STAGES3 */ false>;
 
-template <typename T, int D>
-__global__ void __launch_bounds__(HOP_WS_THREADS, 1)
-    h4_kernel(tc_args_t a, const __grid_constant__ CUtensorMap tmK, const __grid_constant__ CUtensorMap tmV)
-{
-#if HOP_DEVICE
-    extern __shared__ uint8_t h4_smem_raw[];
-    __shared__ __align__(8) uint64_t full[h4_rung::stages<D>()], empty[h4_rung::stages<D>()];
-    hop_ws_body<T, D, h4_rung>(a, tmK, tmV, h4_smem_raw, full, empty);
-#endif
-}
-
-struct h4_pick {
-    template <typename T, int D> static auto kernel() { return h4_kernel<T, D>; }
-};
-
-extern "C" int h4_launch(const tc_shape_t *s, const void *q, const void *k, const void *v, void *o)
-{
-    return hop_ws_launch<h4_pick, h4_rung>(s, q, k, v, o);
-}
-extern "C" int h4_describe(const tc_shape_t *s, char *buf, size_t n)
-{
-    return hop_ws_describe<h4_pick, h4_rung>(s, buf, n, "as h3, and S of the next tile issued before the softmax of this one (intra-warpgroup overlap)");
-}
+HOP_WS_RUNG(4, h4_rung,
+            "as h3, and S of the next tile issued before the softmax of this one (intra-warpgroup overlap)")

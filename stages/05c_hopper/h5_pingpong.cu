@@ -18,26 +18,5 @@
 /* the flag block (hop_ws.cuh lists every rung's) */
 using h5_rung = hop_ws_rung</* OVERLAP */ true, /* PINGPONG */ true, /* STAGES3 */ false>;
 
-template <typename T, int D>
-__global__ void __launch_bounds__(HOP_WS_THREADS, 1)
-    h5_kernel(tc_args_t a, const __grid_constant__ CUtensorMap tmK, const __grid_constant__ CUtensorMap tmV)
-{
-#if HOP_DEVICE
-    extern __shared__ uint8_t h5_smem_raw[];
-    __shared__ __align__(8) uint64_t full[h5_rung::stages<D>()], empty[h5_rung::stages<D>()];
-    hop_ws_body<T, D, h5_rung>(a, tmK, tmV, h5_smem_raw, full, empty);
-#endif
-}
-
-struct h5_pick {
-    template <typename T, int D> static auto kernel() { return h5_kernel<T, D>; }
-};
-
-extern "C" int h5_launch(const tc_shape_t *s, const void *q, const void *k, const void *v, void *o)
-{
-    return hop_ws_launch<h5_pick, h5_rung>(s, q, k, v, o);
-}
-extern "C" int h5_describe(const tc_shape_t *s, char *buf, size_t n)
-{
-    return hop_ws_describe<h5_pick, h5_rung>(s, buf, n, "as h4, the two consumer groups taking turns on the tensor cores (named barriers)");
-}
+HOP_WS_RUNG(5, h5_rung,
+            "as h4, the two consumer groups taking turns on the tensor cores (named barriers)")

@@ -18,26 +18,5 @@
 /* the flag block (hop_ws.cuh lists every rung's) */
 using h6_rung = hop_ws_rung</* OVERLAP */ true, /* PINGPONG */ true, /* STAGES3 */ true>;
 
-template <typename T, int D>
-__global__ void __launch_bounds__(HOP_WS_THREADS, 1)
-    h6_kernel(tc_args_t a, const __grid_constant__ CUtensorMap tmK, const __grid_constant__ CUtensorMap tmV)
-{
-#if HOP_DEVICE
-    extern __shared__ uint8_t h6_smem_raw[];
-    __shared__ __align__(8) uint64_t full[h6_rung::stages<D>()], empty[h6_rung::stages<D>()];
-    hop_ws_body<T, D, h6_rung>(a, tmK, tmV, h6_smem_raw, full, empty);
-#endif
-}
-
-struct h6_pick {
-    template <typename T, int D> static auto kernel() { return h6_kernel<T, D>; }
-};
-
-extern "C" int h6_launch(const tc_shape_t *s, const void *q, const void *k, const void *v, void *o)
-{
-    return hop_ws_launch<h6_pick, h6_rung>(s, q, k, v, o);
-}
-extern "C" int h6_describe(const tc_shape_t *s, char *buf, size_t n)
-{
-    return hop_ws_describe<h6_pick, h6_rung>(s, buf, n, "as h5, 3 K/V stages (2 at d = 256)");
-}
+HOP_WS_RUNG(6, h6_rung,
+            "as h5, 3 K/V stages (2 at d = 256)")

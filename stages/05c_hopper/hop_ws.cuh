@@ -343,4 +343,35 @@ template <class PICK, class R> static int hop_ws_describe(const tc_shape_t *s, c
     return tc_dispatch(s, f);
 }
 
+/* Rung N's kernel hN_kernel<T, D> (its own __global__ function: the name the
+ * profiler shows; it declares its shared memory and runs hop_ws_body) and
+ * its C launchers hN_launch, hN_describe. RUNG: the rung's flag block. */
+#if HOP_DEVICE
+#define HOP_WS_KERNEL_BODY(N, RUNG)                                                                  \
+    extern __shared__ uint8_t h##N##_smem_raw[];                                                     \
+    __shared__ __align__(8) uint64_t full[RUNG::stages<D>()], empty[RUNG::stages<D>()];              \
+    hop_ws_body<T, D, RUNG>(a, tmK, tmV, h##N##_smem_raw, full, empty);
+#else
+#define HOP_WS_KERNEL_BODY(N, RUNG)
+#endif
+#define HOP_WS_RUNG(N, RUNG, WHAT)                                                                         \
+    template <typename T, int D>                                                                           \
+    __global__ void __launch_bounds__(HOP_WS_THREADS, 1)                                                   \
+        h##N##_kernel(tc_args_t a, const __grid_constant__ CUtensorMap tmK,                                \
+                      const __grid_constant__ CUtensorMap tmV)                                             \
+    {                                                                                                      \
+        HOP_WS_KERNEL_BODY(N, RUNG)                                                                        \
+    }                                                                                                      \
+    struct h##N##_pick {                                                                                   \
+        template <typename T, int D> static auto kernel() { return h##N##_kernel<T, D>; }                  \
+    };                                                                                                     \
+    extern "C" int h##N##_launch(const tc_shape_t *s, const void *q, const void *k, const void *v, void *o) \
+    {                                                                                                      \
+        return hop_ws_launch<h##N##_pick, RUNG>(s, q, k, v, o);                                            \
+    }                                                                                                      \
+    extern "C" int h##N##_describe(const tc_shape_t *s, char *buf, size_t n)                               \
+    {                                                                                                      \
+        return hop_ws_describe<h##N##_pick, RUNG>(s, buf, n, WHAT);                                        \
+    }
+
 #endif
