@@ -154,4 +154,28 @@ static inline double tcp_check(const tcp_prob_t *p, const void *o, unsigned roun
     return c.worst_ratio;
 }
 
+/* The check must fail broken copies of a passing output o (host, p->nq
+ * elements): one element of checked row xl (an index in p->rows, a row that
+ * sees keys) 4 tolerances off, a NaN there, and a tiny non-zero value in
+ * checked row xe (a row that sees no key: it must be exact zeros). */
+static inline void tcp_broken_outputs_fail(const tcp_prob_t *p, const void *o, size_t xe, size_t xl, unsigned rounding)
+{
+    const size_t d = p->s.dim, es = dtype_size(p->s.dt), ol = p->rows[xl] * d;
+    assert_true(xe < p->nrows && xl < p->nrows && p->st[xe].n == 0 && p->st[xl].n > 0);
+    assert_true(tcp_check(p, o, rounding, NULL) <= 1.0);
+    void *bad = malloc(p->nq * es);
+    assert_non_null(bad);
+    const double tol = attention_tolerance(p->s.dt, d, &p->st[xl], rounding);
+    memcpy(bad, o, p->nq * es);
+    dtype_set(bad, p->s.dt, ol + 5, (float)(p->ref[xl * d + 5] + 4.0 * tol * p->st[xl].amax));
+    assert_true(tcp_check(p, bad, rounding, NULL) > 1.0);
+    memcpy(bad, o, p->nq * es);
+    dtype_set(bad, p->s.dt, ol + 7, NAN);
+    assert_true(tcp_check(p, bad, rounding, NULL) > 1.0);
+    memcpy(bad, o, p->nq * es);
+    dtype_set(bad, p->s.dt, p->rows[xe] * d + 3, 1e-7f); /* an fp16 subnormal */
+    assert_true(tcp_check(p, bad, rounding, NULL) > 1.0);
+    free(bad);
+}
+
 #endif
