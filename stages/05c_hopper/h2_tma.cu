@@ -114,46 +114,21 @@ __global__ void __launch_bounds__(H2_THREADS, 1)
 #endif
 }
 
-template <int D> static constexpr int h2_smem() { return hop_tile_bytes<D>(H2_BQ + 2 * H2_STAGES * H2_BKV) + 1024; }
-
-struct h2_run {
-    static constexpr unsigned DIMS = HOP_DIMS;
-    const tc_shape_t *s;
-    const void *q, *k, *v;
-    void *o;
-    template <typename T, int D> int run()
-    {
-        const CUtensorMap tk = hop_kv_tensor_map(k, s, H2_BKV), tv = hop_kv_tensor_map(v, s, H2_BKV);
-        auto kern = h2_kernel<T, D>;
-        static int raised;
-        if (!raised) {
-            CUDA_CHECK(cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, h2_smem<D>()));
-            raised = 1;
-        }
-        kern<<<tc_grid(s, H2_BQ), H2_THREADS, h2_smem<D>()>>>(tc_make_args(s, q, k, v, o), tk, tv);
-        LAUNCH_CHECK();
-        return 0;
-    }
+/* h2's geometry, for hop_tma_launch */
+struct h2_geom {
+    static constexpr int BQ = H2_BQ, THREADS = H2_THREADS;
+    template <int D> static constexpr int bkv() { return H2_BKV; }
+    template <int D> static constexpr int smem() { return hop_tile_bytes<D>(H2_BQ + 2 * H2_STAGES * H2_BKV) + 1024; }
 };
-struct h2_desc {
-    static constexpr unsigned DIMS = HOP_DIMS;
-    char *buf;
-    size_t n;
-    template <typename T, int D> int run()
-    {
-        tc_describe_kernel(buf, n, h2_kernel<T, D>, H2_BQ, H2_BKV, H2_THREADS, h2_smem<D>(),
-                           "2 warp groups, wgmma, K/V by TMA, 2 stages on mbarriers");
-        return 0;
-    }
+struct h2_pick {
+    template <typename T, int D> static auto kernel() { return h2_kernel<T, D>; }
 };
 
 extern "C" int h2_launch(const tc_shape_t *s, const void *q, const void *k, const void *v, void *o)
 {
-    h2_run f = { s, q, k, v, o };
-    return tc_dispatch(s, f);
+    return hop_tma_launch<h2_pick, h2_geom>(s, q, k, v, o);
 }
 extern "C" int h2_describe(const tc_shape_t *s, char *buf, size_t n)
 {
-    h2_desc f = { buf, n };
-    return tc_dispatch(s, f);
+    return hop_tma_describe<h2_pick, h2_geom>(s, buf, n, "2 warp groups, wgmma, K/V by TMA, 2 stages on mbarriers");
 }

@@ -391,4 +391,52 @@ __device__ __forceinline__ void hop_store_o(const tc_args_t &a, const float (&o)
     }
 }
 
+/* Launch and describe a rung whose kernel takes K and V tensor maps (h2 ...
+ * h6): PICK::kernel<T, D>() is its kernel; G gives its geometry: BQ query
+ * rows and THREADS threads a block, G::bkv<D>() keys a K/V tile,
+ * G::smem<D>() bytes of dynamic shared memory. */
+template <class PICK, class G> struct hop_tma_run {
+    static constexpr unsigned DIMS = HOP_DIMS;
+    const tc_shape_t *s;
+    const void *q, *k, *v;
+    void *o;
+    template <typename T, int D> int run()
+    {
+        const CUtensorMap tk = hop_kv_tensor_map(k, s, G::template bkv<D>()),
+                          tv = hop_kv_tensor_map(v, s, G::template bkv<D>());
+        auto kern = PICK::template kernel<T, D>();
+        static int raised;
+        if (!raised) {
+            CUDA_CHECK(cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, G::template smem<D>()));
+            raised = 1;
+        }
+        kern<<<tc_grid(s, G::BQ), G::THREADS, G::template smem<D>()>>>(tc_make_args(s, q, k, v, o), tk, tv);
+        LAUNCH_CHECK();
+        return 0;
+    }
+};
+template <class PICK, class G> struct hop_tma_desc {
+    static constexpr unsigned DIMS = HOP_DIMS;
+    char *buf;
+    size_t n;
+    const char *what;
+    template <typename T, int D> int run()
+    {
+        tc_describe_kernel(buf, n, PICK::template kernel<T, D>(), G::BQ, G::template bkv<D>(), G::THREADS,
+                           G::template smem<D>(), what);
+        return 0;
+    }
+};
+template <class PICK, class G>
+static int hop_tma_launch(const tc_shape_t *s, const void *q, const void *k, const void *v, void *o)
+{
+    hop_tma_run<PICK, G> f = { s, q, k, v, o };
+    return tc_dispatch(s, f);
+}
+template <class PICK, class G> static int hop_tma_describe(const tc_shape_t *s, char *buf, size_t n, const char *what)
+{
+    hop_tma_desc<PICK, G> f = { buf, n, what };
+    return tc_dispatch(s, f);
+}
+
 #endif

@@ -40,6 +40,7 @@ template <bool OVERLAP_, bool PINGPONG_, bool STAGES3_> struct hop_ws_rung {
     template <int D> static constexpr __host__ __device__ int stages() { return STAGES3_ && D != 256 ? 3 : 2; }
     template <int D> static constexpr __host__ __device__ int bkv() { return hop_bkv(D); } /* 128 keys (64 at d = 256) */
     template <int D> static constexpr int smem() { return hop_tile_bytes<D>(HOP_WS_BQ + 2 * stages<D>() * bkv<D>()) + 1024; }
+    static constexpr int BQ = HOP_WS_BQ, THREADS = HOP_WS_THREADS; /* for hop_tma_launch */
 };
 
 #if HOP_DEVICE
@@ -298,50 +299,6 @@ __device__ __forceinline__ void hop_ws_body(const tc_args_t &a, const CUtensorMa
 }
 #endif
 
-/* Launch and describe a rung (PICK::kernel<T, D>() is its kernel). */
-template <class PICK, class R> struct hop_ws_run {
-    static constexpr unsigned DIMS = HOP_DIMS;
-    const tc_shape_t *s;
-    const void *q, *k, *v;
-    void *o;
-    template <typename T, int D> int run()
-    {
-        const CUtensorMap tk = hop_kv_tensor_map(k, s, R::template bkv<D>()),
-                          tv = hop_kv_tensor_map(v, s, R::template bkv<D>());
-        auto kern = PICK::template kernel<T, D>();
-        static int raised;
-        if (!raised) {
-            CUDA_CHECK(cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, R::template smem<D>()));
-            raised = 1;
-        }
-        kern<<<tc_grid(s, HOP_WS_BQ), HOP_WS_THREADS, R::template smem<D>()>>>(tc_make_args(s, q, k, v, o), tk, tv);
-        LAUNCH_CHECK();
-        return 0;
-    }
-};
-template <class PICK, class R> struct hop_ws_desc {
-    static constexpr unsigned DIMS = HOP_DIMS;
-    char *buf;
-    size_t n;
-    const char *what;
-    template <typename T, int D> int run()
-    {
-        tc_describe_kernel(buf, n, PICK::template kernel<T, D>(), HOP_WS_BQ, R::template bkv<D>(), HOP_WS_THREADS,
-                           R::template smem<D>(), what);
-        return 0;
-    }
-};
-template <class PICK, class R>
-static int hop_ws_launch(const tc_shape_t *s, const void *q, const void *k, const void *v, void *o)
-{
-    hop_ws_run<PICK, R> f = { s, q, k, v, o };
-    return tc_dispatch(s, f);
-}
-template <class PICK, class R> static int hop_ws_describe(const tc_shape_t *s, char *buf, size_t n, const char *what)
-{
-    hop_ws_desc<PICK, R> f = { buf, n, what };
-    return tc_dispatch(s, f);
-}
 
 /* Rung N's kernel hN_kernel<T, D> (its own __global__ function: the name the
  * profiler shows; it declares its shared memory and runs hop_ws_body) and
@@ -367,11 +324,11 @@ template <class PICK, class R> static int hop_ws_describe(const tc_shape_t *s, c
     };                                                                                                     \
     extern "C" int h##N##_launch(const tc_shape_t *s, const void *q, const void *k, const void *v, void *o) \
     {                                                                                                      \
-        return hop_ws_launch<h##N##_pick, RUNG>(s, q, k, v, o);                                            \
+        return hop_tma_launch<h##N##_pick, RUNG>(s, q, k, v, o);                                            \
     }                                                                                                      \
     extern "C" int h##N##_describe(const tc_shape_t *s, char *buf, size_t n)                               \
     {                                                                                                      \
-        return hop_ws_describe<h##N##_pick, RUNG>(s, buf, n, WHAT);                                        \
+        return hop_tma_describe<h##N##_pick, RUNG>(s, buf, n, WHAT);                                        \
     }
 
 #endif
