@@ -61,7 +61,7 @@ if [ "$MODE" = check ]; then
     fa_pids=()
     for d in 64 128 256; do
         ( s=$(date +%s)
-          timeout $((BUDGET - 5)) env BIN=$B OUT="$R/fa_d$d" PROG=05c_hopper KERNELS="$rungs" DIMS="$d" \
+          timeout $((BUDGET - 5)) env FA_JOBS=3 BIN=$B OUT="$R/fa_d$d" PROG=05c_hopper KERNELS="$rungs" DIMS="$d" \
               bash tools/fa_accuracy.sh >"$R/fa_accuracy_d$d.log" 2>&1
           echo "rc=$? $(($(date +%s) - s))s" >"$R/fa_accuracy_d$d.rc" ) &
         fa_pids+=($!)
