@@ -28,7 +28,7 @@
 #include "attention_ref.h"
 #include "gpu.h"
 #include "harness.h"
-#include "rng.h"
+#include "tc_probs.h"
 
 #define ROUNDING (ATT_ROUND_P | ATT_MMA_LOWP)
 
@@ -49,92 +49,10 @@ static int must_take(int v, int d)
 }
 static const dtype_t DTS[2] = { DT_F16, DT_BF16 };
 
-/* One problem: host inputs, the rows checked and their fp64 reference. */
-typedef struct {
-    tc_shape_t s;
-    void *q, *k, *v;
-    size_t nq, nkv;
-    size_t *rows, nrows;
-    double *ref;
-    attn_row_stats_t *st;
-} prob_t;
+typedef tcp_prob_t prob_t;
 
-static void shape_set(tc_shape_t *s, int Nq, int Nkv, int d, int causal, dtype_t dt)
-{
-    s->batch = 2;
-    s->heads = 8;
-    s->kv_heads = 2;
-    s->seq_q = Nq;
-    s->seq_kv = Nkv;
-    s->dim = d;
-    s->causal = causal;
-    s->scale = (float)(1.0 / sqrt((double)d));
-    s->dt = dt;
-}
-
-/* Keys visible to query row i: bottom-right causal, clipped at 0. */
-static size_t visible(const tc_shape_t *s, int i)
-{
-    if (!s->causal) return (size_t)s->seq_kv;
-    long n = (long)i + 1 + s->seq_kv - s->seq_q;
-    return n < 0 ? 0 : n > s->seq_kv ? (size_t)s->seq_kv : (size_t)n;
-}
-
-static void *rand_array(dtype_t dt, size_t n, uint32_t stream, float scale)
-{
-    void *x = malloc(n * dtype_size(dt));
-    assert_non_null(x);
-    for (size_t i = 0; i < n; i++) dtype_set(x, dt, i, rng_logit(test_seed(), stream, i, scale));
-    return x;
-}
-
-static void prob_make(prob_t *p, const tc_shape_t *s, uint32_t stream)
-{
-    memset(p, 0, sizeof *p);
-    p->s = *s;
-    const size_t d = s->dim, es = dtype_size(s->dt);
-    p->nq = (size_t)s->batch * s->heads * s->seq_q * d;
-    p->nkv = (size_t)s->batch * s->kv_heads * s->seq_kv * d;
-    /* q, k in [-2, 2): logits spread like randn inputs'; v in [-1, 1) */
-    p->q = rand_array(s->dt, p->nq, stream, 2.0f);
-    p->k = rand_array(s->dt, p->nkv, stream + 1, 2.0f);
-    p->v = rand_array(s->dt, p->nkv, stream + 2, 1.0f);
-    const size_t total = (size_t)s->batch * s->heads * s->seq_q;
-    p->rows = malloc(total * sizeof *p->rows);
-    assert_non_null(p->rows);
-    /* every row of small problems; of larger ones the first and last 8 of
-     * each (b, h), the first and last row of every 64-row block (the query
-     * tiles of every rung are 64 or 128 rows) and every 37th: the fp64
-     * reference of all rows would cost minutes at d = 256 */
-    for (size_t r = 0; r < total; r++) {
-        const int i = (int)(r % (size_t)s->seq_q);
-        if (total <= 1024 || i < 8 || i >= s->seq_q - 8 || i % 64 == 0 || i % 64 == 63 || i % 37 == 0)
-            p->rows[p->nrows++] = r;
-    }
-    p->ref = malloc(p->nrows * d * sizeof *p->ref);
-    p->st = malloc(p->nrows * sizeof *p->st);
-    assert_non_null(p->ref);
-    assert_non_null(p->st);
-    for (size_t x = 0; x < p->nrows; x++) {
-        const size_t r = p->rows[x], bh = r / (size_t)s->seq_q, b = bh / (size_t)s->heads, h = bh % (size_t)s->heads;
-        const size_t kvs = b * (size_t)s->kv_heads + h / (size_t)(s->heads / s->kv_heads);
-        const size_t n = visible(s, (int)(r % (size_t)s->seq_q));
-        if (n == 0) { /* attention_ref_row gives NaN for no keys; tc.h promises zeros */
-            memset(&p->st[x], 0, sizeof p->st[x]);
-            for (size_t c = 0; c < d; c++) p->ref[x * d + c] = 0.0;
-            continue;
-        }
-        attention_ref_row((const char *)p->q + r * d * es, (const char *)p->k + kvs * s->seq_kv * d * es,
-                          (const char *)p->v + kvs * s->seq_kv * d * es, s->dt, n, d, s->scale, p->ref + x * d,
-                          &p->st[x]);
-    }
-}
-
-static void prob_free(prob_t *p)
-{
-    free(p->q); free(p->k); free(p->v); free(p->rows); free(p->ref); free(p->st);
-    memset(p, 0, sizeof *p);
-}
+/* batch 2, 8 query heads over 2 K/V heads */
+static void shape_set(tc_shape_t *s, int Nq, int Nkv, int d, int causal, dtype_t dt) { tcp_shape(s, 8, Nq, Nkv, d, causal, dt); }
 
 /* The problems, made once and shared by every version's test. */
 static prob_t g_probs[4][NDIMS][2][2];
@@ -146,7 +64,7 @@ static const prob_t *prob_get(int si, int di, int ti, int causal)
         tc_shape_t s;
         const int(*sh)[2] = small_mode() ? SHAPES_SMALL : SHAPES;
         shape_set(&s, sh[si][0], sh[si][1], DIMS[di], causal, DTS[ti]);
-        prob_make(p, &s, (uint32_t)(1000 + 100 * si + 10 * di + 2 * ti + causal) * 4u);
+        tcp_make(p, &s, (uint32_t)(1000 + 100 * si + 10 * di + 2 * ti + causal) * 4u);
     }
     return p;
 }
@@ -158,46 +76,12 @@ static int teardown_probs(void **state)
         for (int b = 0; b < NDIMS; b++)
             for (int c = 0; c < 2; c++)
                 for (int e = 0; e < 2; e++)
-                    if (g_probs[a][b][c][e].q) prob_free(&g_probs[a][b][c][e]);
+                    if (g_probs[a][b][c][e].q) tcp_free(&g_probs[a][b][c][e]);
     return 0;
 }
 
-/* Runs version v on p's inputs with shape *s (p->s unless a test changes
- * it) into o (host, p->nq elements), the device output poisoned first.
- * Returns attn_tc_launch's status. */
-static int run_tc(int v, const prob_t *p, const tc_shape_t *s, void *o)
-{
-    const size_t es = dtype_size(p->s.dt), qb = p->nq * es, kvb = p->nkv * es;
-    void *dq = gpu_malloc(qb, "Q"), *dk = gpu_malloc(kvb, "K"), *dv = gpu_malloc(kvb, "V"), *dout = gpu_malloc(qb, "O");
-    gpu_h2d(dq, p->q, qb);
-    gpu_h2d(dk, p->k, kvb);
-    gpu_h2d(dv, p->v, kvb);
-    gpu_poison(dout, qb);
-    int rc = attn_tc_launch(v, s, dq, dk, dv, dout);
-    gpu_sync();
-    gpu_d2h(o, dout, qb);
-    gpu_free(dq); gpu_free(dk); gpu_free(dv); gpu_free(dout);
-    return rc;
-}
-
-/* Worst error / tolerance over p's checked rows of o (NaN, inf or a
- * tolerance that is not finite: infinity); empty rows must be exact zeros. */
-static double check_tc(const prob_t *p, const void *o, attn_check_t *out)
-{
-    const size_t d = p->s.dim, es = dtype_size(p->s.dt);
-    attn_check_t c;
-    attn_check_init(&c);
-    int empty_bad = 0;
-    for (size_t x = 0; x < p->nrows; x++) {
-        const void *row = (const char *)o + p->rows[x] * d * es;
-        attn_check_row(&c, row, p->s.dt, p->ref + x * d, &p->st[x], d, ROUNDING);
-        if (p->st[x].n == 0)
-            for (size_t k = 0; k < d; k++) empty_bad |= dtype_get(row, p->s.dt, k) != 0.0f;
-    }
-    if (out) *out = c;
-    if (c.nonfinite || empty_bad || !isfinite(c.max_tol) || !(c.worst_ratio <= 1.0)) return INFINITY;
-    return c.worst_ratio;
-}
+static int run_tc(int v, const prob_t *p, const tc_shape_t *s, void *o) { return tcp_run(attn_tc_launch, v, p, s, o); }
+static double check_tc(const prob_t *p, const void *o, attn_check_t *out) { return tcp_check(p, o, ROUNDING, out); }
 
 /* ---- every version on every shape */
 static void test_version(void **state)
@@ -268,34 +152,17 @@ static void test_broken_output_fails(void **state)
     (void)state;
     SKIP_WITHOUT_GPU();
     const prob_t *p = prob_get(1, 3, 0, 1); /* (203, 113), d 128, fp16, causal: rows 0..89 see no key */
-    const size_t d = p->s.dim, es = dtype_size(p->s.dt);
-    void *o = malloc(p->nq * es), *bad = malloc(p->nq * es);
+    void *o = malloc(p->nq * dtype_size(p->s.dt));
     assert_non_null(o);
-    assert_non_null(bad);
-    const int v = TC_NVERSIONS - 1;
-    assert_int_equal(run_tc(v, p, &p->s, o), 0);
-    assert_true(check_tc(p, o, NULL) <= 1.0);
+    assert_int_equal(run_tc(TC_NVERSIONS - 1, p, &p->s, o), 0);
     size_t xe = 0, xl = 0; /* an empty row, and a row seeing all 113 keys */
     for (size_t x = 0; x < p->nrows; x++) {
         if (p->st[x].n == 0 && !xe) xe = x + 1;
         if (p->st[x].n == 113) xl = x + 1;
     }
     assert_true(xe && xl);
-    xe--;
-    xl--;
-    const size_t ol = p->rows[xl] * d;
-    const double tol = attention_tolerance(p->s.dt, d, &p->st[xl], ROUNDING);
-    memcpy(bad, o, p->nq * es);
-    dtype_set(bad, p->s.dt, ol + 5, (float)(p->ref[xl * d + 5] + 4.0 * tol * p->st[xl].amax));
-    assert_true(check_tc(p, bad, NULL) > 1.0);
-    memcpy(bad, o, p->nq * es);
-    dtype_set(bad, p->s.dt, ol + 7, NAN);
-    assert_true(check_tc(p, bad, NULL) > 1.0);
-    memcpy(bad, o, p->nq * es);
-    dtype_set(bad, p->s.dt, p->rows[xe] * d + 3, 1e-7f); /* an fp16 subnormal */
-    assert_true(check_tc(p, bad, NULL) > 1.0);
+    tcp_broken_outputs_fail(p, o, xe - 1, xl - 1, ROUNDING);
     free(o);
-    free(bad);
 }
 
 /* ---- what is declined, and why (no GPU needed) */

@@ -29,7 +29,7 @@
 #include "attention_ref.h"
 #include "gpu.h"
 #include "harness.h"
-#include "rng.h"
+#include "tc_probs.h"
 
 #define ROUNDING (ATT_ROUND_P | ATT_MMA_LOWP)
 
@@ -43,87 +43,10 @@ static const int SHAPES[NSHAPES][2] = { { 1, 1 },   { 7, 7 },     { 65, 65 },   
 static const int DIMS[NDIMS] = { 64, 128, 256 };
 static const dtype_t DTS[2] = { DT_F16, DT_BF16 };
 
-typedef struct {
-    tc_shape_t s;
-    void *q, *k, *v;
-    size_t nq, nkv;
-    double *ref; /* indexed by row; only rows with checked[r] are computed */
-    attn_row_stats_t *st;
-    unsigned char *checked;
-} prob_t;
+typedef tcp_prob_t prob_t;
 
-static void shape_set(tc_shape_t *s, int Nq, int Nkv, int d, int causal, dtype_t dt)
-{
-    s->batch = 2;
-    s->heads = 4;
-    s->kv_heads = 2;
-    s->seq_q = Nq;
-    s->seq_kv = Nkv;
-    s->dim = d;
-    s->causal = causal;
-    s->scale = (float)(1.0 / sqrt((double)d));
-    s->dt = dt;
-}
-
-static size_t visible(const tc_shape_t *s, int i)
-{
-    if (!s->causal) return (size_t)s->seq_kv;
-    long n = (long)i + 1 + s->seq_kv - s->seq_q;
-    return n < 0 ? 0 : n > s->seq_kv ? (size_t)s->seq_kv : (size_t)n;
-}
-
-static void *rand_array(dtype_t dt, size_t n, uint32_t stream, float scale)
-{
-    void *x = malloc(n * dtype_size(dt));
-    assert_non_null(x);
-    for (size_t i = 0; i < n; i++) dtype_set(x, dt, i, rng_logit(test_seed(), stream, i, scale));
-    return x;
-}
-
-static void prob_make(prob_t *p, const tc_shape_t *s, uint32_t stream)
-{
-    memset(p, 0, sizeof *p);
-    p->s = *s;
-    const size_t d = s->dim, es = dtype_size(s->dt);
-    p->nq = (size_t)s->batch * s->heads * s->seq_q * d;
-    p->nkv = (size_t)s->batch * s->kv_heads * s->seq_kv * d;
-    p->q = rand_array(s->dt, p->nq, stream, 2.0f);
-    p->k = rand_array(s->dt, p->nkv, stream + 1, 2.0f);
-    p->v = rand_array(s->dt, p->nkv, stream + 2, 1.0f);
-    const size_t total = (size_t)s->batch * s->heads * s->seq_q;
-    p->ref = malloc(total * d * sizeof *p->ref);
-    p->st = malloc(total * sizeof *p->st);
-    assert_non_null(p->ref);
-    assert_non_null(p->st);
-    p->checked = calloc(total, 1);
-    assert_non_null(p->checked);
-    for (size_t r = 0; r < total; r++) {
-        /* every row of small problems; of larger ones, per (b, h), the first and
-         * last 8 rows, the first and last row of every 64-row block (the query
-         * tiles are 128 rows, a warp group's 64) and every 37th: the fp64
-         * reference of every row costs more than the GPU runs */
-        const int i = (int)(r % (size_t)s->seq_q);
-        if (!(total <= 1024 || i < 8 || i >= s->seq_q - 8 || i % 64 == 0 || i % 64 == 63 || i % 37 == 0)) continue;
-        p->checked[r] = 1;
-        const size_t bh = r / (size_t)s->seq_q, b = bh / (size_t)s->heads, h = bh % (size_t)s->heads;
-        const size_t kvs = b * (size_t)s->kv_heads + h / (size_t)(s->heads / s->kv_heads);
-        const size_t n = visible(s, (int)(r % (size_t)s->seq_q));
-        if (n == 0) { /* no visible key: hopper.h promises zeros */
-            memset(&p->st[r], 0, sizeof p->st[r]);
-            for (size_t c = 0; c < d; c++) p->ref[r * d + c] = 0.0;
-            continue;
-        }
-        attention_ref_row((const char *)p->q + r * d * es, (const char *)p->k + kvs * s->seq_kv * d * es,
-                          (const char *)p->v + kvs * s->seq_kv * d * es, s->dt, n, d, s->scale, p->ref + r * d,
-                          &p->st[r]);
-    }
-}
-
-static void prob_free(prob_t *p)
-{
-    free(p->q); free(p->k); free(p->v); free(p->ref); free(p->st); free(p->checked);
-    memset(p, 0, sizeof *p);
-}
+/* batch 2, 4 query heads over 2 K/V heads */
+static void shape_set(tc_shape_t *s, int Nq, int Nkv, int d, int causal, dtype_t dt) { tcp_shape(s, 4, Nq, Nkv, d, causal, dt); }
 
 static prob_t g_probs[NSHAPES][NDIMS][2][2];
 
@@ -133,7 +56,7 @@ static const prob_t *prob_get(int si, int di, int ti, int causal)
     if (!p->q) {
         tc_shape_t s;
         shape_set(&s, SHAPES[si][0], SHAPES[si][1], DIMS[di], causal, DTS[ti]);
-        prob_make(p, &s, (uint32_t)(5000 + 100 * si + 10 * di + 2 * ti + causal) * 4u);
+        tcp_make(p, &s, (uint32_t)(5000 + 100 * si + 10 * di + 2 * ti + causal) * 4u);
     }
     return p;
 }
@@ -145,7 +68,7 @@ static int teardown_probs(void **state)
         for (int b = 0; b < NDIMS; b++)
             for (int c = 0; c < 2; c++)
                 for (int e = 0; e < 2; e++)
-                    if (g_probs[a][b][c][e].q) prob_free(&g_probs[a][b][c][e]);
+                    if (g_probs[a][b][c][e].q) tcp_free(&g_probs[a][b][c][e]);
     return 0;
 }
 
@@ -164,43 +87,8 @@ static void skip_unless_hopper(void)
     }
 }
 
-/* Runs version v on p's inputs with shape *s into o (host, p->nq elements),
- * the device output poisoned first. Returns attn_hop_launch's status. */
-static int run_hop(int v, const prob_t *p, const tc_shape_t *s, void *o)
-{
-    const size_t es = dtype_size(p->s.dt), qb = p->nq * es, kvb = p->nkv * es;
-    void *dq = gpu_malloc(qb, "Q"), *dk = gpu_malloc(kvb, "K"), *dv = gpu_malloc(kvb, "V"), *dout = gpu_malloc(qb, "O");
-    gpu_h2d(dq, p->q, qb);
-    gpu_h2d(dk, p->k, kvb);
-    gpu_h2d(dv, p->v, kvb);
-    gpu_poison(dout, qb);
-    int rc = attn_hop_launch(v, s, dq, dk, dv, dout);
-    gpu_sync();
-    gpu_d2h(o, dout, qb);
-    gpu_free(dq); gpu_free(dk); gpu_free(dv); gpu_free(dout);
-    return rc;
-}
-
-/* Worst error / tolerance over the checked rows of o (NaN, inf or a tolerance that
- * is not finite: infinity); empty rows must be exact zeros. */
-static double check_hop(const prob_t *p, const void *o, attn_check_t *out)
-{
-    const size_t d = p->s.dim, es = dtype_size(p->s.dt);
-    const size_t total = (size_t)p->s.batch * p->s.heads * p->s.seq_q;
-    attn_check_t c;
-    attn_check_init(&c);
-    int empty_bad = 0;
-    for (size_t r = 0; r < total; r++) {
-        if (!p->checked[r]) continue;
-        const void *row = (const char *)o + r * d * es;
-        attn_check_row(&c, row, p->s.dt, p->ref + r * d, &p->st[r], d, ROUNDING);
-        if (p->st[r].n == 0)
-            for (size_t k = 0; k < d; k++) empty_bad |= dtype_get(row, p->s.dt, k) != 0.0f;
-    }
-    if (out) *out = c;
-    if (c.nonfinite || empty_bad || !isfinite(c.max_tol) || !(c.worst_ratio <= 1.0)) return INFINITY;
-    return c.worst_ratio;
-}
+static int run_hop(int v, const prob_t *p, const tc_shape_t *s, void *o) { return tcp_run(attn_hop_launch, v, p, s, o); }
+static double check_hop(const prob_t *p, const void *o, attn_check_t *out) { return tcp_check(p, o, ROUNDING, out); }
 
 /* ---- every rung on every problem */
 static void test_version(void **state)
@@ -285,27 +173,13 @@ static void test_broken_output_fails(void **state)
     (void)state;
     skip_unless_hopper();
     const prob_t *p = prob_get(7, 1, 0, 1); /* (200, 65), d 128, fp16, causal: rows 0..134 see no key */
-    const size_t d = p->s.dim, es = dtype_size(p->s.dt);
-    void *o = malloc(p->nq * es), *bad = malloc(p->nq * es);
+    void *o = malloc(p->nq * dtype_size(p->s.dt));
     assert_non_null(o);
-    assert_non_null(bad);
-    const int v = HOP_NVERSIONS - 1;
-    assert_int_equal(run_hop(v, p, &p->s, o), 0);
-    assert_true(check_hop(p, o, NULL) <= 1.0);
-    const size_t re = 3, rl = 199; /* an empty row, and the row seeing all 65 keys */
-    assert_true(p->checked[re] && p->checked[rl] && p->st[re].n == 0 && p->st[rl].n == 65);
-    const double tol = attention_tolerance(p->s.dt, d, &p->st[rl], ROUNDING);
-    memcpy(bad, o, p->nq * es);
-    dtype_set(bad, p->s.dt, rl * d + 5, (float)(p->ref[rl * d + 5] + 4.0 * tol * p->st[rl].amax));
-    assert_true(check_hop(p, bad, NULL) > 1.0);
-    memcpy(bad, o, p->nq * es);
-    dtype_set(bad, p->s.dt, rl * d + 7, NAN);
-    assert_true(check_hop(p, bad, NULL) > 1.0);
-    memcpy(bad, o, p->nq * es);
-    dtype_set(bad, p->s.dt, re * d + 3, 1e-7f); /* an fp16 subnormal */
-    assert_true(check_hop(p, bad, NULL) > 1.0);
+    assert_int_equal(run_hop(HOP_NVERSIONS - 1, p, &p->s, o), 0);
+    const long xe = tcp_row_index(p, 3), xl = tcp_row_index(p, 199); /* an empty row; the row seeing all 65 keys */
+    assert_true(xe >= 0 && xl >= 0 && p->st[xl].n == 65);
+    tcp_broken_outputs_fail(p, o, (size_t)xe, (size_t)xl, ROUNDING);
     free(o);
-    free(bad);
 }
 
 /* ---- what is declined, and why (no GPU needed) */

@@ -82,30 +82,7 @@ __global__ void __launch_bounds__(H1_THREADS, 1) h1_kernel(tc_args_t a)
 
         if (kv0 + H1_BKV > a.seq_kv || (a.causal && kv0 + H1_BKV - 1 > gq0 + off)) tc_apply_mask(s, a, wq0, kv0);
 
-#pragma unroll
-        for (int r = 0; r < 2; r++) {
-            float mx = -INFINITY;
-#pragma unroll
-            for (int j = 0; j < H1_BKV / 8; j++) mx = fmaxf(mx, fmaxf(s[j][2 * r], s[j][2 * r + 1]));
-            const float mnew = fmaxf(m[r], tc_quad_max(mx));
-            const float ms = mnew == -INFINITY ? 0.0f : mnew;
-            const float msc = ms * a.scale_log2;
-            const float alpha = tc_exp2((m[r] - ms) * a.scale_log2);
-            m[r] = mnew;
-            l[r] *= alpha;
-#pragma unroll
-            for (int n = 0; n < D / 8; n++) {
-                o[n][2 * r] *= alpha;
-                o[n][2 * r + 1] *= alpha;
-            }
-#pragma unroll
-            for (int j = 0; j < H1_BKV / 8; j++)
-#pragma unroll
-                for (int e = 2 * r; e < 2 * r + 2; e++) {
-                    s[j][e] = tc_exp2(fmaf(s[j][e], a.scale_log2, -msc));
-                    l[r] += s[j][e];
-                }
-        }
+        hop_softmax_rescale<D, H1_BKV>(s, o, m, l, a.scale_log2);
 
         // [snippet:h1-pv]
         uint32_t p[H1_BKV / 16][4];
@@ -122,18 +99,7 @@ __global__ void __launch_bounds__(H1_THREADS, 1) h1_kernel(tc_args_t a)
         // [/snippet]
     }
 
-    T *O = reinterpret_cast<T *>(a.o) + qhead * a.seq_q * D;
-#pragma unroll
-    for (int r = 0; r < 2; r++) {
-        const float lsum = tc_quad_sum(l[r]);
-        const float inv = lsum > 0.0f ? 1.0f / lsum : 0.0f;
-        const int row = wq0 + g + 8 * r;
-        if (row >= a.seq_q) continue;
-#pragma unroll
-        for (int n = 0; n < D / 8; n++)
-            *reinterpret_cast<uint32_t *>(O + (size_t)row * D + 8 * n + 2 * c) =
-                tc_pack<T>(o[n][2 * r] * inv, o[n][2 * r + 1] * inv);
-    }
+    hop_store_o<T, D>(a, o, l, qhead, wq0 + g, c);
     if (ntiles == 0) tc_cp_async_wait<0>(); /* no K/V tile: Q's copy still must land before exit */
 #endif
 }

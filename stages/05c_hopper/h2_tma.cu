@@ -92,30 +92,7 @@ __global__ void __launch_bounds__(H2_THREADS, 1)
 
             if (kv0 + H2_BKV > a.seq_kv || (a.causal && kv0 + H2_BKV - 1 > gq0 + off)) tc_apply_mask(s, a, wq0, kv0);
 
-#pragma unroll
-            for (int r = 0; r < 2; r++) {
-                float mx = -INFINITY;
-#pragma unroll
-                for (int j = 0; j < H2_BKV / 8; j++) mx = fmaxf(mx, fmaxf(s[j][2 * r], s[j][2 * r + 1]));
-                const float mnew = fmaxf(m[r], tc_quad_max(mx));
-                const float ms = mnew == -INFINITY ? 0.0f : mnew;
-                const float msc = ms * a.scale_log2;
-                const float alpha = tc_exp2((m[r] - ms) * a.scale_log2);
-                m[r] = mnew;
-                l[r] *= alpha;
-#pragma unroll
-                for (int n = 0; n < D / 8; n++) {
-                    o[n][2 * r] *= alpha;
-                    o[n][2 * r + 1] *= alpha;
-                }
-#pragma unroll
-                for (int j = 0; j < H2_BKV / 8; j++)
-#pragma unroll
-                    for (int e = 2 * r; e < 2 * r + 2; e++) {
-                        s[j][e] = tc_exp2(fmaf(s[j][e], a.scale_log2, -msc));
-                        l[r] += s[j][e];
-                    }
-            }
+            hop_softmax_rescale<D, H2_BKV>(s, o, m, l, a.scale_log2);
 
             uint32_t p[H2_BKV / 16][4];
 #pragma unroll
@@ -133,61 +110,25 @@ __global__ void __launch_bounds__(H2_THREADS, 1)
         if (tid == 0 && t + H2_STAGES < ntiles) issue(t + H2_STAGES, st);
     }
 
-    T *O = reinterpret_cast<T *>(a.o) + qhead * a.seq_q * D;
-#pragma unroll
-    for (int r = 0; r < 2; r++) {
-        const float lsum = tc_quad_sum(l[r]);
-        const float inv = lsum > 0.0f ? 1.0f / lsum : 0.0f;
-        const int row = wq0 + g + 8 * r;
-        if (row >= a.seq_q) continue;
-#pragma unroll
-        for (int n = 0; n < D / 8; n++)
-            *reinterpret_cast<uint32_t *>(O + (size_t)row * D + 8 * n + 2 * c) =
-                tc_pack<T>(o[n][2 * r] * inv, o[n][2 * r + 1] * inv);
-    }
+    hop_store_o<T, D>(a, o, l, qhead, wq0 + g, c);
 #endif
 }
 
-template <int D> static constexpr int h2_smem() { return hop_tile_bytes<D>(H2_BQ + 2 * H2_STAGES * H2_BKV) + 1024; }
-
-struct h2_run {
-    static constexpr unsigned DIMS = HOP_DIMS;
-    const tc_shape_t *s;
-    const void *q, *k, *v;
-    void *o;
-    template <typename T, int D> int run()
-    {
-        const CUtensorMap tk = hop_kv_tensor_map(k, s, H2_BKV), tv = hop_kv_tensor_map(v, s, H2_BKV);
-        auto kern = h2_kernel<T, D>;
-        static int raised;
-        if (!raised) {
-            CUDA_CHECK(cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, h2_smem<D>()));
-            raised = 1;
-        }
-        kern<<<tc_grid(s, H2_BQ), H2_THREADS, h2_smem<D>()>>>(tc_make_args(s, q, k, v, o), tk, tv);
-        LAUNCH_CHECK();
-        return 0;
-    }
+/* h2's geometry, for hop_tma_launch */
+struct h2_geom {
+    static constexpr int BQ = H2_BQ, THREADS = H2_THREADS;
+    template <int D> static constexpr int bkv() { return H2_BKV; }
+    template <int D> static constexpr int smem() { return hop_tile_bytes<D>(H2_BQ + 2 * H2_STAGES * H2_BKV) + 1024; }
 };
-struct h2_desc {
-    static constexpr unsigned DIMS = HOP_DIMS;
-    char *buf;
-    size_t n;
-    template <typename T, int D> int run()
-    {
-        tc_describe_kernel(buf, n, h2_kernel<T, D>, H2_BQ, H2_BKV, H2_THREADS, h2_smem<D>(),
-                           "2 warp groups, wgmma, K/V by TMA, 2 stages on mbarriers");
-        return 0;
-    }
+struct h2_pick {
+    template <typename T, int D> static auto kernel() { return h2_kernel<T, D>; }
 };
 
 extern "C" int h2_launch(const tc_shape_t *s, const void *q, const void *k, const void *v, void *o)
 {
-    h2_run f = { s, q, k, v, o };
-    return tc_dispatch(s, f);
+    return hop_tma_launch<h2_pick, h2_geom>(s, q, k, v, o);
 }
 extern "C" int h2_describe(const tc_shape_t *s, char *buf, size_t n)
 {
-    h2_desc f = { buf, n };
-    return tc_dispatch(s, f);
+    return hop_tma_describe<h2_pick, h2_geom>(s, buf, n, "2 warp groups, wgmma, K/V by TMA, 2 stages on mbarriers");
 }

@@ -44,24 +44,19 @@ static int decline(char *why, size_t n, const char *fmt, ...)
 }
 
 #if HAVE_CUDA
-int h1_launch(const tc_shape_t *, const void *, const void *, const void *, void *);
-int h1_describe(const tc_shape_t *, char *, size_t);
-int h2_launch(const tc_shape_t *, const void *, const void *, const void *, void *);
-int h2_describe(const tc_shape_t *, char *, size_t);
-int h3_launch(const tc_shape_t *, const void *, const void *, const void *, void *);
-int h3_describe(const tc_shape_t *, char *, size_t);
-int h4_launch(const tc_shape_t *, const void *, const void *, const void *, void *);
-int h4_describe(const tc_shape_t *, char *, size_t);
-int h5_launch(const tc_shape_t *, const void *, const void *, const void *, void *);
-int h5_describe(const tc_shape_t *, char *, size_t);
-int h6_launch(const tc_shape_t *, const void *, const void *, const void *, void *);
-int h6_describe(const tc_shape_t *, char *, size_t);
+/* Each rung's launch and describe (h1_launch, h1_describe, ... in h*.cu), in
+ * HOP_VERSIONS order: one X(n) per rung (attn_hop_launch checks the count). */
+#define HOP_RUNGS(X) X(1) X(2) X(3) X(4) X(5) X(6)
+#define HOP_DECLARE(n)                                                                  \
+    int h##n##_launch(const tc_shape_t *, const void *, const void *, const void *, void *); \
+    int h##n##_describe(const tc_shape_t *, char *, size_t);
+HOP_RUNGS(HOP_DECLARE)
 typedef int (*hop_launch_fn)(const tc_shape_t *, const void *, const void *, const void *, void *);
 typedef int (*hop_describe_fn)(const tc_shape_t *, char *, size_t);
-/* In HOP_VERSIONS order (attn_hop_launch checks the count). */
-static const hop_launch_fn LAUNCH[] = { h1_launch, h2_launch, h3_launch, h4_launch, h5_launch, h6_launch };
-static const hop_describe_fn DESCRIBE[] = { h1_describe, h2_describe, h3_describe,
-                                            h4_describe, h5_describe, h6_describe };
+#define HOP_LAUNCH_ENTRY(n) h##n##_launch,
+#define HOP_DESCRIBE_ENTRY(n) h##n##_describe,
+static const hop_launch_fn LAUNCH[] = { HOP_RUNGS(HOP_LAUNCH_ENTRY) };
+static const hop_describe_fn DESCRIBE[] = { HOP_RUNGS(HOP_DESCRIBE_ENTRY) };
 #define HOP_NLAUNCH ((int)(sizeof LAUNCH / sizeof LAUNCH[0]))
 #else
 int hop_built_sm90a(void) { return 0; }
@@ -257,20 +252,18 @@ static void launch(int v, const attn_shape_t *s, const void *q, const void *k, c
         .cpu = NULL, .gpu = GPU_FN(gpu##V), .describe = des##V, .tiles = til##V,                                   \
     }
 
-HOP_IMPL(0);
-HOP_IMPL(1);
-HOP_IMPL(2);
-HOP_IMPL(3);
-HOP_IMPL(4);
-HOP_IMPL(5);
+/* rows 0 .. HOP_MAX_VERSIONS - 1: one per rung */
+#define HOP_ROWS(X) X(0) X(1) X(2) X(3) X(4) X(5)
+#define HOP_IMPL_ROW(V) HOP_IMPL(V);
+HOP_ROWS(HOP_IMPL_ROW)
+#define HOP_IMPL_PTR(V) &IMPL_HOP##V,
 
 /* Names come from HOP_VERSIONS; filled in on first use. */
 const attn_impl_t *const *attn_hop_impls(int *n)
 {
     static attn_impl_t rows[HOP_MAX_VERSIONS];
     static const attn_impl_t *list[HOP_MAX_VERSIONS];
-    static const attn_impl_t *src[HOP_MAX_VERSIONS] = { &IMPL_HOP0, &IMPL_HOP1, &IMPL_HOP2,
-                                                                   &IMPL_HOP3, &IMPL_HOP4, &IMPL_HOP5 };
+    static const attn_impl_t *src[HOP_MAX_VERSIONS] = { HOP_ROWS(HOP_IMPL_PTR) };
     /* a rung added to HOP_VERSIONS needs its HOP_IMPL row: the table shows only these */
     const int nv = HOP_NVERSIONS < HOP_MAX_VERSIONS ? HOP_NVERSIONS : HOP_MAX_VERSIONS;
     if (!list[0])

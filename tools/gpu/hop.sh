@@ -1,22 +1,24 @@
 #!/usr/bin/env bash
-# hop's GPU round (stage 05c, the Hopper ladder; issue 18), from the worktree
-# root on the H200, logs under $RESULTS; every step has a timeout and steps
-# past the slice are skipped (said so). MODE (environment):
-#   check  (150 s, runs beside other helpers' checks: nothing is timed)
-#     1. tests/test_hopper (every rung, odd shapes, fp16/bf16, d 64/128, GQA,
-#        causal both ways; the broken variants) under STF_GPU_ONLY=1
-#     2. compute-sanitizer memcheck on it (small shapes), racecheck and
-#        synccheck on the program (small shapes, every rung)
-#     3. the program on odd shapes (its own fp64-derived check; exit 0)
-#     4. FlashAttention's 2x-PyTorch criterion (tools/fa_accuracy.sh,
-#        PROG=05c_hopper, d 64 and 128), if the slice allows
-#   bench  (150 s; alone on the GPU)
-#     1. the ladder beside 05b's tc6_m32 (tc5_tuned): bf16, B x N = 16384,
-#        H x d = 2048, d = 64, 128, N = 4096, 16384, causal or not; d = 256 at
-#        N = 16384
-#     2. PyTorch SDPA (flash, cudnn, efficient) at the same shapes
-#     3. ncu on the best rung at d = 128, N = 4096 (tensor pipe, stalls)
-# Rungs: whatever the build has (the table lists them; the tests run each).
+# hop's GPU round (stage 05c, the Hopper ladder; issues 18 and 17), from the
+# repository root on the H200, logs under $RESULTS; every step has a timeout
+# and a step past the slice is skipped (said so). MODE (environment):
+#   check  (150 s, beside other helpers' checks: nothing is timed)
+#     FlashAttention's 2x-PyTorch criterion (tools/fa_accuracy.sh, PROG=05c_hopper,
+#       every rung, fp16 and bf16, causal or not, odd lengths: 12 cases per d),
+#       one background job per d = 64, 128, 256 (36 program runs in all), beside:
+#     tests/test_hopper (every rung, odd shapes; its broken variants must fail)
+#       under STF_GPU_ONLY=1;
+#     compute-sanitizer memcheck (the test, small shapes), racecheck d = 64 and
+#       128, synccheck (the program, small odd shapes, every rung);
+#     d = 96 must be declined (exit 2).
+#   bench  (130 s, alone on the GPU)
+#     the ladder beside 05b's tc5_tuned/tc6_m32: bf16, B x N = 16384,
+#       H x d = 2048, d = 128, 64, 256, N = 4096, 16384, causal or not;
+#     PyTorch SDPA (flash = FA2, cudnn, efficient) at the same shapes;
+#     Nsight Compute on h3_warpspec and on cuDNN's SDPA kernel, d = 128,
+#       N = 4096, with the same sections (only those `ncu --list-sections`
+#       lists) and the same raw metrics (tensor pipe, issue, stalls, DRAM);
+#       each ncu step is its own step: a bad name fails only that step.
 set -u
 cd "$(dirname "$0")/../.."
 MODE=${MODE:-check}
@@ -34,8 +36,8 @@ make -j16 $B/05c_hopper $B/test_hopper >"$R/build.log" 2>&1 || { note "BUILD FAI
 tb=$(date +%s)
 note "hop $MODE, $(date -u +%FT%TZ), build $((tb - t0)) s"
 { nvidia-smi -L; nvidia-smi --query-gpu=name,driver_version,clocks.max.sm --format=csv; nvcc --version | tail -n 2;
-  git log --oneline -1; date -u; } >"$R/env.txt" 2>&1
-if [ "$MODE" = bench ]; then BUDGET=${HOP_BUDGET:-145}; else BUDGET=${HOP_BUDGET:-145}; fi
+  ncu --version 2>&1 | tail -n 1; git log --oneline -1; date -u; } >"$R/env.txt" 2>&1
+if [ "$MODE" = bench ]; then BUDGET=${HOP_BUDGET:-122}; else BUDGET=${HOP_BUDGET:-142}; fi
 left() { echo $((BUDGET - ($(date +%s) - tb))); }
 step() { # step NAME TIMEOUT CMD...: runs unless the slice is spent; log in $R/NAME.log
     local name=$1 to=$2; shift 2
@@ -48,36 +50,41 @@ step() { # step NAME TIMEOUT CMD...: runs unless the slice is spent; log in $R/N
     note "$(printf '%-4s %-30s rc=%-3s %3ss' "$([ $rc = 0 ] && echo ok || echo FAIL)" "$name" "$rc" "$(($(date +%s) - s))")"
     return 0
 }
-rungs=$($B/05c_hopper --kernel list-the-names 2>&1 | grep -o "\bh[0-9][a-z0-9]*_[a-z0-9]*" | paste -sd, -)
-[ -n "$rungs" ] || rungs=h1_wgmma
+rungs=$($B/05c_hopper --kernel list-the-names 2>&1 | grep -o "\bh[0-9][a-z0-9]*_[a-z0-9]*" | sort -u | paste -sd, -)
+[ -n "$rungs" ] || rungs=h1_wgmma,h2_tma,h3_warpspec,h4_overlap,h5_pingpong,h6_stages
 note "rungs: $rungs"
 
 if [ "$MODE" = check ]; then
+    # the 2x criterion: 12 cases per d (2 dtypes x causal or not x 3 odd shapes), each one program
+    # run (about 1-2 s: context, 6 rungs, --save-npy) and one torch process per d: about 40 s each
+    # measured in round rB for d = 64 + 128 together; the three d run side by side
+    fa_pids=()
+    for d in 64 128 256; do
+        ( s=$(date +%s)
+          timeout $((BUDGET - 5)) env FA_JOBS=3 BIN=$B OUT="$R/fa_d$d" PROG=05c_hopper KERNELS="$rungs" DIMS="$d" \
+              bash tools/fa_accuracy.sh >"$R/fa_accuracy_d$d.log" 2>&1
+          echo "rc=$? $(($(date +%s) - s))s" >"$R/fa_accuracy_d$d.rc" ) &
+        fa_pids+=($!)
+    done
     step test_hopper 90 env STF_GPU_ONLY=1 STF_BIN_DIR=$B $B/test_hopper
-    grep -h -E "ran [0-9]+ of|must fail|declines|FAILED|ratio" "$R/test_hopper.log" | head -60 | tee -a "$SUM"
+    grep -h -E "ran [0-9]+ of|declines|FAILED|ratio" "$R/test_hopper.log" | head -40 | tee -a "$SUM"
+    note "broken variants that failed, as they must: $(grep -c 'must fail' "$R/test_hopper.log")"
     CS=(compute-sanitizer --error-exitcode 9)
-    step memcheck_test 40 env STF_GPU_ONLY=1 STF_TEST_SMALL=1 STF_TEST_FILTER='h*' STF_BIN_DIR=$B "${CS[@]}" --tool memcheck $B/test_hopper
     P=(--device gpu --dtype bf16 --batch 1 --heads 2 --kv-heads 1 --seq-q 130 --seq-kv 200 --iters 1 --warmup 0 --kernel "$rungs")
     step racecheck_d64 25 "${CS[@]}" --tool racecheck $B/05c_hopper "${P[@]}" --dim 64 --causal
-    step synccheck_d128 20 "${CS[@]}" --tool synccheck $B/05c_hopper "${P[@]}" --dim 128
+    step racecheck_d128 25 "${CS[@]}" --tool racecheck $B/05c_hopper "${P[@]}" --dim 128
+    step synccheck_d128 20 "${CS[@]}" --tool synccheck $B/05c_hopper "${P[@]}" --dim 128 --causal
+    step memcheck_test 40 env STF_GPU_ONLY=1 STF_TEST_SMALL=1 STF_TEST_FILTER='h*' STF_BIN_DIR=$B "${CS[@]}" --tool memcheck $B/test_hopper
     # d = 96 is declined by every rung: the run must say so and exit 2, never 0
     timeout 10 $B/05c_hopper --device gpu --dim 96 --seq 100 --iters 1 --kernel "$rungs" >"$R/d96_declined.log" 2>&1
     note "d96_declined                    rc=$? (want 2)"
-    step fa_accuracy 60 env BIN=$B OUT="$R/fa" PROG=05c_hopper KERNELS="$rungs" DIMS="64 128" bash tools/fa_accuracy.sh
-    tail -n 2 "$R/fa_accuracy.log" 2>/dev/null | tee -a "$SUM"
-    O=(--device gpu --iters 2 --warmup 1 --csv "$R/odd.csv")
-    step odd_bf16_d128_gqa_causal 10 $B/05c_hopper "${O[@]}" --dtype bf16 --dim 128 --batch 2 --heads 8 --kv-heads 2 --seq-q 1000 --seq-kv 777 --causal
-    step odd_fp16_d64_causal_q_gt_k 10 $B/05c_hopper "${O[@]}" --dtype fp16 --dim 64 --batch 2 --heads 4 --seq-q 333 --seq-kv 129 --causal
-    step odd_bf16_d64_seq1 10 $B/05c_hopper "${O[@]}" --dtype bf16 --dim 64 --batch 3 --heads 4 --seq-q 1 --seq-kv 4097
-    step odd_bf16_d256_gqa 10 $B/05c_hopper "${O[@]}" --dtype bf16 --dim 256 --batch 2 --heads 4 --kv-heads 2 --seq-q 300 --seq-kv 517 --causal
-    step odd_fp16_d128_long 15 $B/05c_hopper "${O[@]}" --dtype fp16 --dim 128 --batch 1 --heads 16 --seq 4100 --causal
-    step racecheck_d128 25 "${CS[@]}" --tool racecheck $B/05c_hopper "${P[@]}" --dim 128
-    note "== odd-shape rows (impl, Nq, Nk, d, max err, tol, ok)"
-    [ -s "$R/odd.csv" ] && python3 -c '
-import csv, sys
-for r in csv.DictReader(l for l in open(sys.argv[1]) if not l.startswith("#")):
-    print(r["impl"], r["dtype"], r["seq"], r["seq_kv"], r["dim"], r["causal"], r["max_err"], r["tolerance"], r["ok"])
-' "$R/odd.csv" | tee -a "$SUM"
+    for p in "${fa_pids[@]}"; do wait "$p"; done
+    for d in 64 128 256; do
+        note "$(printf '%-4s %-30s %s' "$(grep -q '^rc=0 ' "$R/fa_accuracy_d$d.rc" 2>/dev/null && echo ok || echo FAIL)" \
+            "fa_accuracy_d$d" "$(cat "$R/fa_accuracy_d$d.rc" 2>/dev/null || echo 'no rc (killed)')")"
+        tail -n 1 "$R/fa_d$d/fa_accuracy.log" 2>/dev/null | tee -a "$SUM"
+        grep -h ' FAIL$' "$R/fa_d$d/fa_accuracy.log" 2>/dev/null | head -5 | tee -a "$SUM"
+    done
 else
     # a rung that fails (or hangs on) a small checked run is left out of the timed runs
     ok_rungs=()
@@ -89,36 +96,57 @@ else
     note "rungs passing the smoke run: ${rungs:-none}"
     [ -n "$rungs" ] || rungs=tc6_m32
     L=(--device gpu --dtype bf16 --iters 10 --warmup 2 --csv "$R/ladder.csv" --kernel "tc5_tuned,tc6_m32,$rungs")
-    for d in 128 64; do
-        H=$((2048 / d))
-        for N in 4096 16384; do
-            Bt=$((16384 / N))
-            step ladder_d${d}_n${N} 20 $B/05c_hopper "${L[@]}" --batch $Bt --heads $H --seq $N --dim $d
-            step ladder_d${d}_n${N}_causal 20 $B/05c_hopper "${L[@]}" --batch $Bt --heads $H --seq $N --dim $d --causal
-        done
-    done
+    ladder() { # ladder d N
+        local d=$1 N=$2 H=$((2048 / $1)) Bt=$((16384 / $2))
+        step ladder_d${d}_n${N} 20 $B/05c_hopper "${L[@]}" --batch $Bt --heads $H --seq $N --dim $d
+        step ladder_d${d}_n${N}_causal 20 $B/05c_hopper "${L[@]}" --batch $Bt --heads $H --seq $N --dim $d --causal
+    }
+    ladder 128 4096
+    ladder 128 16384
     step torch_sdpa 40 python3 tools/torch_attention.py --csv "$R/torch.csv" --iters 20 --dims 128,64,256
-    # ncu on the fastest rung at d = 128, N = 4096 (from this run's ladder) and on the rungs after it
-    best=$(python3 -c '
-import csv, sys
-rows = [r for r in csv.DictReader(l for l in open(sys.argv[1]) if not l.startswith("#"))
-        if r["impl"].startswith("h") and r["dim"] == "128" and r["seq"] == "4096" and r["causal"] == "no"]
-print(max(rows, key=lambda r: float(r["tflops"] or 0))["impl"] if rows else "")
-' "$R/ladder.csv" 2>/dev/null)
-    note "fastest rung at d = 128, N = 4096: ${best:-?}"
-    for k in ${rungs//,/ }; do
-        case ",$best,h4_overlap,h5_pingpong," in *",$k,"*) ;; *) continue ;; esac
-        step ncu_$k 30 ncu --kernel-name regex:"${k%%_*}_kernel" --launch-count 1 --section SpeedOfLight \
-            --section ComputeWorkloadAnalysis --section WarpStateStats --section SchedulerStats --section Occupancy \
-            --section LaunchStats $B/05c_hopper --device gpu --dtype bf16 --batch 4 --heads 16 --seq 4096 --dim 128 \
-            --iters 1 --warmup 0 --kernel "$k"
+    # ncu: h3_warpspec and cuDNN's SDPA kernel at d = 128, N = 4096 (B 4, H 16), same sections and metrics
+    ncu --list-sections >"$R/ncu_sections.txt" 2>&1
+    SEC=()
+    for s in SpeedOfLight ComputeWorkloadAnalysis MemoryWorkloadAnalysis SchedulerStats WarpStateStats \
+             WarpStateStatistics Occupancy LaunchStats; do
+        grep -q "^ *$s " "$R/ncu_sections.txt" && SEC+=(--section "$s")
     done
-    # the d = 128, N = 4096 runs again (another CSV): the run-to-run spread
-    step repeat_d128_n4096 20 $B/05c_hopper --device gpu --dtype bf16 --iters 10 --warmup 2 --csv "$R/ladder_repeat.csv" \
-        --kernel "tc6_m32,$rungs" --batch 4 --heads 16 --seq 4096 --dim 128
-    # d = 256 (H = 8), N = 16384
-    step ladder_d256_n16384 20 $B/05c_hopper "${L[@]}" --batch 1 --heads 8 --seq 16384 --dim 256
-    step ladder_d256_n16384_causal 20 $B/05c_hopper "${L[@]}" --batch 1 --heads 8 --seq 16384 --dim 256 --causal
+    note "ncu sections used: ${SEC[*]}"
+    # names every ncu since 2019 has (a bad name fails only its step); the tensor pipe and the stall
+    # reasons by pattern (whatever this ncu calls them), each pattern its own step
+    MET='dram__bytes_read.sum,dram__bytes_write.sum,smsp__issue_active.avg.pct_of_peak_sustained_active,sm__warps_active.avg.pct_of_peak_sustained_active,launch__registers_per_thread,gpu__time_duration.sum'
+    STALL='regex:^(sm__pipe_tensor_op_[a-z]+_cycles_active|sm__inst_executed_pipe_tensor_op_[a-z]+|smsp__average_warps_issue_stalled_[a-z_]+_per_issue_active)'
+    HP=(--device gpu --dtype bf16 --batch 4 --heads 16 --seq 4096 --dim 128 --iters 1 --warmup 0 --kernel h3_warpspec)
+    cat >"$R/cudnn_sdpa.py" <<'EOF'
+import torch, torch.nn.functional as F
+from torch.nn.attention import SDPBackend, sdpa_kernel
+q, k, v = (torch.randn(4, 16, 4096, 128, device="cuda", dtype=torch.bfloat16) for _ in range(3))
+with sdpa_kernel(SDPBackend.CUDNN_ATTENTION):
+    o = F.scaled_dot_product_attention(q, k, v)  # warm-up (plan build), outside the range
+    torch.cuda.synchronize()
+    torch.cuda.nvtx.range_push("sdpa")
+    o = F.scaled_dot_product_attention(q, k, v)
+    torch.cuda.nvtx.range_pop()
+torch.cuda.synchronize()
+print("cudnn sdpa ran", tuple(o.shape), o.dtype)
+EOF
+    CK=(--kernel-name 'regex:sdpa|fprop|fmha|flash|attn' --launch-skip 1 --launch-count 1) # the second (timed) call's
+    step ncu_h3_sections 30 ncu --kernel-name regex:h3_kernel --launch-count 1 "${SEC[@]}" $B/05c_hopper "${HP[@]}"
+    step ncu_cudnn_sections 35 ncu "${CK[@]}" "${SEC[@]}" python3 "$R/cudnn_sdpa.py"
+    if ! grep -q "Section:" "$R/ncu_cudnn_sections.log"; then
+        # no kernel by those names: every kernel of the NVTX range around the timed SDPA call
+        note "cuDNN kernel not found by name: profiling the kernels of the 'sdpa' NVTX range"
+        CK=(--nvtx --nvtx-include "sdpa/" --launch-count 3)
+        step ncu_cudnn_sections_nvtx 35 ncu "${CK[@]}" "${SEC[@]}" python3 "$R/cudnn_sdpa.py"
+    fi
+    step ncu_h3_metrics 20 ncu --kernel-name regex:h3_kernel --launch-count 1 --metrics "$MET" $B/05c_hopper "${HP[@]}"
+    step ncu_cudnn_metrics 25 ncu "${CK[@]}" --metrics "$MET" python3 "$R/cudnn_sdpa.py"
+    step ncu_h3_stalls 20 ncu --kernel-name regex:h3_kernel --launch-count 1 --metrics "$STALL" $B/05c_hopper "${HP[@]}"
+    step ncu_cudnn_stalls 25 ncu "${CK[@]}" --metrics "$STALL" python3 "$R/cudnn_sdpa.py"
+    ladder 64 4096
+    ladder 64 16384
+    ladder 256 16384
+    ladder 256 4096
     if [ -s "$R/ladder.csv" ]; then
         python3 - "$R/ladder.csv" "$R/torch.csv" <<'EOF' | tee -a "$SUM"
 import csv, os, sys
@@ -144,7 +172,8 @@ EOF
     for f in "$R"/ncu_*.log; do
         [ -s "$f" ] || continue
         echo "== $(basename "$f" .log)" | tee -a "$SUM"
-        grep -E "Duration|Compute \(SM\) Throughput|highest-utilized|Issue Slots Busy|Eligible Warps|No Eligible|Warp Cycles Per Issued|Achieved Occupancy|stall|Stall" "$f" | cut -c1-160 | head -14 | tee -a "$SUM"
+        grep -E "==ERROR==|  [a-z_]+__|void |Duration|Compute \(SM\) Throughput|Memory Throughput|Issue Slots Busy|Issued Warp|No Eligible|Warp Cycles Per Issued|Achieved Occupancy|Registers Per|Shared Memory Config|Dynamic Shared|Theoretical Occ" "$f" \
+            | cut -c1-150 | head -40 | tee -a "$SUM"
     done
 fi
 note "total after build: $(($(date +%s) - tb)) s"
