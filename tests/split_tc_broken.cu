@@ -24,29 +24,17 @@ template <typename T> struct kv_broken {
     __device__ __forceinline__ int run(int pos) const { return 1; (void)pos; }
 };
 
-struct broken_write_o {
-    void *o;
-    __device__ void keys(int n, int &lo, int &end) const
-    {
-        lo = 0;
-        end = n;
-    }
-    template <typename T> __device__ void store(size_t row, int d, int c, float M, float L, float O) const
-    {
-        (void)M;
-        static_cast<T *>(o)[row * d + c] = from_f<T>(L == 0.0f ? 0.0f : O / L);
-    }
+/* make_kv of dtc_run: the broken policy of storage type T */
+struct broken_of {
+    const void *k, *v;
+    int hkv, nk, d, mode;
+    template <typename T> kv_broken<T> get() const { return kv_broken<T>{ kv_contig<T>{ (const T *)k, (const T *)v, hkv, nk, d }, mode }; }
 };
 
 extern "C" int test_split_tc_broken_gpu(const attn_shape_t *s, const void *q, const void *k, const void *v, void *o,
                                         int mode)
 {
-    const broken_write_o epi = { o };
-    const int hkv = (int)s->kv_heads, nk = (int)s->seq_kv, d = (int)s->dim;
-    return dtc_run(s, q, NULL,
-                   [=](auto t) {
-                       using T = typename decltype(t)::type;
-                       return kv_broken<T>{ kv_contig<T>{ (const T *)k, (const T *)v, hkv, nk, d }, mode };
-                   },
-                   epi, 1);
+    const dec_write_o epi = { o }; /* stage 06's epilogue: O = o / l */
+    const broken_of kv = { k, v, (int)s->kv_heads, (int)s->seq_kv, (int)s->dim, mode };
+    return dtc_run(s, q, NULL, kv, epi, 1);
 }

@@ -36,6 +36,7 @@
 #include "attention_ref.h"
 #include "gpu.h"
 #include "harness.h"
+#include "test_main.h"
 #include "rng.h"
 
 static int small_mode(void) { return getenv("STF_TEST_SMALL") != NULL; }
@@ -597,7 +598,6 @@ static void test_supports(void **state)
 
 int main(void)
 {
-    test_seed();
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_supports),
         cmocka_unit_test(test_fa2_fp32_gpu),
@@ -611,8 +611,5 @@ int main(void)
         cmocka_unit_test(test_large_gpu),
         cmocka_unit_test(test_bench_gpu),
     };
-    if (getenv("STF_GPU_ONLY")) cmocka_set_test_filter("*_gpu");
-    /* one test by name (the GPU round's sanitizer runs) */
-    if (getenv("STF_TEST_FILTER")) cmocka_set_test_filter(getenv("STF_TEST_FILTER"));
-    return cmocka_run_group_tests_name("stage 08 backward, GPU kernels", tests, NULL, teardown_refs);
+    return test_main("stage 08 backward, GPU kernels", tests, teardown_refs);
 }

@@ -27,8 +27,10 @@
 
 #include "../stages/07_split_kv_decode/split.h"
 #include "attn_harness.h"
+#include "decode_harness.h"
 #include "gpu.h"
 #include "harness.h"
+#include "test_main.h"
 
 static const int PS[5] = { 16, 32, 64, 128, 256 };
 static int small_mode(void) { return getenv("STF_TEST_SMALL") != NULL; }
@@ -119,33 +121,8 @@ static void run_paged(const attn_problem_t *p, const paged_host_t *h, int gpu, c
 /* The contiguous split decode of p (CPU or GPU), the paged one's twin. */
 static void run_contig(const attn_problem_t *p, int gpu, const int *lens, int splits, void *o)
 {
-    const attn_shape_t *s = &p->s;
-    const size_t es = dtype_size(s->dt), qb = (size_t)attn_q_elems(s) * es, kvb = (size_t)attn_kv_elems(s) * es;
-    const size_t wsb = split_partial_bytes(s, splits);
-    if (!gpu) {
-        ledger_t lg = { 0 };
-        void *ws = wsb ? malloc(wsb) : NULL;
-        hbm_t q = hbm_wrap(&lg, "Q", p->q, (size_t)attn_q_elems(s), s->dt);
-        hbm_t k = hbm_wrap(&lg, "K", p->k, (size_t)attn_kv_elems(s), s->dt);
-        hbm_t v = hbm_wrap(&lg, "V", p->v, (size_t)attn_kv_elems(s), s->dt);
-        hbm_t oo = hbm_wrap(&lg, "O", o, (size_t)attn_q_elems(s), s->dt);
-        memset(o, 0xff, qb);
-        assert_int_equal(split_decode_cpu(s, &q, &k, &v, &oo, lens, splits, ws), 0);
-        free(ws);
-        return;
-    }
-    void *dq = gpu_malloc(qb, "Q"), *dk = gpu_malloc(kvb, "K"), *dv = gpu_malloc(kvb, "V"), *dout = gpu_malloc(qb, "O");
-    void *dl = gpu_malloc(s->batch * sizeof(int), "lens"), *ws = wsb ? gpu_malloc(wsb, "partials") : NULL;
-    gpu_h2d(dq, p->q, qb);
-    gpu_h2d(dk, p->k, kvb);
-    gpu_h2d(dv, p->v, kvb);
-    gpu_h2d(dl, lens, s->batch * sizeof(int));
-    gpu_poison(dout, qb);
-    if (wsb) gpu_poison(ws, wsb);
-    split_decode_gpu(s, dq, dk, dv, dout, dl, splits, ws);
-    gpu_sync();
-    gpu_d2h(o, dout, qb);
-    gpu_free(dq); gpu_free(dk); gpu_free(dv); gpu_free(dout); gpu_free(dl); gpu_free(ws);
+    if (gpu) decode_run_gpu(p, lens, splits, o, split_decode_gpu);
+    else decode_run_cpu(p, lens, splits, o, NULL);
 }
 
 /* ---- paged = contiguous, bit for bit, and within the reference's tolerance */
@@ -464,25 +441,28 @@ static void test_scatter_gpu(void **state)
     static const int lens[3] = { 0, 77, 300 };
     attn_problem_t p;
     attn_problem_make(&p, 3, 4, 2, 1, 300, 64, 0, DT_BF16, 1.0f, 9600);
+    /* the contiguous K and the lengths, on the device once */
+    const size_t kvb = (size_t)attn_kv_elems(&p.s) * 2;
+    void *dk = gpu_malloc(kvb, "K");
+    int *dl = gpu_malloc(12, "lens");
+    gpu_h2d(dk, p.k, kvb);
+    gpu_h2d(dl, lens, 12);
     for (int i = 0; i < 5; i++) {
         paged_host_t h;
         paged_make(&h, &p, PS[i], lens, 19);
         const size_t pool = paged_pool_bytes(&h.g), tb = (size_t)h.g.B * (size_t)h.g.max_pages * 4;
-        const size_t kvb = (size_t)attn_kv_elems(&p.s) * 2;
-        void *dk = gpu_malloc(kvb, "K"), *dp = gpu_malloc(pool, "pool"), *dt = gpu_malloc(tb, "table");
-        int *dl = gpu_malloc(12, "lens");
-        gpu_h2d(dk, p.k, kvb);
+        void *dp = gpu_malloc(pool, "pool"), *dt = gpu_malloc(tb, "table");
         gpu_h2d(dt, h.table, tb);
-        gpu_h2d(dl, lens, 12);
         paged_scatter_gpu(&h.g, p.s.seq_kv, dl, dt, dk, dp);
         gpu_sync();
         void *hp = malloc(pool);
         gpu_d2h(hp, dp, pool);
         assert_memory_equal(hp, h.kp, pool);
         free(hp);
-        gpu_free(dk); gpu_free(dp); gpu_free(dt); gpu_free(dl);
+        gpu_free(dp); gpu_free(dt);
         paged_free(&h);
     }
+    gpu_free(dk); gpu_free(dl);
     attn_problem_free(&p);
 }
 
@@ -579,7 +559,6 @@ static void test_program_cpu(void **state)
 
 int main(void)
 {
-    test_seed();
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_table_random),
         cmocka_unit_test(test_equals_contig_cpu),
@@ -594,7 +573,5 @@ int main(void)
         cmocka_unit_test(test_append_gpu),
         cmocka_unit_test(test_scatter_gpu),
     };
-    if (getenv("STF_GPU_ONLY")) cmocka_set_test_filter("*_gpu");
-    if (getenv("STF_TEST_FILTER")) cmocka_set_test_filter(getenv("STF_TEST_FILTER"));
-    return cmocka_run_group_tests_name("stage 07 paged K/V cache", tests, NULL, NULL);
+    return test_main("stage 07 paged K/V cache", tests, NULL);
 }

@@ -26,8 +26,10 @@
 
 #include "../stages/07_split_kv_decode/split.h"
 #include "attn_harness.h"
+#include "decode_harness.h"
 #include "gpu.h"
 #include "harness.h"
+#include "test_main.h"
 
 static const dtype_t DTS[3] = { DT_F32, DT_F16, DT_BF16 };
 static int small_mode(void) { return getenv("STF_TEST_SMALL") != NULL; }
@@ -35,38 +37,8 @@ static int small_mode(void) { return getenv("STF_TEST_SMALL") != NULL; }
 /* Runs the split decode with `splits` on the CPU (through a ledger) or the GPU. */
 static void run_split(const attn_problem_t *p, int gpu, const int *lens, int splits, void *o, ledger_t *lg_out)
 {
-    const attn_shape_t *s = &p->s;
-    const size_t es = dtype_size(s->dt), qb = (size_t)attn_q_elems(s) * es, kvb = (size_t)attn_kv_elems(s) * es;
-    const size_t wsb = split_partial_bytes(s, splits);
-    if (!gpu) {
-        ledger_t lg = { 0 };
-        void *ws = wsb ? malloc(wsb) : NULL;
-        hbm_t q = hbm_wrap(&lg, "Q", p->q, (size_t)attn_q_elems(s), s->dt);
-        hbm_t k = hbm_wrap(&lg, "K", p->k, (size_t)attn_kv_elems(s), s->dt);
-        hbm_t v = hbm_wrap(&lg, "V", p->v, (size_t)attn_kv_elems(s), s->dt);
-        hbm_t oo = hbm_wrap(&lg, "O", o, (size_t)attn_q_elems(s), s->dt);
-        memset(o, 0xff, qb);
-        assert_int_equal(split_decode_cpu(s, &q, &k, &v, &oo, lens, splits, ws), 0);
-        free(ws);
-        if (lg_out) *lg_out = lg;
-        return;
-    }
-    void *dq = gpu_malloc(qb, "Q"), *dk = gpu_malloc(kvb, "K"), *dv = gpu_malloc(kvb, "V"), *dout = gpu_malloc(qb, "O");
-    void *ws = wsb ? gpu_malloc(wsb, "partials") : NULL;
-    int *dl = NULL;
-    if (lens) {
-        dl = gpu_malloc(s->batch * sizeof(int), "lengths");
-        gpu_h2d(dl, lens, s->batch * sizeof(int));
-    }
-    gpu_h2d(dq, p->q, qb);
-    gpu_h2d(dk, p->k, kvb);
-    gpu_h2d(dv, p->v, kvb);
-    gpu_poison(dout, qb);
-    if (wsb) gpu_poison(ws, wsb); /* every partial state read must have been written */
-    split_decode_gpu(s, dq, dk, dv, dout, dl, splits, ws);
-    gpu_sync();
-    gpu_d2h(o, dout, qb);
-    gpu_free(dq); gpu_free(dk); gpu_free(dv); gpu_free(dout); gpu_free(ws); gpu_free(dl);
+    if (gpu) decode_run_gpu(p, lens, splits, o, split_decode_gpu);
+    else decode_run_cpu(p, lens, splits, o, lg_out);
 }
 
 /* Normwise difference of two outputs, row by row, against the reference's
@@ -141,24 +113,7 @@ static void test_long_gpu(void **state)
 {
     (void)state;
     SKIP_WITHOUT_GPU();
-    static const size_t heads[4][2] = { { 32, 32 }, { 32, 8 }, { 32, 1 }, { 12, 3 } };
-    const size_t Nk = small_mode() ? 700 : 9000;
-    for (size_t h = 0; h < 4; h++) {
-        attn_problem_t p;
-        attn_problem_make(&p, 1, heads[h][0], heads[h][1], 1, Nk, 128, 0, DT_BF16, 1.0f, (uint32_t)(7500 + h));
-        attn_problem_ref(&p, NULL);
-        split_plan_t plan;
-        split_plan(&p.s, &plan);
-        void *o = malloc((size_t)attn_q_elems(&p.s) * 2);
-        run_split(&p, 1, NULL, plan.splits, o, NULL);
-        attn_check_t c;
-        const double ratio = attn_check_all(&p, o, 0, &c);
-        print_message("gpu Hq=%zu Hkv=%zu Nk=%zu: %d splits, error/tolerance %.3g\n", heads[h][0], heads[h][1], Nk,
-                      plan.splits, ratio);
-        assert_true(ratio <= 1.0);
-        free(o);
-        attn_problem_free(&p);
-    }
+    decode_long_gpu(small_mode() ? 700 : 9000, 7500, &IMPL_SPLIT_KV, split_plan, split_decode_gpu, NULL);
 }
 
 /* FA2's heuristic on the cases the note discusses (H200: 132 SMs x 2 blocks). */
@@ -362,7 +317,6 @@ static void test_program_cpu(void **state)
 
 int main(void)
 {
-    test_seed();
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_heuristic),
         cmocka_unit_test(test_splits_cpu),
@@ -375,7 +329,5 @@ int main(void)
         cmocka_unit_test(test_broken_combine_gpu),
         cmocka_unit_test(test_head_dims_gpu),
     };
-    if (getenv("STF_GPU_ONLY")) cmocka_set_test_filter("*_gpu");
-    if (getenv("STF_TEST_FILTER")) cmocka_set_test_filter(getenv("STF_TEST_FILTER")); /* e.g. "*head_dims*" */
-    return cmocka_run_group_tests_name("stage 07 split-KV decoding", tests, NULL, NULL);
+    return test_main("stage 07 split-KV decoding", tests, NULL);
 }

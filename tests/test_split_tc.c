@@ -25,8 +25,10 @@
 
 #include "../stages/07_split_kv_decode/split.h"
 #include "attn_harness.h"
+#include "decode_harness.h"
 #include "gpu.h"
 #include "harness.h"
+#include "test_main.h"
 
 static int small_mode(void) { return getenv("STF_TEST_SMALL") != NULL; }
 /* The program's roundings for split-tc on the GPU (P rounded, tensor-core products): the tolerance it checks with */
@@ -39,31 +41,23 @@ static int small_mode(void) { return getenv("STF_TEST_SMALL") != NULL; }
 int test_split_tc_broken_gpu(const attn_shape_t *s, const void *q, const void *k, const void *v, void *o, int mode);
 #endif
 
+#if HAVE_CUDA
+static int broken_mode;
+static void run_broken(const attn_shape_t *s, const void *q, const void *k, const void *v, void *o, const int *dev_lens,
+                       int splits, void *ws)
+{
+    (void)dev_lens; (void)splits; (void)ws; /* one split, all keys */
+    assert_int_equal(test_split_tc_broken_gpu(s, q, k, v, o, broken_mode), 0);
+}
+#endif
+
 /* The GPU run of split-tc with `splits`; lens (host) or NULL. mode < 0: the
  * production launcher; else the broken path of split_tc_broken.cu. */
 static void run_tc(const attn_problem_t *p, const int *lens, int splits, void *o, int mode)
 {
 #if HAVE_CUDA
-    const attn_shape_t *s = &p->s;
-    const size_t es = dtype_size(s->dt), qb = (size_t)attn_q_elems(s) * es, kvb = (size_t)attn_kv_elems(s) * es;
-    const size_t wsb = split_partial_bytes(s, splits);
-    void *dq = gpu_malloc(qb, "Q"), *dk = gpu_malloc(kvb, "K"), *dv = gpu_malloc(kvb, "V"), *dout = gpu_malloc(qb, "O");
-    void *ws = wsb ? gpu_malloc(wsb, "partials") : NULL;
-    int *dl = NULL;
-    if (lens) {
-        dl = gpu_malloc(s->batch * sizeof(int), "lengths");
-        gpu_h2d(dl, lens, s->batch * sizeof(int));
-    }
-    gpu_h2d(dq, p->q, qb);
-    gpu_h2d(dk, p->k, kvb);
-    gpu_h2d(dv, p->v, kvb);
-    gpu_poison(dout, qb);
-    if (wsb) gpu_poison(ws, wsb); /* every partial state read must have been written */
-    if (mode < 0) split_tc_decode_gpu(s, dq, dk, dv, dout, dl, splits, ws);
-    else assert_int_equal(test_split_tc_broken_gpu(s, dq, dk, dv, dout, mode), 0);
-    gpu_sync();
-    gpu_d2h(o, dout, qb);
-    gpu_free(dq); gpu_free(dk); gpu_free(dv); gpu_free(dout); gpu_free(ws); gpu_free(dl);
+    broken_mode = mode;
+    decode_run_gpu(p, lens, splits, o, mode < 0 ? split_tc_decode_gpu : run_broken);
 #else
     (void)p; (void)lens; (void)splits; (void)o; (void)mode;
     fail_msg("no CUDA build");
@@ -119,38 +113,16 @@ static void test_groups_gpu(void **state)
     assert_true(runs > 0);
 }
 
-/* The table's proportions at a smaller size: a long cache, the heuristic's split count. */
+/* --br 16 / 32: the rows per block forced (MQA as two blocks of 16; MHA with a padding tile) */
+static size_t forced_br(const attn_shape_t *s) { return s->heads / s->kv_heads > 16 ? 16 : 32; }
+
+/* The table's proportions at a smaller size: a long cache, the heuristic's split count, and each --br. */
 static void test_long_gpu(void **state)
 {
     (void)state;
     SKIP_WITHOUT_GPU();
-    static const size_t heads[4][2] = { { 32, 32 }, { 32, 8 }, { 32, 1 }, { 12, 3 } };
-    const size_t Nk = small_mode() ? 1500 : 20000;
-    for (size_t h = 0; h < 4; h++) {
-        attn_problem_t p;
-        attn_problem_make(&p, 1, heads[h][0], heads[h][1], 1, Nk, 128, 0, DT_BF16, 1.0f, (uint32_t)(8500 + h));
-        attn_problem_ref(&p, NULL);
-        split_plan_t plan;
-        split_tc_plan(&p.s, &plan);
-        void *o = malloc((size_t)attn_q_elems(&p.s) * 2);
-        run_tc(&p, NULL, plan.splits, o, -1);
-        attn_check_t c;
-        const double ratio = attn_check_all(&p, o, TC_ROUNDING, &c);
-        print_message("gpu split-tc Hq=%zu Hkv=%zu Nk=%zu: %d splits, error/tolerance %.3g\n", heads[h][0],
-                      heads[h][1], Nk, plan.splits, ratio);
-        assert_true(ratio <= 1.0);
-        /* --br 16 / 32: the rows per block forced (MQA as two blocks of 16; MHA with a padding tile) */
-        p.s.tune.br = heads[h][0] / heads[h][1] > 16 ? 16 : 32;
-        split_tc_plan(&p.s, &plan);
-        assert_int_equal(plan.hpb, (int)p.s.tune.br);
-        run_tc(&p, NULL, plan.splits, o, -1);
-        const double r2 = attn_check_all(&p, o, TC_ROUNDING, &c);
-        print_message("gpu split-tc Hq=%zu Hkv=%zu --br %zu: %d splits, error/tolerance %.3g\n", heads[h][0],
-                      heads[h][1], p.s.tune.br, plan.splits, r2);
-        assert_true(r2 <= 1.0);
-        free(o);
-        attn_problem_free(&p);
-    }
+    const size_t nk = small_mode() ? 1500 : 20000;
+    decode_long_gpu(nk, 8500, &IMPL_SPLIT_TC, split_tc_plan, split_tc_decode_gpu, forced_br);
 }
 
 /* ---- a broken kernel must fail the check that passes the right one */
@@ -249,7 +221,6 @@ static void test_program_cpu(void **state)
 
 int main(void)
 {
-    test_seed();
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_heuristic_bw),
         cmocka_unit_test(test_supports),
@@ -258,7 +229,5 @@ int main(void)
         cmocka_unit_test(test_long_gpu),
         cmocka_unit_test(test_broken_gpu),
     };
-    if (getenv("STF_GPU_ONLY")) cmocka_set_test_filter("*_gpu");
-    if (getenv("STF_TEST_FILTER")) cmocka_set_test_filter(getenv("STF_TEST_FILTER"));
-    return cmocka_run_group_tests_name("stage 07 split-tc (tensor-core decode)", tests, NULL, NULL);
+    return test_main("stage 07 split-tc (tensor-core decode)", tests, NULL);
 }

@@ -357,26 +357,26 @@ struct dec_write_o {
     }
 };
 
-/* ---- host side: instances, their shared-memory attribute, occupancy, launch */
+/* ---- host side: instances, their shared-memory attribute, occupancy, launch
+ * (the first two serve stage 07's tensor-core kernel too: any kernel K) */
 
-template <typename T, int D, int RT, typename Epi, typename KV> static void dec_set_smem()
+/* Kernel K's dynamic shared memory limit, set once per instance. */
+template <auto K> static void dec_set_smem(int smem)
 {
     static bool done = false;
     if (!done) {
-        CUDA_CHECK(cudaFuncSetAttribute(decode_kernel<T, D, RT, Epi, KV>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                        dec_cfg<T, D, RT>::SMEM));
+        CUDA_CHECK(cudaFuncSetAttribute(K, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
         done = true;
     }
 }
 
-/* Resident blocks per SM; asked once per instance (a split choice runs before every launch). */
-template <typename T, int D, int RT, typename Epi, typename KV> static int dec_occupancy()
+/* Resident blocks per SM of kernel K; asked once per instance (a split choice runs before every launch). */
+template <auto K> static int dec_occupancy(int threads, int smem)
 {
     static int nb = -1;
     if (nb < 0) {
-        dec_set_smem<T, D, RT, Epi, KV>();
-        CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&nb, decode_kernel<T, D, RT, Epi, KV>,
-                                                                 dec_cfg<T, D, RT>::THREADS, dec_cfg<T, D, RT>::SMEM));
+        dec_set_smem<K>(smem);
+        CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&nb, K, threads, smem));
     }
     return nb;
 }
@@ -385,7 +385,7 @@ template <typename T, int D, int RT, typename Epi, typename KV>
 static void dec_launch(const dec_params &p, const KV &kv, const Epi &epi, dim3 grid)
 {
     using C = dec_cfg<T, D, RT>;
-    dec_set_smem<T, D, RT, Epi, KV>();
+    dec_set_smem<decode_kernel<T, D, RT, Epi, KV>>(C::SMEM);
     decode_kernel<T, D, RT, Epi, KV><<<grid, C::THREADS, C::SMEM>>>(p, kv, epi);
     LAUNCH_CHECK();
 }
@@ -493,7 +493,8 @@ template <typename Epi, template <typename> class KV = kv_contig> static int dec
     int nb = 0;
     dec_dispatch(s->dt, (int)s->dim, dec_rows_tile(hpb), [&](auto t, auto d, auto rt) {
         using T = typename decltype(t)::type;
-        nb = dec_occupancy<T, decltype(d)::value, decltype(rt)::value, Epi, KV<T>>();
+        using C = dec_cfg<T, decltype(d)::value, decltype(rt)::value>;
+        nb = dec_occupancy<decode_kernel<T, decltype(d)::value, decltype(rt)::value, Epi, KV<T>>>(C::THREADS, C::SMEM);
     });
     return nb;
 }

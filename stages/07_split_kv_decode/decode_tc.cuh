@@ -45,8 +45,8 @@
 #include "softmax_device.cuh"
 #include "../04_one_pass_attention/merge.h"
 #include "../05b_tensor_cores/tc_common.cuh"
-#include "../06_gqa_attention/gqa.h"
-#include "../06_gqa_attention/kv_source.cuh"
+/* stage 06: kv_contig, the epilogue dec_write_o, the launch helpers */
+#include "../06_gqa_attention/decode_kernel.cuh"
 #include "split.h"
 
 #define DTC_THREADS 128
@@ -261,28 +261,7 @@ __global__ void __launch_bounds__(DTC_THREADS) decode_tc_kernel(dtc_params P, KV
     /* [/snippet] */
 }
 
-/* ---- host side */
-
-template <typename T, int D, int MT, typename KV, typename Epi> static void dtc_set_smem()
-{
-    static bool done = false;
-    if (!done) {
-        CUDA_CHECK(cudaFuncSetAttribute(decode_tc_kernel<T, D, MT, KV, Epi>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                        dtc_cfg<T, D, MT>::SMEM));
-        done = true;
-    }
-}
-
-template <typename T, int D, int MT, typename KV, typename Epi> static int dtc_occupancy()
-{
-    static int nb = -1;
-    if (nb < 0) {
-        dtc_set_smem<T, D, MT, KV, Epi>();
-        CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&nb, decode_tc_kernel<T, D, MT, KV, Epi>, DTC_THREADS,
-                                                                 dtc_cfg<T, D, MT>::SMEM));
-    }
-    return nb;
-}
+/* ---- host side (the shared-memory attribute and occupancy: decode_kernel.cuh's) */
 
 /* m16 tiles per block: one up to g = 16, two beyond (blocks of 32 rows);
  * --br 16 or 32 chooses (split_tc_rows, split_cpu.c). */
@@ -291,19 +270,13 @@ static inline int dtc_mtiles(const attn_shape_t *s) { return split_tc_rows(s) / 
 /* 1 when the tensor-core decode kernel takes s, else 0 with the reason (split.h). */
 static inline int dtc_supports(const attn_shape_t *s, char *why, size_t n) { return split_tc_supports(s, why, n); }
 
-template <typename T> struct dtc_type { using type = T; };
-
-/* Calls f(dtc_type<T>{}, integral_constant D, integral_constant MT). */
+/* Calls f(dec_type<T>{}, dec_int<D>{}, dec_int<MT>{}) (decode_kernel.cuh's tags). */
 template <typename T, typename F> static int dtc_dispatch_d(int d, int mt, F &&f)
 {
-    using I64 = std::integral_constant<int, 64>;
-    using I128 = std::integral_constant<int, 128>;
-    using M1 = std::integral_constant<int, 1>;
-    using M2 = std::integral_constant<int, 2>;
-    if (d == 64 && mt == 1) { f(dtc_type<T>{}, I64{}, M1{}); return 1; }
-    if (d == 64 && mt == 2) { f(dtc_type<T>{}, I64{}, M2{}); return 1; }
-    if (d == 128 && mt == 1) { f(dtc_type<T>{}, I128{}, M1{}); return 1; }
-    if (d == 128 && mt == 2) { f(dtc_type<T>{}, I128{}, M2{}); return 1; }
+    if (d == 64 && mt == 1) { f(dec_type<T>{}, dec_int<64>{}, dec_int<1>{}); return 1; }
+    if (d == 64 && mt == 2) { f(dec_type<T>{}, dec_int<64>{}, dec_int<2>{}); return 1; }
+    if (d == 128 && mt == 1) { f(dec_type<T>{}, dec_int<128>{}, dec_int<1>{}); return 1; }
+    if (d == 128 && mt == 2) { f(dec_type<T>{}, dec_int<128>{}, dec_int<2>{}); return 1; }
     return 0;
 }
 template <typename F> static int dtc_dispatch(dtype_t dt, int d, int mt, F &&f)
@@ -314,48 +287,43 @@ template <typename F> static int dtc_dispatch(dtype_t dt, int d, int mt, F &&f)
 }
 
 /* Launches decode_tc_kernel on grid (Hkv x row blocks per group, B, gz).
- * make_kv(dtc_type<T>{}) returns the K/V row policy for storage type T
- * (kv_contig<T>, or stage 07's paged one). Returns 0, or -1 (message on
- * stderr) when the shape is not one the kernel takes. */
+ * make_kv.template get<T>() returns the K/V row policy for storage type T,
+ * as for stage 06's dec_run_kv (dec_contig_of, or kv_pages.cuh's paged_of).
+ * Returns 0, or -1 (message on stderr) when the shape is not one the kernel
+ * takes. */
 template <typename MakeKV, typename Epi>
-static int dtc_run(const attn_shape_t *s, const void *q, const int *kv_len, MakeKV &&make_kv, const Epi &epi, int gz)
+static int dtc_run(const attn_shape_t *s, const void *q, const int *kv_len, const MakeKV &make_kv, const Epi &epi, int gz)
 {
     char why[256];
     if (!dtc_supports(s, why, sizeof why) || gz < 1 || gz > 65535) {
         fprintf(stderr, "tensor-core decode kernel: shape not supported (%s; grid z %d)\n", why, gz);
         return -1;
     }
-    dtc_params p;
-    p.q = q;
-    p.kv_len = kv_len;
-    p.Hq = (int)s->heads;
-    p.Hkv = (int)s->kv_heads;
-    p.g = (int)(s->heads / s->kv_heads);
-    p.Nk = (int)s->seq_kv;
-    p.scale = s->scale;
+    const dtc_params p = { q, kv_len, (int)s->heads, (int)s->kv_heads, (int)(s->heads / s->kv_heads), (int)s->seq_kv,
+                           s->scale };
     const int mt = dtc_mtiles(s), nrb = (p.g + 16 * mt - 1) / (16 * mt);
     const dim3 grid((unsigned)(s->kv_heads * (size_t)nrb), (unsigned)s->batch, (unsigned)gz);
     return dtc_dispatch(s->dt, (int)s->dim, mt, [&](auto t, auto d, auto m) {
                using T = typename decltype(t)::type;
                constexpr int D = decltype(d)::value, MT = decltype(m)::value;
-               auto kv = make_kv(dtc_type<T>{});
-               using KV = decltype(kv);
-               dtc_set_smem<T, D, MT, KV, Epi>();
+               const auto kv = make_kv.template get<T>();
+               using KV = std::remove_const_t<decltype(kv)>;
+               dec_set_smem<decode_tc_kernel<T, D, MT, KV, Epi>>(dtc_cfg<T, D, MT>::SMEM);
                decode_tc_kernel<T, D, MT, KV, Epi><<<grid, DTC_THREADS, dtc_cfg<T, D, MT>::SMEM>>>(p, kv, epi);
                LAUNCH_CHECK();
            }) ? 0 : -1;
 }
 
 /* Resident blocks per SM at this shape (0 when the kernel declines it). */
-template <typename MakeKV, typename Epi> static int dtc_blocks_per_sm(const attn_shape_t *s, MakeKV &&make_kv)
+template <typename Epi, template <typename> class KV = kv_contig> static int dtc_blocks_per_sm(const attn_shape_t *s)
 {
     int nb = 0;
     char why[256];
     if (!dtc_supports(s, why, sizeof why)) return 0;
     dtc_dispatch(s->dt, (int)s->dim, dtc_mtiles(s), [&](auto t, auto d, auto m) {
         using T = typename decltype(t)::type;
-        using KV = decltype(make_kv(dtc_type<T>{}));
-        nb = dtc_occupancy<T, decltype(d)::value, decltype(m)::value, KV, Epi>();
+        constexpr int D = decltype(d)::value, MT = decltype(m)::value;
+        nb = dec_occupancy<decode_tc_kernel<T, D, MT, KV<T>, Epi>>(DTC_THREADS, dtc_cfg<T, D, MT>::SMEM);
     });
     return nb;
 }

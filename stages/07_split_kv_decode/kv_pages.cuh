@@ -42,4 +42,16 @@ template <typename T> struct kv_paged {
     __device__ __forceinline__ int run(int pos) const { return (1 << shift) - (pos & ((1 << shift) - 1)); }
 };
 
+/* The pools through the table, for storage type T: the make_kv of stage
+ * 06's dec_run_kv and of this stage's dtc_run. */
+struct paged_of {
+    const void *k, *v;
+    const int32_t *table;
+    int hkv, d, max_pages, shift;
+    template <typename T> kv_paged<T> get() const
+    {
+        return kv_paged<T>{ (const T *)k, (const T *)v, table, hkv, d, max_pages, shift };
+    }
+};
+
 #endif

@@ -22,28 +22,6 @@
 #include "kv_pages.cuh"
 #include "split_epi.cuh"
 
-static split_partial_epi partial_epi_of(const attn_shape_t *s, int splits, float *pm, float *pl, float *po)
-{
-    split_partial_epi epi;
-    epi.pm = pm;
-    epi.pl = pl;
-    epi.po = po;
-    epi.rows = (size_t)attn_rows(s);
-    epi.kps = (int)split_keys_per_split(s->seq_kv, (size_t)splits);
-    return epi;
-}
-
-/* The paged policy of the geometry for storage type T (dec_run_kv's make_kv). */
-struct paged_of {
-    const void *k, *v;
-    const int32_t *table;
-    int hkv, d, max_pages, shift;
-    template <typename T> kv_paged<T> get() const
-    {
-        return kv_paged<T>{ (const T *)k, (const T *)v, table, hkv, d, max_pages, shift };
-    }
-};
-
 extern "C" void paged_decode_gpu(const attn_shape_t *s, const paged_geom_t *g, const void *q, const void *kpool,
                                  const void *vpool, const int32_t *table, void *o, const int *dev_lens, int splits,
                                  void *ws)
@@ -55,10 +33,9 @@ extern "C" void paged_decode_gpu(const attn_shape_t *s, const paged_geom_t *g, c
         (void)dec_run_kv(s, q, kv, hpb, dev_lens, epi, 1); /* a refusal leaves O poisoned: the check fails */
         return;
     }
-    const size_t n = (size_t)splits * (size_t)attn_rows(s);
-    float *po = (float *)ws, *pm = po + n * s->dim, *pl = pm + n;
-    const split_partial_epi epi = partial_epi_of(s, splits, pm, pl, po);
-    if (dec_run_kv(s, q, kv, hpb, dev_lens, epi, splits) == 0) split_combine_gpu(s, splits, pm, pl, po, o);
+    split_two_pass(s, splits, ws, o, [&](float *pm, float *pl, float *po) {
+        return dec_run_kv(s, q, kv, hpb, dev_lens, split_partial_epi_of(s, splits, pm, pl, po), splits);
+    }, split_combine_gpu);
 }
 
 /* ---- building the pools (setup) */

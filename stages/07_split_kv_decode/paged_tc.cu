@@ -14,37 +14,18 @@
 #include "split_epi.cuh"
 #include "decode_tc.cuh"
 #include "kv_pages.cuh"
-#include "../06_gqa_attention/decode_kernel.cuh"
-
-/* The pools through the table, for storage type T (dtc_run's make_kv). */
-struct dtc_paged {
-    const void *k, *v;
-    const int32_t *table;
-    int hkv, d, max_pages, shift;
-    template <typename Tag> __host__ __device__ auto operator()(Tag) const
-    {
-        using T = typename Tag::type;
-        return kv_paged<T>{ (const T *)k, (const T *)v, table, hkv, d, max_pages, shift };
-    }
-};
 
 extern "C" void paged_tc_decode_gpu(const attn_shape_t *s, const paged_geom_t *g, const void *q, const void *kpool,
                                     const void *vpool, const int32_t *table, void *o, const int *dev_lens, int splits,
                                     void *ws)
 {
-    const dtc_paged kv = { kpool, vpool, table, g->hkv, g->d, g->max_pages, g->shift };
+    const paged_of kv = { kpool, vpool, table, g->hkv, g->d, g->max_pages, g->shift };
     if (splits <= 1) { /* one split: O written by the blocks (stage 06's epilogue) */
         const dec_write_o epi = { o };
         (void)dtc_run(s, q, dev_lens, kv, epi, 1); /* a refusal leaves O poisoned: the check fails */
         return;
     }
-    const size_t n = (size_t)splits * (size_t)attn_rows(s);
-    float *po = (float *)ws, *pm = po + n * s->dim, *pl = pm + n;
-    split_partial_epi epi;
-    epi.pm = pm;
-    epi.pl = pl;
-    epi.po = po;
-    epi.rows = (size_t)attn_rows(s);
-    epi.kps = (int)split_keys_per_split(s->seq_kv, (size_t)splits);
-    if (dtc_run(s, q, dev_lens, kv, epi, splits) == 0) split_combine_gpu(s, splits, pm, pl, po, o);
+    split_two_pass(s, splits, ws, o, [&](float *pm, float *pl, float *po) {
+        return dtc_run(s, q, dev_lens, kv, split_partial_epi_of(s, splits, pm, pl, po), splits);
+    }, split_combine_gpu);
 }

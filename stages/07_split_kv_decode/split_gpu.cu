@@ -62,13 +62,7 @@ extern "C" void split_combine_gpu(const attn_shape_t *s, int splits, const float
 extern "C" int split_partials_gpu(const attn_shape_t *s, const void *q, const void *k, const void *v,
                                   const int *dev_lens, int splits, float *pm, float *pl, float *po)
 {
-    split_partial_epi epi;
-    epi.pm = pm;
-    epi.pl = pl;
-    epi.po = po;
-    epi.rows = (size_t)attn_rows(s);
-    epi.kps = (int)split_keys_per_split(s->seq_kv, (size_t)splits);
-    return dec_run(s, q, k, v, gqa_packed_hpb(s), dev_lens, epi, splits);
+    return dec_run(s, q, k, v, gqa_packed_hpb(s), dev_lens, split_partial_epi_of(s, splits, pm, pl, po), splits);
 }
 
 extern "C" void split_decode_gpu(const attn_shape_t *s, const void *q, const void *k, const void *v, void *o,
@@ -79,9 +73,9 @@ extern "C" void split_decode_gpu(const attn_shape_t *s, const void *q, const voi
         gqa_decode_gpu(s, q, k, v, o, &a);
         return;
     }
-    const size_t n = (size_t)splits * (size_t)attn_rows(s);
-    float *po = (float *)ws, *pm = po + n * s->dim, *pl = pm + n;
-    if (split_partials_gpu(s, q, k, v, dev_lens, splits, pm, pl, po) == 0) split_combine_gpu(s, splits, pm, pl, po, o);
+    split_two_pass(s, splits, ws, o, [&](float *pm, float *pl, float *po) {
+        return split_partials_gpu(s, q, k, v, dev_lens, splits, pm, pl, po);
+    }, split_combine_gpu);
 }
 
 extern "C" int split_blocks_per_sm(const attn_shape_t *s)

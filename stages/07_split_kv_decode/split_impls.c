@@ -24,19 +24,28 @@ static int split_splits(const attn_shape_t *s)
 
 static size_t split_ws(const attn_shape_t *s) { return split_partial_bytes(s, split_splits(s)); }
 
-static double split_model(const attn_shape_t *s)
+/* The functions named _n take the split count of their kernel: split's
+ * (split_splits) or split-tc's (tc_splits, below). */
+static double model_n(const attn_shape_t *s, int S)
 {
-    const int S = split_splits(s);
     double b = split_blocks_bytes(s, NULL, S);
     if (S > 1) /* the combine: reads the partial states, writes O */
         b += (double)split_partial_bytes(s, S) + (double)attn_q_elems(s) * (double)dtype_size(s->dt);
     return b;
 }
+static double split_model(const attn_shape_t *s) { return model_n(s, split_splits(s)); }
 
+static int cpu_n(const attn_shape_t *s, hbm_t *q, hbm_t *k, hbm_t *v, hbm_t *o, void *ws, int S)
+{
+    return split_decode_cpu(s, q, k, v, o, NULL, S, ws);
+}
 static int split_cpu(const attn_shape_t *s, hbm_t *q, hbm_t *k, hbm_t *v, hbm_t *o, void *ws)
 {
-    return split_decode_cpu(s, q, k, v, o, NULL, split_splits(s), ws);
+    return cpu_n(s, q, k, v, o, ws, split_splits(s));
 }
+
+/* The tiles column: rows per block x keys per tile / splits. */
+static const char *tiles_of(const split_plan_t *p) { return fmt("%dx%d/%d", p->hpb, GQA_BC, p->splits); }
 
 static int split_supports(const attn_shape_t *s, int gpu, char *why, size_t n)
 {
@@ -75,17 +84,11 @@ static int tc_splits(const attn_shape_t *s) { return tc_plan(s).splits; }
 
 static size_t tc_ws(const attn_shape_t *s) { return split_partial_bytes(s, tc_splits(s)); }
 
-static double tc_model(const attn_shape_t *s)
-{
-    const int S = tc_splits(s);
-    double b = split_blocks_bytes(s, NULL, S);
-    if (S > 1) b += (double)split_partial_bytes(s, S) + (double)attn_q_elems(s) * (double)dtype_size(s->dt);
-    return b;
-}
+static double tc_model(const attn_shape_t *s) { return model_n(s, tc_splits(s)); }
 
 static int tc_cpu(const attn_shape_t *s, hbm_t *q, hbm_t *k, hbm_t *v, hbm_t *o, void *ws)
 {
-    return split_decode_cpu(s, q, k, v, o, NULL, tc_splits(s), ws);
+    return cpu_n(s, q, k, v, o, ws, tc_splits(s));
 }
 
 static int tc_supports(const attn_shape_t *s, int gpu, char *why, size_t n)
@@ -106,7 +109,7 @@ static const char *tc_tiles(const attn_shape_t *s, int gpu)
 {
     (void)gpu;
     const split_plan_t p = tc_plan(s);
-    return fmt("%dx%d/%d", p.hpb, GQA_BC, p.splits);
+    return tiles_of(&p);
 }
 
 static const char *tc_describe(const attn_shape_t *s)
@@ -139,19 +142,6 @@ static void split_tc_gpu(const attn_shape_t *s, const void *q, const void *k, co
 {
     split_tc_decode_gpu(s, q, k, v, o, gqa_device_lengths(s), tc_splits(s), ws);
 }
-#else
-void split_tc_decode_gpu(const attn_shape_t *s, const void *q, const void *k, const void *v, void *o,
-                         const int *dev_lens, int splits, void *ws)
-{
-    (void)s; (void)q; (void)k; (void)v; (void)o; (void)dev_lens; (void)splits; (void)ws;
-}
-int split_tc_partials_gpu(const attn_shape_t *s, const void *q, const void *k, const void *v, const int *dev_lens,
-                          int splits, float *pm, float *pl, float *po)
-{
-    (void)s; (void)q; (void)k; (void)v; (void)dev_lens; (void)splits; (void)pm; (void)pl; (void)po;
-    return -1;
-}
-int split_tc_blocks_per_sm(const attn_shape_t *s) { (void)s; return 0; }
 #endif
 
 const attn_impl_t IMPL_SPLIT_TC = {
@@ -165,23 +155,6 @@ static void split_gpu(const attn_shape_t *s, const void *q, const void *k, const
 {
     split_decode_gpu(s, q, k, v, o, gqa_device_lengths(s), split_splits(s), ws);
 }
-#else
-void split_decode_gpu(const attn_shape_t *s, const void *q, const void *k, const void *v, void *o,
-                      const int *dev_lens, int splits, void *ws)
-{
-    (void)s; (void)q; (void)k; (void)v; (void)o; (void)dev_lens; (void)splits; (void)ws;
-}
-void split_combine_gpu(const attn_shape_t *s, int splits, const float *pm, const float *pl, const float *po, void *o)
-{
-    (void)s; (void)splits; (void)pm; (void)pl; (void)po; (void)o;
-}
-int split_partials_gpu(const attn_shape_t *s, const void *q, const void *k, const void *v, const int *dev_lens,
-                       int splits, float *pm, float *pl, float *po)
-{
-    (void)s; (void)q; (void)k; (void)v; (void)dev_lens; (void)splits; (void)pm; (void)pl; (void)po;
-    return -1;
-}
-int split_blocks_per_sm(const attn_shape_t *s) { (void)s; return 0; }
 #endif
 
 static const char *split_tiles(const attn_shape_t *s, int gpu)
@@ -189,7 +162,7 @@ static const char *split_tiles(const attn_shape_t *s, int gpu)
     (void)gpu;
     split_plan_t p;
     split_plan(s, &p);
-    return fmt("%dx%d/%d", p.hpb, GQA_BC, p.splits);
+    return tiles_of(&p);
 }
 
 static const char *split_describe(const attn_shape_t *s)
@@ -335,52 +308,30 @@ static int paged_cpu(const attn_shape_t *s, hbm_t *q, hbm_t *k, hbm_t *v, hbm_t 
 }
 
 #if HAVE_CUDA
-static void paged_gpu(const attn_shape_t *s, const void *q, const void *k, const void *v, void *o, void *ws)
-{
-    (void)k; (void)v;
-    paged_geom_t g;
-    paged_ws_t w;
-    paged_geom_of(s, &g);
-    paged_ws_layout(s, &g, split_splits(s), &w);
-    char *base = ws;
-    paged_decode_gpu(s, &g, q, base + w.kpool, base + w.vpool, (const int32_t *)(base + w.table), o,
-                     gqa_device_lengths(s), split_splits(s), ws);
-}
+typedef void paged_gpu_fn(const attn_shape_t *s, const paged_geom_t *g, const void *q, const void *kpool,
+                          const void *vpool, const int32_t *table, void *o, const int *dev_lens, int splits, void *ws);
 
-static void tc_paged_gpu(const attn_shape_t *s, const void *q, const void *k, const void *v, void *o, void *ws)
+/* The pools in ws (built by prepare) through `run`, S splits. */
+static void paged_gpu_n(const attn_shape_t *s, const void *q, void *o, void *ws, int S, paged_gpu_fn *run)
 {
-    (void)k; (void)v;
-    const int S = tc_splits(s);
     paged_geom_t g;
     paged_ws_t w;
     paged_geom_of(s, &g);
     paged_ws_layout(s, &g, S, &w);
     char *base = ws;
-    paged_tc_decode_gpu(s, &g, q, base + w.kpool, base + w.vpool, (const int32_t *)(base + w.table), o,
-                        gqa_device_lengths(s), S, ws);
+    run(s, &g, q, base + w.kpool, base + w.vpool, (const int32_t *)(base + w.table), o, gqa_device_lengths(s), S, ws);
 }
-#else
-void paged_tc_decode_gpu(const attn_shape_t *s, const paged_geom_t *g, const void *q, const void *kpool,
-                         const void *vpool, const int32_t *table, void *o, const int *dev_lens, int splits, void *ws)
+
+static void paged_gpu(const attn_shape_t *s, const void *q, const void *k, const void *v, void *o, void *ws)
 {
-    (void)s; (void)g; (void)q; (void)kpool; (void)vpool; (void)table; (void)o; (void)dev_lens; (void)splits; (void)ws;
+    (void)k; (void)v; /* the cache is the pools in ws */
+    paged_gpu_n(s, q, o, ws, split_splits(s), paged_decode_gpu);
 }
-void paged_decode_gpu(const attn_shape_t *s, const paged_geom_t *g, const void *q, const void *kpool,
-                      const void *vpool, const int32_t *table, void *o, const int *dev_lens, int splits, void *ws)
+
+static void tc_paged_gpu(const attn_shape_t *s, const void *q, const void *k, const void *v, void *o, void *ws)
 {
-    (void)s; (void)g; (void)q; (void)kpool; (void)vpool; (void)table; (void)o; (void)dev_lens; (void)splits; (void)ws;
-}
-void paged_scatter_gpu(const paged_geom_t *g, size_t nk, const int *dev_lens, const int32_t *dev_table,
-                       const void *src, void *pool)
-{
-    (void)g; (void)nk; (void)dev_lens; (void)dev_table; (void)src; (void)pool;
-}
-void paged_append_gpu(const paged_geom_t *g, int32_t *table, const int32_t *lens_in, int32_t *lens_out,
-                      const int32_t *free_list, int nfree, int32_t *top, const void *knew, const void *vnew,
-                      void *kpool, void *vpool)
-{
-    (void)g; (void)table; (void)lens_in; (void)lens_out; (void)free_list; (void)nfree; (void)top; (void)knew;
-    (void)vnew; (void)kpool; (void)vpool;
+    (void)k; (void)v;
+    paged_gpu_n(s, q, o, ws, tc_splits(s), paged_tc_decode_gpu);
 }
 #endif
 
@@ -584,3 +535,57 @@ out:
     free(lens); free(table); free(fl); free(lo); free(knew); free(vnew); free(kp); free(vp);
     return fail;
 }
+
+/* ---- the CPU build: the GPU entry points of split.h as stubs (the tests
+ * link them and skip their GPU cases) */
+#if !HAVE_CUDA
+void split_decode_gpu(const attn_shape_t *s, const void *q, const void *k, const void *v, void *o,
+                      const int *dev_lens, int splits, void *ws)
+{
+    (void)s; (void)q; (void)k; (void)v; (void)o; (void)dev_lens; (void)splits; (void)ws;
+}
+void split_tc_decode_gpu(const attn_shape_t *s, const void *q, const void *k, const void *v, void *o,
+                         const int *dev_lens, int splits, void *ws)
+{
+    split_decode_gpu(s, q, k, v, o, dev_lens, splits, ws);
+}
+void split_combine_gpu(const attn_shape_t *s, int splits, const float *pm, const float *pl, const float *po, void *o)
+{
+    (void)s; (void)splits; (void)pm; (void)pl; (void)po; (void)o;
+}
+int split_partials_gpu(const attn_shape_t *s, const void *q, const void *k, const void *v, const int *dev_lens,
+                       int splits, float *pm, float *pl, float *po)
+{
+    (void)s; (void)q; (void)k; (void)v; (void)dev_lens; (void)splits; (void)pm; (void)pl; (void)po;
+    return -1;
+}
+int split_tc_partials_gpu(const attn_shape_t *s, const void *q, const void *k, const void *v, const int *dev_lens,
+                          int splits, float *pm, float *pl, float *po)
+{
+    return split_partials_gpu(s, q, k, v, dev_lens, splits, pm, pl, po);
+}
+int split_blocks_per_sm(const attn_shape_t *s) { (void)s; return 0; }
+int split_tc_blocks_per_sm(const attn_shape_t *s) { (void)s; return 0; }
+void paged_decode_gpu(const attn_shape_t *s, const paged_geom_t *g, const void *q, const void *kpool,
+                      const void *vpool, const int32_t *table, void *o, const int *dev_lens, int splits, void *ws)
+{
+    (void)s; (void)g; (void)q; (void)kpool; (void)vpool; (void)table; (void)o; (void)dev_lens; (void)splits; (void)ws;
+}
+void paged_tc_decode_gpu(const attn_shape_t *s, const paged_geom_t *g, const void *q, const void *kpool,
+                         const void *vpool, const int32_t *table, void *o, const int *dev_lens, int splits, void *ws)
+{
+    paged_decode_gpu(s, g, q, kpool, vpool, table, o, dev_lens, splits, ws);
+}
+void paged_scatter_gpu(const paged_geom_t *g, size_t nk, const int *dev_lens, const int32_t *dev_table,
+                       const void *src, void *pool)
+{
+    (void)g; (void)nk; (void)dev_lens; (void)dev_table; (void)src; (void)pool;
+}
+void paged_append_gpu(const paged_geom_t *g, int32_t *table, const int32_t *lens_in, int32_t *lens_out,
+                      const int32_t *free_list, int nfree, int32_t *top, const void *knew, const void *vnew,
+                      void *kpool, void *vpool)
+{
+    (void)g; (void)table; (void)lens_in; (void)lens_out; (void)free_list; (void)nfree; (void)top; (void)knew;
+    (void)vnew; (void)kpool; (void)vpool;
+}
+#endif
