@@ -146,6 +146,7 @@ __global__ void __launch_bounds__(DQ_WARPS * 32, 2) bwd_tc_dq_kernel(bwd_args_t 
 }
 
 struct tc2_run {
+    static constexpr unsigned DIMS = BWD_TC_DIMS;
     bwd_args_t a;
     template <typename T, int D> int run()
     {
@@ -165,9 +166,5 @@ struct tc2_run {
 extern "C" int bwd_gpu_tc2_launch(const attn_shape_t *s, const void *q, const void *k, const void *v, const void *o,
                                   const void *dout, const float *lse, void *dq, void *dk, void *dv, void *ws)
 {
-    if (s->batch * s->heads == 0) return 0;
-    tc2_run f;
-    f.a = bwd_make_args(s, q, k, v, o, dout, lse, dq, dk, dv);
-    f.a.dsum = (float *)ws;
-    return bwd_tc_dispatch(s->dt, (int)s->dim, f);
+    return bwd_tc_launch<tc2_run>(s, bwd_ws_args(s, q, k, v, o, dout, lse, dq, dk, dv, ws, false));
 }

@@ -370,21 +370,28 @@ template <typename T, int D, bool DQ> static void bwd_tc_kv_launch(const bwd_arg
 }
 
 
-/* Calls f.template run<T, D>() for a tensor-core storage type and head dim. */
-template <typename F> static int bwd_tc_dispatch(dtype_t dt, int d, F &f)
+/* Stage 05b's shape (tc.h) of an attn_shape_t, for its dispatch and its
+ * kernels' arguments (tc_make_args). */
+static inline tc_shape_t bwd_tc_shape(const attn_shape_t *s)
 {
-#define BWD_TC_DIMS(T)                                                                             \
-    switch (d) {                                                                                   \
-    case 32: return f.template run<T, 32>();                                                       \
-    case 64: return f.template run<T, 64>();                                                       \
-    case 96: return f.template run<T, 96>();                                                       \
-    case 128: return f.template run<T, 128>();                                                     \
-    default: return -1;                                                                            \
-    }
-    if (dt == DT_F16) BWD_TC_DIMS(__half)
-    if (dt == DT_BF16) BWD_TC_DIMS(__nv_bfloat16)
-#undef BWD_TC_DIMS
-    return -1;
+    const tc_shape_t t = { (int)s->batch,  (int)s->heads, (int)s->kv_heads, (int)s->seq_q, (int)s->seq_kv,
+                           (int)s->dim,    s->causal,     s->scale,          s->dt };
+    return t;
+}
+
+/* The head dims of stage 08's tensor-core kernels (R::DIMS, as stage 05b's rungs declare theirs). */
+#define BWD_TC_DIMS (TC_DIM_BIT(32) | TC_DIM_BIT(64) | TC_DIM_BIT(96) | TC_DIM_BIT(128))
+
+/* A tensor-core backward launcher: R::run<T, D>() with arguments a, for the
+ * shape's storage type and head dim (stage 05b's tc_dispatch: -1 for a
+ * combination outside R::DIMS); nothing to do without a head. */
+template <typename R> static int bwd_tc_launch(const attn_shape_t *s, const bwd_args_t &a)
+{
+    if (s->batch * s->heads == 0) return 0;
+    R f;
+    f.a = a;
+    const tc_shape_t ts = bwd_tc_shape(s);
+    return tc_dispatch(&ts, f);
 }
 
 #endif
