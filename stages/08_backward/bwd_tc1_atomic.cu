@@ -22,9 +22,7 @@
 #include "bwd_kernels.h"
 #include "bwd_tc_common.cuh"
 
-struct tc1_run {
-    static constexpr unsigned DIMS = BWD_TC_DIMS;
-    bwd_args_t a;
+struct tc1_run : bwd_tc_run {
     template <typename T, int D> int run()
     {
         bwd_dsum_launch<T>(a, true);

@@ -17,9 +17,8 @@
 #include "bwd_kernels.h"
 #include "bwd_tc_common.cuh"
 
-struct tc3_run {
+struct tc3_run : bwd_tc_run {
     static constexpr unsigned DIMS = TC_DIM_BIT(32) | TC_DIM_BIT(64);
-    bwd_args_t a;
     template <typename T, int D> int run()
     {
         bwd_dsum_launch<T>(a, true);

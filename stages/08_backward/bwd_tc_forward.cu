@@ -80,8 +80,7 @@ __global__ void __launch_bounds__(FWD_WARPS * 32, 2) bwd_tc_fwd_kernel(tc_args_t
             for (int j = 0; j < NJ; j += 2) {
                 uint32_t kb[4];
                 bwd_ldsm_b<D>(kb, aK, 8 * j, kk);
-                tc_mma<T>(s[j], qf[kk], kb[0], kb[1]);
-                tc_mma<T>(s[j + 1], qf[kk], kb[2], kb[3]);
+                bwd_mma2<T>(s[j], s[j + 1], qf[kk], kb);
             }
         if (tc_tile_needs_mask(a, wq0, kv0, BKV)) tc_apply_mask(s, a, wq0, kv0);
 #pragma unroll
@@ -108,18 +107,7 @@ __global__ void __launch_bounds__(FWD_WARPS * 32, 2) bwd_tc_fwd_kernel(tc_args_t
                 o[n][2 * r + 1] *= alpha;
             }
         }
-#pragma unroll
-        for (int kk = 0; kk < BKV / 16; kk++) {
-            uint32_t pa[4];
-            tc_pack_p<T>(pa, s[2 * kk], s[2 * kk + 1]);
-#pragma unroll
-            for (int n = 0; n < D / 8; n += 2) {
-                uint32_t vb[4];
-                bwd_ldsm_bt<D>(vb, aV, 16 * kk, n);
-                tc_mma<T>(o[n], pa, vb[0], vb[1]);
-                tc_mma<T>(o[n + 1], pa, vb[2], vb[3]);
-            }
-        }
+        bwd_mma_rb1<T, D>(o, s, aV); /* O += P V_j */
     }
 
     tc_cp_async_wait<0>(); /* nothing left in flight when the block exits (ntiles = 0) */
