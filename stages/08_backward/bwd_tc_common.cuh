@@ -1,7 +1,9 @@
 /* Stage 08 on tensor cores: the fragment loaders the backward needs on top
  * of stage 05b's (tc_common.cuh: mma.sync, ldmatrix, cp.async, the swizzled
- * tile layout), and the K/V-block kernel shared by bwd_tc1_atomic.cu and
- * bwd_tc2_det.cu.
+ * tile layout), the two kinds of product every kernel here is made of
+ * (bwd_mma_nt, bwd_mma_rb), the K/V-block kernel shared by bwd_tc1_atomic.cu,
+ * bwd_tc2_det.cu and bwd_tc3_k32.cu, and the launchers' dispatch (stage
+ * 05b's tc_dispatch).
  *
  * The backward multiplies every operand both ways round: Q is the B operand
  * of S^T = K Q^T (read as stored) and of dK += dS^T Q (read transposed); dO

@@ -62,41 +62,6 @@ double bwd_standard_bwd_bytes(const attn_shape_t *s)
     return es * (6.0 * E + 2.0 * Ep + 2.0 * Ekv) + (8.0 + 5.0 * es) * nn + 8.0 * (double)attn_rows(s);
 }
 
-/* Head bh's N x N array out (Nq x Nk) = mult X Y^T: X the head's Nq x d
- * slice (Q for S, dO for dP), Y its K/V head's Nk x d (K, V), each loaded
- * once into xs, ys. */
-static void gemm_nt_head(const attn_shape_t *s, hbm_t *X, hbm_t *Y, hbm_t *out, float mult, size_t bh, float *xs,
-                         float *ys)
-{
-    const size_t Nq = s->seq_q, Nk = s->seq_kv, d = s->dim, nn = Nq * Nk, kv = bwd_kv_head(s, bh) * Nk * d;
-    for (size_t x = 0; x < Nq * d; x++) xs[x] = hbm_ld(X, bh * Nq * d + x);
-    for (size_t x = 0; x < Nk * d; x++) ys[x] = hbm_ld(Y, kv + x);
-    for (size_t i = 0; i < Nq; i++)
-        for (size_t j = 0; j < Nk; j++) {
-            float dot = 0.0f;
-            for (size_t c = 0; c < d; c++) dot += xs[i * d + c] * ys[j * d + c];
-            hbm_st(out, bh * nn + i * Nk + j, mult * dot);
-        }
-}
-
-/* Head bh's Nq x d slice of out = mult M Y: M the head's N x N array (P for
- * O, dS for dQ), Y its K/V head's Nk x d (V, K), loaded once into ys; acc
- * holds one row. */
-static void gemm_nn_head(const attn_shape_t *s, hbm_t *M, hbm_t *Y, hbm_t *out, float mult, size_t bh, float *ys,
-                         float *acc)
-{
-    const size_t Nq = s->seq_q, Nk = s->seq_kv, d = s->dim, nn = Nq * Nk, kv = bwd_kv_head(s, bh) * Nk * d;
-    for (size_t x = 0; x < Nk * d; x++) ys[x] = hbm_ld(Y, kv + x);
-    for (size_t i = 0; i < Nq; i++) {
-        memset(acc, 0, d * sizeof *acc);
-        for (size_t j = 0; j < Nk; j++) {
-            const float m = hbm_ld(M, bh * nn + i * Nk + j);
-            for (size_t c = 0; c < d; c++) acc[c] += m * ys[j * d + c];
-        }
-        for (size_t c = 0; c < d; c++) hbm_st(out, (bh * Nq + i) * d + c, mult * acc[c]);
-    }
-}
-
 int bwd_standard_forward_cpu(const attn_shape_t *s, bwd_io_t *a, void *ws)
 {
     const size_t Nq = s->seq_q, Nk = s->seq_kv, d = s->dim, bhs = s->batch * s->heads, nn = Nq * Nk;
@@ -114,7 +79,7 @@ int bwd_standard_forward_cpu(const attn_shape_t *s, bwd_io_t *a, void *ws)
         return -1;
     }
     for (size_t bh = 0; bh < bhs; bh++) { /* S = scale Q K^T, then the mask */
-        gemm_nt_head(s, &a->q, &a->k, &S, s->scale, bh, qa, kb);
+        attention_gemm_nt_head(s, &a->q, &a->k, &S, s->scale, bh, qa, kb);
         if (s->causal)
             for (size_t i = 0; i < Nq; i++)
                 for (size_t j = attn_visible_keys(s, i); j < Nk; j++) hbm_st(&S, bh * nn + i * Nk + j, -INFINITY);
@@ -127,7 +92,7 @@ int bwd_standard_forward_cpu(const attn_shape_t *s, bwd_io_t *a, void *ws)
         hbm_st(&a->lse, r, l == 0.0f ? -INFINITY : m + logf(l));
     }
     for (size_t bh = 0; bh < bhs; bh++) /* O = P V */
-        gemm_nn_head(s, &P, &a->v, &a->o, 1.0f, bh, kb, acc);
+        attention_gemm_nn_head(s, &P, &a->v, &a->o, 1.0f, bh, kb, acc);
     free(qa); free(kb); free(row); free(acc);
     return 0;
 }
@@ -182,7 +147,7 @@ int bwd_standard_cpu(const attn_shape_t *s, bwd_io_t *a, void *ws)
     for (size_t g = 0; g < s->batch * s->kv_heads; g++) /* dV = P^T dO */
         gemm_tn_group(s, &P, &a->dout, &a->dv, 1.0f, g, xs, acc);
     for (size_t bh = 0; bh < bhs; bh++) /* dP = dO V^T */
-        gemm_nt_head(s, &a->dout, &a->v, &dP, 1.0f, bh, xs, ys);
+        attention_gemm_nt_head(s, &a->dout, &a->v, &dP, 1.0f, bh, xs, ys);
     for (size_t r = 0; r < R; r++) { /* dS = P * (dP - D) over dP: element x of dS (es bytes at es x) overlaps dP's
                                        * element es x / 4 <= x, already read */
         const float Dr = hbm_ld(&D, r);
@@ -192,7 +157,7 @@ int bwd_standard_cpu(const attn_shape_t *s, bwd_io_t *a, void *ws)
         }
     }
     for (size_t bh = 0; bh < bhs; bh++) /* dQ = scale dS K */
-        gemm_nn_head(s, &dS, &a->k, &a->dq, s->scale, bh, ys, acc);
+        attention_gemm_nn_head(s, &dS, &a->k, &a->dq, s->scale, bh, ys, acc);
     for (size_t g = 0; g < s->batch * s->kv_heads; g++) /* dK = scale dS^T Q */
         gemm_tn_group(s, &dS, &a->q, &a->dk, s->scale, g, xs, acc);
     /* [/snippet] */
