@@ -73,6 +73,16 @@ size_t attention_standard_s16_ws_bytes(const attn_shape_t *s);
 int attention_standard_s16_cpu(const attn_shape_t *s, hbm_t *q, hbm_t *k, hbm_t *v, hbm_t *o, void *ws);
 void attention_standard_s16_gpu(const attn_shape_t *s, const void *q, const void *k, const void *v, void *o, void *ws);
 double attention_standard_s16_model_bytes(const attn_shape_t *s);
+/* The standard algorithm's two GEMM shapes for one (batch, head) bh, through
+ * the ledger (also stage 08's standard backward):
+ *   nt: head bh's N x N array out (Nq x Nk) = mult X Y^T, X the head's Nq x d
+ *       slice (Q; dO), Y its K/V head's Nk x d (K; V), loaded once into xs, ys;
+ *   nn: head bh's Nq x d slice of out = mult M Y, M the head's N x N array
+ *       (P; dS), Y its K/V head's Nk x d (V; K), loaded once into ys; acc: a row. */
+void attention_gemm_nt_head(const attn_shape_t *s, hbm_t *X, hbm_t *Y, hbm_t *out, float mult, size_t bh, float *xs,
+                            float *ys);
+void attention_gemm_nn_head(const attn_shape_t *s, hbm_t *M, hbm_t *Y, hbm_t *out, float mult, size_t bh, float *ys,
+                            float *acc);
 /* 1 when stage 03's row-on-chip softmax takes rows of N elements (one load
  * of S), 0 when its two-sweep online softmax runs (two loads): standard-s16. */
 int attention_standard_onchip(const attn_shape_t *s);

@@ -79,23 +79,53 @@ double attention_standard_s16_model_bytes(const attn_shape_t *s)
     return es * (2.0 * E + 2.0 * (double)attn_kv_elems(s) + (3.0 + r) * nn + mask);
 }
 
+/* The K/V head of (batch, head) bh: bh / H picks the batch, its head h the
+ * group h / G (attn_kv_slice, by head instead of by row: also with Nq = 0). */
+static size_t kv_head(const attn_shape_t *s, size_t bh)
+{
+    return (bh / s->heads) * s->kv_heads + (bh % s->heads) / (s->heads / s->kv_heads);
+}
+
+/* [snippet:standard-gemms] */
+void attention_gemm_nt_head(const attn_shape_t *s, hbm_t *X, hbm_t *Y, hbm_t *out, float mult, size_t bh, float *xs,
+                            float *ys)
+{
+    const size_t Nq = s->seq_q, Nk = s->seq_kv, d = s->dim, nn = Nq * Nk, kv = kv_head(s, bh) * Nk * d;
+    for (size_t x = 0; x < Nq * d; x++) xs[x] = hbm_ld(X, bh * Nq * d + x);
+    for (size_t x = 0; x < Nk * d; x++) ys[x] = hbm_ld(Y, kv + x);
+    for (size_t i = 0; i < Nq; i++)
+        for (size_t j = 0; j < Nk; j++) {
+            float dot = 0.0f;
+            for (size_t c = 0; c < d; c++) dot += xs[i * d + c] * ys[j * d + c];
+            hbm_st(out, bh * nn + i * Nk + j, mult * dot);
+        }
+}
+
+void attention_gemm_nn_head(const attn_shape_t *s, hbm_t *M, hbm_t *Y, hbm_t *out, float mult, size_t bh, float *ys,
+                            float *acc)
+{
+    const size_t Nq = s->seq_q, Nk = s->seq_kv, d = s->dim, nn = Nq * Nk, kv = kv_head(s, bh) * Nk * d;
+    for (size_t x = 0; x < Nk * d; x++) ys[x] = hbm_ld(Y, kv + x);
+    for (size_t i = 0; i < Nq; i++) {
+        memset(acc, 0, d * sizeof *acc);
+        for (size_t j = 0; j < Nk; j++) {
+            const float m = hbm_ld(M, bh * nn + i * Nk + j);
+            for (size_t c = 0; c < d; c++) acc[c] += m * ys[j * d + c];
+        }
+        for (size_t c = 0; c < d; c++) hbm_st(out, (bh * Nq + i) * d + c, mult * acc[c]);
+    }
+}
+/* [/snippet] */
+
 /* standard-s16's three steps: S and P in the storage type, stage 03's softmax. */
 static int steps_s16(const attn_shape_t *s, hbm_t *q, hbm_t *k, hbm_t *v, hbm_t *o, hbm_t S, hbm_t P, float *a,
                      float *b, float *acc)
 {
-    const size_t Nq = s->seq_q, Nk = s->seq_kv, d = s->dim, bhs = s->batch * s->heads, nn = Nq * Nk;
+    const size_t Nq = s->seq_q, Nk = s->seq_kv, bhs = s->batch * s->heads, nn = Nq * Nk;
     /* [snippet:standard-steps] */
     /* 1. S = Q K^T * scale, then the causal mask */
     for (size_t bh = 0; bh < bhs; bh++) {
-        const size_t kv = (size_t)attn_kv_slice(s, (uint64_t)bh * Nq) * Nk * d;
-        for (size_t x = 0; x < Nq * d; x++) a[x] = hbm_ld(q, bh * Nq * d + x);
-        for (size_t x = 0; x < Nk * d; x++) b[x] = hbm_ld(k, kv + x);
-        for (size_t i = 0; i < Nq; i++)
-            for (size_t j = 0; j < Nk; j++) {
-                float dot = 0.0f;
-                for (size_t c = 0; c < d; c++) dot += a[i * d + c] * b[j * d + c];
-                hbm_st(&S, bh * nn + i * Nk + j, s->scale * dot);
-            }
+        attention_gemm_nt_head(s, q, k, &S, s->scale, bh, a, b);
         if (s->causal) /* bottom-right: query i sees keys j < attn_visible_keys(i) */
             for (size_t i = 0; i < Nq; i++)
                 for (size_t j = attn_visible_keys(s, i); j < Nk; j++) hbm_st(&S, bh * nn + i * Nk + j, -INFINITY);
@@ -106,18 +136,7 @@ static int steps_s16(const attn_shape_t *s, hbm_t *q, hbm_t *k, hbm_t *v, hbm_t 
                                           : softmax_online_cpu(&S, &P, bhs * Nq, Nk);
 
     /* 3. O = P V: a row of P at a time against the V slice */
-    for (size_t bh = 0; bh < bhs && !rc; bh++) {
-        const size_t kv = (size_t)attn_kv_slice(s, (uint64_t)bh * Nq) * Nk * d;
-        for (size_t x = 0; x < Nk * d; x++) b[x] = hbm_ld(v, kv + x);
-        for (size_t i = 0; i < Nq; i++) {
-            memset(acc, 0, d * sizeof *acc);
-            for (size_t j = 0; j < Nk; j++) {
-                const float p = hbm_ld(&P, bh * nn + i * Nk + j);
-                for (size_t c = 0; c < d; c++) acc[c] += p * b[j * d + c];
-            }
-            for (size_t c = 0; c < d; c++) hbm_st(o, (bh * Nq + i) * d + c, acc[c]);
-        }
-    }
+    for (size_t bh = 0; bh < bhs && !rc; bh++) attention_gemm_nn_head(s, &P, v, o, 1.0f, bh, b, acc);
     /* [/snippet] */
     return rc;
 }
@@ -152,15 +171,7 @@ static int standard_cpu(const attn_shape_t *s, hbm_t *q, hbm_t *k, hbm_t *v, hbm
     /* [snippet:standard-f32s-steps] */
     /* 1. S = Q K^T * scale in fp32 (the GEMM's accumulator, stored as it is), then the causal mask */
     for (size_t bh = 0; bh < bhs; bh++) {
-        const size_t kv = (size_t)attn_kv_slice(s, (uint64_t)bh * Nq) * Nk * d;
-        for (size_t x = 0; x < Nq * d; x++) a[x] = hbm_ld(q, bh * Nq * d + x);
-        for (size_t x = 0; x < Nk * d; x++) b[x] = hbm_ld(k, kv + x);
-        for (size_t i = 0; i < Nq; i++)
-            for (size_t j = 0; j < Nk; j++) {
-                float dot = 0.0f;
-                for (size_t c = 0; c < d; c++) dot += a[i * d + c] * b[j * d + c];
-                hbm_st(&S, bh * nn + i * Nk + j, s->scale * dot);
-            }
+        attention_gemm_nt_head(s, q, k, &S, s->scale, bh, a, b);
         if (s->causal) /* bottom-right: query i sees keys j < attn_visible_keys(i) */
             for (size_t i = 0; i < Nq; i++)
                 for (size_t j = attn_visible_keys(s, i); j < Nk; j++) hbm_st(&S, bh * nn + i * Nk + j, -INFINITY);
@@ -177,18 +188,7 @@ static int standard_cpu(const attn_shape_t *s, hbm_t *q, hbm_t *k, hbm_t *v, hbm
     }
 
     /* 3. O = P V: a row of P at a time against the V slice */
-    for (size_t bh = 0; bh < bhs; bh++) {
-        const size_t kv = (size_t)attn_kv_slice(s, (uint64_t)bh * Nq) * Nk * d;
-        for (size_t x = 0; x < Nk * d; x++) b[x] = hbm_ld(v, kv + x);
-        for (size_t i = 0; i < Nq; i++) {
-            memset(acc, 0, d * sizeof *acc);
-            for (size_t j = 0; j < Nk; j++) {
-                const float p = hbm_ld(&P, bh * nn + i * Nk + j);
-                for (size_t c = 0; c < d; c++) acc[c] += p * b[j * d + c];
-            }
-            for (size_t c = 0; c < d; c++) hbm_st(o, (bh * Nq + i) * d + c, acc[c]);
-        }
-    }
+    for (size_t bh = 0; bh < bhs; bh++) attention_gemm_nn_head(s, &P, v, o, 1.0f, bh, b, acc);
     /* [/snippet] */
     free(a);
     free(b);

@@ -41,15 +41,15 @@
 #include "attention.h"
 #include "gpu_check.h"
 #include "softmax_device.cuh"
+#include "standard_gpu.h"
 
-static void cublas_check(cublasStatus_t st, const char *what, const char *file, int line)
+void attn_cublas_check(cublasStatus_t st, const char *what, const char *file, int line)
 {
     if (st != CUBLAS_STATUS_SUCCESS) {
         fprintf(stderr, "%s:%d: cuBLAS error %d (%s)\n  in: %s\n", file, line, (int)st, cublasGetStatusString(st), what);
         exit(1);
     }
 }
-#define CUBLAS_CHECK(call) cublas_check((call), #call, __FILE__, __LINE__)
 
 /* One handle for the process, created on first use (the untimed checked
  * run), on the legacy default stream like every other launch here. It is
@@ -63,7 +63,7 @@ static void destroy_handle(void)
     g_handle = NULL;
 }
 
-static cublasHandle_t handle(void)
+cublasHandle_t attn_cublas_handle(void)
 {
     cublasHandle_t &h = g_handle;
     if (!h) {
@@ -118,7 +118,7 @@ static void standard_gpu(const attn_shape_t *s, const void *q, const void *k, co
     const size_t ses = s16 ? es : sizeof(float);
     void *S = ws, *P = (char *)ws + (size_t)batches * (size_t)nn * ses;
     const float alpha = s->scale, one = 1.0f, zero = 0.0f;
-    cublasHandle_t h = handle();
+    cublasHandle_t h = attn_cublas_handle();
 
     /* S^T (Nk x Nq, col-major) = K (op T of the d x Nk col-major K^T) * Q^T (d x Nq) */
     CUBLAS_CHECK(cublasGemmStridedBatchedEx(h, CUBLAS_OP_T, CUBLAS_OP_N, Nk, Nq, d, &alpha, k, ty, d, ndk, q, ty, d, ndq,

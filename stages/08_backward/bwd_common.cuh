@@ -70,6 +70,18 @@ static inline size_t bwd_align(size_t x) { return (x + 255) & ~(size_t)255; }
 static inline size_t bwd_dsum_bytes(const attn_shape_t *s) { return bwd_align(attn_rows(s) * sizeof(float)); }
 static inline size_t bwd_dqacc_bytes(const attn_shape_t *s) { return bwd_align(attn_q_elems(s) * sizeof(float)); }
 
+/* The launchers' arguments with the workspace split as above: D, then with
+ * DQACC (the atomic kernels) the fp32 dQ accumulator. */
+static inline bwd_args_t bwd_ws_args(const attn_shape_t *s, const void *q, const void *k, const void *v, const void *o,
+                                     const void *dout, const float *lse, void *dq, void *dk, void *dv, void *ws,
+                                     bool dqacc)
+{
+    bwd_args_t a = bwd_make_args(s, q, k, v, o, dout, lse, dq, dk, dv);
+    a.dsum = (float *)ws;
+    if (dqacc) a.dqacc = (float *)((char *)ws + bwd_dsum_bytes(s));
+    return a;
+}
+
 /* Bottom-right causal visibility (attention_ref.h): key j is visible to
  * query i iff j <= i + Nk - Nq; and both must exist. */
 __device__ __forceinline__ bool bwd_visible(const bwd_args_t &a, int i, int j)

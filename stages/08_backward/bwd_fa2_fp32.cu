@@ -268,39 +268,41 @@ __global__ void __launch_bounds__(CC_NT) bwd_fa2_kernel(bwd_args_t a)
 
 extern "C" int bwd_gpu_cc_dim_ok(int d) { return d == 32 || d == 64 || d == 96 || d == 128 || d == 256; }
 
+/* Calls f.template go<T, D>() for the head dim d of the CUDA-core kernels
+ * (bwd_gpu_cc_dim_ok). */
+template <typename T, typename F> static int cc_dims(F &f, int d)
+{
+    switch (d) {
+    case 32: return f.template go<T, 32>();
+    case 64: return f.template go<T, 64>();
+    case 96: return f.template go<T, 96>();
+    case 128: return f.template go<T, 128>();
+    case 256: return f.template go<T, 256>();
+    }
+    return -1;
+}
+
 struct cc_fwd_run {
-    const attn_shape_t *s;
-    const void *q, *k, *v;
+    bwd_args_t a; /* Q, K, V and the shape; O and L go by their own */
     void *o;
     float *lse;
     template <typename T, int D> int go()
     {
-        bwd_args_t a = bwd_make_args(s, q, k, v, NULL, NULL, NULL, NULL, NULL, NULL);
         const size_t smem = cc_cfg<D>::fwd_smem;
         bwd_raise_smem<bwd_cc_fwd_kernel<T, D>>(smem);
-        dim3 grid((unsigned)((s->seq_q + CC_B - 1) / CC_B), (unsigned)s->heads, (unsigned)s->batch);
+        dim3 grid((unsigned)((a.seq_q + CC_B - 1) / CC_B), (unsigned)a.heads, (unsigned)a.batch);
         bwd_cc_fwd_kernel<T, D><<<grid, CC_NT, smem>>>(a, (T *)o, lse);
         LAUNCH_CHECK();
         return 0;
     }
-    template <typename T> int run()
-    {
-        switch (s->dim) {
-        case 32: return go<T, 32>();
-        case 64: return go<T, 64>();
-        case 96: return go<T, 96>();
-        case 128: return go<T, 128>();
-        case 256: return go<T, 256>();
-        }
-        return -1;
-    }
+    template <typename T> int run() { return cc_dims<T>(*this, a.dim); }
 };
 
 extern "C" int bwd_gpu_cc_forward(const attn_shape_t *s, const void *q, const void *k, const void *v, void *o, float *lse)
 {
     if (!bwd_gpu_cc_dim_ok((int)s->dim)) return -1;
     if (s->seq_q == 0 || s->batch * s->heads == 0) return 0;
-    cc_fwd_run f = { s, q, k, v, o, lse };
+    cc_fwd_run f = { bwd_make_args(s, q, k, v, NULL, NULL, NULL, NULL, NULL, NULL), o, lse };
     return bwd_dispatch_dt(s->dt, f);
 }
 
@@ -319,17 +321,7 @@ struct fa2_run {
         bwd_dq_convert_launch<T>(a);
         return 0;
     }
-    template <typename T> int run()
-    {
-        switch (a.dim) {
-        case 32: return go<T, 32>();
-        case 64: return go<T, 64>();
-        case 96: return go<T, 96>();
-        case 128: return go<T, 128>();
-        case 256: return go<T, 256>();
-        }
-        return -1;
-    }
+    template <typename T> int run() { return cc_dims<T>(*this, a.dim); }
 };
 
 extern "C" int bwd_gpu_fa2_launch(const attn_shape_t *s, const void *q, const void *k, const void *v, const void *o,
@@ -337,9 +329,6 @@ extern "C" int bwd_gpu_fa2_launch(const attn_shape_t *s, const void *q, const vo
 {
     if (!bwd_gpu_cc_dim_ok((int)s->dim)) return -1;
     if (s->batch * s->heads == 0) return 0;
-    fa2_run f;
-    f.a = bwd_make_args(s, q, k, v, o, dout, lse, dq, dk, dv);
-    f.a.dsum = (float *)ws;
-    f.a.dqacc = (float *)((char *)ws + bwd_dsum_bytes(s));
+    fa2_run f = { bwd_ws_args(s, q, k, v, o, dout, lse, dq, dk, dv, ws, true) };
     return bwd_dispatch_dt(s->dt, f);
 }

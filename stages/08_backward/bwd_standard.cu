@@ -33,36 +33,9 @@
  * Run: the stage program's --kernel bwd-standard, or build/bin/test_backward_gpu. */
 #include <cublas_v2.h>
 
+#include "../04_one_pass_attention/standard_gpu.h"
 #include "bwd_common.cuh"
 #include "bwd_kernels.h"
-
-static void bwd_cublas_check(cublasStatus_t st, const char *what, const char *file, int line)
-{
-    if (st != CUBLAS_STATUS_SUCCESS) {
-        fprintf(stderr, "%s:%d: cuBLAS error %d (%s)\n  in: %s\n", file, line, (int)st, cublasGetStatusString(st), what);
-        exit(1);
-    }
-}
-#define BWD_CUBLAS_CHECK(call) bwd_cublas_check((call), #call, __FILE__, __LINE__)
-
-/* One handle for the process, destroyed at exit (as standard_gpu.cu's). */
-static cublasHandle_t g_bwd_handle;
-static void bwd_destroy_handle(void)
-{
-    if (g_bwd_handle) (void)cublasDestroy(g_bwd_handle);
-    g_bwd_handle = NULL;
-}
-static cublasHandle_t bwd_handle(void)
-{
-    if (!g_bwd_handle) {
-        BWD_CUBLAS_CHECK(cublasCreate(&g_bwd_handle));
-        atexit(bwd_destroy_handle);
-        /* fp32 accumulation throughout: no reduced-precision split-K sums */
-        BWD_CUBLAS_CHECK(cublasSetMathMode(g_bwd_handle, (cublasMath_t)(CUBLAS_DEFAULT_MATH |
-                                                                       CUBLAS_MATH_DISALLOW_REDUCED_PRECISION_REDUCTION)));
-    }
-    return g_bwd_handle;
-}
 
 /* P = exp(S - L) over M = G Nq rows of Nk per K/V head (S already scaled),
  * 0 where the key is invisible. Row r of the matrix is query r % Nq. */
@@ -103,8 +76,7 @@ extern "C" size_t bwd_gpu_std_ws_bytes(const attn_shape_t *s)
 }
 
 struct std_run {
-    bwd_args_t a;
-    void *ws;
+    bwd_args_t a; /* a.dsum: the workspace, D first */
     const attn_shape_t *s;
     template <typename T> int run()
     {
@@ -114,11 +86,10 @@ struct std_run {
         const long long rows = (long long)batches * M;
         const cudaDataType_t ty = s->dt == DT_F16 ? CUDA_R_16F : s->dt == DT_BF16 ? CUDA_R_16BF : CUDA_R_32F;
         const size_t nn = (size_t)rows * (size_t)Nk;
-        a.dsum = (float *)ws;
-        T *P = (T *)((char *)ws + bwd_dsum_bytes(s));
+        T *P = (T *)((char *)a.dsum + bwd_dsum_bytes(s));
         float *F = (float *)((char *)P + bwd_align(nn * sizeof(T)));
         const float one = 1.0f, zero = 0.0f, sc = a.scale;
-        cublasHandle_t h = bwd_handle();
+        cublasHandle_t h = attn_cublas_handle(); /* stage 04's */
 
         bwd_dsum_launch<T>(a, false);
         if (Nk == 0) { /* no key: every gradient is 0 (dK, dV have no element) */
@@ -131,27 +102,27 @@ struct std_run {
             return 0;
         }
         /* S^T (Nk x M, col-major) = K Q^T: S row-major M x Nk, scaled */
-        BWD_CUBLAS_CHECK(cublasGemmStridedBatchedEx(h, CUBLAS_OP_T, CUBLAS_OP_N, Nk, M, d, &sc, a.k, ty, d, sk, a.q, ty, d,
+        CUBLAS_CHECK(cublasGemmStridedBatchedEx(h, CUBLAS_OP_T, CUBLAS_OP_N, Nk, M, d, &sc, a.k, ty, d, sk, a.q, ty, d,
                                                     sq, &zero, F, CUDA_R_32F, Nk, sp, batches, CUBLAS_COMPUTE_32F,
                                                     CUBLAS_GEMM_DEFAULT));
         p_kernel<T><<<grid_for((long long)nn), 256>>>(F, P, a.lse, rows, Nq, Nk, a.causal);
         LAUNCH_CHECK();
         /* dV^T (d x Nk) = dO^T (d x M) P (M x Nk): the group's heads summed by the inner dimension */
-        BWD_CUBLAS_CHECK(cublasGemmStridedBatchedEx(h, CUBLAS_OP_N, CUBLAS_OP_T, d, Nk, M, &one, a.dout, ty, d, sq, P, ty,
+        CUBLAS_CHECK(cublasGemmStridedBatchedEx(h, CUBLAS_OP_N, CUBLAS_OP_T, d, Nk, M, &one, a.dout, ty, d, sq, P, ty,
                                                     Nk, sp, &zero, a.dv, ty, d, sk, batches, CUBLAS_COMPUTE_32F,
                                                     CUBLAS_GEMM_DEFAULT));
         /* dP^T (Nk x M) = V dO^T */
-        BWD_CUBLAS_CHECK(cublasGemmStridedBatchedEx(h, CUBLAS_OP_T, CUBLAS_OP_N, Nk, M, d, &one, a.v, ty, d, sk, a.dout,
+        CUBLAS_CHECK(cublasGemmStridedBatchedEx(h, CUBLAS_OP_T, CUBLAS_OP_N, Nk, M, d, &one, a.v, ty, d, sk, a.dout,
                                                     ty, d, sq, &zero, F, CUDA_R_32F, Nk, sp, batches, CUBLAS_COMPUTE_32F,
                                                     CUBLAS_GEMM_DEFAULT));
         ds_kernel<T><<<grid_for((long long)nn), 256>>>(P, F, a.dsum, rows, Nk);
         LAUNCH_CHECK();
         /* dQ^T (d x M) = scale K^T (d x Nk) dS^T (Nk x M) */
-        BWD_CUBLAS_CHECK(cublasGemmStridedBatchedEx(h, CUBLAS_OP_N, CUBLAS_OP_N, d, M, Nk, &sc, a.k, ty, d, sk, P, ty, Nk,
+        CUBLAS_CHECK(cublasGemmStridedBatchedEx(h, CUBLAS_OP_N, CUBLAS_OP_N, d, M, Nk, &sc, a.k, ty, d, sk, P, ty, Nk,
                                                     sp, &zero, a.dq, ty, d, sq, batches, CUBLAS_COMPUTE_32F,
                                                     CUBLAS_GEMM_DEFAULT));
         /* dK^T (d x Nk) = scale Q^T (d x M) dS (M x Nk) */
-        BWD_CUBLAS_CHECK(cublasGemmStridedBatchedEx(h, CUBLAS_OP_N, CUBLAS_OP_T, d, Nk, M, &sc, a.q, ty, d, sq, P, ty, Nk,
+        CUBLAS_CHECK(cublasGemmStridedBatchedEx(h, CUBLAS_OP_N, CUBLAS_OP_T, d, Nk, M, &sc, a.q, ty, d, sq, P, ty, Nk,
                                                     sp, &zero, a.dk, ty, d, sk, batches, CUBLAS_COMPUTE_32F,
                                                     CUBLAS_GEMM_DEFAULT));
         return 0;
@@ -162,9 +133,6 @@ extern "C" int bwd_gpu_std_launch(const attn_shape_t *s, const void *q, const vo
                                    const void *dout, const float *lse, void *dq, void *dk, void *dv, void *ws)
 {
     if (s->batch * s->heads == 0) return 0;
-    std_run f;
-    f.a = bwd_make_args(s, q, k, v, o, dout, lse, dq, dk, dv);
-    f.ws = ws;
-    f.s = s;
+    std_run f = { bwd_ws_args(s, q, k, v, o, dout, lse, dq, dk, dv, ws, false), s };
     return bwd_dispatch_dt(s->dt, f);
 }

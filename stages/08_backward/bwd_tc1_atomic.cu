@@ -22,8 +22,7 @@
 #include "bwd_kernels.h"
 #include "bwd_tc_common.cuh"
 
-struct tc1_run {
-    bwd_args_t a;
+struct tc1_run : bwd_tc_run {
     template <typename T, int D> int run()
     {
         bwd_dsum_launch<T>(a, true);
@@ -36,10 +35,5 @@ struct tc1_run {
 extern "C" int bwd_gpu_tc1_launch(const attn_shape_t *s, const void *q, const void *k, const void *v, const void *o,
                                   const void *dout, const float *lse, void *dq, void *dk, void *dv, void *ws)
 {
-    if (s->batch * s->heads == 0) return 0;
-    tc1_run f;
-    f.a = bwd_make_args(s, q, k, v, o, dout, lse, dq, dk, dv);
-    f.a.dsum = (float *)ws;
-    f.a.dqacc = (float *)((char *)ws + bwd_dsum_bytes(s));
-    return bwd_tc_dispatch(s->dt, (int)s->dim, f);
+    return bwd_tc_launch<tc1_run>(s, bwd_ws_args(s, q, k, v, o, dout, lse, dq, dk, dv, ws, true));
 }

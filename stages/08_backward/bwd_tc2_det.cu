@@ -102,10 +102,8 @@ __global__ void __launch_bounds__(DQ_WARPS * 32, 2) bwd_tc_dq_kernel(bwd_args_t 
                 uint32_t kb[4], vb[4];
                 bwd_ldsm_b<D>(kb, aK, 8 * j, kk);
                 bwd_ldsm_b<D>(vb, aV, 8 * j, kk);
-                tc_mma<T>(s[j], qf[kk], kb[0], kb[1]);
-                tc_mma<T>(s[j + 1], qf[kk], kb[2], kb[3]);
-                tc_mma<T>(dp[j], of[kk], vb[0], vb[1]);
-                tc_mma<T>(dp[j + 1], of[kk], vb[2], vb[3]);
+                bwd_mma2<T>(s[j], s[j + 1], qf[kk], kb);
+                bwd_mma2<T>(dp[j], dp[j + 1], of[kk], vb);
             }
         const bool mask = kv0 + BKV > a.seq_kv || (a.causal && kv0 + BKV - 1 > wq0 + off);
 #pragma unroll
@@ -117,19 +115,7 @@ __global__ void __launch_bounds__(DQ_WARPS * 32, 2) bwd_tc_dq_kernel(bwd_args_t 
                 if (mask && !bwd_visible(a, wq0 + g + 8 * r, key)) p = 0.0f;
                 dp[j][e] = p * (dp[j][e] - dr[r]);
             }
-        /* dQ_i += dS K_j: A = dS (registers), B = K transposed */
-#pragma unroll
-        for (int kk = 0; kk < BKV / 16; kk++) {
-            uint32_t da[4];
-            tc_pack_p<T>(da, dp[2 * kk], dp[2 * kk + 1]);
-#pragma unroll
-            for (int n = 0; n < D / 8; n += 2) {
-                uint32_t kb[4];
-                bwd_ldsm_bt<D>(kb, aK, 16 * kk, n);
-                tc_mma<T>(dq[n], da, kb[0], kb[1]);
-                tc_mma<T>(dq[n + 1], da, kb[2], kb[3]);
-            }
-        }
+        bwd_mma_rb1<T, D>(dq, dp, aK); /* dQ_i += dS K_j: A = dS (registers), B = K transposed */
     }
 
     tc_cp_async_wait<0>(); /* nothing left in flight when the block exits (ntiles = 0) */
@@ -145,8 +131,7 @@ __global__ void __launch_bounds__(DQ_WARPS * 32, 2) bwd_tc_dq_kernel(bwd_args_t 
     }
 }
 
-struct tc2_run {
-    bwd_args_t a;
+struct tc2_run : bwd_tc_run {
     template <typename T, int D> int run()
     {
         bwd_dsum_launch<T>(a, false);
@@ -165,9 +150,5 @@ struct tc2_run {
 extern "C" int bwd_gpu_tc2_launch(const attn_shape_t *s, const void *q, const void *k, const void *v, const void *o,
                                   const void *dout, const float *lse, void *dq, void *dk, void *dv, void *ws)
 {
-    if (s->batch * s->heads == 0) return 0;
-    tc2_run f;
-    f.a = bwd_make_args(s, q, k, v, o, dout, lse, dq, dk, dv);
-    f.a.dsum = (float *)ws;
-    return bwd_tc_dispatch(s->dt, (int)s->dim, f);
+    return bwd_tc_launch<tc2_run>(s, bwd_ws_args(s, q, k, v, o, dout, lse, dq, dk, dv, ws, false));
 }

@@ -17,37 +17,28 @@
 #include "bwd_kernels.h"
 #include "bwd_tc_common.cuh"
 
-struct tc3_run {
-    bwd_args_t a;
+struct tc3_run : bwd_tc_run {
+    static constexpr unsigned DIMS = TC_DIM_BIT(32) | TC_DIM_BIT(64);
     template <typename T, int D> int run()
     {
-        if constexpr (D > 64) {
-            return -1;
-        } else {
-            bwd_dsum_launch<T>(a, true);
-            /* 4 warps (128 keys), or with STF_BWD_TC_WARPS=8 8 warps (256 keys: Q_i and dO_i loaded
-             * once per 256 keys, a quarter of tc1's dQ atomics per key) */
-            bool eight = false;
-            if constexpr (D == 64) {
-                if (a.seq_kv > 0 && bwd_k32_warps(D) == 8) {
-                    bwd_tc_kv_launch_cfg<T, D, 8, true, 1, 32, 32>(a);
-                    eight = true;
-                }
+        bwd_dsum_launch<T>(a, true);
+        /* 4 warps (128 keys), or with STF_BWD_TC_WARPS=8 8 warps (256 keys: Q_i and dO_i loaded
+         * once per 256 keys, a quarter of tc1's dQ atomics per key) */
+        bool eight = false;
+        if constexpr (D == 64) {
+            if (a.seq_kv > 0 && bwd_k32_warps(D) == 8) {
+                bwd_tc_kv_launch_cfg<T, D, 8, true, 1, 32, 32>(a);
+                eight = true;
             }
-            if (a.seq_kv > 0 && !eight) bwd_tc_kv_launch_cfg<T, D, 4, true, 2, 32, 32>(a);
-            bwd_dq_convert_launch<T>(a);
-            return 0;
         }
+        if (a.seq_kv > 0 && !eight) bwd_tc_kv_launch_cfg<T, D, 4, true, 2, 32, 32>(a);
+        bwd_dq_convert_launch<T>(a);
+        return 0;
     }
 };
 
 extern "C" int bwd_gpu_tc3_launch(const attn_shape_t *s, const void *q, const void *k, const void *v, const void *o,
                                   const void *dout, const float *lse, void *dq, void *dk, void *dv, void *ws)
 {
-    if (s->batch * s->heads == 0) return 0;
-    tc3_run f;
-    f.a = bwd_make_args(s, q, k, v, o, dout, lse, dq, dk, dv);
-    f.a.dsum = (float *)ws;
-    f.a.dqacc = (float *)((char *)ws + bwd_dsum_bytes(s));
-    return bwd_tc_dispatch(s->dt, (int)s->dim, f);
+    return bwd_tc_launch<tc3_run>(s, bwd_ws_args(s, q, k, v, o, dout, lse, dq, dk, dv, ws, true));
 }

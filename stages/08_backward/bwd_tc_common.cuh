@@ -1,7 +1,9 @@
 /* Stage 08 on tensor cores: the fragment loaders the backward needs on top
  * of stage 05b's (tc_common.cuh: mma.sync, ldmatrix, cp.async, the swizzled
- * tile layout), and the K/V-block kernel shared by bwd_tc1_atomic.cu and
- * bwd_tc2_det.cu.
+ * tile layout), the two kinds of product every kernel here is made of
+ * (bwd_mma_nt, bwd_mma_rb), the K/V-block kernel shared by bwd_tc1_atomic.cu,
+ * bwd_tc2_det.cu and bwd_tc3_k32.cu, and the launchers' dispatch (stage
+ * 05b's tc_dispatch).
  *
  * The backward multiplies every operand both ways round: Q is the B operand
  * of S^T = K Q^T (read as stored) and of dK += dS^T Q (read transposed); dO
@@ -52,6 +54,72 @@ template <int D> __device__ __forceinline__ void bwd_ldsm_at(uint32_t (&r)[4], u
 {
     const int lane = threadIdx.x % 32;
     tc_ldsm_x4_trans(r, tile + bwd_off<D>(k0 + (lane & 7) + ((lane >> 4) << 3), mc + ((lane >> 3) & 1)));
+}
+
+/* ---------------------------------------------------------------- the products */
+
+/* c0 += a b0, c1 += a b1: one A fragment against the two n-tiles of an x4
+ * B load (b[0], b[1] and b[2], b[3]). */
+template <typename T>
+__device__ __forceinline__ void bwd_mma2(float (&c0)[4], float (&c1)[4], const uint32_t (&a)[4], const uint32_t (&b)[4])
+{
+    tc_mma<T>(c0, a, b[0], b[1]);
+    tc_mma<T>(c1, a, b[2], b[3]);
+}
+
+/* acc[m] (16 rows x 8 NJ columns) = A_m B^T over d, m < MT: A_m rows
+ * row0 + 16 m .. of a tile stored [row][d] (K or V; ldsm_a), B a tile
+ * stored [column][d] (Q or dO, as stored; ldsm_b), each B fragment feeding
+ * all MT row tiles. The K/V-block kernel's S^T = K_w Q_i^T and
+ * dP^T = V_w dO_i^T. */
+template <typename T, int D, int MT, int NJ>
+__device__ __forceinline__ void bwd_mma_nt(float (&acc)[MT][NJ][4], uint32_t aA, int row0, uint32_t aB)
+{
+#pragma unroll
+    for (int m = 0; m < MT; m++)
+#pragma unroll
+        for (int j = 0; j < NJ; j++) acc[m][j][0] = acc[m][j][1] = acc[m][j][2] = acc[m][j][3] = 0.0f;
+#pragma unroll
+    for (int kk = 0; kk < D / 16; kk++) {
+        uint32_t fa[MT][4];
+#pragma unroll
+        for (int m = 0; m < MT; m++) bwd_ldsm_a<D>(fa[m], aA, row0 + 16 * m, kk);
+#pragma unroll
+        for (int j = 0; j < NJ; j += 2) {
+            uint32_t fb[4];
+            bwd_ldsm_b<D>(fb, aB, 8 * j, kk);
+#pragma unroll
+            for (int m = 0; m < MT; m++) bwd_mma2<T>(acc[m][j], acc[m][j + 1], fa[m], fb);
+        }
+    }
+}
+
+/* acc[m] (16 rows x D) += X_m B, m < MT: X_m (16 x 8 NK, fp32 C fragments) is
+ * rounded to T into A fragments (tc_pack_p: it never leaves registers), B a
+ * tile stored [k][d] read transposed (ldsm_bt). dV_w += P^T dO_i and
+ * dK_w += dS^T Q_i in the K/V-block kernel; O += P V in the forward and
+ * dQ_i += dS K_j in bwd_tc2_det.cu (MT = 1: bwd_mma_rb1). */
+template <typename T, int D, int MT, int NK>
+__device__ __forceinline__ void bwd_mma_rb(float (&acc)[MT][D / 8][4], const float (&x)[MT][NK][4], uint32_t aB)
+{
+#pragma unroll
+    for (int kq = 0; kq < NK / 2; kq++) {
+        uint32_t xa[MT][4];
+#pragma unroll
+        for (int m = 0; m < MT; m++) tc_pack_p<T>(xa[m], x[m][2 * kq], x[m][2 * kq + 1]);
+#pragma unroll
+        for (int n = 0; n < D / 8; n += 2) {
+            uint32_t fb[4];
+            bwd_ldsm_bt<D>(fb, aB, 16 * kq, n);
+#pragma unroll
+            for (int m = 0; m < MT; m++) bwd_mma2<T>(acc[m][n], acc[m][n + 1], xa[m], fb);
+        }
+    }
+}
+template <typename T, int D, int NK>
+__device__ __forceinline__ void bwd_mma_rb1(float (&acc)[D / 8][4], const float (&x)[NK][4], uint32_t aB)
+{
+    bwd_mma_rb<T, D>(reinterpret_cast<float (&)[1][D / 8][4]>(acc), reinterpret_cast<const float (&)[1][NK][4]>(x), aB);
 }
 
 /* ---------------------------------------------------------------- the K/V-block kernel
@@ -159,26 +227,7 @@ __global__ void __launch_bounds__(WARPS * 32, MINB) bwd_tc_kv_kernel(bwd_args_t 
         /* (with MT = 2 row tiles, every B fragment loaded from shared memory feeds both) */
         float s[MT][NJ][4], dp[MT][NJ][4];
         if (!skip) {
-#pragma unroll
-            for (int m = 0; m < MT; m++)
-#pragma unroll
-                for (int j = 0; j < NJ; j++) s[m][j][0] = s[m][j][1] = s[m][j][2] = s[m][j][3] = 0.0f;
-#pragma unroll
-            for (int kk = 0; kk < D / 16; kk++) {
-                uint32_t ka[MT][4];
-#pragma unroll
-                for (int m = 0; m < MT; m++) bwd_ldsm_a<D>(ka[m], aK, KW * warp + 16 * m, kk);
-#pragma unroll
-                for (int j = 0; j < NJ; j += 2) {
-                    uint32_t qb[4];
-                    bwd_ldsm_b<D>(qb, aQ, 8 * j, kk);
-#pragma unroll
-                    for (int m = 0; m < MT; m++) {
-                        tc_mma<T>(s[m][j], ka[m], qb[0], qb[1]);
-                        tc_mma<T>(s[m][j + 1], ka[m], qb[2], qb[3]);
-                    }
-                }
-            }
+            bwd_mma_nt<T, D>(s, aK, KW * warp, aQ); /* S^T = K_w Q_i^T */
 #pragma unroll
             for (int m = 0; m < MT; m++) {
                 const int mk0 = wk0 + 16 * m;
@@ -196,44 +245,9 @@ __global__ void __launch_bounds__(WARPS * 32, MINB) bwd_tc_kv_kernel(bwd_args_t 
                     }
                 }
             }
-            /* dV_w += P^T dO_i */
-#pragma unroll
-            for (int kq = 0; kq < BQ / 16; kq++) {
-                uint32_t pa[MT][4];
-#pragma unroll
-                for (int m = 0; m < MT; m++) tc_pack_p<T>(pa[m], s[m][2 * kq], s[m][2 * kq + 1]);
-#pragma unroll
-                for (int n = 0; n < D / 8; n += 2) {
-                    uint32_t ob[4];
-                    bwd_ldsm_bt<D>(ob, adO, 16 * kq, n);
-#pragma unroll
-                    for (int m = 0; m < MT; m++) {
-                        tc_mma<T>(dv[m][n], pa[m], ob[0], ob[1]);
-                        tc_mma<T>(dv[m][n + 1], pa[m], ob[2], ob[3]);
-                    }
-                }
-            }
+            bwd_mma_rb<T, D>(dv, s, adO); /* dV_w += P^T dO_i */
             /* dP^T = V_w dO_i^T, then dS^T = P^T (dP^T - D) */
-#pragma unroll
-            for (int m = 0; m < MT; m++)
-#pragma unroll
-                for (int j = 0; j < NJ; j++) dp[m][j][0] = dp[m][j][1] = dp[m][j][2] = dp[m][j][3] = 0.0f;
-#pragma unroll
-            for (int kk = 0; kk < D / 16; kk++) {
-                uint32_t va[MT][4];
-#pragma unroll
-                for (int m = 0; m < MT; m++) bwd_ldsm_a<D>(va[m], aV, KW * warp + 16 * m, kk);
-#pragma unroll
-                for (int j = 0; j < NJ; j += 2) {
-                    uint32_t ob[4];
-                    bwd_ldsm_b<D>(ob, adO, 8 * j, kk);
-#pragma unroll
-                    for (int m = 0; m < MT; m++) {
-                        tc_mma<T>(dp[m][j], va[m], ob[0], ob[1]);
-                        tc_mma<T>(dp[m][j + 1], va[m], ob[2], ob[3]);
-                    }
-                }
-            }
+            bwd_mma_nt<T, D>(dp, aV, KW * warp, adO);
 #pragma unroll
             for (int j = 0; j < NJ; j++) {
                 const float2 dd = *reinterpret_cast<const float2 *>(Dv + 8 * j + 2 * c);
@@ -242,23 +256,7 @@ __global__ void __launch_bounds__(WARPS * 32, MINB) bwd_tc_kv_kernel(bwd_args_t 
 #pragma unroll
                     for (int e = 0; e < 4; e++) dp[m][j][e] = s[m][j][e] * (dp[m][j][e] - ((e & 1) ? dd.y : dd.x));
             }
-            /* dK_w += dS^T Q_i */
-#pragma unroll
-            for (int kq = 0; kq < BQ / 16; kq++) {
-                uint32_t da[MT][4];
-#pragma unroll
-                for (int m = 0; m < MT; m++) tc_pack_p<T>(da[m], dp[m][2 * kq], dp[m][2 * kq + 1]);
-#pragma unroll
-                for (int n = 0; n < D / 8; n += 2) {
-                    uint32_t qb[4];
-                    bwd_ldsm_bt<D>(qb, aQ, 16 * kq, n);
-#pragma unroll
-                    for (int m = 0; m < MT; m++) {
-                        tc_mma<T>(dk[m][n], da[m], qb[0], qb[1]);
-                        tc_mma<T>(dk[m][n + 1], da[m], qb[2], qb[3]);
-                    }
-                }
-            }
+            bwd_mma_rb<T, D>(dk, dp, aQ); /* dK_w += dS^T Q_i */
         }
         if constexpr (DQ) {
             const uint32_t aDS = aS + 2 * C::KVB + 4 * C::QB;
@@ -296,8 +294,7 @@ __global__ void __launch_bounds__(WARPS * 32, MINB) bwd_tc_kv_kernel(bwd_args_t 
                     for (int n = 0; n < CHUNK; n += 2) {
                         uint32_t kb[4];
                         bwd_ldsm_bt<D>(kb, aK, 16 * kk, n0 + nc + n);
-                        tc_mma<T>(acc[n], da, kb[0], kb[1]);
-                        tc_mma<T>(acc[n + 1], da, kb[2], kb[3]);
+                        bwd_mma2<T>(acc[n], acc[n + 1], da, kb);
                     }
                 }
 #pragma unroll
@@ -369,22 +366,34 @@ template <typename T, int D, bool DQ> static void bwd_tc_kv_launch(const bwd_arg
     else bwd_tc_kv_launch_cfg<T, D, 4, DQ, 2>(a);
 }
 
-
-/* Calls f.template run<T, D>() for a tensor-core storage type and head dim. */
-template <typename F> static int bwd_tc_dispatch(dtype_t dt, int d, F &f)
+/* Stage 05b's shape (tc.h) of an attn_shape_t, for its dispatch and its
+ * kernels' arguments (tc_make_args). */
+static inline tc_shape_t bwd_tc_shape(const attn_shape_t *s)
 {
-#define BWD_TC_DIMS(T)                                                                             \
-    switch (d) {                                                                                   \
-    case 32: return f.template run<T, 32>();                                                       \
-    case 64: return f.template run<T, 64>();                                                       \
-    case 96: return f.template run<T, 96>();                                                       \
-    case 128: return f.template run<T, 128>();                                                     \
-    default: return -1;                                                                            \
-    }
-    if (dt == DT_F16) BWD_TC_DIMS(__half)
-    if (dt == DT_BF16) BWD_TC_DIMS(__nv_bfloat16)
-#undef BWD_TC_DIMS
-    return -1;
+    const tc_shape_t t = { (int)s->batch,  (int)s->heads, (int)s->kv_heads, (int)s->seq_q, (int)s->seq_kv,
+                           (int)s->dim,    s->causal,     s->scale,          s->dt };
+    return t;
+}
+
+/* The head dims of stage 08's tensor-core kernels (R::DIMS, as stage 05b's rungs declare theirs). */
+#define BWD_TC_DIMS (TC_DIM_BIT(32) | TC_DIM_BIT(64) | TC_DIM_BIT(96) | TC_DIM_BIT(128))
+
+/* What a launcher's R holds: the arguments and the head dims it is built for. */
+struct bwd_tc_run {
+    static constexpr unsigned DIMS = BWD_TC_DIMS;
+    bwd_args_t a;
+};
+
+/* A tensor-core backward launcher: R::run<T, D>() with arguments a, for the
+ * shape's storage type and head dim (stage 05b's tc_dispatch: -1 for a
+ * combination outside R::DIMS); nothing to do without a head. */
+template <typename R> static int bwd_tc_launch(const attn_shape_t *s, const bwd_args_t &a)
+{
+    if (s->batch * s->heads == 0) return 0;
+    R f;
+    f.a = a;
+    const tc_shape_t ts = bwd_tc_shape(s);
+    return tc_dispatch(&ts, f);
 }
 
 #endif

@@ -17,7 +17,6 @@
  *
  * Run: through bwd_gpu_forward (the stage program, test_backward_gpu). */
 #include "bwd_kernels.h"
-#include "exp_base.h"
 #include "bwd_tc_common.cuh"
 
 #define FWD_WARPS 4
@@ -81,8 +80,7 @@ __global__ void __launch_bounds__(FWD_WARPS * 32, 2) bwd_tc_fwd_kernel(tc_args_t
             for (int j = 0; j < NJ; j += 2) {
                 uint32_t kb[4];
                 bwd_ldsm_b<D>(kb, aK, 8 * j, kk);
-                tc_mma<T>(s[j], qf[kk], kb[0], kb[1]);
-                tc_mma<T>(s[j + 1], qf[kk], kb[2], kb[3]);
+                bwd_mma2<T>(s[j], s[j + 1], qf[kk], kb);
             }
         if (tc_tile_needs_mask(a, wq0, kv0, BKV)) tc_apply_mask(s, a, wq0, kv0);
 #pragma unroll
@@ -109,18 +107,7 @@ __global__ void __launch_bounds__(FWD_WARPS * 32, 2) bwd_tc_fwd_kernel(tc_args_t
                 o[n][2 * r + 1] *= alpha;
             }
         }
-#pragma unroll
-        for (int kk = 0; kk < BKV / 16; kk++) {
-            uint32_t pa[4];
-            tc_pack_p<T>(pa, s[2 * kk], s[2 * kk + 1]);
-#pragma unroll
-            for (int n = 0; n < D / 8; n += 2) {
-                uint32_t vb[4];
-                bwd_ldsm_bt<D>(vb, aV, 16 * kk, n);
-                tc_mma<T>(o[n], pa, vb[0], vb[1]);
-                tc_mma<T>(o[n + 1], pa, vb[2], vb[3]);
-            }
-        }
+        bwd_mma_rb1<T, D>(o, s, aV); /* O += P V_j */
     }
 
     tc_cp_async_wait<0>(); /* nothing left in flight when the block exits (ntiles = 0) */
@@ -144,29 +131,15 @@ __global__ void __launch_bounds__(FWD_WARPS * 32, 2) bwd_tc_fwd_kernel(tc_args_t
 extern "C" int bwd_gpu_tc_dim_ok(int d) { return d == 32 || d == 64 || d == 96 || d == 128; }
 
 struct tc_fwd_run {
-    const attn_shape_t *s;
-    const void *q, *k, *v;
-    void *o;
+    static constexpr unsigned DIMS = BWD_TC_DIMS;
+    const tc_shape_t *s;
+    tc_args_t a; /* stage 05b's arguments; L goes by its own */
     float *lse;
     template <typename T, int D> int run()
     {
-        tc_args_t a;
-        a.q = q;
-        a.k = k;
-        a.v = v;
-        a.o = o;
-        a.heads = (int)s->heads;
-        a.kv_heads = (int)s->kv_heads;
-        a.group = (int)(s->heads / s->kv_heads);
-        a.seq_q = (int)s->seq_q;
-        a.seq_kv = (int)s->seq_kv;
-        a.causal = s->causal;
-        a.scale = s->scale;
-        a.scale_log2 = (float)((double)s->scale * STF_LOG2E);
         constexpr int smem = tc_layout<D>::bytes(FWD_BQ + 4 * FWD_BKV);
         bwd_raise_smem<bwd_tc_fwd_kernel<T, D>>(smem);
-        dim3 grid((unsigned)((s->seq_q + FWD_BQ - 1) / FWD_BQ), (unsigned)s->heads, (unsigned)s->batch);
-        bwd_tc_fwd_kernel<T, D><<<grid, FWD_WARPS * 32, smem>>>(a, lse);
+        bwd_tc_fwd_kernel<T, D><<<tc_grid(s, FWD_BQ), FWD_WARPS * 32, smem>>>(a, lse);
         LAUNCH_CHECK();
         return 0;
     }
@@ -175,6 +148,7 @@ struct tc_fwd_run {
 extern "C" int bwd_gpu_tc_forward(const attn_shape_t *s, const void *q, const void *k, const void *v, void *o, float *lse)
 {
     if (s->seq_q == 0 || s->batch * s->heads == 0) return 0;
-    tc_fwd_run f = { s, q, k, v, o, lse };
-    return bwd_tc_dispatch(s->dt, (int)s->dim, f);
+    const tc_shape_t ts = bwd_tc_shape(s);
+    tc_fwd_run f = { &ts, tc_make_args(&ts, q, k, v, o), lse };
+    return tc_dispatch(&ts, f);
 }

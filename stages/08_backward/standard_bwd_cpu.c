@@ -79,15 +79,7 @@ int bwd_standard_forward_cpu(const attn_shape_t *s, bwd_io_t *a, void *ws)
         return -1;
     }
     for (size_t bh = 0; bh < bhs; bh++) { /* S = scale Q K^T, then the mask */
-        const size_t kv = bwd_kv_head(s, bh) * Nk * d;
-        for (size_t x = 0; x < Nq * d; x++) qa[x] = hbm_ld(&a->q, bh * Nq * d + x);
-        for (size_t x = 0; x < Nk * d; x++) kb[x] = hbm_ld(&a->k, kv + x);
-        for (size_t i = 0; i < Nq; i++)
-            for (size_t j = 0; j < Nk; j++) {
-                float dot = 0.0f;
-                for (size_t c = 0; c < d; c++) dot += qa[i * d + c] * kb[j * d + c];
-                hbm_st(&S, bh * nn + i * Nk + j, s->scale * dot);
-            }
+        attention_gemm_nt_head(s, &a->q, &a->k, &S, s->scale, bh, qa, kb);
         if (s->causal)
             for (size_t i = 0; i < Nq; i++)
                 for (size_t j = attn_visible_keys(s, i); j < Nk; j++) hbm_st(&S, bh * nn + i * Nk + j, -INFINITY);
@@ -99,18 +91,8 @@ int bwd_standard_forward_cpu(const attn_shape_t *s, bwd_io_t *a, void *ws)
         for (size_t j = 0; j < Nk; j++) hbm_st(&P, r * Nk + j, l == 0.0f ? 0.0f : expf(row[j] - m) / l);
         hbm_st(&a->lse, r, l == 0.0f ? -INFINITY : m + logf(l));
     }
-    for (size_t bh = 0; bh < bhs; bh++) { /* O = P V */
-        const size_t kv = bwd_kv_head(s, bh) * Nk * d;
-        for (size_t x = 0; x < Nk * d; x++) kb[x] = hbm_ld(&a->v, kv + x);
-        for (size_t i = 0; i < Nq; i++) {
-            memset(acc, 0, d * sizeof *acc);
-            for (size_t j = 0; j < Nk; j++) {
-                const float p = hbm_ld(&P, bh * nn + i * Nk + j);
-                for (size_t c = 0; c < d; c++) acc[c] += p * kb[j * d + c];
-            }
-            for (size_t c = 0; c < d; c++) hbm_st(&a->o, (bh * Nq + i) * d + c, acc[c]);
-        }
-    }
+    for (size_t bh = 0; bh < bhs; bh++) /* O = P V */
+        attention_gemm_nn_head(s, &P, &a->v, &a->o, 1.0f, bh, kb, acc);
     free(qa); free(kb); free(row); free(acc);
     return 0;
 }
@@ -164,17 +146,8 @@ int bwd_standard_cpu(const attn_shape_t *s, bwd_io_t *a, void *ws)
     }
     for (size_t g = 0; g < s->batch * s->kv_heads; g++) /* dV = P^T dO */
         gemm_tn_group(s, &P, &a->dout, &a->dv, 1.0f, g, xs, acc);
-    for (size_t bh = 0; bh < bhs; bh++) { /* dP = dO V^T */
-        const size_t kv = bwd_kv_head(s, bh) * Nk * d;
-        for (size_t x = 0; x < Nq * d; x++) xs[x] = hbm_ld(&a->dout, bh * Nq * d + x);
-        for (size_t x = 0; x < Nk * d; x++) ys[x] = hbm_ld(&a->v, kv + x);
-        for (size_t i = 0; i < Nq; i++)
-            for (size_t j = 0; j < Nk; j++) {
-                float dot = 0.0f;
-                for (size_t c = 0; c < d; c++) dot += xs[i * d + c] * ys[j * d + c];
-                hbm_st(&dP, bh * nn + i * Nk + j, dot);
-            }
-    }
+    for (size_t bh = 0; bh < bhs; bh++) /* dP = dO V^T */
+        attention_gemm_nt_head(s, &a->dout, &a->v, &dP, 1.0f, bh, xs, ys);
     for (size_t r = 0; r < R; r++) { /* dS = P * (dP - D) over dP: element x of dS (es bytes at es x) overlaps dP's
                                        * element es x / 4 <= x, already read */
         const float Dr = hbm_ld(&D, r);
@@ -183,18 +156,8 @@ int bwd_standard_cpu(const attn_shape_t *s, bwd_io_t *a, void *ws)
             hbm_st(&dS, r * Nk + j, p * (dp - Dr));
         }
     }
-    for (size_t bh = 0; bh < bhs; bh++) { /* dQ = scale dS K */
-        const size_t kv = bwd_kv_head(s, bh) * Nk * d;
-        for (size_t x = 0; x < Nk * d; x++) ys[x] = hbm_ld(&a->k, kv + x);
-        for (size_t i = 0; i < Nq; i++) {
-            memset(acc, 0, d * sizeof *acc);
-            for (size_t j = 0; j < Nk; j++) {
-                const float ds = hbm_ld(&dS, bh * nn + i * Nk + j);
-                for (size_t c = 0; c < d; c++) acc[c] += ds * ys[j * d + c];
-            }
-            for (size_t c = 0; c < d; c++) hbm_st(&a->dq, (bh * Nq + i) * d + c, s->scale * acc[c]);
-        }
-    }
+    for (size_t bh = 0; bh < bhs; bh++) /* dQ = scale dS K */
+        attention_gemm_nn_head(s, &dS, &a->k, &a->dq, s->scale, bh, ys, acc);
     for (size_t g = 0; g < s->batch * s->kv_heads; g++) /* dK = scale dS^T Q */
         gemm_tn_group(s, &dS, &a->q, &a->dk, s->scale, g, xs, acc);
     /* [/snippet] */
