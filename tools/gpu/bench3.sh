@@ -181,7 +181,13 @@ for p in 16 256 32 128; do
 done
 step "07 paged P=16 B=1 Nk=131072" 8 page.log $P "${A[@]}" --kernel split,split-tc,split-paged,split-tc-paged \
     --kv-heads 8 --batch 1 --seq-kv 131072 --page-size 16
-# 6. the cache length (GQA, Hkv = 8), as far as the slice goes
+# 6. what the split-K merge across blocks costs: both kernels unsplit (one block per row
+# group, no partial states, no combine) beside step 2's split runs, GQA and MQA at B = 8, 32k
+for kv in 8 1; do
+    step "07 unsplit Hkv=$kv B=8 Nk=32768 (--splits 1)" 7 unsplit.log env STF_NO_HWC=1 $P "${A[@]/$CSV/$RESULTS/unsplit.csv}" \
+        --kernel split,split-tc --kv-heads $kv --batch 8 --seq-kv 32768 --splits 1
+done
+# 7. the cache length (GQA, Hkv = 8), as far as the slice goes
 for s in "8 4096" "8 1024" "1 32768" "8 131072" "1 8192" "8 16384" "1 65536"; do
     set -- $s
     step "07 length B=$1 Nk=$2" 6 length.log env STF_NO_HWC=1 $P "${A[@]}" --kernel split,split-tc,split-tc-paged --page-size 64 \
@@ -236,5 +242,8 @@ for b, n in ((8, 32768), (1, 131072)):
         print("  %d %6d %3d  %-24s %-24s" % (b, n, p, q(sp, cs), q(tp, ct)))
 EOF
 grep -h "^append" "$RESULTS"/bench.log "$RESULTS"/page.log >>"$RESULTS/table.txt" 2>/dev/null
+[ -s "$RESULTS/unsplit.csv" ] && awk -F, 'NR == 1 { for (i = 1; i <= NF; i++) c[$i] = i; print "unsplit (--splits 1): impl Hkv B Nk tiles ms GB/s"; next }
+    { print "  " $c["impl"], $c["kv_heads"], $c["batch"], $c["seq_kv"], $c["tiles"], $c["time_ms"], $c["kv_gbps"], $c["ok"] }' \
+    "$RESULTS/unsplit.csv" >>"$RESULTS/table.txt"
 finish
 exit 0
