@@ -98,15 +98,22 @@ if [ "$MODE" = check ]; then
     # same-precision error) on all four kernels; the saved K/V are the logical (contiguous)
     # values, the paged kernels' outputs come from their own pools. Not --varlen: the check
     # takes every sequence at the full length.
-    bg "FA 2x-PyTorch (GQA bf16 P=16, MQA fp16 d=64 P=64)" fa_check.log 105 env STF_NO_HWC=1 bash -c "
+    bg "FA 2x-PyTorch: 5 decode shapes x 4 kernels" fa_check.log 105 env STF_NO_HWC=1 bash -c "
         set -e
         K='--kernel split,split-tc,split-paged,split-tc-paged'
-        $R \$K --dtype bf16 --heads 32 --kv-heads 4 --batch 2 --seq-kv 3001 --page-size 16 --save-npy $RESULTS/npy_gqa >/dev/null
-        $R \$K --dtype fp16 --dim 64 --heads 32 --kv-heads 1 --batch 2 --seq-kv 2000 --page-size 64 --save-npy $RESULTS/npy_mqa >/dev/null
+        i=0
+        for c in '--dtype bf16 --dim 128 --heads 32 --kv-heads 4 --batch 2 --seq-kv 3001 --page-size 16' \\
+                 '--dtype fp16 --dim 64 --heads 32 --kv-heads 1 --batch 2 --seq-kv 2000 --page-size 64' \\
+                 '--dtype bf16 --dim 64 --heads 8 --kv-heads 8 --batch 3 --seq-kv 203 --page-size 16' \\
+                 '--dtype fp16 --dim 128 --heads 16 --kv-heads 2 --batch 2 --seq-kv 1 --page-size 32' \\
+                 '--dtype bf16 --dim 128 --heads 32 --kv-heads 1 --batch 1 --seq-kv 20000 --page-size 256'; do
+            i=\$((i + 1)); echo \"case \$i: \$c\"
+            $R \$K \$c --save-npy $RESULTS/npy_\$i >/dev/null
+        done
         I='--impl split --impl split-tc --impl split-paged --impl split-tc-paged'
-        python3 tools/torch_attention.py --check $RESULTS/npy_gqa $RESULTS/npy_mqa \$I
-        python3 tools/torch_attention.py --check-broken $RESULTS/npy_gqa --impl split-tc-paged
-        rm -rf $RESULTS/npy_gqa $RESULTS/npy_mqa"
+        python3 tools/torch_attention.py --check $RESULTS/npy_? \$I
+        python3 tools/torch_attention.py --check-broken $RESULTS/npy_1 --impl split-tc-paged
+        rm -rf $RESULTS/npy_?"
     bg "program runs (checked): P, g, d, dtypes, varlen" programs.log 100 env STF_NO_HWC=1 bash -c "
         set -e
         for p in 16 32 64 128 256; do
