@@ -59,7 +59,7 @@ nvidia-smi -L >"$RESULTS/device.txt" 2>&1
 ncu_sections() {
     timeout 30 ncu --list-sections >"$RESULTS/ncu_sections.txt" 2>&1
     local s args=()
-    for s in SpeedOfLight MemoryWorkloadAnalysis Occupancy LaunchStats SchedulerStats WarpStateStats; do
+    for s in SpeedOfLight MemoryWorkloadAnalysis ComputeWorkloadAnalysis Occupancy LaunchStats SchedulerStats WarpStateStats; do
         if awk '{print $1}' "$RESULTS/ncu_sections.txt" | grep -qx "$s"; then args+=(--section "$s")
         else echo "ncu: section $s not listed by this ncu: left out" >>"$RESULTS/ncu_sections.txt"; fi
     done
@@ -194,7 +194,13 @@ for kv in 8 1; do
     step "07 unsplit Hkv=$kv B=8 Nk=32768 (--splits 1)" 7 unsplit.log env STF_NO_HWC=1 $P "${A[@]/$CSV/$RESULTS/unsplit.csv}" \
         --kernel split,split-tc --kv-heads $kv --batch 8 --seq-kv 32768 --splits 1
 done
-# 7. the cache length (GQA, Hkv = 8), as far as the slice goes
+# 7. the other MQA shape under Nsight Compute (B = 1, 128k: 256 splits, the widest combine)
+# shellcheck disable=SC2086
+step "ncu split-tc MQA B=1 128k" 22 ncu_b1.log env STF_NO_HWC=1 ncu \
+    --kernel-name regex:'decode_tc|combine' --launch-skip 0 --launch-count 2 $sec \
+    $P --device gpu --dim 128 --dtype bf16 --heads 32 --kv-heads 1 --batch 1 --seq-kv 131072 \
+    --kernel split-tc --iters 1 --warmup 0
+# 8. the cache length (GQA, Hkv = 8), as far as the slice goes
 for s in "8 4096" "8 1024" "1 32768" "8 131072" "1 8192" "8 16384" "1 65536"; do
     set -- $s
     step "07 length B=$1 Nk=$2" 6 length.log env STF_NO_HWC=1 $P "${A[@]}" --kernel split,split-tc,split-tc-paged --page-size 64 \
