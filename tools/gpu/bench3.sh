@@ -15,8 +15,9 @@
 #       Hq = 32 (g = 1 ... 32, Hkv = 32 / g); the page sizes P = 16 ... 256
 #       (split, split-paged, split-tc, split-tc-paged, GQA B = 8, 32k; B = 1,
 #       128k at P = 64 and 16) with the append's row; ncu on split-tc at MQA
-#       B = 8, 32k (sections only if this ncu lists them); the cache-length
-#       sweep last, as far as the slice goes.
+#       B = 8, 32k (sections only if this ncu lists them); both kernels
+#       unsplit (--splits 1: what the merge across blocks costs); ncu at MQA
+#       B = 1, 128k; the cache-length sweep last, as far as the slice goes.
 # Step durations were taken from rounds B and C (notes/data/h200-2026-12-02-rB/
 # dec, -page-rB, -rC/page): a bench run of one shape ~6-13 s, PyTorch's six
 # shapes < 28 s. Every step has a timeout; a step whose estimate does not fit
