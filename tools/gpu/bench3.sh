@@ -5,7 +5,7 @@
 # coordinator's `make -j16 all tests`:
 #   MODE=check RESULTS=dir bash tools/gpu/bench3.sh   correctness only (120 s,
 #       beside other scripts, nothing timed): test_split_tc, test_paged,
-#       test_split_kv on the GPU; compute-sanitizer memcheck, racecheck,
+#       test_split_kv, test_gqa (small) on the GPU; compute-sanitizer memcheck, racecheck,
 #       synccheck on small shapes; FlashAttention's 2x-PyTorch criterion on
 #       split, split-tc, split-paged and split-tc-paged; checked program runs;
 #       `ncu --list-sections` (the names this ncu knows).
@@ -48,7 +48,7 @@ finish() {
 }
 trap 'log_step "script" "stopped by a signal at $((SECONDS - T0)) s"; finish; exit 143' TERM INT
 
-make -j"${JOBS:-16}" $P $B/test_split_tc $B/test_split_kv $B/test_paged >"$RESULTS/build.log" 2>&1
+make -j"${JOBS:-16}" $P $B/test_split_tc $B/test_split_kv $B/test_paged $B/test_gqa >"$RESULTS/build.log" 2>&1
 rc=$?
 log_step "build" "rc=$rc ($((SECONDS - T0)) s)"
 if [ $rc -ne 0 ]; then tail -30 "$RESULTS/build.log"; finish; exit 1; fi
@@ -79,6 +79,7 @@ if [ "$MODE" = check ]; then
     bg "test_split_tc (GPU)" test_split_tc.log 105 $G $B/test_split_tc
     bg "test_paged (GPU)" test_paged.log 100 $G $B/test_paged
     bg "test_split_kv (GPU, small)" test_split_kv.log 80 $G STF_TEST_SMALL=1 $B/test_split_kv
+    bg "test_gqa (GPU, small: stage 06's decode glue)" test_gqa.log 80 $G STF_TEST_SMALL=1 $B/test_gqa
     bg "memcheck test_split_tc groups (small)" memcheck_split_tc.log 100 $G STF_TEST_SMALL=1 \
         STF_TEST_FILTER='*groups_gpu' $S memcheck $B/test_split_tc
     bg "memcheck test_paged (small)" memcheck_paged.log 100 $G STF_TEST_SMALL=1 $S memcheck $B/test_paged
