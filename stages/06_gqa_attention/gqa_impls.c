@@ -1,6 +1,7 @@
 /* Stage 06's three implementations as the driver sees them (attn_impl_t):
- * the CPU runs (gqa_cpu.c), the GPU runs (prefill: stage 05b's tensor-core
- * kernel in fp16/bf16, stage 05's register-tiled FA2 kernel in fp32; decode:
+ * the CPU runs (gqa_cpu.c), the GPU runs (prefill: stage 05c's Hopper kernel
+ * h3_warpspec in fp16/bf16 where it takes the shape, else stage 05b's best
+ * tensor-core rung; stage 05's register-tiled FA2 kernel in fp32; decode:
  * decode_gpu.cu), their traffic models, the shapes each declines and why,
  * and the line each prints under the table.
  *
@@ -14,6 +15,7 @@
 #include "report.h"
 #include "../05_tiled_attention/tiled.h"
 #include "../05b_tensor_cores/tc.h"
+#include "../05c_hopper/hopper.h"
 
 
 static size_t group_of(const attn_shape_t *s) { return s->heads / s->kv_heads; }
@@ -131,6 +133,31 @@ static int tc_best(const attn_shape_t *s)
 }
 #define TC_BEST tc_best(s)
 
+/* The 16-bit prefill kernel for method m: stage 05c's h3_warpspec (the
+ * fastest Hopper rung on the H200, notes/05c_hopper.md) where it takes the
+ * shape (an sm_90a build on a Hopper GPU, d = 64, 128 or 256), else stage
+ * 05b's best rung. Both read the K/V head h / g by index (tc_shape_t). */
+typedef struct {
+    int hop; /* 1: HOP_VERSIONS[v], 0: TC_VERSIONS[v] */
+    int v;
+} prefill_kernel_t;
+static prefill_kernel_t prefill_kernel(const attn_shape_t *s, gqa_method_t m)
+{
+    prefill_kernel_t k = { 0, TC_BEST };
+    tc_shape_t t;
+    char w[256];
+    for (int v = 0; v < HOP_NVERSIONS; v++)
+        if (!strcmp(HOP_VERSIONS[v].name, "h3_warpspec") && tc_shape_of(s, m, &t, w, sizeof w) &&
+            attn_hop_supports(v, &t, w, sizeof w))
+            return (prefill_kernel_t){ 1, v };
+    return k;
+}
+static const char *prefill_name(const attn_shape_t *s, gqa_method_t m)
+{
+    const prefill_kernel_t k = prefill_kernel(s, m);
+    return k.hop ? HOP_VERSIONS[k.v].name : TC_VERSIONS[k.v].name;
+}
+
 static int gpu_supports(const attn_shape_t *s, gqa_method_t m, char *why, size_t n)
 {
     if (is_decode(s)) return gqa_decode_supports(s, why, n);
@@ -154,6 +181,7 @@ static int gpu_supports(const attn_shape_t *s, gqa_method_t m, char *why, size_t
     }
     tc_shape_t t;
     if (!tc_shape_of(s, m, &t, why, n)) return 0;
+    if (prefill_kernel(s, m).hop) return 1;
     return attn_tc_supports(TC_BEST, &t, why, n);
 }
 
@@ -232,7 +260,9 @@ static void prefill_run(const attn_shape_t *s, gqa_method_t m, const void *q, co
         attention_fa2_regtile64_gpu(&f, q, k, v, o, NULL);
         return;
     }
-    if (!tc_shape_of(s, m, &t, why, sizeof why) || attn_tc_launch(TC_BEST, &t, q, k, v, o))
+    const prefill_kernel_t pk = prefill_kernel(s, m);
+    if (!tc_shape_of(s, m, &t, why, sizeof why) ||
+        (pk.hop ? attn_hop_launch(pk.v, &t, q, k, v, o) : attn_tc_launch(pk.v, &t, q, k, v, o)))
         fprintf(stderr, "gqa: the tensor-core launch failed (%s); O stays poisoned\n", why);
 }
 
@@ -279,7 +309,7 @@ static const char *tiles_of(const attn_shape_t *s, int gpu, gqa_method_t m)
         return fmt("%zux%zu", U < br ? U : br, s->tune.bc ? s->tune.bc : (size_t)GQA_BC);
     }
     if (is_decode(s)) return fmt("%dx%d", m == GQA_PACKED ? gqa_packed_hpb(s) : 1, GQA_BC);
-    return fp32_prefill(s) ? "fa2-regtile" : TC_VERSIONS[TC_BEST].name;
+    return fp32_prefill(s) ? "fa2-regtile" : prefill_name(s, m);
 }
 static const char *replicated_tiles(const attn_shape_t *s, int gpu) { return tiles_of(s, gpu, GQA_REPLICATED); }
 static const char *indexed_tiles(const attn_shape_t *s, int gpu) { return tiles_of(s, gpu, GQA_INDEXED); }
@@ -307,7 +337,7 @@ static const char *replicated_describe(const attn_shape_t *s)
              group_of(s), 2.0 * (double)attn_kv_elems(s) * (double)dtype_size(s->dt) / 1e6,
              2.0 * (double)copy_bytes(s) / 1e6, 2.0 * (double)copy_bytes(s) / 1e6,
              is_decode(s) ? "the decode kernel (one block per query head)"
-                          : fp32_prefill(s) ? "stage 05's fa2-regtile (fp32)" : TC_VERSIONS[TC_BEST].name,
+                          : fp32_prefill(s) ? "stage 05's fa2-regtile (fp32)" : prefill_name(s, GQA_REPLICATED),
              kv_line(s, GQA_REPLICATED));
     return buf;
 }
