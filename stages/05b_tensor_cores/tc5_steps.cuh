@@ -347,6 +347,8 @@ __global__ void __launch_bounds__(WARPS * 32, MINB) tc5_kernel(tc_args_t a)
          * whole 16-byte chunks of rows out: 4-byte stores of 8 rows by 4
          * lanes each become coalesced 16-byte ones */
         if constexpr (QBORROW) __syncthreads(); /* other warps may still read stage 1 for their last tile */
+        else __syncwarp(); /* a block with no key tile has had no barrier since the other lanes'
+                            * ldmatrix read these Q rows (compute-sanitizer racecheck) */
 #pragma unroll
         for (int r = 0; r < 2; r++) {
             const float lsum = tc_quad_sum(l[r]);
