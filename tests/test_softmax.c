@@ -744,5 +744,7 @@ int main(void)
         T(test_persist_loops_gpu),
     };
     if (getenv("STF_GPU_ONLY")) cmocka_set_test_filter("*_gpu");
+    /* STF_TEST_FILTER=test_split_counts_gpu: one test (compute-sanitizer runs them side by side) */
+    if (getenv("STF_TEST_FILTER")) cmocka_set_test_filter(getenv("STF_TEST_FILTER"));
     return cmocka_run_group_tests_name("softmax stages 01-03", tests, NULL, NULL);
 }
