@@ -21,6 +21,11 @@ cut_series() { # file prog impl dtype xcol out
         sort -n >"$6"
 }
 stamp() { awk -F, -v N="$(col "$1" device_name)" -v D="$(col "$1" date)" 'NR == 2 { print $N ", " substr($D, 1, 10) }' "$1"; }
+# "rows x cols = 2^k" when every row of the CSV has the same product (a --sweep), else nothing
+elems() {
+    awk -F, -v R="$(col "$1" rows)" -v C="$(col "$1" cols)" 'NR > 1 { p = $R * $C; if (n == "") n = p; else if (p != n) bad = 1 }
+        END { if (n != "" && !bad) { k = log(n) / log(2); if (k == int(k)) printf "rows x cols = 2^{%d}, ", k; else printf "rows x cols = %d, ", n } }' "$1"
+}
 
 drawn=0
 if [ -s "$DIR/softmax_rows.csv" ]; then
@@ -40,7 +45,7 @@ if [ -s "$DIR/softmax_cluster_sweep.csv" ]; then
         for impl in safe online safe-onchip merge-onchip online-split merge-wave merge-cluster merge-persist; do
             cut_series "$f" 03_online_softmax "$impl" "$dt" cols "$DIR/split_cols_${dt}_$impl.dat"
         done
-        gp "$DIR/softmax_split_cols_$dt.png" -e "dir='$DIR'; dt='$dt'; dev='$(stamp "$f")'" "$HERE/softmax_split_cols.gp"
+        gp "$DIR/softmax_split_cols_$dt.png" -e "dir='$DIR'; dt='$dt'; dev='$(elems "$f")$(stamp "$f")'" "$HERE/softmax_split_cols.gp"
         drawn=$((drawn + 1))
     done
 fi
