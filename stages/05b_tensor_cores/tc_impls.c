@@ -41,7 +41,7 @@ const tc_version_t TC_VERSIONS[] = {
     { "tc6_m32", "32 query rows per warp: each K/V fragment feeds two m16 tiles (Q re-read from shared memory)" },
 };
 const int TC_NVERSIONS = (int)(sizeof TC_VERSIONS / sizeof TC_VERSIONS[0]);
-#define TC_MAX_VERSIONS 12 /* rows instantiated below (TC_IMPL) */
+#define TC_MAX_VERSIONS 12 /* rows instantiated below (TC_ROWS) */
 
 /* The head dims each rung is built for (tc_common.cuh's F::DIMS, as a list). */
 static const int DIMS_BASE[] = { 64, 96, 128, 0 };
@@ -209,7 +209,7 @@ int attn_tcx_f16acc_launch(const tc_shape_t *s, const void *q, const void *k, co
 
 /* ---------------------------------------------------------------- rows of the table */
 
-static tc_shape_t to_tc(const attn_shape_t *s)
+tc_shape_t tc_shape_from(const attn_shape_t *s)
 {
     tc_shape_t t = { (int)s->batch, (int)s->heads, (int)s->kv_heads, (int)s->seq_q, (int)s->seq_kv, (int)s->dim,
                      s->causal, s->scale, s->dt };
@@ -218,33 +218,33 @@ static tc_shape_t to_tc(const attn_shape_t *s)
 
 /* The shape's tiles, read from the kernel's own description ("Q tile 64 x
  * K/V tile 64, ..."): one source for the tile sizes. 0 on success. */
-static int tiles_of(int v, const attn_shape_t *s, int *bq, int *bkv)
+static int tiles_of(const tc_ladder_t *L, int v, const attn_shape_t *s, int *bq, int *bkv)
 {
-    const tc_shape_t t = to_tc(s);
-    if (!attn_tc_supports(v, &t, NULL, 0)) return -1;
-    return sscanf(attn_tc_describe(v, &t), "Q tile %d x K/V tile %d", bq, bkv) == 2 && *bq > 0 && *bkv > 0 ? 0 : -1;
+    const tc_shape_t t = tc_shape_from(s);
+    if (!L->supports(v, &t, NULL, 0)) return -1;
+    return sscanf(L->describe(v, &t), "Q tile %d x K/V tile %d", bq, bkv) == 2 && *bq > 0 && *bkv > 0 ? 0 : -1;
 }
 
-static int supports(int v, const attn_shape_t *s, int gpu, char *why, size_t n)
+int tc_row_supports(const tc_ladder_t *L, int v, const attn_shape_t *s, int gpu, char *why, size_t n)
 {
     if (!gpu) {
-        snprintf(why, n, "GPU only: mma.sync tensor-core kernels (the CPU twin of their algorithm is stage 05's fa2)");
+        snprintf(why, n, "%s", L->cpu_decline);
         return 0;
     }
     if (s->batch > 65535 || s->heads > 65535 || s->seq_q > (1u << 30) || s->seq_kv > (1u << 30)) {
         snprintf(why, n, "sizes beyond the kernels' 32-bit indices and grid");
         return 0;
     }
-    const tc_shape_t t = to_tc(s);
-    return attn_tc_supports(v, &t, why, n);
+    const tc_shape_t t = tc_shape_from(s);
+    return L->supports(v, &t, why, n);
 }
 
-static double model(int v, const attn_shape_t *s)
+double tc_row_model(const tc_ladder_t *L, int v, const attn_shape_t *s)
 {
     int bq = 0, bkv = 0;
     const double es = (double)dtype_size(s->dt), d = (double)s->dim;
     double kv_rows = 0;
-    if (tiles_of(v, s, &bq, &bkv)) return 0;
+    if (tiles_of(L, v, s, &bq, &bkv)) return 0;
     for (size_t t0 = 0; t0 < s->seq_q; t0 += (size_t)bq) {
         const size_t last = t0 + (size_t)bq < s->seq_q ? t0 + (size_t)bq - 1 : s->seq_q - 1;
         const size_t n = attn_visible_keys(s, last);
@@ -256,79 +256,65 @@ static double model(int v, const attn_shape_t *s)
     return es * (2.0 * (double)attn_q_elems(s) + 2.0 * d * bh * kv_rows);
 }
 
-static const char *tiles_text(int v, const attn_shape_t *s, int gpu)
+const char *tc_row_tiles(const tc_ladder_t *L, int v, const attn_shape_t *s, int gpu)
 {
     static char buf[8][32];
     static int k;
     char *b = buf[k++ & 7];
     int bq = 0, bkv = 0;
-    if (!gpu || tiles_of(v, s, &bq, &bkv)) return "-";
+    if (!gpu || tiles_of(L, v, s, &bq, &bkv)) return "-";
     snprintf(b, 32, "%dx%d", bq, bkv);
     return b;
 }
 
-static const char *describe(int v, const attn_shape_t *s)
+const char *tc_row_describe(const tc_ladder_t *L, int v, const attn_shape_t *s)
 {
     static char buf[8][600];
     static int k;
     char *b = buf[k++ & 7];
-    const tc_shape_t t = to_tc(s);
-    snprintf(b, 600, "%s: %s; %s", TC_VERSIONS[v].name, TC_VERSIONS[v].what, attn_tc_describe(v, &t));
+    const tc_shape_t t = tc_shape_from(s);
+    if (v >= *L->nversions) return "no such rung"; /* rows past the ladder are never listed */
+    snprintf(b, 600, "%s: %s; %s", L->versions[v].name, L->versions[v].what, L->describe(v, &t));
     return b;
 }
 
-static void launch(int v, const attn_shape_t *s, const void *q, const void *k, const void *vv, void *o)
+void tc_row_launch(const tc_ladder_t *L, int v, const attn_shape_t *s, const void *q, const void *k, const void *v_,
+                   void *o)
 {
-    const tc_shape_t t = to_tc(s);
-    (void)attn_tc_launch(v, &t, q, k, vv, o); /* supports() accepted the shape: it launches */
+    const tc_shape_t t = tc_shape_from(s);
+    (void)L->launch(v, &t, q, k, v_, o); /* supports() accepted the shape: it launches */
 }
 
-#define TC_IMPL(V)                                                                                                 \
-    static int sup##V(const attn_shape_t *s, int gpu, char *why, size_t n) { return supports(V, s, gpu, why, n); } \
-    static double mod##V(const attn_shape_t *s) { return model(V, s); }                                            \
-    static const char *des##V(const attn_shape_t *s) { return describe(V, s); }                                    \
-    static const char *til##V(const attn_shape_t *s, int gpu) { return tiles_text(V, s, gpu); }                    \
-    __attribute__((unused)) static void gpu##V(const attn_shape_t *s, const void *q, const void *k, const void *v, \
-                                               void *o, void *ws)                                                \
-    {                                                                                                              \
-        (void)ws;                                                                                                  \
-        launch(V, s, q, k, v, o);                                                                                  \
-    }                                                                                                              \
-    static const attn_impl_t IMPL_TC##V = {                                                                        \
-        .stage = "05b", .rounding = ATT_ROUND_P | ATT_MMA_LOWP, .supports = sup##V, .model_bytes = mod##V,         \
-        .cpu = NULL, .gpu = GPU_FN(gpu##V), .describe = des##V, .tiles = til##V,                                   \
-    }
-
-TC_IMPL(0);
-TC_IMPL(1);
-TC_IMPL(2);
-TC_IMPL(3);
-TC_IMPL(4);
-TC_IMPL(5);
-TC_IMPL(6);
-TC_IMPL(7);
-TC_IMPL(8);
-TC_IMPL(9);
-TC_IMPL(10);
-TC_IMPL(11);
-
-/* Names come from TC_VERSIONS; filled in on first use. */
-const attn_impl_t *const *attn_tc_impls(int *n)
+const attn_impl_t *const *tc_ladder_rows(const tc_ladder_t *L, const attn_impl_t *const *src, int nsrc,
+                                         attn_impl_t *rows, const attn_impl_t **list, int *n)
 {
-    static attn_impl_t rows[TC_MAX_VERSIONS];
-    static const attn_impl_t *list[TC_MAX_VERSIONS];
-    static const attn_impl_t *src[TC_MAX_VERSIONS] = {
-        &IMPL_TC0, &IMPL_TC1, &IMPL_TC2, &IMPL_TC3, &IMPL_TC4,  &IMPL_TC5,
-        &IMPL_TC6, &IMPL_TC7, &IMPL_TC8, &IMPL_TC9, &IMPL_TC10, &IMPL_TC11,
-    };
-    /* a rung added to TC_VERSIONS needs its TC_IMPL row: the table shows only these */
-    const int nv = TC_NVERSIONS < TC_MAX_VERSIONS ? TC_NVERSIONS : TC_MAX_VERSIONS;
+    /* a rung added to the versions needs its TC_LADDER_ROW: the table shows only these */
+    const int nv = *L->nversions < nsrc ? *L->nversions : nsrc;
     if (!list[0])
         for (int v = 0; v < nv; v++) {
             rows[v] = *src[v];
-            rows[v].name = TC_VERSIONS[v].name;
+            rows[v].name = L->versions[v].name;
+            rows[v].stage = L->stage;
             list[v] = &rows[v];
         }
     *n = nv;
     return list;
+}
+
+static const tc_ladder_t TC_LADDER = {
+    "05b", "GPU only: mma.sync tensor-core kernels (the CPU twin of their algorithm is stage 05's fa2)",
+    TC_VERSIONS, &TC_NVERSIONS, attn_tc_supports, attn_tc_launch, attn_tc_describe,
+};
+
+#define TC_ROWS(X) X(0) X(1) X(2) X(3) X(4) X(5) X(6) X(7) X(8) X(9) X(10) X(11)
+#define TC_ROW(V) TC_LADDER_ROW(TC_LADDER, V)
+TC_ROWS(TC_ROW)
+#define TC_ROW_PTR(V) &TC_LADDER_row##V,
+
+const attn_impl_t *const *attn_tc_impls(int *n)
+{
+    static attn_impl_t rows[TC_MAX_VERSIONS];
+    static const attn_impl_t *list[TC_MAX_VERSIONS];
+    static const attn_impl_t *const src[TC_MAX_VERSIONS] = { TC_ROWS(TC_ROW_PTR) };
+    return tc_ladder_rows(&TC_LADDER, src, TC_MAX_VERSIONS, rows, list, n);
 }
