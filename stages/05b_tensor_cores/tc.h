@@ -54,6 +54,14 @@ extern const int TC_NVERSIONS;
  * (n bytes, may be NULL). Never exits. */
 int attn_tc_supports(int v, const tc_shape_t *s, char *why, size_t n);
 
+/* Writes the reason (printf format) into why (n bytes, may be NULL) and
+ * returns 0: "declined", for the supports functions. */
+int tc_decline(char *why, size_t n, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+/* The checks every tensor-core ladder makes of a shape's sizes and scale
+ * (positive, heads a multiple of kv_heads, grid and 32-bit index limits, a
+ * positive finite scale): 1, or 0 with the reason in why. */
+int tc_shape_sizes_ok(const tc_shape_t *s, char *why, size_t n);
+
 /* Asynchronous launch on stream 0. Returns 0, or -1 (reason printed to
  * stderr) when the shape is unsupported. CUDA errors exit with file and line
  * (common/device/gpu_check.h). */

@@ -4,6 +4,8 @@
  * reference, counts its DRAM traffic and times it beside the others. Plain C,
  * built with or without CUDA: without it every shape is declined with the
  * reason and the launch functions refuse.
+ * The row glue (tc_ladder_t, TC_LADDER_ROW) and the size checks also serve
+ * stage 05c's Hopper ladder, which links this stage.
  *
  * Traffic model (FlashAttention-2 order, per query head): Q read once and O
  * written once; every query tile of BQ rows streams the K/V tiles it can see,
@@ -54,7 +56,7 @@ static const int *dims_of(int v)
     return DIMS_BASE;
 }
 
-static int decline(char *why, size_t n, const char *fmt, ...)
+int tc_decline(char *why, size_t n, const char *fmt, ...)
 {
     if (why && n) {
         va_list ap;
@@ -65,43 +67,49 @@ static int decline(char *why, size_t n, const char *fmt, ...)
     return 0;
 }
 
+int tc_shape_sizes_ok(const tc_shape_t *s, char *why, size_t n)
+{
+    if (s->batch < 1 || s->heads < 1 || s->kv_heads < 1 || s->seq_q < 1 || s->seq_kv < 1)
+        return tc_decline(why, n, "sizes must be positive (batch %d, heads %d, kv_heads %d, seq_q %d, seq_kv %d)",
+                       s->batch, s->heads, s->kv_heads, s->seq_q, s->seq_kv);
+    if (s->heads % s->kv_heads)
+        return tc_decline(why, n, "heads %d is not a multiple of kv_heads %d", s->heads, s->kv_heads);
+    if (s->heads > 65535 || s->batch > 65535)
+        return tc_decline(why, n, "heads %d or batch %d above 65535 (grid y and z)", s->heads, s->batch);
+    if (s->seq_q > (1 << 30) || s->seq_kv > (1 << 30))
+        return tc_decline(why, n, "sequence lengths above 2^30 (32-bit row indices)");
+    if (!(s->scale > 0.0f) || !isfinite(s->scale))
+        return tc_decline(why, n, "scale %g: must be positive and finite", (double)s->scale);
+    return 1;
+}
+
 int attn_tc_supports(int v, const tc_shape_t *s, char *why, size_t n)
 {
     if (why && n) why[0] = 0;
-    if (v < 0 || v >= TC_NVERSIONS) return decline(why, n, "no tensor-core version %d (0 .. %d)", v, TC_NVERSIONS - 1);
-    if (!s) return decline(why, n, "no shape");
-    if (!HAVE_CUDA) return decline(why, n, "this build has no CUDA (nvcc was not found at build time)");
+    if (v < 0 || v >= TC_NVERSIONS) return tc_decline(why, n, "no tensor-core version %d (0 .. %d)", v, TC_NVERSIONS - 1);
+    if (!s) return tc_decline(why, n, "no shape");
+    if (!HAVE_CUDA) return tc_decline(why, n, "this build has no CUDA (nvcc was not found at build time)");
     if (s->dt != DT_F16 && s->dt != DT_BF16)
-        return decline(why, n, "%s: the tensor-core kernels take fp16 or bf16 (mma.sync m16n8k16)", dtype_name(s->dt));
+        return tc_decline(why, n, "%s: the tensor-core kernels take fp16 or bf16 (mma.sync m16n8k16)", dtype_name(s->dt));
     const int *dims = dims_of(v);
     int ok = 0;
     for (const int *d = dims; *d; d++) ok |= *d == s->dim;
     if (!ok) {
         if (s->dim <= 0 || s->dim % 16)
-            return decline(why, n, "head dim %d: must be a multiple of 16, the k-step of m16n8k16", s->dim);
+            return tc_decline(why, n, "head dim %d: must be a multiple of 16, the k-step of m16n8k16", s->dim);
         if (dims == DIMS_M32)
-            return decline(why, n,
+            return tc_decline(why, n,
                            "head dim %d: %s takes 32, 64, 96, 128 (O of 32 rows per warp is d fp32 registers per "
                            "thread, past the 255 limit at d > 128); tc5_tuned takes 32 ... 256",
                            s->dim, TC_VERSIONS[v].name);
         if (dims == DIMS_BASE)
-            return decline(why, n,
+            return tc_decline(why, n,
                            "head dim %d: %s is built for 64, 96, 128 (the ladder's shapes; tc5_tuned takes 32, 64, 96, "
                            "128, 192, 256)",
                            s->dim, TC_VERSIONS[v].name);
-        return decline(why, n, "head dim %d: %s is built for 32, 64, 96, 128, 192, 256", s->dim, TC_VERSIONS[v].name);
+        return tc_decline(why, n, "head dim %d: %s is built for 32, 64, 96, 128, 192, 256", s->dim, TC_VERSIONS[v].name);
     }
-    if (s->batch < 1 || s->heads < 1 || s->kv_heads < 1 || s->seq_q < 1 || s->seq_kv < 1)
-        return decline(why, n, "sizes must be positive (batch %d, heads %d, kv_heads %d, seq_q %d, seq_kv %d)",
-                       s->batch, s->heads, s->kv_heads, s->seq_q, s->seq_kv);
-    if (s->heads % s->kv_heads)
-        return decline(why, n, "heads %d is not a multiple of kv_heads %d", s->heads, s->kv_heads);
-    if (s->heads > 65535 || s->batch > 65535)
-        return decline(why, n, "heads %d or batch %d above 65535 (grid y and z)", s->heads, s->batch);
-    if (s->seq_q > (1 << 30) || s->seq_kv > (1 << 30))
-        return decline(why, n, "sequence lengths above 2^30 (32-bit row indices)");
-    if (!(s->scale > 0.0f) || !isfinite(s->scale))
-        return decline(why, n, "scale %g: must be positive and finite", (double)s->scale);
+    if (!tc_shape_sizes_ok(s, why, n)) return 0;
     return 1;
 }
 
@@ -109,7 +117,7 @@ int attn_tcx_f16acc_supports(const tc_shape_t *s, char *why, size_t n)
 {
     /* bf16 first: no build and no device changes that reason */
     if (s && s->dt == DT_BF16)
-        return decline(why, n,
+        return tc_decline(why, n,
                        "bf16: tcx_f16acc accumulates in fp16, which mma.sync offers only for fp16 inputs (with bf16 "
                        "inputs m16n8k16 accumulates in fp32 only)");
     if (!attn_tc_supports(1, s, why, n)) return 0; /* tc2's conditions: fp16 or bf16, d, sizes, CUDA */

@@ -11,7 +11,6 @@
  *
  * Run: build/bin/05c_hopper --dtype bf16 --dim 128 --kernel h1_wgmma */
 #include <math.h>
-#include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
@@ -31,17 +30,6 @@ const hop_version_t HOP_VERSIONS[] = {
 };
 const int HOP_NVERSIONS = (int)(sizeof HOP_VERSIONS / sizeof HOP_VERSIONS[0]);
 #define HOP_MAX_VERSIONS 6 /* rows instantiated below (HOP_ROWS) */
-
-static int decline(char *why, size_t n, const char *fmt, ...)
-{
-    if (why && n) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(why, n, fmt, ap);
-        va_end(ap);
-    }
-    return 0;
-}
 
 #if HAVE_CUDA
 /* Each rung's launch and describe (h1_launch, h1_describe, ... in h*.cu), in
@@ -80,34 +68,24 @@ static int device_cc(void)
 int attn_hop_supports(int v, const tc_shape_t *s, char *why, size_t n)
 {
     if (why && n) why[0] = 0;
-    if (v < 0 || v >= HOP_NVERSIONS) return decline(why, n, "no Hopper version %d (0 .. %d)", v, HOP_NVERSIONS - 1);
-    if (!s) return decline(why, n, "no shape");
-    if (!HAVE_CUDA) return decline(why, n, "this build has no CUDA (nvcc was not found at build time)");
+    if (v < 0 || v >= HOP_NVERSIONS) return tc_decline(why, n, "no Hopper version %d (0 .. %d)", v, HOP_NVERSIONS - 1);
+    if (!s) return tc_decline(why, n, "no shape");
+    if (!HAVE_CUDA) return tc_decline(why, n, "this build has no CUDA (nvcc was not found at build time)");
     if (!hop_built_sm90a())
-        return decline(why, n,
+        return tc_decline(why, n,
                        "this build did not compile stage 05c for sm_90a (wgmma, TMA and setmaxnreg exist only "
                        "there): build with CUDA_ARCH=90");
     if (s->dt != DT_F16 && s->dt != DT_BF16)
-        return decline(why, n, "%s: wgmma's 16-bit inputs are fp16 or bf16", dtype_name(s->dt));
+        return tc_decline(why, n, "%s: wgmma's 16-bit inputs are fp16 or bf16", dtype_name(s->dt));
     if (s->dim != 64 && s->dim != 128 && s->dim != 256)
-        return decline(why, n,
+        return tc_decline(why, n,
                        "head dim %d: the Hopper rungs are built for 64, 128 and 256 (whole 128-byte swizzle panels of "
                        "64 columns; stage 05b's tc5_tuned also takes 32, 96, 192)",
                        s->dim);
-    if (s->batch < 1 || s->heads < 1 || s->kv_heads < 1 || s->seq_q < 1 || s->seq_kv < 1)
-        return decline(why, n, "sizes must be positive (batch %d, heads %d, kv_heads %d, seq_q %d, seq_kv %d)",
-                       s->batch, s->heads, s->kv_heads, s->seq_q, s->seq_kv);
-    if (s->heads % s->kv_heads)
-        return decline(why, n, "heads %d is not a multiple of kv_heads %d", s->heads, s->kv_heads);
-    if (s->heads > 65535 || s->batch > 65535)
-        return decline(why, n, "heads %d or batch %d above 65535 (grid y and z)", s->heads, s->batch);
-    if (s->seq_q > (1 << 30) || s->seq_kv > (1 << 30))
-        return decline(why, n, "sequence lengths above 2^30 (32-bit row indices)");
-    if (!(s->scale > 0.0f) || !isfinite(s->scale))
-        return decline(why, n, "scale %g: must be positive and finite", (double)s->scale);
+    if (!tc_shape_sizes_ok(s, why, n)) return 0;
     const int cc = device_cc();
     if (cc >= 0 && cc != 90)
-        return decline(why, n, "device of compute capability %d.%d: sm_90a code runs on 9.0 (H100/H200) only", cc / 10,
+        return tc_decline(why, n, "device of compute capability %d.%d: sm_90a code runs on 9.0 (H100/H200) only", cc / 10,
                        cc % 10);
     return 1;
 }
