@@ -24,6 +24,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../stages/05_tiled_attention/tiled.h"
 #include "../stages/05b_tensor_cores/tc.h"
 #include "attention_ref.h"
 #include "gpu.h"
@@ -208,19 +209,95 @@ static void test_supports(void **state)
     assert_int_equal(attn_tc_supports(0, NULL, why, sizeof why), 0);
 }
 
+/* ---- the rows of the table, the glue stage 05c shares (no GPU needed): a
+ * made-up ladder whose one rung takes d = 64 with tiles of 64 x 32 */
+static int fake_launched;
+static int fake_supports(int v, const tc_shape_t *s, char *why, size_t n)
+{
+    (void)v;
+    return s->dim == 64 ? 1 : tc_decline(why, n, "fake: d %d", s->dim);
+}
+static int fake_launch(int v, const tc_shape_t *s, const void *q, const void *k, const void *v_, void *o)
+{
+    (void)q, (void)k, (void)v_, (void)o;
+    fake_launched = 1000 * v + s->dim;
+    return 0;
+}
+static const char *fake_describe(int v, const tc_shape_t *s)
+{
+    (void)v, (void)s;
+    return "Q tile 64 x K/V tile 32, made up";
+}
+static const tc_version_t FAKE_VERSIONS[] = { { "f1", "first" }, { "f2", "second" } };
+static const int FAKE_N = 2;
+static const tc_ladder_t FAKE = { "99", "fake: GPU only", FAKE_VERSIONS, &FAKE_N, fake_supports, fake_launch, fake_describe };
+TC_LADDER_ROW(FAKE, 0)
+TC_LADDER_ROW(FAKE, 1)
+
+static void test_ladder_rows(void **state)
+{
+    (void)state;
+    attn_shape_t s;
+    memset(&s, 0, sizeof s);
+    s.batch = 1, s.heads = 2, s.kv_heads = 2, s.seq_q = 100, s.seq_kv = 70, s.dim = 64, s.scale = 0.125f, s.dt = DT_BF16;
+    char why[256];
+    assert_int_equal(tc_row_supports(&FAKE, 1, &s, 0, why, sizeof why), 0);
+    assert_string_equal(why, "fake: GPU only");
+    assert_int_equal(tc_row_supports(&FAKE, 1, &s, 1, why, sizeof why), 1);
+    s.dim = 128;
+    assert_int_equal(tc_row_supports(&FAKE, 1, &s, 1, why, sizeof why), 0);
+    assert_string_equal(why, "fake: d 128");
+    assert_string_equal(tc_row_tiles(&FAKE, 0, &s, 1), "-"); /* declined: no tiles, no model */
+    assert_true(tc_row_model(&FAKE, 0, &s) == 0.0);
+    s.dim = 64;
+    s.batch = 70000;
+    assert_int_equal(tc_row_supports(&FAKE, 0, &s, 1, why, sizeof why), 0);
+    assert_non_null(strstr(why, "32-bit"));
+    s.batch = 1;
+    assert_string_equal(tc_row_tiles(&FAKE, 0, &s, 1), "64x32");
+    assert_string_equal(tc_row_tiles(&FAKE, 0, &s, 0), "-");
+    /* the model against stage 05's FA2 count with the same tiles, masked or not
+     * (every query tile sees a key here, so the two agree) */
+    for (int causal = 0; causal < 2; causal++) {
+        s.causal = causal;
+        assert_true(tc_row_model(&FAKE, 1, &s) == tiled_fa2_bytes(&s, 64, 32));
+    }
+    s.causal = 0;
+    /* not causal: 2 query tiles, each reads all 70 keys of K and V */
+    assert_true(tc_row_model(&FAKE, 0, &s) == 2.0 * (2.0 * 2 * 100 * 64 + 2.0 * 64 * 2 * 140));
+    assert_string_equal(tc_row_describe(&FAKE, 1, &s), "f2: second; Q tile 64 x K/V tile 32, made up");
+    assert_string_equal(tc_row_describe(&FAKE, 2, &s), "no such rung");
+    fake_launched = 0;
+    tc_row_launch(&FAKE, 1, &s, NULL, NULL, NULL, NULL);
+    assert_int_equal(fake_launched, 1064);
+    static attn_impl_t rows[2];
+    static const attn_impl_t *list[2];
+    const attn_impl_t *const src[2] = { &FAKE_row0, &FAKE_row1 };
+    int n = 0;
+    const attn_impl_t *const *r = tc_ladder_rows(&FAKE, src, 2, rows, list, &n);
+    assert_int_equal(n, 2);
+    assert_string_equal(r[1]->name, "f2");
+    assert_string_equal(r[0]->stage, "99");
+    assert_true(r[0]->model_bytes(&s) == tc_row_model(&FAKE, 0, &s));
+    assert_string_equal(r[1]->tiles(&s, 1), "64x32");
+    assert_int_equal(r[1]->supports(&s, 0, why, sizeof why), 0);
+    assert_true(r[0]->cpu == NULL);
+}
+
 static const int VIDX[] = { 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15 };
 
 int main(void)
 {
     test_seed();
-    struct CMUnitTest tests[3 + 16];
+    struct CMUnitTest tests[4 + 16];
     const struct CMUnitTest fixed[] = {
         cmocka_unit_test(test_supports),
+        cmocka_unit_test(test_ladder_rows),
         cmocka_unit_test(test_broken_scale_fails),
         cmocka_unit_test(test_broken_output_fails),
     };
     int n = 0;
-    for (int i = 0; i < 3; i++) tests[n++] = fixed[i];
+    for (int i = 0; i < 4; i++) tests[n++] = fixed[i];
     for (int v = 0; v < TC_NVERSIONS && v < 16; v++) {
         struct CMUnitTest t = cmocka_unit_test_prestate(test_version, (void *)&VIDX[v]);
         t.name = TC_VERSIONS[v].name;

@@ -54,6 +54,14 @@ extern const int TC_NVERSIONS;
  * (n bytes, may be NULL). Never exits. */
 int attn_tc_supports(int v, const tc_shape_t *s, char *why, size_t n);
 
+/* Writes the reason (printf format) into why (n bytes, may be NULL) and
+ * returns 0: "declined", for the supports functions. */
+int tc_decline(char *why, size_t n, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+/* The checks every tensor-core ladder makes of a shape's sizes and scale
+ * (positive, heads a multiple of kv_heads, grid and 32-bit index limits, a
+ * positive finite scale): 1, or 0 with the reason in why. */
+int tc_shape_sizes_ok(const tc_shape_t *s, char *why, size_t n);
+
 /* Asynchronous launch on stream 0. Returns 0, or -1 (reason printed to
  * stderr) when the shape is unsupported. CUDA errors exit with file and line
  * (common/device/gpu_check.h). */
@@ -79,6 +87,53 @@ int attn_tcx_f16acc_launch(const tc_shape_t *s, const void *q, const void *k, co
 /* The versions as rows of the stage-05b table (tc_impls.c): *n of them, in
  * ladder order, named as TC_VERSIONS. GPU only (the CPU declines them). */
 const attn_impl_t *const *attn_tc_impls(int *n);
+
+/* ---- A ladder of tensor-core kernels as rows of a stage's table. Stage
+ * 05b's mma.sync rungs and stage 05c's Hopper rungs share this glue
+ * (tc_impls.c): the shape checks, the traffic model read from the rung's
+ * tiles, the table's columns and the launch. */
+typedef struct {
+    const char *stage;       /* "05b": the stage column */
+    const char *cpu_decline; /* why the CPU declines every rung */
+    const tc_version_t *versions;
+    const int *nversions;
+    int (*supports)(int v, const tc_shape_t *s, char *why, size_t n);
+    int (*launch)(int v, const tc_shape_t *s, const void *q, const void *k, const void *v_, void *o);
+    const char *(*describe)(int v, const tc_shape_t *s); /* starts "Q tile BQ x K/V tile BKV" */
+} tc_ladder_t;
+
+tc_shape_t tc_shape_from(const attn_shape_t *s);
+int tc_row_supports(const tc_ladder_t *L, int v, const attn_shape_t *s, int gpu, char *why, size_t n);
+double tc_row_model(const tc_ladder_t *L, int v, const attn_shape_t *s);
+const char *tc_row_tiles(const tc_ladder_t *L, int v, const attn_shape_t *s, int gpu);
+const char *tc_row_describe(const tc_ladder_t *L, int v, const attn_shape_t *s);
+void tc_row_launch(const tc_ladder_t *L, int v, const attn_shape_t *s, const void *q, const void *k, const void *v_,
+                   void *o);
+/* The rows src[0 .. nsrc - 1] copied into rows[] with their names and stage
+ * filled in from L, listed in list[]; *n of them (at most nsrc). */
+const attn_impl_t *const *tc_ladder_rows(const tc_ladder_t *L, const attn_impl_t *const *src, int nsrc,
+                                         attn_impl_t *rows, const attn_impl_t **list, int *n);
+
+/* Row V of ladder L (a static tc_ladder_t in the including file): the
+ * callbacks of attn_impl_t, which carry no context, bound to (L, V). */
+#define TC_LADDER_ROW(L, V)                                                                                          \
+    static int L##_sup##V(const attn_shape_t *s, int gpu, char *why, size_t n)                                       \
+    {                                                                                                                \
+        return tc_row_supports(&L, V, s, gpu, why, n);                                                               \
+    }                                                                                                                \
+    static double L##_mod##V(const attn_shape_t *s) { return tc_row_model(&L, V, s); }                              \
+    static const char *L##_des##V(const attn_shape_t *s) { return tc_row_describe(&L, V, s); }                      \
+    static const char *L##_til##V(const attn_shape_t *s, int gpu) { return tc_row_tiles(&L, V, s, gpu); }           \
+    __attribute__((unused)) static void L##_gpu##V(const attn_shape_t *s, const void *q, const void *k,             \
+                                                   const void *v, void *o, void *ws)                                \
+    {                                                                                                                \
+        (void)ws;                                                                                                    \
+        tc_row_launch(&L, V, s, q, k, v, o);                                                                         \
+    }                                                                                                                \
+    static const attn_impl_t L##_row##V = {                                                                          \
+        .rounding = ATT_ROUND_P | ATT_MMA_LOWP, .supports = L##_sup##V, .model_bytes = L##_mod##V, .cpu = NULL,      \
+        .gpu = GPU_FN(L##_gpu##V), .describe = L##_des##V, .tiles = L##_til##V,                                      \
+    };
 
 #ifdef __cplusplus
 }

@@ -4,6 +4,8 @@
  * reference, counts its DRAM traffic and times it beside the others. Plain C,
  * built with or without CUDA: without it every shape is declined with the
  * reason and the launch functions refuse.
+ * The row glue (tc_ladder_t, TC_LADDER_ROW) and the size checks also serve
+ * stage 05c's Hopper ladder, which links this stage.
  *
  * Traffic model (FlashAttention-2 order, per query head): Q read once and O
  * written once; every query tile of BQ rows streams the K/V tiles it can see,
@@ -41,7 +43,7 @@ const tc_version_t TC_VERSIONS[] = {
     { "tc6_m32", "32 query rows per warp: each K/V fragment feeds two m16 tiles (Q re-read from shared memory)" },
 };
 const int TC_NVERSIONS = (int)(sizeof TC_VERSIONS / sizeof TC_VERSIONS[0]);
-#define TC_MAX_VERSIONS 12 /* rows instantiated below (TC_IMPL) */
+#define TC_MAX_VERSIONS 12 /* rows instantiated below (TC_ROWS) */
 
 /* The head dims each rung is built for (tc_common.cuh's F::DIMS, as a list). */
 static const int DIMS_BASE[] = { 64, 96, 128, 0 };
@@ -54,7 +56,7 @@ static const int *dims_of(int v)
     return DIMS_BASE;
 }
 
-static int decline(char *why, size_t n, const char *fmt, ...)
+int tc_decline(char *why, size_t n, const char *fmt, ...)
 {
     if (why && n) {
         va_list ap;
@@ -65,43 +67,49 @@ static int decline(char *why, size_t n, const char *fmt, ...)
     return 0;
 }
 
+int tc_shape_sizes_ok(const tc_shape_t *s, char *why, size_t n)
+{
+    if (s->batch < 1 || s->heads < 1 || s->kv_heads < 1 || s->seq_q < 1 || s->seq_kv < 1)
+        return tc_decline(why, n, "sizes must be positive (batch %d, heads %d, kv_heads %d, seq_q %d, seq_kv %d)",
+                       s->batch, s->heads, s->kv_heads, s->seq_q, s->seq_kv);
+    if (s->heads % s->kv_heads)
+        return tc_decline(why, n, "heads %d is not a multiple of kv_heads %d", s->heads, s->kv_heads);
+    if (s->heads > 65535 || s->batch > 65535)
+        return tc_decline(why, n, "heads %d or batch %d above 65535 (grid y and z)", s->heads, s->batch);
+    if (s->seq_q > (1 << 30) || s->seq_kv > (1 << 30))
+        return tc_decline(why, n, "sequence lengths above 2^30 (32-bit row indices)");
+    if (!(s->scale > 0.0f) || !isfinite(s->scale))
+        return tc_decline(why, n, "scale %g: must be positive and finite", (double)s->scale);
+    return 1;
+}
+
 int attn_tc_supports(int v, const tc_shape_t *s, char *why, size_t n)
 {
     if (why && n) why[0] = 0;
-    if (v < 0 || v >= TC_NVERSIONS) return decline(why, n, "no tensor-core version %d (0 .. %d)", v, TC_NVERSIONS - 1);
-    if (!s) return decline(why, n, "no shape");
-    if (!HAVE_CUDA) return decline(why, n, "this build has no CUDA (nvcc was not found at build time)");
+    if (v < 0 || v >= TC_NVERSIONS) return tc_decline(why, n, "no tensor-core version %d (0 .. %d)", v, TC_NVERSIONS - 1);
+    if (!s) return tc_decline(why, n, "no shape");
+    if (!HAVE_CUDA) return tc_decline(why, n, "this build has no CUDA (nvcc was not found at build time)");
     if (s->dt != DT_F16 && s->dt != DT_BF16)
-        return decline(why, n, "%s: the tensor-core kernels take fp16 or bf16 (mma.sync m16n8k16)", dtype_name(s->dt));
+        return tc_decline(why, n, "%s: the tensor-core kernels take fp16 or bf16 (mma.sync m16n8k16)", dtype_name(s->dt));
     const int *dims = dims_of(v);
     int ok = 0;
     for (const int *d = dims; *d; d++) ok |= *d == s->dim;
     if (!ok) {
         if (s->dim <= 0 || s->dim % 16)
-            return decline(why, n, "head dim %d: must be a multiple of 16, the k-step of m16n8k16", s->dim);
+            return tc_decline(why, n, "head dim %d: must be a multiple of 16, the k-step of m16n8k16", s->dim);
         if (dims == DIMS_M32)
-            return decline(why, n,
+            return tc_decline(why, n,
                            "head dim %d: %s takes 32, 64, 96, 128 (O of 32 rows per warp is d fp32 registers per "
                            "thread, past the 255 limit at d > 128); tc5_tuned takes 32 ... 256",
                            s->dim, TC_VERSIONS[v].name);
         if (dims == DIMS_BASE)
-            return decline(why, n,
+            return tc_decline(why, n,
                            "head dim %d: %s is built for 64, 96, 128 (the ladder's shapes; tc5_tuned takes 32, 64, 96, "
                            "128, 192, 256)",
                            s->dim, TC_VERSIONS[v].name);
-        return decline(why, n, "head dim %d: %s is built for 32, 64, 96, 128, 192, 256", s->dim, TC_VERSIONS[v].name);
+        return tc_decline(why, n, "head dim %d: %s is built for 32, 64, 96, 128, 192, 256", s->dim, TC_VERSIONS[v].name);
     }
-    if (s->batch < 1 || s->heads < 1 || s->kv_heads < 1 || s->seq_q < 1 || s->seq_kv < 1)
-        return decline(why, n, "sizes must be positive (batch %d, heads %d, kv_heads %d, seq_q %d, seq_kv %d)",
-                       s->batch, s->heads, s->kv_heads, s->seq_q, s->seq_kv);
-    if (s->heads % s->kv_heads)
-        return decline(why, n, "heads %d is not a multiple of kv_heads %d", s->heads, s->kv_heads);
-    if (s->heads > 65535 || s->batch > 65535)
-        return decline(why, n, "heads %d or batch %d above 65535 (grid y and z)", s->heads, s->batch);
-    if (s->seq_q > (1 << 30) || s->seq_kv > (1 << 30))
-        return decline(why, n, "sequence lengths above 2^30 (32-bit row indices)");
-    if (!(s->scale > 0.0f) || !isfinite(s->scale))
-        return decline(why, n, "scale %g: must be positive and finite", (double)s->scale);
+    if (!tc_shape_sizes_ok(s, why, n)) return 0;
     return 1;
 }
 
@@ -109,7 +117,7 @@ int attn_tcx_f16acc_supports(const tc_shape_t *s, char *why, size_t n)
 {
     /* bf16 first: no build and no device changes that reason */
     if (s && s->dt == DT_BF16)
-        return decline(why, n,
+        return tc_decline(why, n,
                        "bf16: tcx_f16acc accumulates in fp16, which mma.sync offers only for fp16 inputs (with bf16 "
                        "inputs m16n8k16 accumulates in fp32 only)");
     if (!attn_tc_supports(1, s, why, n)) return 0; /* tc2's conditions: fp16 or bf16, d, sizes, CUDA */
@@ -209,7 +217,7 @@ int attn_tcx_f16acc_launch(const tc_shape_t *s, const void *q, const void *k, co
 
 /* ---------------------------------------------------------------- rows of the table */
 
-static tc_shape_t to_tc(const attn_shape_t *s)
+tc_shape_t tc_shape_from(const attn_shape_t *s)
 {
     tc_shape_t t = { (int)s->batch, (int)s->heads, (int)s->kv_heads, (int)s->seq_q, (int)s->seq_kv, (int)s->dim,
                      s->causal, s->scale, s->dt };
@@ -218,33 +226,33 @@ static tc_shape_t to_tc(const attn_shape_t *s)
 
 /* The shape's tiles, read from the kernel's own description ("Q tile 64 x
  * K/V tile 64, ..."): one source for the tile sizes. 0 on success. */
-static int tiles_of(int v, const attn_shape_t *s, int *bq, int *bkv)
+static int tiles_of(const tc_ladder_t *L, int v, const attn_shape_t *s, int *bq, int *bkv)
 {
-    const tc_shape_t t = to_tc(s);
-    if (!attn_tc_supports(v, &t, NULL, 0)) return -1;
-    return sscanf(attn_tc_describe(v, &t), "Q tile %d x K/V tile %d", bq, bkv) == 2 && *bq > 0 && *bkv > 0 ? 0 : -1;
+    const tc_shape_t t = tc_shape_from(s);
+    if (!L->supports(v, &t, NULL, 0)) return -1;
+    return sscanf(L->describe(v, &t), "Q tile %d x K/V tile %d", bq, bkv) == 2 && *bq > 0 && *bkv > 0 ? 0 : -1;
 }
 
-static int supports(int v, const attn_shape_t *s, int gpu, char *why, size_t n)
+int tc_row_supports(const tc_ladder_t *L, int v, const attn_shape_t *s, int gpu, char *why, size_t n)
 {
     if (!gpu) {
-        snprintf(why, n, "GPU only: mma.sync tensor-core kernels (the CPU twin of their algorithm is stage 05's fa2)");
+        snprintf(why, n, "%s", L->cpu_decline);
         return 0;
     }
     if (s->batch > 65535 || s->heads > 65535 || s->seq_q > (1u << 30) || s->seq_kv > (1u << 30)) {
         snprintf(why, n, "sizes beyond the kernels' 32-bit indices and grid");
         return 0;
     }
-    const tc_shape_t t = to_tc(s);
-    return attn_tc_supports(v, &t, why, n);
+    const tc_shape_t t = tc_shape_from(s);
+    return L->supports(v, &t, why, n);
 }
 
-static double model(int v, const attn_shape_t *s)
+double tc_row_model(const tc_ladder_t *L, int v, const attn_shape_t *s)
 {
     int bq = 0, bkv = 0;
     const double es = (double)dtype_size(s->dt), d = (double)s->dim;
     double kv_rows = 0;
-    if (tiles_of(v, s, &bq, &bkv)) return 0;
+    if (tiles_of(L, v, s, &bq, &bkv)) return 0;
     for (size_t t0 = 0; t0 < s->seq_q; t0 += (size_t)bq) {
         const size_t last = t0 + (size_t)bq < s->seq_q ? t0 + (size_t)bq - 1 : s->seq_q - 1;
         const size_t n = attn_visible_keys(s, last);
@@ -256,79 +264,65 @@ static double model(int v, const attn_shape_t *s)
     return es * (2.0 * (double)attn_q_elems(s) + 2.0 * d * bh * kv_rows);
 }
 
-static const char *tiles_text(int v, const attn_shape_t *s, int gpu)
+const char *tc_row_tiles(const tc_ladder_t *L, int v, const attn_shape_t *s, int gpu)
 {
     static char buf[8][32];
     static int k;
     char *b = buf[k++ & 7];
     int bq = 0, bkv = 0;
-    if (!gpu || tiles_of(v, s, &bq, &bkv)) return "-";
+    if (!gpu || tiles_of(L, v, s, &bq, &bkv)) return "-";
     snprintf(b, 32, "%dx%d", bq, bkv);
     return b;
 }
 
-static const char *describe(int v, const attn_shape_t *s)
+const char *tc_row_describe(const tc_ladder_t *L, int v, const attn_shape_t *s)
 {
     static char buf[8][600];
     static int k;
     char *b = buf[k++ & 7];
-    const tc_shape_t t = to_tc(s);
-    snprintf(b, 600, "%s: %s; %s", TC_VERSIONS[v].name, TC_VERSIONS[v].what, attn_tc_describe(v, &t));
+    const tc_shape_t t = tc_shape_from(s);
+    if (v >= *L->nversions) return "no such rung"; /* rows past the ladder are never listed */
+    snprintf(b, 600, "%s: %s; %s", L->versions[v].name, L->versions[v].what, L->describe(v, &t));
     return b;
 }
 
-static void launch(int v, const attn_shape_t *s, const void *q, const void *k, const void *vv, void *o)
+void tc_row_launch(const tc_ladder_t *L, int v, const attn_shape_t *s, const void *q, const void *k, const void *v_,
+                   void *o)
 {
-    const tc_shape_t t = to_tc(s);
-    (void)attn_tc_launch(v, &t, q, k, vv, o); /* supports() accepted the shape: it launches */
+    const tc_shape_t t = tc_shape_from(s);
+    (void)L->launch(v, &t, q, k, v_, o); /* supports() accepted the shape: it launches */
 }
 
-#define TC_IMPL(V)                                                                                                 \
-    static int sup##V(const attn_shape_t *s, int gpu, char *why, size_t n) { return supports(V, s, gpu, why, n); } \
-    static double mod##V(const attn_shape_t *s) { return model(V, s); }                                            \
-    static const char *des##V(const attn_shape_t *s) { return describe(V, s); }                                    \
-    static const char *til##V(const attn_shape_t *s, int gpu) { return tiles_text(V, s, gpu); }                    \
-    __attribute__((unused)) static void gpu##V(const attn_shape_t *s, const void *q, const void *k, const void *v, \
-                                               void *o, void *ws)                                                \
-    {                                                                                                              \
-        (void)ws;                                                                                                  \
-        launch(V, s, q, k, v, o);                                                                                  \
-    }                                                                                                              \
-    static const attn_impl_t IMPL_TC##V = {                                                                        \
-        .stage = "05b", .rounding = ATT_ROUND_P | ATT_MMA_LOWP, .supports = sup##V, .model_bytes = mod##V,         \
-        .cpu = NULL, .gpu = GPU_FN(gpu##V), .describe = des##V, .tiles = til##V,                                   \
-    }
-
-TC_IMPL(0);
-TC_IMPL(1);
-TC_IMPL(2);
-TC_IMPL(3);
-TC_IMPL(4);
-TC_IMPL(5);
-TC_IMPL(6);
-TC_IMPL(7);
-TC_IMPL(8);
-TC_IMPL(9);
-TC_IMPL(10);
-TC_IMPL(11);
-
-/* Names come from TC_VERSIONS; filled in on first use. */
-const attn_impl_t *const *attn_tc_impls(int *n)
+const attn_impl_t *const *tc_ladder_rows(const tc_ladder_t *L, const attn_impl_t *const *src, int nsrc,
+                                         attn_impl_t *rows, const attn_impl_t **list, int *n)
 {
-    static attn_impl_t rows[TC_MAX_VERSIONS];
-    static const attn_impl_t *list[TC_MAX_VERSIONS];
-    static const attn_impl_t *src[TC_MAX_VERSIONS] = {
-        &IMPL_TC0, &IMPL_TC1, &IMPL_TC2, &IMPL_TC3, &IMPL_TC4,  &IMPL_TC5,
-        &IMPL_TC6, &IMPL_TC7, &IMPL_TC8, &IMPL_TC9, &IMPL_TC10, &IMPL_TC11,
-    };
-    /* a rung added to TC_VERSIONS needs its TC_IMPL row: the table shows only these */
-    const int nv = TC_NVERSIONS < TC_MAX_VERSIONS ? TC_NVERSIONS : TC_MAX_VERSIONS;
+    /* a rung added to the versions needs its TC_LADDER_ROW: the table shows only these */
+    const int nv = *L->nversions < nsrc ? *L->nversions : nsrc;
     if (!list[0])
         for (int v = 0; v < nv; v++) {
             rows[v] = *src[v];
-            rows[v].name = TC_VERSIONS[v].name;
+            rows[v].name = L->versions[v].name;
+            rows[v].stage = L->stage;
             list[v] = &rows[v];
         }
     *n = nv;
     return list;
+}
+
+static const tc_ladder_t TC_LADDER = {
+    "05b", "GPU only: mma.sync tensor-core kernels (the CPU twin of their algorithm is stage 05's fa2)",
+    TC_VERSIONS, &TC_NVERSIONS, attn_tc_supports, attn_tc_launch, attn_tc_describe,
+};
+
+#define TC_ROWS(X) X(0) X(1) X(2) X(3) X(4) X(5) X(6) X(7) X(8) X(9) X(10) X(11)
+#define TC_ROW(V) TC_LADDER_ROW(TC_LADDER, V)
+TC_ROWS(TC_ROW)
+#define TC_ROW_PTR(V) &TC_LADDER_row##V,
+
+const attn_impl_t *const *attn_tc_impls(int *n)
+{
+    static attn_impl_t rows[TC_MAX_VERSIONS];
+    static const attn_impl_t *list[TC_MAX_VERSIONS];
+    static const attn_impl_t *const src[TC_MAX_VERSIONS] = { TC_ROWS(TC_ROW_PTR) };
+    return tc_ladder_rows(&TC_LADDER, src, TC_MAX_VERSIONS, rows, list, n);
 }

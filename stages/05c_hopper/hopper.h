@@ -30,10 +30,7 @@
 extern "C" {
 #endif
 
-typedef struct {
-    const char *name; /* "h1_wgmma", ... */
-    const char *what; /* the change against the previous version, one line */
-} hop_version_t;
+typedef tc_version_t hop_version_t; /* name ("h1_wgmma", ...) and the change, one line */
 
 extern const hop_version_t HOP_VERSIONS[];
 extern const int HOP_NVERSIONS;

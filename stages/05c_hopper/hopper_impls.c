@@ -11,7 +11,6 @@
  *
  * Run: build/bin/05c_hopper --dtype bf16 --dim 128 --kernel h1_wgmma */
 #include <math.h>
-#include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
@@ -30,18 +29,7 @@ const hop_version_t HOP_VERSIONS[] = {
     { "h6_stages", "3 K/V stages instead of 2 (d = 64, 128): the next tile loads while K_t and V_{t-1} are held" },
 };
 const int HOP_NVERSIONS = (int)(sizeof HOP_VERSIONS / sizeof HOP_VERSIONS[0]);
-#define HOP_MAX_VERSIONS 6 /* rows instantiated below (HOP_IMPL) */
-
-static int decline(char *why, size_t n, const char *fmt, ...)
-{
-    if (why && n) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(why, n, fmt, ap);
-        va_end(ap);
-    }
-    return 0;
-}
+#define HOP_MAX_VERSIONS 6 /* rows instantiated below (HOP_ROWS) */
 
 #if HAVE_CUDA
 /* Each rung's launch and describe (h1_launch, h1_describe, ... in h*.cu), in
@@ -80,34 +68,24 @@ static int device_cc(void)
 int attn_hop_supports(int v, const tc_shape_t *s, char *why, size_t n)
 {
     if (why && n) why[0] = 0;
-    if (v < 0 || v >= HOP_NVERSIONS) return decline(why, n, "no Hopper version %d (0 .. %d)", v, HOP_NVERSIONS - 1);
-    if (!s) return decline(why, n, "no shape");
-    if (!HAVE_CUDA) return decline(why, n, "this build has no CUDA (nvcc was not found at build time)");
+    if (v < 0 || v >= HOP_NVERSIONS) return tc_decline(why, n, "no Hopper version %d (0 .. %d)", v, HOP_NVERSIONS - 1);
+    if (!s) return tc_decline(why, n, "no shape");
+    if (!HAVE_CUDA) return tc_decline(why, n, "this build has no CUDA (nvcc was not found at build time)");
     if (!hop_built_sm90a())
-        return decline(why, n,
+        return tc_decline(why, n,
                        "this build did not compile stage 05c for sm_90a (wgmma, TMA and setmaxnreg exist only "
                        "there): build with CUDA_ARCH=90");
     if (s->dt != DT_F16 && s->dt != DT_BF16)
-        return decline(why, n, "%s: wgmma's 16-bit inputs are fp16 or bf16", dtype_name(s->dt));
+        return tc_decline(why, n, "%s: wgmma's 16-bit inputs are fp16 or bf16", dtype_name(s->dt));
     if (s->dim != 64 && s->dim != 128 && s->dim != 256)
-        return decline(why, n,
+        return tc_decline(why, n,
                        "head dim %d: the Hopper rungs are built for 64, 128 and 256 (whole 128-byte swizzle panels of "
                        "64 columns; stage 05b's tc5_tuned also takes 32, 96, 192)",
                        s->dim);
-    if (s->batch < 1 || s->heads < 1 || s->kv_heads < 1 || s->seq_q < 1 || s->seq_kv < 1)
-        return decline(why, n, "sizes must be positive (batch %d, heads %d, kv_heads %d, seq_q %d, seq_kv %d)",
-                       s->batch, s->heads, s->kv_heads, s->seq_q, s->seq_kv);
-    if (s->heads % s->kv_heads)
-        return decline(why, n, "heads %d is not a multiple of kv_heads %d", s->heads, s->kv_heads);
-    if (s->heads > 65535 || s->batch > 65535)
-        return decline(why, n, "heads %d or batch %d above 65535 (grid y and z)", s->heads, s->batch);
-    if (s->seq_q > (1 << 30) || s->seq_kv > (1 << 30))
-        return decline(why, n, "sequence lengths above 2^30 (32-bit row indices)");
-    if (!(s->scale > 0.0f) || !isfinite(s->scale))
-        return decline(why, n, "scale %g: must be positive and finite", (double)s->scale);
+    if (!tc_shape_sizes_ok(s, why, n)) return 0;
     const int cc = device_cc();
     if (cc >= 0 && cc != 90)
-        return decline(why, n, "device of compute capability %d.%d: sm_90a code runs on 9.0 (H100/H200) only", cc / 10,
+        return tc_decline(why, n, "device of compute capability %d.%d: sm_90a code runs on 9.0 (H100/H200) only", cc / 10,
                        cc % 10);
     return 1;
 }
@@ -162,116 +140,22 @@ const char *attn_hop_describe(int v, const tc_shape_t *s)
 
 /* ---------------------------------------------------------------- rows of the table */
 
-static tc_shape_t to_tc(const attn_shape_t *s)
-{
-    tc_shape_t t = { (int)s->batch, (int)s->heads, (int)s->kv_heads, (int)s->seq_q, (int)s->seq_kv, (int)s->dim,
-                     s->causal, s->scale, s->dt };
-    return t;
-}
-
-/* The shape's tiles, read from the kernel's own description. 0 on success. */
-static int tiles_of(int v, const attn_shape_t *s, int *bq, int *bkv)
-{
-    const tc_shape_t t = to_tc(s);
-    if (!attn_hop_supports(v, &t, NULL, 0)) return -1;
-    return sscanf(attn_hop_describe(v, &t), "Q tile %d x K/V tile %d", bq, bkv) == 2 && *bq > 0 && *bkv > 0 ? 0 : -1;
-}
-
-static int supports(int v, const attn_shape_t *s, int gpu, char *why, size_t n)
-{
-    if (!gpu) {
-        snprintf(why, n, "GPU only: Hopper (sm_90a) kernels (the CPU twin of their algorithm is stage 05's fa2)");
-        return 0;
-    }
-    if (s->batch > 65535 || s->heads > 65535 || s->seq_q > (1u << 30) || s->seq_kv > (1u << 30)) {
-        snprintf(why, n, "sizes beyond the kernels' 32-bit indices and grid");
-        return 0;
-    }
-    const tc_shape_t t = to_tc(s);
-    return attn_hop_supports(v, &t, why, n);
-}
-
-static double model(int v, const attn_shape_t *s)
-{
-    int bq = 0, bkv = 0;
-    const double es = (double)dtype_size(s->dt), d = (double)s->dim;
-    double kv_rows = 0;
-    if (tiles_of(v, s, &bq, &bkv)) return 0;
-    for (size_t t0 = 0; t0 < s->seq_q; t0 += (size_t)bq) {
-        const size_t last = t0 + (size_t)bq < s->seq_q ? t0 + (size_t)bq - 1 : s->seq_q - 1;
-        const size_t n = attn_visible_keys(s, last);
-        size_t keys = (n + (size_t)bkv - 1) / (size_t)bkv * (size_t)bkv;
-        if (keys > s->seq_kv) keys = s->seq_kv;
-        kv_rows += (double)keys;
-    }
-    const double bh = (double)s->batch * (double)s->heads;
-    return es * (2.0 * (double)attn_q_elems(s) + 2.0 * d * bh * kv_rows);
-}
-
-static const char *tiles_text(int v, const attn_shape_t *s, int gpu)
-{
-    static char buf[8][32];
-    static int k;
-    char *b = buf[k++ & 7];
-    int bq = 0, bkv = 0;
-    if (!gpu || tiles_of(v, s, &bq, &bkv)) return "-";
-    snprintf(b, 32, "%dx%d", bq, bkv);
-    return b;
-}
-
-static const char *describe(int v, const attn_shape_t *s)
-{
-    static char buf[8][600];
-    static int k;
-    char *b = buf[k++ & 7];
-    const tc_shape_t t = to_tc(s);
-    if (v >= HOP_NVERSIONS) return "no such rung"; /* rows past the ladder are never listed */
-    snprintf(b, 600, "%s: %s; %s", HOP_VERSIONS[v].name, HOP_VERSIONS[v].what, attn_hop_describe(v, &t));
-    return b;
-}
-
-static void launch(int v, const attn_shape_t *s, const void *q, const void *k, const void *vv, void *o)
-{
-    const tc_shape_t t = to_tc(s);
-    (void)attn_hop_launch(v, &t, q, k, vv, o); /* supports() accepted the shape: it launches */
-}
-
-#define HOP_IMPL(V)                                                                                                \
-    static int sup##V(const attn_shape_t *s, int gpu, char *why, size_t n) { return supports(V, s, gpu, why, n); } \
-    static double mod##V(const attn_shape_t *s) { return model(V, s); }                                            \
-    static const char *des##V(const attn_shape_t *s) { return describe(V, s); }                                    \
-    static const char *til##V(const attn_shape_t *s, int gpu) { return tiles_text(V, s, gpu); }                    \
-    __attribute__((unused)) static void gpu##V(const attn_shape_t *s, const void *q, const void *k, const void *v, \
-                                               void *o, void *ws)                                                \
-    {                                                                                                              \
-        (void)ws;                                                                                                  \
-        launch(V, s, q, k, v, o);                                                                                  \
-    }                                                                                                              \
-    static const attn_impl_t IMPL_HOP##V = {                                                                       \
-        .stage = "05c", .rounding = ATT_ROUND_P | ATT_MMA_LOWP, .supports = sup##V, .model_bytes = mod##V,         \
-        .cpu = NULL, .gpu = GPU_FN(gpu##V), .describe = des##V, .tiles = til##V,                                   \
-    }
+/* stage 05b's row glue (tc_impls.c) with this ladder's checks and kernels */
+static const tc_ladder_t HOP_LADDER = {
+    "05c", "GPU only: Hopper (sm_90a) kernels (the CPU twin of their algorithm is stage 05's fa2)",
+    HOP_VERSIONS, &HOP_NVERSIONS, attn_hop_supports, attn_hop_launch, attn_hop_describe,
+};
 
 /* rows 0 .. HOP_MAX_VERSIONS - 1: one per rung */
 #define HOP_ROWS(X) X(0) X(1) X(2) X(3) X(4) X(5)
-#define HOP_IMPL_ROW(V) HOP_IMPL(V);
-HOP_ROWS(HOP_IMPL_ROW)
-#define HOP_IMPL_PTR(V) &IMPL_HOP##V,
+#define HOP_ROW(V) TC_LADDER_ROW(HOP_LADDER, V)
+HOP_ROWS(HOP_ROW)
+#define HOP_ROW_PTR(V) &HOP_LADDER_row##V,
 
-/* Names come from HOP_VERSIONS; filled in on first use. */
 const attn_impl_t *const *attn_hop_impls(int *n)
 {
     static attn_impl_t rows[HOP_MAX_VERSIONS];
     static const attn_impl_t *list[HOP_MAX_VERSIONS];
-    static const attn_impl_t *src[HOP_MAX_VERSIONS] = { HOP_ROWS(HOP_IMPL_PTR) };
-    /* a rung added to HOP_VERSIONS needs its HOP_IMPL row: the table shows only these */
-    const int nv = HOP_NVERSIONS < HOP_MAX_VERSIONS ? HOP_NVERSIONS : HOP_MAX_VERSIONS;
-    if (!list[0])
-        for (int v = 0; v < nv; v++) {
-            rows[v] = *src[v];
-            rows[v].name = HOP_VERSIONS[v].name;
-            list[v] = &rows[v];
-        }
-    *n = nv;
-    return list;
+    static const attn_impl_t *const src[HOP_MAX_VERSIONS] = { HOP_ROWS(HOP_ROW_PTR) };
+    return tc_ladder_rows(&HOP_LADDER, src, HOP_MAX_VERSIONS, rows, list, n);
 }
