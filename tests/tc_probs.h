@@ -178,4 +178,28 @@ static inline void tcp_broken_outputs_fail(const tcp_prob_t *p, const void *o, s
     free(bad);
 }
 
+/* main() of a ladder's test program: its fixed tests, then one test per rung
+ * (named as the rung, its index as the state), STF_TEST_FILTER as in every
+ * test program (test_main.h). Not STF_GPU_ONLY: the rungs' tests are not
+ * named *_gpu, and each skips without a GPU. */
+#define TCP_MAX_FIXED 8
+#define TCP_MAX_RUNGS 16
+static inline int tcp_main(const char *group, const struct CMUnitTest *fixed, int nfixed,
+                           void (*per_rung)(void **), const tc_version_t *versions, int nversions,
+                           int (*teardown)(void **))
+{
+    static const int idx[TCP_MAX_RUNGS] = { 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15 };
+    struct CMUnitTest tests[TCP_MAX_FIXED + TCP_MAX_RUNGS];
+    int n = 0;
+    test_seed();
+    for (int i = 0; i < nfixed && i < TCP_MAX_FIXED; i++) tests[n++] = fixed[i];
+    for (int v = 0; v < nversions && v < TCP_MAX_RUNGS; v++) {
+        struct CMUnitTest t = cmocka_unit_test_prestate(per_rung, (void *)&idx[v]);
+        t.name = versions[v].name;
+        tests[n++] = t;
+    }
+    if (getenv("STF_TEST_FILTER")) cmocka_set_test_filter(getenv("STF_TEST_FILTER"));
+    return _cmocka_run_group_tests(group, tests, (size_t)n, NULL, teardown);
+}
+
 #endif

@@ -284,26 +284,15 @@ static void test_ladder_rows(void **state)
     assert_true(r[0]->cpu == NULL);
 }
 
-static const int VIDX[] = { 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15 };
-
 int main(void)
 {
-    test_seed();
-    struct CMUnitTest tests[4 + 16];
     const struct CMUnitTest fixed[] = {
         cmocka_unit_test(test_supports),
         cmocka_unit_test(test_ladder_rows),
         cmocka_unit_test(test_broken_scale_fails),
         cmocka_unit_test(test_broken_output_fails),
     };
-    int n = 0;
-    for (int i = 0; i < 4; i++) tests[n++] = fixed[i];
-    for (int v = 0; v < TC_NVERSIONS && v < 16; v++) {
-        struct CMUnitTest t = cmocka_unit_test_prestate(test_version, (void *)&VIDX[v]);
-        t.name = TC_VERSIONS[v].name;
-        tests[n++] = t;
-    }
     /* STF_TEST_FILTER="tc5*": only the matching tests (compute-sanitizer runs on a few rungs) */
-    if (getenv("STF_TEST_FILTER")) cmocka_set_test_filter(getenv("STF_TEST_FILTER"));
-    return _cmocka_run_group_tests("attention stage 05b, tensor cores", tests, (size_t)n, NULL, teardown_probs);
+    return tcp_main("attention stage 05b, tensor cores", fixed, 4, test_version, TC_VERSIONS, TC_NVERSIONS,
+                    teardown_probs);
 }

@@ -220,24 +220,12 @@ static void test_supports(void **state)
     assert_int_equal(attn_hop_supports(0, NULL, why, sizeof why), 0);
 }
 
-static const int VIDX[] = { 0, 1, 2, 3, 4, 5, 6, 7 };
-
 int main(void)
 {
-    test_seed();
-    struct CMUnitTest tests[3 + 8];
     const struct CMUnitTest fixed[] = {
         cmocka_unit_test(test_supports),
         cmocka_unit_test(test_broken_launch_fails),
         cmocka_unit_test(test_broken_output_fails),
     };
-    int n = 0;
-    for (int i = 0; i < 3; i++) tests[n++] = fixed[i];
-    for (int v = 0; v < HOP_NVERSIONS && v < 8; v++) {
-        struct CMUnitTest t = cmocka_unit_test_prestate(test_version, (void *)&VIDX[v]);
-        t.name = HOP_VERSIONS[v].name;
-        tests[n++] = t;
-    }
-    if (getenv("STF_TEST_FILTER")) cmocka_set_test_filter(getenv("STF_TEST_FILTER"));
-    return _cmocka_run_group_tests("attention stage 05c, Hopper", tests, (size_t)n, NULL, teardown_probs);
+    return tcp_main("attention stage 05c, Hopper", fixed, 3, test_version, HOP_VERSIONS, HOP_NVERSIONS, teardown_probs);
 }

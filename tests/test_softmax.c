@@ -18,6 +18,7 @@
 #include "reference.h"
 #include "rng.h"
 #include "harness.h"
+#include "test_main.h"
 
 static const softmax_impl_t *const SOFTMAXES[] = { &IMPL_NAIVE,         &IMPL_SAFE,         &IMPL_SAFE_ONCHIP,
                                                     &IMPL_ONLINE,        &IMPL_MERGE_ONCHIP, &IMPL_ONLINE_SPLIT,
@@ -720,7 +721,6 @@ static int reset_forced(void **state)
 
 int main(void)
 {
-    test_seed();
     const struct CMUnitTest tests[] = {
         T(test_accuracy_cpu),
         T(test_ledger_counts),
@@ -747,8 +747,5 @@ int main(void)
         T(test_cluster_sizes_gpu),
         T(test_persist_loops_gpu),
     };
-    if (getenv("STF_GPU_ONLY")) cmocka_set_test_filter("*_gpu");
-    /* STF_TEST_FILTER=test_split_counts_gpu: one test (compute-sanitizer runs them side by side) */
-    if (getenv("STF_TEST_FILTER")) cmocka_set_test_filter(getenv("STF_TEST_FILTER"));
-    return cmocka_run_group_tests_name("softmax stages 01-03", tests, NULL, NULL);
+    return test_main("softmax stages 01-03", tests, NULL);
 }
