@@ -32,6 +32,8 @@ QUICK ?= 0
 NVCC ?= $(shell command -v nvcc 2>/dev/null || { test -x /usr/local/cuda/bin/nvcc && echo /usr/local/cuda/bin/nvcc; })
 CUDA_ARCH ?= 90
 HAVE_CUDA := $(if $(strip $(NVCC)),1,0)
+# 1 when NVCC= was given on purpose (the programs say so instead of "not found")
+NVCC_EMPTY := $(if $(filter command line environment%,$(origin NVCC)),$(if $(strip $(NVCC)),0,1),0)
 CUDA_HOME ?= $(patsubst %/bin/nvcc,%,$(NVCC))
 
 CC ?= gcc
@@ -39,7 +41,7 @@ CC ?= gcc
 # (options, tables, .npy, the stage drivers, the ledger), device (GPU helpers,
 # hardware counters). Headers are included by name.
 COMMON_INC := -Icommon/numerics -Icommon/driver -Icommon/device
-CFLAGS := $(EXTRA_CFLAGS) -std=c11 -O2 -g -Wall -Wextra -Werror -D_POSIX_C_SOURCE=200809L -DHAVE_CUDA=$(HAVE_CUDA) $(COMMON_INC) -MMD -MP
+CFLAGS := $(EXTRA_CFLAGS) -std=c11 -O2 -g -Wall -Wextra -Werror -D_POSIX_C_SOURCE=200809L -DHAVE_CUDA=$(HAVE_CUDA) -DSTF_NVCC_EMPTY=$(NVCC_EMPTY) $(COMMON_INC) -MMD -MP
 LDLIBS := -lm -ldl -lpthread
 
 ifeq ($(HAVE_CUDA),1)

@@ -9,6 +9,10 @@
 
 #include "dtype.h"
 
+#ifndef STF_NVCC_EMPTY
+#define STF_NVCC_EMPTY 0
+#endif
+
 #ifdef __cplusplus
 extern "C" {
 #endif

@@ -8,7 +8,12 @@
 #include <stdlib.h>
 
 int gpu_available(void) { return 0; }
-const char *gpu_unavailable_reason(void) { return "this build has no CUDA (nvcc was not found at build time)"; }
+/* STF_NVCC_EMPTY (the Makefile): 1 when NVCC= was given on purpose */
+const char *gpu_unavailable_reason(void)
+{
+    return STF_NVCC_EMPTY ? "this build has no CUDA: built with NVCC= empty (the CPU-only programs)"
+                          : "this build has no CUDA: nvcc was not found at build time";
+}
 
 static void no_gpu(const char *fn)
 {

@@ -164,9 +164,13 @@ static int save_meta(npy_batch_t *nb, const char *dir, const attn_shape_t *s)
 /* What one shape's runs tell main: which of the wanted implementations
  * (the stage's own, or those --kernel chose) ran, why the others did not,
  * and which failed. */
+#define TALLY_REASONS 8
 typedef struct {
     int wanted, ran;
-    char why[1024];    /* "name: reason; ..." of the wanted ones that did not run */
+    /* the wanted ones that did not run, grouped by reason: "a, b: reason; c: other" */
+    struct { char names[256], reason[256]; } skip[TALLY_REASONS];
+    int nskip;
+    char why[1024];    /* the groups above as one line (tally_why) */
     char failed[256];  /* names of the implementations whose check failed */
 } tally_t;
 
@@ -176,6 +180,23 @@ static void tally_add2(char *buf, size_t n, const char *sep, const char *text, c
     if (k + 1 < n) snprintf(buf + k, n - k, "%s%s%s%s", k ? sep : "", text, more ? ": " : "", more ? more : "");
 }
 static void tally_add(char *buf, size_t n, const char *sep, const char *text) { tally_add2(buf, n, sep, text, NULL); }
+
+/* A wanted implementation that did not run, and why: the ladders' rungs
+ * decline a CPU run with one reason, said once for all of them. */
+static void tally_skip(tally_t *ty, const char *name, const char *reason)
+{
+    int i = 0;
+    while (i < ty->nskip && strcmp(ty->skip[i].reason, reason)) i++;
+    if (i == TALLY_REASONS) i--; /* more reasons than groups: the last group takes the rest */
+    else if (i == ty->nskip) snprintf(ty->skip[ty->nskip++].reason, sizeof ty->skip[0].reason, "%s", reason);
+    tally_add(ty->skip[i].names, sizeof ty->skip[i].names, ", ", name);
+}
+static const char *tally_why(tally_t *ty)
+{
+    ty->why[0] = 0;
+    for (int i = 0; i < ty->nskip; i++) tally_add2(ty->why, sizeof ty->why, "; ", ty->skip[i].names, ty->skip[i].reason);
+    return ty->why;
+}
 
 typedef struct { float *q, *k, *v; } loaded_t;
 
@@ -272,6 +293,24 @@ static int run_shape(const attn_stage_t *st, const attn_stage_ext_t *ext, const 
     const double in_bytes = (double)(2 * E + 2 * Ekv) * (double)es;
     const float scale = (float)o->scale;
     int failed = 0, rc = 0;
+
+    /* None of the wanted implementations takes the shape: fail before running
+     * the earlier stages' (a CPU run of stage 05b would spend a minute on
+     * stage 04's standard attention first); main says why, grouped. */
+    int takes = 0;
+    for (int k = 0; k < st->nimpls && !takes; k++) {
+        const attn_impl_t *im = st->impls[k];
+        if (!cli_kernel_selected(o->kernels, im->name) || (!o->kernels && im->listed && !im->listed(s))) continue;
+        if (!(o->kernels ? 1 : (k >= st->own && !im->demo))) continue;
+        ty->wanted++;
+        char why[256] = "";
+        if ((gpu && !im->gpu) || (im->supports && !im->supports(s, gpu, why, sizeof why)))
+            tally_skip(ty, im->name, why[0] ? why : "no GPU kernel in this build");
+        else
+            takes = 1;
+    }
+    if (!takes) return 0; /* ty->ran == 0 */
+    memset(ty, 0, sizeof *ty);
 
     uint64_t *idx = NULL;
     const size_t nchk = pick_rows(s, gpu, &idx);
@@ -398,7 +437,7 @@ static int run_shape(const attn_stage_t *st, const attn_stage_ext_t *ext, const 
             const int row = shape_row(rep, st, o, s, im);
             report_set(rep, row, "ok", "n/a");
             printf("%s: n/a: %s\n", im->name, why);
-            if (wanted) tally_add2(ty->why, sizeof ty->why, "; ", im->name, why);
+            if (wanted) tally_skip(ty, im->name, why);
             continue;
         }
         const size_t ws_bytes = im->ws_bytes ? im->ws_bytes(s) : 0;
@@ -434,7 +473,7 @@ static int run_shape(const attn_stage_t *st, const attn_stage_ext_t *ext, const 
         }
         if (!fits) {
             report_set(rep, row, "ok", "does not fit");
-            if (wanted) tally_add2(ty->why, sizeof ty->why, "; ", im->name, "its workspace does not fit");
+            if (wanted) tally_skip(ty, im->name, "its workspace does not fit");
             continue;
         }
         ty->ran += wanted;
@@ -696,7 +735,7 @@ int attention_stage_main_ext(const attn_stage_t *st, const attn_stage_ext_t *ext
         return 2;
     }
     if (check_kernels(st, o.kernels)) return 2;
-    if (cli_resolve_device(&o, stderr)) return 2;
+    if (cli_resolve_device(st->prog, &o, stderr)) return 2;
     const int gpu = o.device == DEV_GPU;
     if (!(o.given & GIVEN_ITERS)) o.iters = gpu ? 20 : (o.sweep ? 3 : 5);
     if (!(o.given & GIVEN_WARMUP)) o.warmup = 1 + 2 * gpu;
@@ -808,7 +847,7 @@ int attention_stage_main_ext(const attn_stage_t *st, const attn_stage_ext_t *ext
                     st->prog, o.kernels ? "the implementations --kernel chose" : "this stage's own implementations",
                     shapes[i].batch, shapes[i].heads, shapes[i].kv_heads, shapes[i].seq_q, shapes[i].seq_kv,
                     shapes[i].dim, dtype_name(o.dtype), gpu ? "GPU" : "CPU",
-                    ty.wanted ? ty.why : "the stage lists none");
+                    ty.wanted ? tally_why(&ty) : "the stage lists none");
             rc = 2;
             goto done;
         }

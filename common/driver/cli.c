@@ -313,7 +313,7 @@ int cli_parse_opts(const cli_spec_t *spec, const cli_opt_t *stage_opts, int nsta
         case OPT_DIM:
             /* Any size here: the driver says which head dimensions the stage has. */
             if (cli_parse_count(a, CLI_MAX_DIM, &o->dim))
-                return bad(err, P, "--dim", a, "an integer from 1 to 2^31-1 (the supported head dimensions: see --help)");
+                return bad(err, P, "--dim", a, "a positive integer (the attention programs take 1 to 512; their kernels' head dimensions: see --help)");
             o->given |= GIVEN_DIM;
             break;
         case OPT_CAUSAL: o->causal = 1; break;
@@ -434,12 +434,12 @@ int cli_parse_opts(const cli_spec_t *spec, const cli_opt_t *stage_opts, int nsta
     return 0;
 }
 
-int cli_resolve_device(opts_t *o, FILE *err)
+int cli_resolve_device(const char *prog, opts_t *o, FILE *err)
 {
     if (o->device == DEV_CPU) return 0;
     int ok = gpu_available();
     if (o->device == DEV_GPU && !ok) {
-        fprintf(err, "error: --device gpu, but no GPU can be used: %s\n", gpu_unavailable_reason());
+        fprintf(err, "%s: --device gpu, but no GPU can be used: %s\n", prog, gpu_unavailable_reason());
         return 2;
     }
     o->device = ok ? DEV_GPU : DEV_CPU;

@@ -112,7 +112,7 @@ int cli_parse_count(const char *s, long long max, long long *out);
 
 /* Resolves DEV_AUTO to DEV_CPU or DEV_GPU. Returns 2 (after a message) when
  * --device gpu was asked for and no GPU can be used. */
-int cli_resolve_device(opts_t *o, FILE *err);
+int cli_resolve_device(const char *prog, opts_t *o, FILE *err);
 
 #ifdef __cplusplus
 }

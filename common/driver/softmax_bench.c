@@ -348,7 +348,7 @@ int softmax_stage_main(const softmax_stage_t *st, int argc, char **argv)
     if (rc == 1) return 0;
     if (rc) return rc;
     if (o.csv && report_csv_check(o.csv, COLS, NCOLS, stderr)) return 2; /* one CSV, one layout */
-    if (cli_resolve_device(&o, stderr)) return 2;
+    if (cli_resolve_device(st->prog, &o, stderr)) return 2;
     const int gpu = o.device == DEV_GPU;
     if (!(o.given & GIVEN_ITERS)) o.iters = gpu ? 20 : 5;
     if (!(o.given & GIVEN_WARMUP)) o.warmup = gpu ? 3 : 1;
@@ -448,7 +448,7 @@ int softmax_stage_main(const softmax_stage_t *st, int argc, char **argv)
         if (rc == 2) { npy_batch_abort(&nb); free(loaded); return 2; }
         report_print(&rep, stdout);
         if (fastest.gbps[0] > 0 && fastest.gbps[1] > 0)
-            printf("fastest for %zu x %zu %s: %s, %.1f GB/s (next: %s, %.1f GB/s)\n", shapes[s][0], shapes[s][1],
+            printf("fastest for %zu x %zu %s: %s, %.4g GB/s (next: %s, %.4g GB/s)\n", shapes[s][0], shapes[s][1],
                    dtype_name(o.dtype), fastest.name[0], fastest.gbps[0], fastest.name[1], fastest.gbps[1]);
         printf("\n");
         if (!ran) {

@@ -7,7 +7,9 @@
  *
  * Run: build/bin/05_tiled_attention --kernel fa1,fa2,fa2-regtile,fa2-regtile-br128 */
 #include <stdio.h>
+#include <string.h>
 
+#include "gpu.h"
 #include "tiled.h"
 
 /* ---- the tiles column and the GPU description */
@@ -69,6 +71,7 @@ static const char *fa1_describe(const attn_shape_t *s)
     size_t br, bc;
     tiled_tiles(TILED_FA1, s, &br, &bc);
     tiled_gpu_info_t g;
+    memset(&g, 0, sizeof g); /* read only when ok; zeroed for the compiler's sake */
     char why[256] = "";
     const int ok = attention_fa1_gpu_info(s, &g, why, sizeof why);
     snprintf(buf, sizeof buf,
@@ -86,6 +89,7 @@ static int fa1_supports(const attn_shape_t *s, int gpu, char *why, size_t n)
     if (tiled_choose(TILED_FA1, s, &br, &bc, why, n)) return 0;
     if (!gpu) return 1;
     tiled_gpu_info_t g;
+    memset(&g, 0, sizeof g); /* read only when ok; zeroed for the compiler's sake */
     return attention_fa1_gpu_info(s, &g, why, n);
 }
 
@@ -119,6 +123,7 @@ static const char *fa2_describe(const attn_shape_t *s)
     tiled_counts_t c;
     tiled_count_blocks(s, br, bc, &c);
     tiled_gpu_info_t g;
+    memset(&g, 0, sizeof g); /* read only when ok; zeroed for the compiler's sake */
     char why[256] = "";
     const int ok = attention_fa2_gpu_info(s, &g, why, sizeof why);
     snprintf(buf, sizeof buf,
@@ -136,6 +141,7 @@ static int fa2_supports(const attn_shape_t *s, int gpu, char *why, size_t n)
     if (tiled_choose(TILED_FA2, s, &br, &bc, why, n)) return 0;
     if (!gpu) return 1;
     tiled_gpu_info_t g;
+    memset(&g, 0, sizeof g); /* read only when ok; zeroed for the compiler's sake */
     return attention_fa2_gpu_info(s, &g, why, n);
 }
 
@@ -161,6 +167,7 @@ static int rt_supports(const attn_shape_t *s, int gpu, int br, char *why, size_t
         return 0;
     }
     tiled_gpu_info_t g;
+    memset(&g, 0, sizeof g); /* read only when ok; zeroed for the compiler's sake */
     return attention_fa2_regtile_gpu_info(s, br, &g, why, n);
 }
 static int rt64_supports(const attn_shape_t *s, int gpu, char *why, size_t n) { return rt_supports(s, gpu, 64, why, n); }
@@ -177,6 +184,7 @@ static const char *rt_describe(const attn_shape_t *s, int br, const char *name)
     static char buf[2][640];
     char *b = buf[br == 128];
     tiled_gpu_info_t g;
+    memset(&g, 0, sizeof g); /* read only when ok; zeroed for the compiler's sake */
     char why[256] = "";
     const int ok = attention_fa2_regtile_gpu_info(s, br, &g, why, sizeof why);
     tiled_counts_t c;
@@ -210,7 +218,7 @@ const attn_impl_t IMPL_ATTN_FA2_REGTILE128 = {
 #if !HAVE_CUDA
 static int none(char *why, size_t n)
 {
-    snprintf(why, n, "no GPU kernel in this build (nvcc was not found)");
+    snprintf(why, n, "%s", gpu_unavailable_reason());
     return 0;
 }
 int attention_fa1_gpu_info(const attn_shape_t *s, tiled_gpu_info_t *info, char *why, size_t n)

@@ -88,7 +88,7 @@ int attn_tc_supports(int v, const tc_shape_t *s, char *why, size_t n)
     if (why && n) why[0] = 0;
     if (v < 0 || v >= TC_NVERSIONS) return tc_decline(why, n, "no tensor-core version %d (0 .. %d)", v, TC_NVERSIONS - 1);
     if (!s) return tc_decline(why, n, "no shape");
-    if (!HAVE_CUDA) return tc_decline(why, n, "this build has no CUDA (nvcc was not found at build time)");
+    if (!HAVE_CUDA) return tc_decline(why, n, "%s", gpu_unavailable_reason());
     if (s->dt != DT_F16 && s->dt != DT_BF16)
         return tc_decline(why, n, "%s: the tensor-core kernels take fp16 or bf16 (mma.sync m16n8k16)", dtype_name(s->dt));
     const int *dims = dims_of(v);

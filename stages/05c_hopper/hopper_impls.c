@@ -70,7 +70,7 @@ int attn_hop_supports(int v, const tc_shape_t *s, char *why, size_t n)
     if (why && n) why[0] = 0;
     if (v < 0 || v >= HOP_NVERSIONS) return tc_decline(why, n, "no Hopper version %d (0 .. %d)", v, HOP_NVERSIONS - 1);
     if (!s) return tc_decline(why, n, "no shape");
-    if (!HAVE_CUDA) return tc_decline(why, n, "this build has no CUDA (nvcc was not found at build time)");
+    if (!HAVE_CUDA) return tc_decline(why, n, "%s", gpu_unavailable_reason());
     if (!hop_built_sm90a())
         return tc_decline(why, n,
                        "this build did not compile stage 05c for sm_90a (wgmma, TMA and setmaxnreg exist only "

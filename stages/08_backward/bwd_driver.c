@@ -629,7 +629,7 @@ int backward_stage_main(int argc, char **argv)
         return 2;
     }
     if (check_kernels(o.kernels)) return 2;
-    if (cli_resolve_device(&o, stderr)) return 2;
+    if (cli_resolve_device(PROG, &o, stderr)) return 2;
     const int gpu = o.device == DEV_GPU;
     if (!(o.given & GIVEN_ITERS)) o.iters = gpu ? 20 : 3;
     if (!(o.given & GIVEN_WARMUP)) o.warmup = gpu ? 3 : 1;

@@ -3,6 +3,7 @@
 #include <stdio.h>
 
 #include "backward.h"
+#include "gpu.h"
 
 #if !HAVE_CUDA
 const char *bwd_gpu_name(int kern)
@@ -13,7 +14,7 @@ const char *bwd_gpu_name(int kern)
 int bwd_gpu_supports(int kern, const attn_shape_t *s, char *why, size_t n)
 {
     (void)kern; (void)s;
-    snprintf(why, n, "no GPU kernel in this build (nvcc was not found)");
+    snprintf(why, n, "%s", gpu_unavailable_reason());
     return 0;
 }
 size_t bwd_gpu_ws_bytes(int kern, const attn_shape_t *s)
