@@ -52,15 +52,20 @@ static void test_nothing_ran_programs(void **state)
     (void)state;
     assert_int_equal(prog("05b_tensor_cores", "--device cpu --seq 16 --iters 1", g_out, sizeof g_out), 2);
     assert_non_null(strstr(g_out, "none of this stage's own implementations ran"));
+    /* at once (no earlier stage's row ran), the rungs' one reason said once */
+    assert_null(strstr(g_out, "standard cpu"));
+    assert_non_null(strstr(g_out, "tc1_mma, tc2_swizzle, "));
+    assert_non_null(strstr(g_out, "tc6_m32: GPU only"));
     /* More splits than K/V tiles: stage 07 clamps them, says so, and runs. */
     assert_int_equal(prog("07_split_kv_decode", "--device cpu --decode --seq-kv 64 --splits 65536 --iters 1", g_out,
                           sizeof g_out), 0);
     assert_non_null(strstr(g_out, "--splits 65536 clamped to 1"));
     assert_null(strstr(g_out, "n/a"));
-    /* a prefill shape: split-KV decoding declines it, stage 06's packed alone runs */
+    /* a prefill shape: split-KV decoding declines it, before stage 06's packed runs */
     assert_int_equal(prog("07_split_kv_decode", "--device cpu --seq 16 --iters 1", g_out, sizeof g_out), 2);
     assert_non_null(strstr(g_out, "none of this stage's own implementations ran"));
-    assert_non_null(strstr(g_out, "split: "));
+    assert_non_null(strstr(g_out, "split, split-tc: split-KV decoding is for one query token"));
+    assert_null(strstr(g_out, "packed cpu"));
     assert_int_equal(prog("05_tiled_attention", "--device cpu --seq 16 --iters 1 --kernel fa2-regtile", g_out,
                           sizeof g_out), 2);
     assert_non_null(strstr(g_out, "the implementations --kernel chose"));
