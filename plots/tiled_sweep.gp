@@ -15,6 +15,9 @@ f(i) = sprintf("%s/tiled_sweep_%d_%s.dat", dir, d, word(impls, i))
 ok(i) = system(sprintf("test -s %s && echo 1 || echo 0", f(i))) + 0
 set logscale x 2
 set xlabel "sequence length N (B N fixed)"
+# one N only (QUICK's runs): a range around it, not gnuplot's "empty x range" warning
+xs = system(sprintf("cat %s/tiled_sweep_%d_*.dat 2>/dev/null | awk 'NR == 1 { a = b = $1 } $1 < a { a = $1 } $1 > b { b = $1 } END { print a + 0, b + 0 }'", dir, d))
+if (word(xs, 1) + 0 > 0 && word(xs, 1) + 0 == word(xs, 2) + 0) set xrange [word(xs, 1) / 2.0 : word(xs, 1) * 2.0]
 set grid
 set key top left font ",9"
 set title "speed"
@@ -26,12 +29,15 @@ set title "HBM bytes: model (dashed), measured or counted (solid)"
 set ylabel "bytes"
 plot for [i=1:6] (ok(i) ? f(i) : '/dev/null') using 1:3 with lines dt 2 lw 1 lc rgb word(colors, i) notitle, \
      for [i=1:6] (ok(i) ? f(i) : '/dev/null') using 1:4 with linespoints lw 2 pt 7 lc rgb word(colors, i) title word(impls, i)
+set autoscale x
 g(i) = sprintf("%s/tiled_tiles_%d_%s.dat", dir, d, i == 1 ? "fa1" : "fa2")
 okg(i) = system(sprintf("test -s %s && echo 1 || echo 0", g(i))) + 0
 set xlabel "tile size (fa1: Bc with Br = 64; fa2: Br with Bc = 64)"
 set title "bytes against the tile size"
 if (okg(1) + okg(2) == 0) {
     unset logscale
+    set format y "%g"
+    unset ytics
     set label 1 "no tile-size runs in this CSV" at graph 0.5, 0.5 center
     plot [0:1] [0:1] NaN notitle
 } else {
