@@ -9,6 +9,7 @@
 
 #include <math.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -192,8 +193,13 @@ static inline int tcp_main(const char *group, const struct CMUnitTest *fixed, in
     struct CMUnitTest tests[TCP_MAX_FIXED + TCP_MAX_RUNGS];
     int n = 0;
     test_seed();
-    for (int i = 0; i < nfixed && i < TCP_MAX_FIXED; i++) tests[n++] = fixed[i];
-    for (int v = 0; v < nversions && v < TCP_MAX_RUNGS; v++) {
+    if (nfixed > TCP_MAX_FIXED || nversions > TCP_MAX_RUNGS) { /* never drop a test silently */
+        fprintf(stderr, "%s: %d fixed tests and %d rungs, more than tcp_main holds (%d, %d)\n", group, nfixed,
+                nversions, TCP_MAX_FIXED, TCP_MAX_RUNGS);
+        return 1;
+    }
+    for (int i = 0; i < nfixed; i++) tests[n++] = fixed[i];
+    for (int v = 0; v < nversions; v++) {
         struct CMUnitTest t = cmocka_unit_test_prestate(per_rung, (void *)&idx[v]);
         t.name = versions[v].name;
         tests[n++] = t;

@@ -170,6 +170,7 @@ typedef struct {
     /* the wanted ones that did not run, grouped by reason: "a, b: reason; c: other" */
     struct { char names[256], reason[256]; } skip[TALLY_REASONS];
     int nskip;
+    char more[512];    /* "name: reason; ..." past TALLY_REASONS distinct reasons */
     char why[1024];    /* the groups above as one line (tally_why) */
     char failed[256];  /* names of the implementations whose check failed */
 } tally_t;
@@ -187,18 +188,43 @@ static void tally_skip(tally_t *ty, const char *name, const char *reason)
 {
     int i = 0;
     while (i < ty->nskip && strcmp(ty->skip[i].reason, reason)) i++;
-    if (i == TALLY_REASONS) i--; /* more reasons than groups: the last group takes the rest */
-    else if (i == ty->nskip) snprintf(ty->skip[ty->nskip++].reason, sizeof ty->skip[0].reason, "%s", reason);
+    if (i == TALLY_REASONS) { /* every group taken: this one as it comes */
+        tally_add2(ty->more, sizeof ty->more, "; ", name, reason);
+        return;
+    }
+    if (i == ty->nskip) snprintf(ty->skip[ty->nskip++].reason, sizeof ty->skip[0].reason, "%s", reason);
     tally_add(ty->skip[i].names, sizeof ty->skip[i].names, ", ", name);
 }
 static const char *tally_why(tally_t *ty)
 {
     ty->why[0] = 0;
     for (int i = 0; i < ty->nskip; i++) tally_add2(ty->why, sizeof ty->why, "; ", ty->skip[i].names, ty->skip[i].reason);
+    if (ty->more[0]) tally_add(ty->why, sizeof ty->why, "; ", ty->more);
     return ty->why;
 }
 
 typedef struct { float *q, *k, *v; } loaded_t;
+
+/* Implementation k of the stage on shape s: 0 when it is not in this table
+ * (--kernel left it out, or it runs only when asked for), 1 when it is, 2
+ * when it is also wanted: what --kernel chose, else the stage's own (not a
+ * demonstration), the runs the exit status speaks for. */
+static int impl_role(const attn_stage_t *st, const opts_t *o, int k, const attn_shape_t *s)
+{
+    const attn_impl_t *im = st->impls[k];
+    if (!cli_kernel_selected(o->kernels, im->name)) return 0;
+    if (!o->kernels && im->listed && !im->listed(s)) return 0; /* not asked for */
+    return o->kernels || (k >= st->own && !im->demo) ? 2 : 1;
+}
+
+/* 1 when im cannot run s on this device, with the reason in why. */
+static int impl_declines(const attn_impl_t *im, const attn_shape_t *s, int gpu, char *why, size_t n)
+{
+    why[0] = 0;
+    if (!(gpu && !im->gpu) && !(im->supports && !im->supports(s, gpu, why, n))) return 0;
+    if (!why[0]) snprintf(why, n, "no GPU kernel in this build");
+    return 1;
+}
 
 /* Every name in --kernel must be an implementation of this stage. */
 static int check_kernels(const attn_stage_t *st, const char *list)
@@ -299,15 +325,11 @@ static int run_shape(const attn_stage_t *st, const attn_stage_ext_t *ext, const 
      * stage 04's standard attention first); main says why, grouped. */
     int takes = 0;
     for (int k = 0; k < st->nimpls && !takes; k++) {
-        const attn_impl_t *im = st->impls[k];
-        if (!cli_kernel_selected(o->kernels, im->name) || (!o->kernels && im->listed && !im->listed(s))) continue;
-        if (!(o->kernels ? 1 : (k >= st->own && !im->demo))) continue;
+        if (impl_role(st, o, k, s) != 2) continue;
         ty->wanted++;
-        char why[256] = "";
-        if ((gpu && !im->gpu) || (im->supports && !im->supports(s, gpu, why, sizeof why)))
-            tally_skip(ty, im->name, why[0] ? why : "no GPU kernel in this build");
-        else
-            takes = 1;
+        char why[256];
+        if (impl_declines(st->impls[k], s, gpu, why, sizeof why)) tally_skip(ty, st->impls[k]->name, why);
+        else takes = 1;
     }
     if (!takes) return 0; /* ty->ran == 0 */
     memset(ty, 0, sizeof *ty);
@@ -426,14 +448,11 @@ static int run_shape(const attn_stage_t *st, const attn_stage_ext_t *ext, const 
                "the same way)\n", ceiling, attn_kv_bytes_once(s) / 1e6);
     for (int k = 0; k < st->nimpls; k++) {
         const attn_impl_t *im = st->impls[k];
-        if (!cli_kernel_selected(o->kernels, im->name)) continue;
-        if (!o->kernels && im->listed && !im->listed(s)) continue; /* not asked for */
-        /* wanted: what --kernel chose, else the stage's own (not a demonstration) */
-        const int wanted = o->kernels ? 1 : (k >= st->own && !im->demo);
+        const int role = impl_role(st, o, k, s), wanted = role == 2;
+        if (!role) continue;
         ty->wanted += wanted;
-        char why[256] = "";
-        if ((gpu && !im->gpu) || (im->supports && !im->supports(s, gpu, why, sizeof why))) {
-            if (!why[0]) snprintf(why, sizeof why, "no GPU kernel in this build");
+        char why[256];
+        if (impl_declines(im, s, gpu, why, sizeof why)) {
             const int row = shape_row(rep, st, o, s, im);
             report_set(rep, row, "ok", "n/a");
             printf("%s: n/a: %s\n", im->name, why);

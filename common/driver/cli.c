@@ -313,7 +313,7 @@ int cli_parse_opts(const cli_spec_t *spec, const cli_opt_t *stage_opts, int nsta
         case OPT_DIM:
             /* Any size here: the driver says which head dimensions the stage has. */
             if (cli_parse_count(a, CLI_MAX_DIM, &o->dim))
-                return bad(err, P, "--dim", a, "a positive integer (the attention programs take 1 to 512; their kernels' head dimensions: see --help)");
+                return bad(err, P, "--dim", a, "a positive integer (the head dimensions a stage takes: see --help)");
             o->given |= GIVEN_DIM;
             break;
         case OPT_CAUSAL: o->causal = 1; break;
