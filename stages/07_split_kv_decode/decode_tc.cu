@@ -93,7 +93,8 @@ __global__ void __launch_bounds__(DTC_CW * 32) combine_wide_kernel(const float *
 }
 /* [/snippet] */
 
-static void combine_wide(const attn_shape_t *s, int splits, const float *pm, const float *pl, const float *po, void *o)
+extern "C" void split_tc_combine_gpu(const attn_shape_t *s, int splits, const float *pm, const float *pl,
+                                     const float *po, void *o)
 {
     const int rows = (int)attn_rows(s), d = (int)s->dim;
     if (s->dt == DT_F16) combine_wide_kernel<__half><<<rows, DTC_CW * 32>>>(pm, pl, po, (__half *)o, rows, splits, d);
@@ -117,7 +118,7 @@ extern "C" void split_tc_decode_gpu(const attn_shape_t *s, const void *q, const 
     }
     split_two_pass(s, splits, ws, o, [&](float *pm, float *pl, float *po) {
         return split_tc_partials_gpu(s, q, k, v, dev_lens, splits, pm, pl, po);
-    }, combine_wide);
+    }, split_tc_combine_gpu);
 }
 
 extern "C" int split_tc_blocks_per_sm(const attn_shape_t *s)

@@ -1,9 +1,10 @@
 /* Stage 07's paged K/V cache on the tensor-core decode kernel (decode_tc.cuh,
  * split-tc): the same kernel and split count as split-tc, its rows read
  * through the block table (kv_pages.cuh) instead of kv_contig. What changes
- * from decode_tc.cu: the policy; the combine is split_gpu.cu's (one warp per
- * row), so the output is checked against the fp64 reference, not bit for
- * bit against split-tc.
+ * from decode_tc.cu: the policy. The combine is split-tc's too (one block
+ * per row): split_gpu.cu's (one warp per row) puts a B = 1 step's 32 rows on
+ * 8 blocks, and its S dependent rounds of loads then cost more than the
+ * paged reads lose (note 07b's profile).
  *
  * Memory traffic (bytes): split-tc's + the table reads (paged_gpu.cu says
  * how many; served by L1/L2).
@@ -27,5 +28,5 @@ extern "C" void paged_tc_decode_gpu(const attn_shape_t *s, const paged_geom_t *g
     }
     split_two_pass(s, splits, ws, o, [&](float *pm, float *pl, float *po) {
         return dtc_run(s, q, dev_lens, kv, split_partial_epi_of(s, splits, pm, pl, po), splits);
-    }, split_combine_gpu);
+    }, split_tc_combine_gpu);
 }

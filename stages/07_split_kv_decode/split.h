@@ -232,9 +232,12 @@ int split_heuristic_bw(long blocks, long slots, long tiles, double kv, double pa
 void split_tc_plan(const attn_shape_t *s, split_plan_t *p);
 
 /* The GPU run of the tensor-core kernel (asynchronous): `splits` ranges, then
- * the combine (split_combine_gpu); one split: O written by the blocks. */
+ * the combine for many splits (split_tc_combine_gpu: one block per row);
+ * one split: O written by the blocks. */
 void split_tc_decode_gpu(const attn_shape_t *s, const void *q, const void *k, const void *v, void *o,
                          const int *dev_lens, int splits, void *ws);
+void split_tc_combine_gpu(const attn_shape_t *s, int splits, const float *pm, const float *pl, const float *po,
+                          void *o);
 int split_tc_partials_gpu(const attn_shape_t *s, const void *q, const void *k, const void *v, const int *dev_lens,
                           int splits, float *pm, float *pl, float *po);
 /* Resident blocks per SM of the tensor-core kernel at s; 0 without a GPU or when it declines s. */
