@@ -134,6 +134,21 @@ const attn_impl_t *const *tc_ladder_rows(const tc_ladder_t *L, const attn_impl_t
         .rounding = ATT_ROUND_P | ATT_MMA_LOWP, .supports = L##_sup##V, .model_bytes = L##_mod##V, .cpu = NULL,      \
         .gpu = GPU_FN(L##_gpu##V), .describe = L##_des##V, .tiles = L##_til##V,                                      \
     };
+#define TC_LADDER_ROW_PTR(L, V) &L##_row##V,
+
+/* A ladder's rows and its list function FN (attn_tc_impls, attn_hop_impls):
+ * ROWS(X, L) expands X(L, v) for every rung v < MAX, e.g.
+ *   #define HOP_ROWS(X, L) X(L, 0) X(L, 1) ... X(L, 5)
+ *   TC_LADDER_IMPLS(attn_hop_impls, HOP_LADDER, HOP_MAX_VERSIONS, HOP_ROWS) */
+#define TC_LADDER_IMPLS(FN, L, MAX, ROWS)                                                                            \
+    ROWS(TC_LADDER_ROW, L)                                                                                           \
+    const attn_impl_t *const *FN(int *n)                                                                             \
+    {                                                                                                                \
+        static attn_impl_t rows[MAX];                                                                                \
+        static const attn_impl_t *list[MAX];                                                                         \
+        static const attn_impl_t *const src[MAX] = { ROWS(TC_LADDER_ROW_PTR, L) };                                   \
+        return tc_ladder_rows(&L, src, MAX, rows, list, n);                                                          \
+    }
 
 #ifdef __cplusplus
 }

@@ -296,7 +296,7 @@ void tc_row_launch(const tc_ladder_t *L, int v, const attn_shape_t *s, const voi
 const attn_impl_t *const *tc_ladder_rows(const tc_ladder_t *L, const attn_impl_t *const *src, int nsrc,
                                          attn_impl_t *rows, const attn_impl_t **list, int *n)
 {
-    /* a rung added to the versions needs its TC_LADDER_ROW: the table shows only these */
+    /* a rung added to the versions needs its entry in TC_ROWS: the table shows only these */
     const int nv = *L->nversions < nsrc ? *L->nversions : nsrc;
     if (!list[0])
         for (int v = 0; v < nv; v++) {
@@ -314,15 +314,5 @@ static const tc_ladder_t TC_LADDER = {
     TC_VERSIONS, &TC_NVERSIONS, attn_tc_supports, attn_tc_launch, attn_tc_describe,
 };
 
-#define TC_ROWS(X) X(0) X(1) X(2) X(3) X(4) X(5) X(6) X(7) X(8) X(9) X(10) X(11)
-#define TC_ROW(V) TC_LADDER_ROW(TC_LADDER, V)
-TC_ROWS(TC_ROW)
-#define TC_ROW_PTR(V) &TC_LADDER_row##V,
-
-const attn_impl_t *const *attn_tc_impls(int *n)
-{
-    static attn_impl_t rows[TC_MAX_VERSIONS];
-    static const attn_impl_t *list[TC_MAX_VERSIONS];
-    static const attn_impl_t *const src[TC_MAX_VERSIONS] = { TC_ROWS(TC_ROW_PTR) };
-    return tc_ladder_rows(&TC_LADDER, src, TC_MAX_VERSIONS, rows, list, n);
-}
+#define TC_ROWS(X, L) X(L, 0) X(L, 1) X(L, 2) X(L, 3) X(L, 4) X(L, 5) X(L, 6) X(L, 7) X(L, 8) X(L, 9) X(L, 10) X(L, 11)
+TC_LADDER_IMPLS(attn_tc_impls, TC_LADDER, TC_MAX_VERSIONS, TC_ROWS)

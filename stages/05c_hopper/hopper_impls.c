@@ -147,15 +147,5 @@ static const tc_ladder_t HOP_LADDER = {
 };
 
 /* rows 0 .. HOP_MAX_VERSIONS - 1: one per rung */
-#define HOP_ROWS(X) X(0) X(1) X(2) X(3) X(4) X(5)
-#define HOP_ROW(V) TC_LADDER_ROW(HOP_LADDER, V)
-HOP_ROWS(HOP_ROW)
-#define HOP_ROW_PTR(V) &HOP_LADDER_row##V,
-
-const attn_impl_t *const *attn_hop_impls(int *n)
-{
-    static attn_impl_t rows[HOP_MAX_VERSIONS];
-    static const attn_impl_t *list[HOP_MAX_VERSIONS];
-    static const attn_impl_t *const src[HOP_MAX_VERSIONS] = { HOP_ROWS(HOP_ROW_PTR) };
-    return tc_ladder_rows(&HOP_LADDER, src, HOP_MAX_VERSIONS, rows, list, n);
-}
+#define HOP_ROWS(X, L) X(L, 0) X(L, 1) X(L, 2) X(L, 3) X(L, 4) X(L, 5)
+TC_LADDER_IMPLS(attn_hop_impls, HOP_LADDER, HOP_MAX_VERSIONS, HOP_ROWS)
