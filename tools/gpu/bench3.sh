@@ -24,16 +24,10 @@
 # what is left of the slice is skipped and the summary says so. Logs under
 # $RESULTS (steps.txt: each step's rc and seconds); a summary table last.
 set -uo pipefail
-cd "$(dirname "$0")/../.." || exit 2
 MODE=${MODE:-check}
-RESULTS=${RESULTS:-build/gpu-bench3-$MODE}
-mkdir -p "$RESULTS"
-RESULTS=$(cd "$RESULTS" && pwd)
-export LD_LIBRARY_PATH=${LD_LIBRARY_PATH:-}:/usr/local/cuda/lib64
-export STF_BIN_DIR=$PWD/build/bin
-B=build/bin
+. "$(dirname "$0")/round.sh"
+gpu_round "bench3-$MODE"
 P=$B/07_split_kv_decode
-T0=$SECONDS
 STEPS=$RESULTS/steps.txt
 : >"$STEPS"
 left() { echo $((SLICE - (SECONDS - T0))); }

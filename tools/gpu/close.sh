@@ -18,15 +18,10 @@
 #      the GPU: test_attention_tc, test_hopper, test_gqa, and checked runs of
 #      05b_tensor_cores, 05c_hopper and 06_gqa_attention (prefill on h3).
 set -u
-cd "$(dirname "$0")/../.." || exit 2
-R=${RESULTS:-build/gpu-close}
-mkdir -p "$R"
-R=$(cd "$R" && pwd)
-export LD_LIBRARY_PATH=${LD_LIBRARY_PATH:-}:/usr/local/cuda/lib64
-export STF_BIN_DIR=$PWD/build/bin
-B=build/bin
+. "$(dirname "$0")/round.sh"
+gpu_round close
+R=$RESULTS
 BUDGET=${BUDGET:-480}
-T0=$SECONDS
 STEPS=$R/steps.txt
 : >"$STEPS"
 left() { echo $((BUDGET - (SECONDS - T0))); }

@@ -11,15 +11,9 @@
 #       bytes, one capped ncu run of split-tc.
 # Logs under $RESULTS; a summary table last.
 set -uo pipefail
-cd "$(dirname "$0")/../.."
 MODE=${MODE:-check}
-RESULTS=${RESULTS:-build/gpu-dec}
-mkdir -p "$RESULTS"
-RESULTS=$(cd "$RESULTS" && pwd)
-export LD_LIBRARY_PATH=${LD_LIBRARY_PATH:-}:/usr/local/cuda/lib64
-export STF_BIN_DIR=$PWD/build/bin
-B=build/bin
-T0=$SECONDS
+. "$(dirname "$0")/round.sh"
+gpu_round dec
 sum=()
 note() { sum+=("$(printf '%-46s %s' "$1" "$2")"); }
 left() { echo $((SLICE - (SECONDS - T0))); }

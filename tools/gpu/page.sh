@@ -13,14 +13,9 @@
 # few files) beside summary.txt; a summary last.
 #   MODE=check RESULTS=/tmp/page bash tools/gpu/page.sh   (from the worktree root)
 set -uo pipefail
-cd "$(dirname "$0")/../.."
 MODE=${MODE:-check}
-RESULTS=${RESULTS:-build/page-$MODE}
-mkdir -p "$RESULTS"
-RESULTS=$(cd "$RESULTS" && pwd)
-export LD_LIBRARY_PATH=${LD_LIBRARY_PATH:-}:/usr/local/cuda/lib64
-export STF_BIN_DIR=$PWD/build/bin
-B=build/bin
+. "$(dirname "$0")/round.sh"
+gpu_round "page-$MODE"
 summary=()
 # on exit (also when the round's timeout sends TERM): every log into one .tgz beside summary.txt
 pack() {
