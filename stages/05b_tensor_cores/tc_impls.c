@@ -21,6 +21,7 @@
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "gpu.h"
@@ -296,8 +297,14 @@ void tc_row_launch(const tc_ladder_t *L, int v, const attn_shape_t *s, const voi
 const attn_impl_t *const *tc_ladder_rows(const tc_ladder_t *L, const attn_impl_t *const *src, int nsrc,
                                          attn_impl_t *rows, const attn_impl_t **list, int *n)
 {
-    /* a rung added to the versions needs its entry in TC_ROWS: the table shows only these */
-    const int nv = *L->nversions < nsrc ? *L->nversions : nsrc;
+    /* every rung needs its row (TC_ROWS, HOP_ROWS): a rung left out would vanish from the table */
+    int nv = 0;
+    while (nv < nsrc && src[nv]) nv++;
+    if (nv != *L->nversions) {
+        fprintf(stderr, "stage %s: %d rungs but %d rows (TC_ROWS / HOP_ROWS must list every rung)\n", L->stage,
+                *L->nversions, nv);
+        exit(2);
+    }
     if (!list[0])
         for (int v = 0; v < nv; v++) {
             rows[v] = *src[v];

@@ -3,8 +3,8 @@
  * through the block table (kv_pages.cuh) instead of kv_contig. What changes
  * from decode_tc.cu: the policy. The combine is split-tc's too (one block
  * per row): split_gpu.cu's (one warp per row) puts a B = 1 step's 32 rows on
- * 8 blocks, and its S dependent rounds of loads then cost more than the
- * paged reads lose (note 07b's profile).
+ * 8 blocks with S dependent rounds of loads each, which is where the paged
+ * step lost time in note 07b's profile (the paged reads themselves did not).
  *
  * Memory traffic (bytes): split-tc's + the table reads (paged_gpu.cu says
  * how many; served by L1/L2).
