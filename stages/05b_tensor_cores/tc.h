@@ -110,7 +110,8 @@ const char *tc_row_describe(const tc_ladder_t *L, int v, const attn_shape_t *s);
 void tc_row_launch(const tc_ladder_t *L, int v, const attn_shape_t *s, const void *q, const void *k, const void *v_,
                    void *o);
 /* The rows src[0 .. nsrc - 1] copied into rows[] with their names and stage
- * filled in from L, listed in list[]; *n of them (at most nsrc). */
+ * filled in from L, listed in list[]; *n = *L->nversions of them. A row list
+ * that misses a rung (a NULL before the count) exits 2 naming the stage. */
 const attn_impl_t *const *tc_ladder_rows(const tc_ladder_t *L, const attn_impl_t *const *src, int nsrc,
                                          attn_impl_t *rows, const attn_impl_t **list, int *n);
 

@@ -282,7 +282,7 @@ const char *tc_row_describe(const tc_ladder_t *L, int v, const attn_shape_t *s)
     static int k;
     char *b = buf[k++ & 7];
     const tc_shape_t t = tc_shape_from(s);
-    if (v >= *L->nversions) return "no such rung"; /* rows past the ladder are never listed */
+    if (v < 0 || v >= *L->nversions) return "no such rung"; /* callable with any v, not only from a row */
     snprintf(b, 600, "%s: %s; %s", L->versions[v].name, L->versions[v].what, L->describe(v, &t));
     return b;
 }
