@@ -469,11 +469,13 @@ static void test_scatter_gpu(void **state)
 /* ---- the implementations as the driver runs them (prepare, then the run):
  * split-paged and, on the GPU, split-tc-paged (split-tc's tensor-core kernel
  * on the pages), against the fp64 reference with their rounding flags,
- * lengths from --varlen (whole and partial pages), every P */
+ * lengths from --varlen (whole and partial pages), every P. On the GPU
+ * split-tc-paged must also equal split-tc bit for bit: the same kernel, split
+ * count and combine (paged_tc.cu), only the row addresses differ. */
 static void impls_sweep(int gpu)
 {
     static const dtype_t dts[2] = { DT_BF16, DT_F16 };
-    int ran = 0;
+    int ran = 0, same_tc = 0;
     for (int t = 0; t < 2; t++)
         for (int i = 0; i < 5; i++) {
             attn_problem_t p;
@@ -499,12 +501,24 @@ static void impls_sweep(int gpu)
                 assert_true(ratio <= 1.0);
                 assert_int_equal(c.nonfinite, 0);
                 ran++;
+                if (gpu && ims[k] == &IMPL_SPLIT_TC_PAGED) {
+                    void *oc = malloc(ob);
+                    assert_int_equal(attn_run_impl(&IMPL_SPLIT_TC, gpu, &p, oc, NULL), 0);
+                    const int same = memcmp(o, oc, ob) == 0;
+                    if (!same)
+                        print_message("gpu split-tc-paged %s P=%d: DIFFERENT from split-tc\n", dtype_name(dts[t]), PS[i]);
+                    assert_true(same);
+                    same_tc++;
+                    free(oc);
+                }
             }
             free(o);
             attn_problem_free(&p);
         }
     assert_true(ran >= 10);
-    print_message("%s: %d runs of the paged implementations within tolerance\n", gpu ? "gpu" : "cpu", ran);
+    if (gpu) assert_int_equal(same_tc, 10); /* every P, both dtypes: never vacuous */
+    print_message("%s: %d runs of the paged implementations within tolerance%s\n", gpu ? "gpu" : "cpu", ran,
+                  gpu ? "; split-tc-paged equal to split-tc, bit for bit, in 10" : "");
 }
 static void test_impls_cpu(void **state) { (void)state; impls_sweep(0); }
 static void test_impls_gpu(void **state) { (void)state; SKIP_WITHOUT_GPU(); impls_sweep(1); }

@@ -11,7 +11,8 @@
 #             tests and on every stage's quick benchmark runs (tools/bench.sh
 #             QUICK=1: small odd shapes, the GPU kernels of every stage);
 #             racecheck on the tests whose kernels share memory between warps
-#             (softmax reductions, the tensor-core ladder, GQA, split-KV);
+#             (softmax reductions, the tensor-core ladder, GQA, split-KV, the
+#             tensor-core decode, the paged cache);
 #             FlashAttention's 2x-torch accuracy criterion over the
 #             tensor-core ladder (tools/fa_accuracy.sh; needs torch).
 #   bench     every stage's benchmarks (tools/bench.sh: tools/bench_shapes.tsv
@@ -155,9 +156,10 @@ if has checks; then
         OUT="$C/memcheck_bench" DEVICE="$DEVICE" QUICK=1 timeout 1800 bash tools/bench.sh
     # 4. racecheck where warps share memory: block reductions (softmax), the
     # tensor-core tiles (ldmatrix from swizzled shared memory), the GQA and
-    # split-KV kernels
+    # split-KV kernels, the tensor-core decode and the paged cache (its
+    # tiles and combines, and the append)
     race=()
-    for t in test_softmax test_attention_tc test_gqa test_split_kv; do
+    for t in test_softmax test_attention_tc test_gqa test_split_kv test_split_tc test_paged; do
         [ -x "$BUILD/bin/$t" ] && [[ $t =~ ${TEST_ONLY:-.} ]] && race+=("$BUILD/bin/$t")
     done
     job racecheck san_tests racecheck "${race[@]}"

@@ -14,7 +14,8 @@
 #       split and split-tc on the same six; the g sweep at B = 8, 32k keys,
 #       Hq = 32 (g = 1 ... 32, Hkv = 32 / g); the page sizes P = 16 ... 256
 #       (split, split-paged, split-tc, split-tc-paged, GQA B = 8, 32k; B = 1,
-#       128k at P = 64 and 16) with the append's row; ncu on split-tc at MQA
+#       128k at P = 64 and 16) with the append's row; B = 1, 32k at P = 64;
+#       ncu on split and split-paged at P = 16 (B = 8, 32k); ncu on split-tc at MQA
 #       B = 8, 32k (sections only if this ncu lists them); both kernels
 #       unsplit (--splits 1: what the merge across blocks costs); ncu at MQA
 #       B = 1, 128k; the cache-length sweep last, as far as the slice goes.
@@ -184,6 +185,19 @@ for p in 16 256 32 128; do
 done
 step "07 paged P=16 B=1 Nk=131072" 8 page.log $P "${A[@]}" --kernel split,split-tc,split-paged,split-tc-paged \
     --kv-heads 8 --batch 1 --seq-kv 131072 --page-size 16
+# 5b. the short cache where split-tc-paged lost 6.5% to its twin through split_gpu.cu's combine
+# (note 07b); it now has split-tc's combine
+step "07 length B=1 Nk=32768" 6 length.log env STF_NO_HWC=1 $P "${A[@]}" --kernel split,split-tc,split-tc-paged \
+    --page-size 64 --kv-heads 8 --batch 1 --seq-kv 32768
+# 5c. Nsight Compute on the CUDA-core kernel at P = 16 (B = 8, 32k), contiguous then paged, the
+# decode kernel and its combine each: what the paged loader's four lookups per tile cost
+# shellcheck disable=SC2086
+for k in split split-paged; do
+    step "ncu $k P=16 B=8 32k" 20 ncu_p16.log env STF_NO_HWC=1 ncu \
+        --kernel-name regex:'decode_kernel|combine_kernel' --launch-skip 0 --launch-count 2 $sec \
+        $P --device gpu --dim 128 --dtype bf16 --heads 32 --kv-heads 8 --batch 8 --seq-kv 32768 \
+        --page-size 16 --kernel $k --iters 1 --warmup 0
+done
 # 6. what the split-K merge across blocks costs: both kernels unsplit (one block per row
 # group, no partial states, no combine) beside step 2's split runs, GQA and MQA at B = 8, 32k
 for kv in 8 1; do
@@ -197,7 +211,7 @@ step "ncu split-tc MQA B=1 128k" 22 ncu_b1.log env STF_NO_HWC=1 ncu \
     $P --device gpu --dim 128 --dtype bf16 --heads 32 --kv-heads 1 --batch 1 --seq-kv 131072 \
     --kernel split-tc --iters 1 --warmup 0
 # 8. the cache length (GQA, Hkv = 8), as far as the slice goes
-for s in "8 4096" "8 1024" "1 32768" "8 131072" "1 8192" "8 16384" "1 65536"; do
+for s in "8 4096" "8 1024" "8 131072" "1 8192" "8 16384" "1 65536"; do
     set -- $s
     step "07 length B=$1 Nk=$2" 6 length.log env STF_NO_HWC=1 $P "${A[@]}" --kernel split,split-tc,split-tc-paged --page-size 64 \
         --kv-heads 8 --batch "$1" --seq-kv "$2"
