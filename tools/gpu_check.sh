@@ -16,7 +16,9 @@
 #             FlashAttention's 2x-torch accuracy criterion over the
 #             tensor-core ladder (tools/fa_accuracy.sh; needs torch).
 #   bench     every stage's benchmarks (tools/bench.sh: tools/bench_shapes.tsv
-#             and the stages' own scripts; BENCH_ONLY narrows it), alone on the GPU.
+#             and the stages' own scripts), alone on the GPU. BENCH_ONLY
+#             narrows it, and the checks' memcheck_bench too (its summary
+#             line says so: a narrowed run is not a full check).
 # Stages are found by tools/bench.sh, so a new stage needs no edit here.
 # Logs and CSV go to $OUT (default build/bench); a summary comes last.
 # Exit status: 1 if any test, sanitizer run, benchmark run or ncu run failed.
@@ -173,7 +175,7 @@ if has checks; then
         case $name in
         tests) extra="$(grep -c '^=== .*: exit 0$' "$C/tests.log") of $(grep -c '^=== ' "$C/tests.log") test programs passed; $(grep -c '^\[  SKIPPED \]' "$C/tests.log") tests skipped" ;;
         memcheck_tests | racecheck) extra="$(grep -c -E 'ERROR SUMMARY: 0 errors|RACECHECK SUMMARY: 0 hazards' "$C/$name.log") runs clean of $(grep -c '^=== ' "$C/$name.log"), $(count '^sanitize_gpu: no CUDA call' "$C/$name.log") without CUDA calls; last: $(errsum "$C/$name.log")" ;;
-        memcheck_bench) extra="$(count 'ERROR SUMMARY: 0 errors' "$C/memcheck_bench/bench.log") runs clean, $(count '^sanitize_gpu: no CUDA call' "$C/memcheck_bench/bench.log") without CUDA calls, $(count '^FAILED' "$C/memcheck_bench/bench.log") failed" ;;
+        memcheck_bench) extra="$(count 'ERROR SUMMARY: 0 errors' "$C/memcheck_bench/bench.log") runs clean, $(count '^sanitize_gpu: no CUDA call' "$C/memcheck_bench/bench.log") without CUDA calls, $(count '^FAILED' "$C/memcheck_bench/bench.log") failed; $(grep -m1 -o '^bench: [0-9]* stages' "$C/memcheck_bench.log" | cut -d' ' -f2-)${BENCH_ONLY:+, only those BENCH_ONLY='$BENCH_ONLY' picks}" ;;
         fa_accuracy) extra=$(tail -n 1 "$C/fa_accuracy.log") ;;
         *) extra="" ;;
         esac
