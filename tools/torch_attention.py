@@ -21,6 +21,10 @@ takes it, and "replicated" (repeat_interleave of K and V, then the backend,
 both timed) as a model's repeat_kv does. GB/s = the K/V bytes held (each
 byte once, unreplicated) / time.
 
+--profile-decode B,HKV,NK [--backend cudnn|flash] runs one decode call of
+that shape (bf16, d = 128, Hq = 32) after a warm-up, inside the NVTX range
+"sdpa", for Nsight Compute (`ncu --nvtx --nvtx-include sdpa/`).
+
 --gemm also times one 8192^3 bf16 matmul (cuBLAS), the tensor-core ceiling.
 --check-broken DIR... [--impl NAME ...] proves the check: broken copies of
 each output (one NaN, one inf, all zeros, one element 5 x torch's error
@@ -147,6 +151,29 @@ def decode(a):
                 f.write("%s,%s,%s,%d,%d,%d,%d,%d,%d,%.5f,%.1f,%s,%s,%s\n" % r)
 
 
+def profile_decode(a):
+    """One timed-call's worth of kernels for a profiler: the plan is built by
+    a warm-up call outside the range, so the range holds only the kernels."""
+    try:
+        B, Hkv, n = (int(x) for x in a.profile_decode.split(","))
+        assert B > 0 and Hkv > 0 and n > 0 and 32 % Hkv == 0
+    except (ValueError, AssertionError):
+        print(f"--profile-decode wants B,HKV,NK (positive, HKV dividing 32), got '{a.profile_decode}'", file=sys.stderr)
+        sys.exit(2)
+    dev = torch.device("cuda")
+    q = torch.randn(B, 32, 1, 128, device=dev, dtype=torch.bfloat16)
+    k, v = (torch.randn(B, Hkv, n, 128, device=dev, dtype=torch.bfloat16) for _ in range(2))
+    be = dict(BACKENDS)[a.backend]
+    with sdpa_kernel(be):
+        F.scaled_dot_product_attention(q, k, v, enable_gqa=Hkv < 32)
+        torch.cuda.synchronize()
+        torch.cuda.nvtx.range_push("sdpa")
+        o = F.scaled_dot_product_attention(q, k, v, enable_gqa=Hkv < 32)
+        torch.cuda.nvtx.range_pop()
+    torch.cuda.synchronize()
+    print(f"{a.backend} decode ran: B={B} Hkv={Hkv} Nk={n} -> {tuple(o.shape)} {o.dtype}")
+
+
 def case_errors(d, impl=None):
     """Loads one saved case; returns (description, o, ref, e_torch): our
     output, the fp32 reference and torch's same-precision max error, on the
@@ -235,7 +262,13 @@ def main():
     p.add_argument("--decode", action="store_true")
     p.add_argument("--decode-main", action="store_true",
                    help="with --decode: only the six shapes of stage 07's table, native K/V heads (a short session)")
+    p.add_argument("--profile-decode", metavar="B,HKV,NK",
+                   help="one decode call of that shape in the NVTX range 'sdpa', after a warm-up (for ncu)")
+    p.add_argument("--backend", choices=("cudnn", "flash"), default="cudnn", help="with --profile-decode")
     a = p.parse_args()
+    if a.profile_decode:
+        profile_decode(a)
+        sys.exit(0)
     if a.check_broken:
         sys.exit(max(check_broken(d, i) for d in a.check_broken for i in (a.impl or [None])))
     if a.check:

@@ -56,26 +56,13 @@ MET='dram__bytes_read.sum,dram__bytes_write.sum,dram__throughput.avg.pct_of_peak
 STALL='regex:^smsp__average_warps_issue_stalled_[a-z_]+_per_issue_active'
 D=(--device gpu --dim 128 --dtype bf16 --heads 32 --kv-heads 8 --iters 1 --warmup 0)
 OURS=(--kernel-name 'regex:decode_tc|combine' --launch-count 2)
-cat >"$R/cudnn_decode.py" <<'EOF'
-import torch, torch.nn.functional as F
-from torch.nn.attention import SDPBackend, sdpa_kernel
-q = torch.randn(1, 32, 1, 128, device="cuda", dtype=torch.bfloat16)
-k, v = (torch.randn(1, 8, 131072, 128, device="cuda", dtype=torch.bfloat16) for _ in range(2))
-with sdpa_kernel(SDPBackend.CUDNN_ATTENTION):
-    o = F.scaled_dot_product_attention(q, k, v, enable_gqa=True)  # warm-up (plan build)
-    torch.cuda.synchronize()
-    torch.cuda.nvtx.range_push("sdpa")
-    o = F.scaled_dot_product_attention(q, k, v, enable_gqa=True)
-    torch.cuda.nvtx.range_pop()
-torch.cuda.synchronize()
-print("cudnn decode ran", tuple(o.shape), o.dtype)
-EOF
 CK=(--nvtx --nvtx-include "sdpa/" --launch-count 3) # every kernel of the timed call
 for what in sections metrics stalls; do
     case $what in sections) X=("${SEC[@]}") ;; metrics) X=(--metrics "$MET") ;; stalls) X=(--metrics "$STALL") ;; esac
     step "ncu $what split-tc GQA B=1 128k" 25 ncu_${what}_gqa_b1.log env STF_NO_HWC=1 ncu "${OURS[@]}" "${X[@]}" \
         $B/07_split_kv_decode "${D[@]}" --batch 1 --seq-kv 131072 --kernel split-tc
-    step "ncu $what cuDNN GQA B=1 128k" 35 ncu_${what}_cudnn_b1.log ncu "${CK[@]}" "${X[@]}" python3 "$R/cudnn_decode.py"
+    step "ncu $what cuDNN GQA B=1 128k" 35 ncu_${what}_cudnn_b1.log ncu "${CK[@]}" "${X[@]}" \
+        python3 tools/torch_attention.py --profile-decode 1,8,131072
     for k in split-tc split-tc-paged; do
         step "ncu $what $k B=1 32k P=64" 25 ncu_${what}_${k}_b1_32k.log env STF_NO_HWC=1 ncu \
             --kernel-name 'regex:decode_tc|combine' --launch-count 2 "${X[@]}" \
