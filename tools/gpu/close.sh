@@ -20,12 +20,7 @@
 set -u
 . "$(dirname "$0")/round.sh"
 gpu_round close
-R=$RESULTS
-BUDGET=${BUDGET:-480}
-STEPS=$R/steps.txt
-: >"$STEPS"
-left() { echo $((BUDGET - (SECONDS - T0))); }
-log_step() { printf '%-58s %s\n' "$1" "$2" | tee -a "$STEPS"; }
+gpu_steps 480 58
 # step NAME ESTIMATE_S LOG CMD...: runs alone when the estimate fits, with a timeout of 3x it at most
 step() {
     local name=$1 est=$2 lg=$3; shift 3
@@ -43,22 +38,16 @@ job() {
       log_step "$name" "rc=$rc ($((SECONDS - t)) s); $(grep -h -E 'RACECHECK SUMMARY|ERROR SUMMARY|PASSED|FAILED' "$R/$lg" | tr '\n' ' ' | cut -c1-160)" ) &
     pids+=($!)
 }
-{ nvidia-smi -L; ncu --version 2>&1 | tail -n 1; git log --oneline -1 2>/dev/null; date -u; } >"$R/env.txt" 2>&1
 
 # ---- 1. Nsight Compute, alone
-ncu --list-sections >"$R/ncu_sections.txt" 2>&1
-SEC=()
-for s in SpeedOfLight MemoryWorkloadAnalysis ComputeWorkloadAnalysis Occupancy LaunchStats SchedulerStats \
-         WarpStateStats; do
-    awk '{print $1}' "$R/ncu_sections.txt" | grep -qx "$s" && SEC+=(--section "$s")
-done
+ncu_section_args
 MET='dram__bytes_read.sum,dram__bytes_write.sum,dram__throughput.avg.pct_of_peak_sustained_elapsed,smsp__issue_active.avg.pct_of_peak_sustained_active,sm__warps_active.avg.pct_of_peak_sustained_active,gpu__time_duration.sum'
 STALL='regex:^smsp__average_warps_issue_stalled_[a-z_]+_per_issue_active'
 D=(--device gpu --dim 128 --dtype bf16 --heads 32 --kv-heads 8 --iters 1 --warmup 0)
 OURS=(--kernel-name 'regex:decode_tc|combine' --launch-count 2)
 CK=(--nvtx --nvtx-include "sdpa/" --launch-count 3) # every kernel of the timed call
 for what in sections metrics stalls; do
-    case $what in sections) X=("${SEC[@]}") ;; metrics) X=(--metrics "$MET") ;; stalls) X=(--metrics "$STALL") ;; esac
+    case $what in sections) X=("${NCU_SEC[@]}") ;; metrics) X=(--metrics "$MET") ;; stalls) X=(--metrics "$STALL") ;; esac
     step "ncu $what split-tc GQA B=1 128k" 25 ncu_${what}_gqa_b1.log env STF_NO_HWC=1 ncu "${OURS[@]}" "${X[@]}" \
         $B/07_split_kv_decode "${D[@]}" --batch 1 --seq-kv 131072 --kernel split-tc
     step "ncu $what cuDNN GQA B=1 128k" 35 ncu_${what}_cudnn_b1.log ncu "${CK[@]}" "${X[@]}" \

@@ -15,21 +15,9 @@
 set -u
 . "$(dirname "$0")/round.sh"
 gpu_round vs_cudnn
-R=$RESULTS
-BUDGET=${BUDGET:-240}
-STEPS=$R/steps.txt
-: >"$STEPS"
-left() { echo $((BUDGET - (SECONDS - T0))); }
-log_step() { printf '%-44s %s\n' "$1" "$2" | tee -a "$STEPS"; }
-{ nvidia-smi -L; ncu --version 2>&1 | tail -n 1; git log --oneline -1 2>/dev/null; date -u; } >"$R/env.txt" 2>&1
-
-ncu --list-sections >"$R/ncu_sections.txt" 2>&1
-X=()
-for s in SpeedOfLight MemoryWorkloadAnalysis ComputeWorkloadAnalysis Occupancy LaunchStats SchedulerStats \
-         WarpStateStats; do
-    awk '{print $1}' "$R/ncu_sections.txt" | grep -qx "$s" && X+=(--section "$s")
-done
-X+=(--metrics 'dram__bytes_read.sum,smsp__issue_active.avg.pct_of_peak_sustained_active,regex:^smsp__average_warps_issue_stalled_[a-z_]+_per_issue_active')
+gpu_steps 240 44
+ncu_section_args
+X=("${NCU_SEC[@]}" --metrics 'dram__bytes_read.sum,smsp__issue_active.avg.pct_of_peak_sustained_active,regex:^smsp__average_warps_issue_stalled_[a-z_]+_per_issue_active')
 for shape in "8 32 32768" "1 32 131072" "8 8 32768"; do
     set -- $shape
     tag="b$1_hkv$2_nk$3"
