@@ -4,7 +4,8 @@
  * BIT (same split count, CPU against CPU, GPU against GPU), and within the
  * fp64 reference's tolerance: for every P in {16, 32, 64, 128, 256}, pages
  * in a seeded random order (two seeds), lengths that end mid-page, at a
- * page boundary, 0 and 1, split counts 1 to 5, MHA/GQA/MQA, fp32 and bf16.
+ * page boundary, 0 and 1, split counts 1 to 5, g = Hq / Hkv in {1, 2, 4, 8,
+ * 32} (MHA, GQA, MQA), fp32 and bf16.
  * The ledger counts the model (the table reads: one per page a block's
  * range enters). The append: the paged decode after appending the token at
  * position n_b equals the contiguous decode over n_b + 1 keys; the GPU
@@ -128,14 +129,15 @@ static void run_contig(const attn_problem_t *p, int gpu, const int *lens, int sp
 /* ---- paged = contiguous, bit for bit, and within the reference's tolerance */
 static void equals_contig(int gpu)
 {
-    static const size_t heads[3][2] = { { 8, 2 }, { 4, 4 }, { 32, 1 } };
+    /* g = Hq / Hkv = 4, 1 (MHA), 32 (MQA), 2, 8 */
+    static const size_t heads[5][2] = { { 8, 2 }, { 4, 4 }, { 32, 1 }, { 8, 4 }, { 16, 2 } };
     static const int lens6[6] = { 0, 1, 63, 64, 65, 203 }; /* 203: mid-page for every P; 64: a boundary up to 64 */
     static const dtype_t dts[2] = { DT_BF16, DT_F32 };
     const size_t Nk = 204, d = gpu ? 128 : 16;
     const int max_splits = small_mode() ? 3 : 5;
     long compared = 0;
     double worst = 0;
-    for (size_t hh = 0; hh < 3; hh++)
+    for (size_t hh = 0; hh < 5; hh++)
         for (int t = 0; t < 2; t++) {
             if (small_mode() && (hh != 0 || t != 0)) continue;
             attn_problem_t p;
@@ -172,7 +174,8 @@ static void equals_contig(int gpu)
             free(op);
             attn_problem_free(&p);
         }
-    assert_true(compared >= 5 * 2 * 3); /* never vacuous */
+    /* every case ran: never vacuous (heads x dtypes, splits, P, seeds) */
+    assert_int_equal(compared, (small_mode() ? 1 : 5 * 2) * max_splits * 5 * 2);
     print_message("%s: %ld paged runs bit-identical to the contiguous split, worst error/tolerance %.3g\n",
                   gpu ? "gpu" : "cpu", compared, worst);
 }
