@@ -75,6 +75,13 @@ static size_t broken_row(const gqa_kv_rows_t *r, size_t b, size_t kvh, size_t po
     return (((size_t)c->page * (size_t)g->hkv + kvh) * (size_t)g->P + in_page) * (size_t)g->d;
 }
 
+/* The GPU loader run_paged uses: split-paged's (a lookup per page a thread's
+ * rows enter) or split-paged-lanes' (a lookup per lane, shared by shuffle). */
+typedef void paged_launch_fn(const attn_shape_t *s, const paged_geom_t *g, const void *q, const void *kpool,
+                             const void *vpool, const int32_t *table, void *o, const int *dev_lens, int splits,
+                             void *ws);
+static paged_launch_fn *gpu_loader = paged_decode_gpu;
+
 /* The paged decode of p on h (CPU through a ledger, or GPU), into o. */
 static void run_paged(const attn_problem_t *p, const paged_host_t *h, int gpu, const int *lens, int splits, void *o,
                       ledger_t *lg_out, int broken_offset)
@@ -113,7 +120,7 @@ static void run_paged(const attn_problem_t *p, const paged_host_t *h, int gpu, c
     gpu_h2d(dl, lens, s->batch * sizeof(int));
     gpu_poison(dout, qb);
     if (wsb) gpu_poison(ws, wsb);
-    paged_decode_gpu(s, &h->g, dq, dk, dv, dt, dout, dl, splits, ws);
+    gpu_loader(s, &h->g, dq, dk, dv, dt, dout, dl, splits, ws);
     gpu_sync();
     gpu_d2h(o, dout, qb);
     gpu_free(dq); gpu_free(dk); gpu_free(dv); gpu_free(dout); gpu_free(dt); gpu_free(dl); gpu_free(ws);
@@ -149,7 +156,9 @@ static void equals_contig(int gpu)
             for (int S = 1; S <= max_splits; S++) {
                 run_contig(&p, gpu, lens6, S, oc);
                 for (int i = 0; i < 5; i++)
-                    for (uint64_t seed = 1; seed <= 2; seed++) {
+                    for (int run = 0; run < 2 * (gpu ? 2 : 1); run++) { /* seeds 1, 2; GPU: both loaders */
+                        const uint64_t seed = 1 + (uint64_t)(run & 1);
+                        gpu_loader = run < 2 ? paged_decode_gpu : paged_lanes_decode_gpu;
                         paged_host_t h;
                         paged_make(&h, &p, PS[i], lens6, seed * 7919u + (uint64_t)i);
                         run_paged(&p, &h, gpu, lens6, S, op, NULL, 0);
@@ -157,9 +166,10 @@ static void equals_contig(int gpu)
                         const double ratio = attn_check_all(&p, op, 0, &c);
                         const int same = memcmp(op, oc, ob) == 0;
                         if (!same || !(ratio <= 1.0))
-                            print_message("%s Hq=%zu Hkv=%zu %s P=%d splits=%d seed %llu: bitwise %s, error/tol %.3g\n",
-                                          gpu ? "gpu" : "cpu", heads[hh][0], heads[hh][1], dtype_name(dts[t]), PS[i],
-                                          S, (unsigned long long)seed, same ? "equal" : "DIFFERENT", ratio);
+                            print_message("%s%s Hq=%zu Hkv=%zu %s P=%d splits=%d seed %llu: bitwise %s, error/tol %.3g\n",
+                                          gpu ? "gpu" : "cpu", run < 2 ? "" : " (lanes)", heads[hh][0], heads[hh][1],
+                                          dtype_name(dts[t]), PS[i], S, (unsigned long long)seed,
+                                          same ? "equal" : "DIFFERENT", ratio);
                         assert_true(same);
                         assert_true(ratio <= 1.0);
                         assert_int_equal(c.nonfinite, 0);
@@ -174,10 +184,11 @@ static void equals_contig(int gpu)
             free(op);
             attn_problem_free(&p);
         }
-    /* every case ran: never vacuous (heads x dtypes, splits, P, seeds) */
-    assert_int_equal(compared, (small_mode() ? 1 : 5 * 2) * max_splits * 5 * 2);
-    print_message("%s: %ld paged runs bit-identical to the contiguous split, worst error/tolerance %.3g\n",
-                  gpu ? "gpu" : "cpu", compared, worst);
+    gpu_loader = paged_decode_gpu;
+    /* every case ran: never vacuous (heads x dtypes, splits, P, seeds, GPU: loaders) */
+    assert_int_equal(compared, (small_mode() ? 1 : 5 * 2) * max_splits * 5 * 2 * (gpu ? 2 : 1));
+    print_message("%s: %ld paged runs bit-identical to the contiguous split%s, worst error/tolerance %.3g\n",
+                  gpu ? "gpu" : "cpu", compared, gpu ? " (both loaders: split-paged, split-paged-lanes)" : "", worst);
 }
 static void test_equals_contig_cpu(void **state) { (void)state; equals_contig(0); }
 static void test_equals_contig_gpu(void **state) { (void)state; SKIP_WITHOUT_GPU(); equals_contig(1); }
@@ -474,11 +485,12 @@ static void test_scatter_gpu(void **state)
  * on the pages), against the fp64 reference with their rounding flags,
  * lengths from --varlen (whole and partial pages), every P. On the GPU
  * split-tc-paged must also equal split-tc bit for bit: the same kernel, split
- * count and combine (paged_tc.cu), only the row addresses differ. */
+ * count and combine (paged_tc.cu), only the row addresses differ; and
+ * split-paged-lanes split-paged (only the loader differs). */
 static void impls_sweep(int gpu)
 {
     static const dtype_t dts[2] = { DT_BF16, DT_F16 };
-    int ran = 0, same_tc = 0;
+    int ran = 0, same_tc = 0, same_lanes = 0;
     for (int t = 0; t < 2; t++)
         for (int i = 0; i < 5; i++) {
             attn_problem_t p;
@@ -488,8 +500,9 @@ static void impls_sweep(int gpu)
             attn_problem_ref(&p, NULL);
             const size_t ob = (size_t)attn_q_elems(&p.s) * 2;
             void *o = malloc(ob);
-            const attn_impl_t *ims[2] = { &IMPL_SPLIT_PAGED, &IMPL_SPLIT_TC_PAGED };
-            for (int k = 0; k < 2; k++) {
+            const attn_impl_t *ims[3] = { &IMPL_SPLIT_PAGED, &IMPL_SPLIT_PAGED_LANES, &IMPL_SPLIT_TC_PAGED };
+            void *o_paged = malloc(ob);
+            for (int k = 0; k < 3; k++) {
                 char why[256];
                 if (!ims[k]->supports(&p.s, gpu, why, sizeof why)) {
                     print_message("%s %s: n/a: %s\n", gpu ? "gpu" : "cpu", ims[k]->name, why);
@@ -504,6 +517,14 @@ static void impls_sweep(int gpu)
                 assert_true(ratio <= 1.0);
                 assert_int_equal(c.nonfinite, 0);
                 ran++;
+                if (ims[k] == &IMPL_SPLIT_PAGED) memcpy(o_paged, o, ob);
+                if (ims[k] == &IMPL_SPLIT_PAGED_LANES) { /* the same arithmetic as split-paged */
+                    const int same = memcmp(o, o_paged, ob) == 0;
+                    if (!same) print_message("%s split-paged-lanes %s P=%d: DIFFERENT from split-paged\n",
+                                             gpu ? "gpu" : "cpu", dtype_name(dts[t]), PS[i]);
+                    assert_true(same);
+                    same_lanes++;
+                }
                 if (gpu && ims[k] == &IMPL_SPLIT_TC_PAGED) {
                     void *oc = malloc(ob);
                     assert_int_equal(attn_run_impl(&IMPL_SPLIT_TC, gpu, &p, oc, NULL), 0);
@@ -516,9 +537,11 @@ static void impls_sweep(int gpu)
                 }
             }
             free(o);
+            free(o_paged);
             attn_problem_free(&p);
         }
     assert_true(ran >= 10);
+    assert_int_equal(same_lanes, 10); /* every P, both dtypes */
     if (gpu) assert_int_equal(same_tc, 10); /* every P, both dtypes: never vacuous */
     print_message("%s: %d runs of the paged implementations within tolerance%s\n", gpu ? "gpu" : "cpu", ran,
                   gpu ? "; split-tc-paged equal to split-tc, bit for bit, in 10" : "");

@@ -182,7 +182,27 @@ __global__ void __launch_bounds__(DEC_MAX_THREADS) decode_kernel(dec_params P, K
                 cp_async16(vt + r * D + c * C::VE, vb + off, ok ? 16 : 0);
             }
         }
-        if constexpr (!KV::CONTIGUOUS) {
+        if constexpr (!KV::CONTIGUOUS && KV::LANE_PAGES) {
+            if (!one) { /* the tile crosses pages: lane i of each warp reads the table entry of
+                         * the tile's page i (one load for the warp, 64 / P entries used), and
+                         * each row takes its page's base by shuffle: no per-row test, and one
+                         * dependent load per tile instead of one per page (kv_pages.cuh) */
+                const int t0 = j0 >> kv.shift;
+                const size_t mine = kv.page_base(b, kvh, t0 + lane);
+                const unsigned lo32 = (unsigned)mine, hi32 = (unsigned)(mine >> 32);
+#pragma unroll
+                for (int it = 0; it < C::LD_IT; it++) {
+                    const int i = tid + it * C::THREADS, r = i / C::NCHK, c = i % C::NCHK;
+                    const bool ok = r < nr;
+                    const int key = j0 + (ok ? r : 0), src = (key >> kv.shift) - t0;
+                    const size_t base = ((size_t)__shfl_sync(0xffffffffu, hi32, src) << 32) |
+                                        __shfl_sync(0xffffffffu, lo32, src);
+                    const size_t off = base + (size_t)((key & ((1 << kv.shift) - 1)) * D + c * C::VE);
+                    cp_async16(kt + r * C::KSTR + c * C::VE, kv.k + off, ok ? 16 : 0);
+                    cp_async16(vt + r * D + c * C::VE, kv.v + off, ok ? 16 : 0);
+                }
+            }
+        } else if constexpr (!KV::CONTIGUOUS) {
             if (!one) { /* the tile crosses pages: a thread's rows rise with it, so it looks up
                          * each page (run) it enters once: 64 / P lookups per thread per tile */
                 int seg = j0, seg_end = j0 + kv.run(j0);

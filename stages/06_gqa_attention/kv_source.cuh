@@ -22,6 +22,7 @@
 
 template <typename T> struct kv_contig {
     static constexpr bool CONTIGUOUS = true;
+    static constexpr bool LANE_PAGES = false; /* a paged policy's choice of loader (stage 07's kv_pages.cuh) */
     const T *k, *v;
     int hkv, nk, d; /* K/V heads, keys per (b, h) as allocated, head dim */
 

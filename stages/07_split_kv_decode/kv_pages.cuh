@@ -24,6 +24,7 @@
 
 template <typename T> struct kv_paged {
     static constexpr bool CONTIGUOUS = false;
+    static constexpr bool LANE_PAGES = false; /* the loader looks up each page a thread's rows enter */
     const T *k, *v;      /* the pools */
     const int32_t *table; /* [B][max_pages] */
     int hkv, d, max_pages;
@@ -40,6 +41,19 @@ template <typename T> struct kv_paged {
     __device__ __forceinline__ const T *k_row(int b, int h, int pos) const { return k + offset(b, h, pos); }
     __device__ __forceinline__ const T *v_row(int b, int h, int pos) const { return v + offset(b, h, pos); }
     __device__ __forceinline__ int run(int pos) const { return (1 << shift) - (pos & ((1 << shift) - 1)); }
+    /* element offset of row 0 of head h in logical page t of sequence b (0 past the table) */
+    __device__ __forceinline__ size_t page_base(int b, int h, int t) const
+    {
+        return t < max_pages ? offset(b, h, t << shift) : 0;
+    }
+};
+
+/* The same rows, a different loader for tiles that cross pages (split-paged-lanes): lane i of a
+ * warp reads the table entry of the tile's page i, and rows take their page's base by shuffle
+ * (decode_kernel.cuh). What it removes from kv_paged's loader: a test and a select per row, and
+ * the chain of dependent lookups (one per page, each behind the previous row's test). */
+template <typename T> struct kv_paged_lanes : kv_paged<T> {
+    static constexpr bool LANE_PAGES = true;
 };
 
 /* The pools through the table, for storage type T: the make_kv of stage
@@ -52,6 +66,10 @@ struct paged_of {
     {
         return kv_paged<T>{ (const T *)k, (const T *)v, table, hkv, d, max_pages, shift };
     }
+};
+/* ... with the lane loader */
+struct paged_lanes_of : paged_of {
+    template <typename T> kv_paged_lanes<T> get() const { return kv_paged_lanes<T>{ paged_of::get<T>() }; }
 };
 
 #endif

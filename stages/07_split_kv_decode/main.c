@@ -10,7 +10,7 @@
 int main(int argc, char **argv)
 {
     static const attn_impl_t *const impls[] = { &IMPL_GQA_PACKED, &IMPL_SPLIT_KV, &IMPL_SPLIT_TC, &IMPL_SPLIT_PAGED,
-                                                  &IMPL_SPLIT_TC_PAGED };
+                                                  &IMPL_SPLIT_PAGED_LANES, &IMPL_SPLIT_TC_PAGED };
     /* The stage's own options (cli.h, cli_opt_t). */
     static const cli_opt_t opts[] = {
         { "kv-heads", "G", 65536, "key/value heads (default --heads; must divide it)" },

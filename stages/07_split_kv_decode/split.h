@@ -167,6 +167,11 @@ double paged_decode_bytes(const attn_shape_t *s, const paged_geom_t *g, const in
  * split_partial_bytes(s, splits) bytes of device memory. */
 void paged_decode_gpu(const attn_shape_t *s, const paged_geom_t *g, const void *q, const void *kpool,
                       const void *vpool, const int32_t *table, void *o, const int *dev_lens, int splits, void *ws);
+/* The same with the lane loader for tiles that cross pages (split-paged-lanes,
+ * kv_pages.cuh's kv_paged_lanes): the same arithmetic, bit for bit. */
+void paged_lanes_decode_gpu(const attn_shape_t *s, const paged_geom_t *g, const void *q, const void *kpool,
+                            const void *vpool, const int32_t *table, void *o, const int *dev_lens, int splits,
+                            void *ws);
 /* paged_scatter_host on the GPU (device pointers). */
 void paged_scatter_gpu(const paged_geom_t *g, size_t nk, const int *dev_lens, const int32_t *dev_table,
                        const void *src, void *pool);
@@ -196,7 +201,7 @@ double paged_append_bytes(const paged_geom_t *g, const int *lens_in);
 void paged_tc_decode_gpu(const attn_shape_t *s, const paged_geom_t *g, const void *q, const void *kpool,
                          const void *vpool, const int32_t *table, void *o, const int *dev_lens, int splits, void *ws);
 
-extern const attn_impl_t IMPL_SPLIT_PAGED, IMPL_SPLIT_TC_PAGED;
+extern const attn_impl_t IMPL_SPLIT_PAGED, IMPL_SPLIT_PAGED_LANES, IMPL_SPLIT_TC_PAGED;
 /* The stage's option checks and the append's row after each table (main.c). */
 int split_validate(const attn_shape_t *s, char *why, size_t n);
 int paged_append_report(const attn_shape_t *s, int gpu);

@@ -328,6 +328,12 @@ static void paged_gpu(const attn_shape_t *s, const void *q, const void *k, const
     paged_gpu_n(s, q, o, ws, split_splits(s), paged_decode_gpu);
 }
 
+static void lanes_gpu(const attn_shape_t *s, const void *q, const void *k, const void *v, void *o, void *ws)
+{
+    (void)k; (void)v;
+    paged_gpu_n(s, q, o, ws, split_splits(s), paged_lanes_decode_gpu);
+}
+
 static void tc_paged_gpu(const attn_shape_t *s, const void *q, const void *k, const void *v, void *o, void *ws)
 {
     (void)k; (void)v;
@@ -360,6 +366,24 @@ static int paged_listed(const attn_shape_t *s) { return s->tune.page != 0; }
 const attn_impl_t IMPL_SPLIT_PAGED = {
     .name = "split-paged", .stage = "07", .rounding = 0, .ws_bytes = paged_ws, .model_bytes = paged_model,
     .supports = paged_supports, .cpu = paged_cpu, .gpu = GPU_FN(paged_gpu), .describe = paged_describe,
+    .tiles = paged_tiles, .prepare = paged_prepare, .listed = paged_listed,
+};
+
+/* split-paged-lanes: split-paged with the lane loader (kv_paged_lanes): the
+ * same kernel, split count and arithmetic, so the same CPU run and output. */
+static const char *lanes_describe(const attn_shape_t *s)
+{
+    static char buf[768];
+    snprintf(buf, sizeof buf,
+             "split-paged-lanes: %s; a tile that crosses pages (P < 64) reads its %d table entries once per warp, "
+             "one per lane, and each row takes its page by shuffle",
+             paged_describe(s) + strlen("split-paged: "), s->tune.page && s->tune.page < 64 ? 64 / (int)s->tune.page : 1);
+    return buf;
+}
+
+const attn_impl_t IMPL_SPLIT_PAGED_LANES = {
+    .name = "split-paged-lanes", .stage = "07", .rounding = 0, .ws_bytes = paged_ws, .model_bytes = paged_model,
+    .supports = paged_supports, .cpu = paged_cpu, .gpu = GPU_FN(lanes_gpu), .describe = lanes_describe,
     .tiles = paged_tiles, .prepare = paged_prepare, .listed = paged_listed,
 };
 
@@ -573,6 +597,12 @@ void paged_decode_gpu(const attn_shape_t *s, const paged_geom_t *g, const void *
 }
 void paged_tc_decode_gpu(const attn_shape_t *s, const paged_geom_t *g, const void *q, const void *kpool,
                          const void *vpool, const int32_t *table, void *o, const int *dev_lens, int splits, void *ws)
+{
+    paged_decode_gpu(s, g, q, kpool, vpool, table, o, dev_lens, splits, ws);
+}
+void paged_lanes_decode_gpu(const attn_shape_t *s, const paged_geom_t *g, const void *q, const void *kpool,
+                            const void *vpool, const int32_t *table, void *o, const int *dev_lens, int splits,
+                            void *ws)
 {
     paged_decode_gpu(s, g, q, kpool, vpool, table, o, dev_lens, splits, ws);
 }

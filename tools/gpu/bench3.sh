@@ -86,10 +86,10 @@ if [ "$MODE" = check ]; then
     bg "racecheck 07 split-tc(-paged) MQA P=16, 4 splits" racecheck_07_tc.log 90 env STF_NO_HWC=1 $S racecheck \
         $R --kernel split-tc,split-tc-paged --dtype bf16 --heads 32 --kv-heads 1 --batch 2 --seq-kv 300 \
         --varlen --page-size 16 --splits 4
-    bg "racecheck 07 split-paged P=16 d=64" racecheck_07_paged.log 90 env STF_NO_HWC=1 $S racecheck \
-        $R --kernel split-paged --dtype bf16 --heads 8 --kv-heads 2 --batch 3 --seq-kv 300 --dim 64 --varlen --page-size 16
+    bg "racecheck 07 split-paged(-lanes) P=16 d=64" racecheck_07_paged.log 90 env STF_NO_HWC=1 $S racecheck \
+        $R --kernel split-paged,split-paged-lanes --dtype bf16 --heads 8 --kv-heads 2 --batch 3 --seq-kv 300 --dim 64 --varlen --page-size 16
     bg "memcheck 07 paged P=16,256 varlen" memcheck_07.log 100 env STF_NO_HWC=1 bash -c "
-        for p in 16 256; do $S memcheck $R --kernel split-paged,split-tc-paged --dtype bf16 --heads 8 --kv-heads 2 \
+        for p in 16 256; do $S memcheck $R --kernel split-paged,split-paged-lanes,split-tc-paged --dtype bf16 --heads 8 --kv-heads 2 \
             --batch 3 --seq-kv 1000 --varlen --page-size \$p --splits 3 || exit; done"
     # FlashAttention's criterion (error against an fp32 reference at most 2x PyTorch's own
     # same-precision error) on all four kernels; the saved K/V are the logical (contiguous)
@@ -97,7 +97,7 @@ if [ "$MODE" = check ]; then
     # takes every sequence at the full length.
     bg "FA 2x-PyTorch: 5 decode shapes x 4 kernels" fa_check.log 105 env STF_NO_HWC=1 bash -c "
         set -e
-        K='--kernel split,split-tc,split-paged,split-tc-paged'
+        K='--kernel split,split-tc,split-paged,split-paged-lanes,split-tc-paged'
         i=0
         for c in '--dtype bf16 --dim 128 --heads 32 --kv-heads 4 --batch 2 --seq-kv 3001 --page-size 16' \\
                  '--dtype fp16 --dim 64 --heads 32 --kv-heads 1 --batch 2 --seq-kv 2000 --page-size 64' \\
@@ -107,7 +107,7 @@ if [ "$MODE" = check ]; then
             i=\$((i + 1)); echo \"case \$i: \$c\"
             $R \$K \$c --save-npy $RESULTS/npy_\$i >/dev/null
         done
-        I='--impl split --impl split-tc --impl split-paged --impl split-tc-paged'
+        I='--impl split --impl split-tc --impl split-paged --impl split-paged-lanes --impl split-tc-paged'
         python3 tools/torch_attention.py --check $RESULTS/npy_? \$I
         python3 tools/torch_attention.py --check-broken $RESULTS/npy_1 --impl split-tc-paged
         rm -rf $RESULTS/npy_?"
@@ -117,7 +117,7 @@ if [ "$MODE" = check ]; then
             $R --dtype bf16 --heads 32 --kv-heads 8 --batch 4 --seq-kv 5001 --varlen --page-size \$p; done
         $R --kernel split-tc,split-tc-paged --dtype bf16 --heads 48 --kv-heads 1 --batch 2 --seq-kv 1000 --page-size 32
         $R --kernel split-tc,split-tc-paged --dtype fp16 --dim 64 --heads 32 --kv-heads 1 --batch 2 --seq-kv 5000 --page-size 128
-        $R --kernel split-paged --dtype fp32 --dim 96 --heads 16 --kv-heads 1 --batch 3 --seq-kv 2001 --varlen --page-size 16
+        $R --kernel split-paged,split-paged-lanes --dtype fp32 --dim 96 --heads 16 --kv-heads 1 --batch 3 --seq-kv 2001 --varlen --page-size 16
         $R --dtype bf16 --heads 8 --kv-heads 8 --batch 3 --seq-kv 1 --page-size 16
         ! $R --kernel split-tc --dtype fp32 --heads 8 --kv-heads 2 --seq-kv 100"
     # Nsight Compute: its sections, and a fallback profile of split-tc at MQA B = 8, 32k should the
@@ -132,7 +132,7 @@ if [ "$MODE" = check ]; then
     cat "$RESULTS"/*.log.rc >>"$STEPS"
     grep -hE "PASSED|FAILED|SKIPPED|ERROR SUMMARY|RACECHECK SUMMARY|worst|must|PASS$|FAIL$" \
         "$RESULTS"/*.log >"$RESULTS/tests_summary.txt" 2>&1
-    grep -hE " (split|split-tc|split-paged|split-tc-paged) gpu |^append" "$RESULTS/programs.log" |
+    grep -hE " (split|split-tc|split-paged|split-paged-lanes|split-tc-paged) gpu |^append" "$RESULTS/programs.log" |
         awk '{print $2, $NF}' | sort | uniq -c >>"$RESULTS/tests_summary.txt"
     echo "ncu sections: $(cat "$RESULTS/ncu_args.txt")" >>"$RESULTS/tests_summary.txt"
     finish
@@ -160,7 +160,7 @@ step "torch flash/cudnn, six shapes" 22 torch.log env PYTHONUNBUFFERED=1 \
 # 2. the six shapes, split and split-tc (GQA with the paged kernels at P = 64 in the same run)
 for s in "32 8 32768" "8 8 32768 64" "1 8 32768" "32 1 131072" "8 1 131072 64" "1 1 131072"; do
     set -- $s
-    if [ $# -eq 4 ]; then k=(--kernel split,split-tc,split-paged,split-tc-paged --page-size "$4")
+    if [ $# -eq 4 ]; then k=(--kernel split,split-tc,split-paged,split-paged-lanes,split-tc-paged --page-size "$4")
     else k=(--kernel split,split-tc); fi
     step "07 Hkv=$1 B=$2 Nk=$3 ${4:+P=$4}" 9 bench.log $P "${A[@]}" "${k[@]}" --kv-heads "$1" --batch "$2" --seq-kv "$3"
 done
@@ -180,10 +180,10 @@ for kv in 16 4 2; do
 done
 # 5. page sizes against contiguous on the same shape (GQA B = 8, 32k; P = 64 is step 2's)
 for p in 16 256 32 128; do
-    step "07 paged P=$p B=8 Nk=32768" 7 page.log $P "${A[@]}" --kernel split,split-tc,split-paged,split-tc-paged \
+    step "07 paged P=$p B=8 Nk=32768" 7 page.log $P "${A[@]}" --kernel split,split-tc,split-paged,split-paged-lanes,split-tc-paged \
         --kv-heads 8 --batch 8 --seq-kv 32768 --page-size $p
 done
-step "07 paged P=16 B=1 Nk=131072" 8 page.log $P "${A[@]}" --kernel split,split-tc,split-paged,split-tc-paged \
+step "07 paged P=16 B=1 Nk=131072" 8 page.log $P "${A[@]}" --kernel split,split-tc,split-paged,split-paged-lanes,split-tc-paged \
     --kv-heads 8 --batch 1 --seq-kv 131072 --page-size 16
 # 5b. the short cache where split-tc-paged lost 6.5% to its twin through split_gpu.cu's combine
 # (note 07b); it now has split-tc's combine
@@ -192,7 +192,7 @@ step "07 length B=1 Nk=32768" 6 length.log env STF_NO_HWC=1 $P "${A[@]}" --kerne
 # 5c. Nsight Compute on the CUDA-core kernel at P = 16 (B = 8, 32k), contiguous then paged, the
 # decode kernel and its combine each: what the paged loader's four lookups per tile cost
 # shellcheck disable=SC2086
-for k in split split-paged; do
+for k in split split-paged split-paged-lanes; do
     step "ncu $k P=16 B=8 32k" 20 ncu_p16.log env STF_NO_HWC=1 ncu \
         --kernel-name regex:'decode_kernel|combine_kernel' --launch-skip 0 --launch-count 2 $sec \
         $P --device gpu --dim 128 --dtype bf16 --heads 32 --kv-heads 8 --batch 8 --seq-kv 32768 \
@@ -246,10 +246,11 @@ print("g sweep (B 8, Nk 32768, Hq 32): g split split-tc")
 for kv in (32, 16, 8, 4, 2, 1):
     s, t = ours("split", kv, 8, 32768), ours("split-tc", kv, 8, 32768)
     print("  g=%-3d %7s %8s" % (32 // kv, s["kv_gbps"] if s else "-", t["kv_gbps"] if t else "-"))
-print("pages (Hkv 8): B Nk P  split-paged/split  split-tc-paged/split-tc")
+print("pages (Hkv 8): B Nk P  split-paged/split  split-paged-lanes/split  split-tc-paged/split-tc")
 for b, n in ((8, 32768), (1, 131072)):
     for p in (16, 32, 64, 128, 256):
         sp, tp = ours("split-paged", 8, b, n, p), ours("split-tc-paged", 8, b, n, p)
+        lp = ours("split-paged-lanes", 8, b, n, p)
         if not (sp or tp):
             continue
         # the contiguous rows of the same run: the row just before in the CSV
@@ -262,7 +263,8 @@ for b, n in ((8, 32768), (1, 131072)):
         cs, ct = contig("split", sp) if sp else None, contig("split-tc", tp) if tp else None
         q = lambda a, c: "%s/%s = %.3f" % (a["kv_gbps"], c["kv_gbps"], float(a["kv_gbps"]) / float(c["kv_gbps"])) \
             if a and c else "-"
-        print("  %d %6d %3d  %-24s %-24s" % (b, n, p, q(sp, cs), q(tp, ct)))
+        cl = contig("split", lp) if lp else None
+        print("  %d %6d %3d  %-24s %-24s %-24s" % (b, n, p, q(sp, cs), q(lp, cl), q(tp, ct)))
 EOF
 grep -h "^append" "$RESULTS"/bench.log "$RESULTS"/page.log >>"$RESULTS/table.txt" 2>/dev/null
 [ -s "$RESULTS/unsplit.csv" ] && awk -F, 'NR == 1 { for (i = 1; i <= NF; i++) c[$i] = i; print "unsplit (--splits 1): impl Hkv B Nk tiles ms GB/s"; next }
