@@ -75,16 +75,17 @@ static size_t broken_row(const gqa_kv_rows_t *r, size_t b, size_t kvh, size_t po
     return (((size_t)c->page * (size_t)g->hkv + kvh) * (size_t)g->P + in_page) * (size_t)g->d;
 }
 
-/* The GPU loader run_paged uses: split-paged's (a lookup per page a thread's
- * rows enter) or split-paged-lanes' (a lookup per lane, shared by shuffle). */
+/* A GPU loader: paged_decode_gpu (split-paged: a lookup per page a thread's
+ * rows enter) or paged_lanes_decode_gpu (split-paged-lanes: a lookup per
+ * lane, shared by shuffle). */
 typedef void paged_launch_fn(const attn_shape_t *s, const paged_geom_t *g, const void *q, const void *kpool,
                              const void *vpool, const int32_t *table, void *o, const int *dev_lens, int splits,
                              void *ws);
-static paged_launch_fn *gpu_loader = paged_decode_gpu;
 
-/* The paged decode of p on h (CPU through a ledger, or GPU), into o. */
-static void run_paged(const attn_problem_t *p, const paged_host_t *h, int gpu, const int *lens, int splits, void *o,
-                      ledger_t *lg_out, int broken_offset)
+/* The paged decode of p on h (CPU through a ledger, or GPU through
+ * gpu_loader), into o. */
+static void run_paged_with(paged_launch_fn *gpu_loader, const attn_problem_t *p, const paged_host_t *h, int gpu,
+                           const int *lens, int splits, void *o, ledger_t *lg_out, int broken_offset)
 {
     const attn_shape_t *s = &p->s;
     const size_t es = dtype_size(s->dt), qb = (size_t)attn_q_elems(s) * es, pool = paged_pool_bytes(&h->g);
@@ -125,6 +126,12 @@ static void run_paged(const attn_problem_t *p, const paged_host_t *h, int gpu, c
     gpu_d2h(o, dout, qb);
     gpu_free(dq); gpu_free(dk); gpu_free(dv); gpu_free(dout); gpu_free(dt); gpu_free(dl); gpu_free(ws);
 }
+/* ... with split-paged's loader */
+static void run_paged(const attn_problem_t *p, const paged_host_t *h, int gpu, const int *lens, int splits, void *o,
+                      ledger_t *lg_out, int broken_offset)
+{
+    run_paged_with(paged_decode_gpu, p, h, gpu, lens, splits, o, lg_out, broken_offset);
+}
 
 /* The contiguous split decode of p (CPU or GPU), the paged one's twin. */
 static void run_contig(const attn_problem_t *p, int gpu, const int *lens, int splits, void *o)
@@ -158,10 +165,10 @@ static void equals_contig(int gpu)
                 for (int i = 0; i < 5; i++)
                     for (int run = 0; run < 2 * (gpu ? 2 : 1); run++) { /* seeds 1, 2; GPU: both loaders */
                         const uint64_t seed = 1 + (uint64_t)(run & 1);
-                        gpu_loader = run < 2 ? paged_decode_gpu : paged_lanes_decode_gpu;
                         paged_host_t h;
                         paged_make(&h, &p, PS[i], lens6, seed * 7919u + (uint64_t)i);
-                        run_paged(&p, &h, gpu, lens6, S, op, NULL, 0);
+                        run_paged_with(run < 2 ? paged_decode_gpu : paged_lanes_decode_gpu, &p, &h, gpu, lens6, S,
+                                       op, NULL, 0);
                         attn_check_t c;
                         const double ratio = attn_check_all(&p, op, 0, &c);
                         const int same = memcmp(op, oc, ob) == 0;
@@ -184,7 +191,6 @@ static void equals_contig(int gpu)
             free(op);
             attn_problem_free(&p);
         }
-    gpu_loader = paged_decode_gpu;
     /* every case ran: never vacuous (heads x dtypes, splits, P, seeds, GPU: loaders) */
     assert_int_equal(compared, (small_mode() ? 1 : 5 * 2) * max_splits * 5 * 2 * (gpu ? 2 : 1));
     print_message("%s: %ld paged runs bit-identical to the contiguous split%s, worst error/tolerance %.3g\n",
