@@ -11,14 +11,7 @@
  * that crosses pages (P < 64), all served by L1/L2; HBM sees the table once,
  * 4 B max_pages bytes.
  *
- * The next step, split-paged-lanes (kv_paged_lanes): the same kernel with a
- * leaner loader for tiles that cross pages. Nsight Compute found split-paged
- * at P = 16 latency-bound with 20% more instructions than contiguous, and
- * its SASS puts them in that loader (notes/07b_paged_kv.md): a test, a
- * select and a chain of lookups per row. Here lane i of each warp reads the
- * entry of the tile's page i and the rows take it by shuffle; the bytes and
- * the arithmetic are unchanged, so is the output, bit for bit.
- * Run it with --kernel split-paged,split-paged-lanes --page-size 16.
+ * The next step, split-paged-lanes, is paged_lanes.cu.
  *
  * Also here: the scatter that builds the pools from a contiguous cache (the
  * benchmark's setup, untimed) and the append kernel (one token per
@@ -27,40 +20,13 @@
  * Run: build/bin/07_split_kv_decode --seq-kv 32768 --batch 8 --heads 32 --kv-heads 8 --dim 128 --dtype bf16 --page-size 16 */
 #include "gpu.h"
 #include "split.h"
-#include "../06_gqa_attention/decode_kernel.cuh"
-#include "kv_pages.cuh"
-#include "split_epi.cuh"
-
-/* The two loaders (kv_pages.cuh): Of = paged_of (a lookup per page a thread's
- * rows enter) or paged_lanes_of (a lookup per lane, shared by shuffle). */
-template <typename Of>
-static void paged_run(const attn_shape_t *s, const paged_geom_t *g, const void *q, const void *kpool,
-                      const void *vpool, const int32_t *table, void *o, const int *dev_lens, int splits, void *ws)
-{
-    Of kv;
-    static_cast<paged_of &>(kv) = paged_of{ kpool, vpool, table, g->hkv, g->d, g->max_pages, g->shift };
-    const int hpb = gqa_packed_hpb(s);
-    if (splits <= 1) { /* one split: stage 06's epilogue writes O */
-        const dec_write_o epi = { o };
-        (void)dec_run_kv(s, q, kv, hpb, dev_lens, epi, 1); /* a refusal leaves O poisoned: the check fails */
-        return;
-    }
-    split_two_pass(s, splits, ws, o, [&](float *pm, float *pl, float *po) {
-        return dec_run_kv(s, q, kv, hpb, dev_lens, split_partial_epi_of(s, splits, pm, pl, po), splits);
-    }, split_combine_gpu);
-}
+#include "paged_run.cuh"
 
 extern "C" void paged_decode_gpu(const attn_shape_t *s, const paged_geom_t *g, const void *q, const void *kpool,
                                  const void *vpool, const int32_t *table, void *o, const int *dev_lens, int splits,
                                  void *ws)
 {
     paged_run<paged_of>(s, g, q, kpool, vpool, table, o, dev_lens, splits, ws);
-}
-extern "C" void paged_lanes_decode_gpu(const attn_shape_t *s, const paged_geom_t *g, const void *q,
-                                       const void *kpool, const void *vpool, const int32_t *table, void *o,
-                                       const int *dev_lens, int splits, void *ws)
-{
-    paged_run<paged_lanes_of>(s, g, q, kpool, vpool, table, o, dev_lens, splits, ws);
 }
 
 /* ---- building the pools (setup) */
