@@ -15,8 +15,7 @@ template <typename Of>
 static void paged_run(const attn_shape_t *s, const paged_geom_t *g, const void *q, const void *kpool,
                       const void *vpool, const int32_t *table, void *o, const int *dev_lens, int splits, void *ws)
 {
-    Of kv;
-    static_cast<paged_of &>(kv) = paged_of{ kpool, vpool, table, g->hkv, g->d, g->max_pages, g->shift };
+    const Of kv{ paged_of{ kpool, vpool, table, g->hkv, g->d, g->max_pages, g->shift } }; /* paged_lanes_of: its base */
     const int hpb = gqa_packed_hpb(s);
     if (splits <= 1) { /* one split: stage 06's epilogue writes O */
         const dec_write_o epi = { o };

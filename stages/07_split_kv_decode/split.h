@@ -167,9 +167,9 @@ double paged_decode_bytes(const attn_shape_t *s, const paged_geom_t *g, const in
  * split_partial_bytes(s, splits) bytes of device memory. */
 void paged_decode_gpu(const attn_shape_t *s, const paged_geom_t *g, const void *q, const void *kpool,
                       const void *vpool, const int32_t *table, void *o, const int *dev_lens, int splits, void *ws);
-/* The same with the lane loader for tiles that cross pages (split-paged-lanes,
- * paged_lanes.cu;
- * kv_pages.cuh's kv_paged_lanes): the same arithmetic, bit for bit. */
+/* The same with the lane loader for tiles that cross pages (split-paged-lanes:
+ * paged_lanes.cu, kv_pages.cuh's kv_paged_lanes): the same arithmetic, so the
+ * same output, bit for bit. */
 void paged_lanes_decode_gpu(const attn_shape_t *s, const paged_geom_t *g, const void *q, const void *kpool,
                             const void *vpool, const int32_t *table, void *o, const int *dev_lens, int splits,
                             void *ws);
