@@ -596,6 +596,22 @@ static void test_program_cpu(void **state)
         assert_non_null(strstr(out, "split-paged cpu"));
         assert_null(strstr(out, "n/a"));
     }
+    /* every implementation of the stage, asked for by name, runs and has its row:
+     * main() once listed six and counted five, so split-tc-paged was
+     * "no implementation named" on every machine */
+    static const attn_impl_t *const all[] = { &IMPL_GQA_PACKED, &IMPL_SPLIT_KV, &IMPL_SPLIT_TC,
+                                              &IMPL_SPLIT_PAGED, &IMPL_SPLIT_PAGED_LANES, &IMPL_SPLIT_TC_PAGED };
+    for (size_t i = 0; i < sizeof all / sizeof *all; i++) {
+        char args[200], row[64];
+        snprintf(args, sizeof args, "--device cpu --iters 1 --warmup 0 --seq-kv 300 --heads 4 --kv-heads 2 "
+                 "--page-size 16 --kernel %s", all[i]->name);
+        snprintf(row, sizeof row, " %s cpu ", all[i]->name);
+        const int rc = attn_run_prog("07_split_kv_decode", args, "2>&1", out, sizeof out);
+        print_message("--kernel %s -> %d\n", all[i]->name, rc);
+        assert_int_equal(rc, 0);
+        assert_non_null(strstr(out, row));
+        assert_null(strstr(out, "FAILED"));
+    }
     /* only the paged one, chosen: it runs */
     assert_int_equal(attn_run_prog("07_split_kv_decode",
                                    "--device cpu --seq-kv 300 --heads 4 --kv-heads 2 --iters 1 --page-size 256 "

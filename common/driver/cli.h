@@ -14,6 +14,11 @@
 extern "C" {
 #endif
 
+/* The entries of a static array: a stage's main() counts its implementations
+ * and options with it, so an entry added to the list is never left out of
+ * the count (stage 07 once listed six and ran five). */
+#define STF_LEN(a) ((int)(sizeof(a) / sizeof((a)[0])))
+
 typedef enum { DEV_AUTO = 0, DEV_CPU = 1, DEV_GPU = 2 } device_sel_t;
 
 /* Longest path accepted for --csv, --save-npy and --load-npy: the drivers

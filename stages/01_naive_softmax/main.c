@@ -10,7 +10,7 @@ int main(int argc, char **argv)
     const softmax_stage_t st = {
         .prog = "01_naive_softmax",
         .summary = "stage 01, naive softmax y = e^x / sum e^x, against a copy (the floor)",
-        .impls = impls, .nimpls = 2, .own = 1,
+        .impls = impls, .nimpls = STF_LEN(impls), .own = 1,
     };
     return softmax_stage_main(&st, argc, argv);
 }

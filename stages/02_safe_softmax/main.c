@@ -12,7 +12,7 @@ int main(int argc, char **argv)
     const softmax_stage_t st = {
         .prog = "02_safe_softmax",
         .summary = "stage 02, safe softmax (subtract the row max), and with the row on chip, against stage 01's naive softmax",
-        .impls = impls, .nimpls = 3, .own = 1,
+        .impls = impls, .nimpls = STF_LEN(impls), .own = 1,
     };
     return softmax_stage_main(&st, argc, argv);
 }

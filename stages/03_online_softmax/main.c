@@ -17,7 +17,7 @@ int main(int argc, char **argv)
         .prog = "03_online_softmax",
         .summary = "stage 03, online softmax, the row on chip (one SM, or a cluster), rows split across blocks; "
                    "against stage 02's safe softmax",
-        .impls = impls, .nimpls = 8, .own = 2,
+        .impls = impls, .nimpls = STF_LEN(impls), .own = 2,
     };
     return softmax_stage_main(&st, argc, argv);
 }

@@ -13,7 +13,7 @@ int main(int argc, char **argv)
     const attn_stage_t st = {
         .prog = "04_one_pass_attention",
         .summary = "stage 04, one-pass attention against standard attention (S and P in memory)",
-        .impls = impls, .nimpls = 3, .own = 2, .dims = ATTN04_DIMS,
+        .impls = impls, .nimpls = STF_LEN(impls), .own = 2, .dims = ATTN04_DIMS,
     };
     return attention_stage_main(&st, argc, argv);
 }

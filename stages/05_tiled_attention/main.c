@@ -12,11 +12,10 @@
 
 int main(int argc, char **argv)
 {
-    const attn_impl_t *impls[32] = {
+    static const attn_impl_t *const impls[] = {
         &IMPL_ATTN_STANDARD, &IMPL_ATTN_ONE_PASS, &IMPL_ATTN_FA1, &IMPL_ATTN_FA2,
         &IMPL_ATTN_FA2_REGTILE, &IMPL_ATTN_FA2_REGTILE128,
     };
-    const int n = 6;
     /* The stage's own options (cli.h, cli_opt_t): the K/V heads the fp32
      * kernels index (stage 06 builds on that) and the tiles. */
     static const cli_opt_t opts[] = {
@@ -28,7 +27,7 @@ int main(int argc, char **argv)
     const attn_stage_t st = {
         .prog = "05_tiled_attention",
         .summary = "stage 05, tiled attention: FlashAttention-1 and -2 loop orders against stage 04",
-        .impls = impls, .nimpls = n, .own = 2, .opts = opts, .nopts = 4,
+        .impls = impls, .nimpls = STF_LEN(impls), .own = 2, .opts = opts, .nopts = STF_LEN(opts),
     };
     /* Tiles that cannot fit in --sram are bad input (exit 2), whatever the
      * shape: checked before the driver runs anything. A parse error is left

@@ -19,7 +19,7 @@ int main(int argc, char **argv)
         .prog = "05b_tensor_cores",
         .summary = "stage 05b, FlashAttention-2 on tensor cores (mma.sync): a ladder of kernels, "
                    "one change apart, against stage 05's fp32 kernel and standard attention",
-        .impls = impls, .nimpls = n, .own = 2, .opts = opts, .nopts = 1,
+        .impls = impls, .nimpls = n, .own = 2, .opts = opts, .nopts = STF_LEN(opts),
         .dtype_default = DT_BF16, /* the tensor cores take fp16 and bf16 */
     };
     return attention_stage_main(&st, argc, argv);

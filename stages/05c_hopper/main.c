@@ -26,7 +26,7 @@ int main(int argc, char **argv)
         .prog = "05c_hopper",
         .summary = "stage 05c, FlashAttention on Hopper (wgmma, TMA, mbarrier, warp specialization): a ladder of "
                    "kernels, one change apart, against stage 05b's best mma.sync rung",
-        .impls = impls, .nimpls = n, .own = prev, .opts = opts, .nopts = 1,
+        .impls = impls, .nimpls = n, .own = prev, .opts = opts, .nopts = STF_LEN(opts),
         .dtype_default = DT_BF16, /* wgmma takes fp16 and bf16 */
     };
     return attention_stage_main(&st, argc, argv);

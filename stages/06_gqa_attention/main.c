@@ -19,7 +19,7 @@ int main(int argc, char **argv)
         .prog = "06_gqa_attention",
         .summary = "stage 06, MQA/GQA: replicated K/V (repeat_kv + stage 05's kernel) vs indexing the K/V head vs "
                    "packing a group",
-        .impls = impls, .nimpls = 3, .own = 1, .opts = opts, .nopts = 3,
+        .impls = impls, .nimpls = STF_LEN(impls), .own = 1, .opts = opts, .nopts = STF_LEN(opts),
     };
     const attn_stage_ext_t ext = { .read_ceiling_gbps = gqa_read_ceiling_gbps };
     return attention_stage_main_ext(&st, &ext, argc, argv);

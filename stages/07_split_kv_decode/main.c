@@ -23,7 +23,7 @@ int main(int argc, char **argv)
     const attn_stage_t st = {
         .prog = "07_split_kv_decode",
         .summary = "stage 07, split-KV decoding (partial states merged with stage 04's merge) vs stage 06's packed decode",
-        .impls = impls, .nimpls = 5, .own = 1, .opts = opts, .nopts = 6,
+        .impls = impls, .nimpls = STF_LEN(impls), .own = 1, .opts = opts, .nopts = STF_LEN(opts),
         .decode_default = 1, /* split-KV is a decode method: Nq = 1 unless told otherwise */
     };
     const attn_stage_ext_t ext = { gqa_read_ceiling_gbps, split_validate, paged_append_report };

@@ -39,7 +39,15 @@ finish() {
     cat "$STEPS"
     [ -s "$RESULTS/table.txt" ] && cat "$RESULTS/table.txt"
     [ -s "$RESULTS/tests_summary.txt" ] && cat "$RESULTS/tests_summary.txt"
-    return 0
+    # a failed step fails the round (exit 1): the summary alone once
+    # reported a round whose paged steps had all died at once as done.
+    # Steps skipped for time are counted, not failed (the slice says how far
+    # the sweeps go).
+    local nf ns
+    nf=$(grep -cE 'rc=[1-9]' "$STEPS")
+    ns=$(grep -c 'skipped' "$STEPS")
+    if [ "$nf" -gt 0 ]; then echo "bench3 $MODE: FAILED: $nf steps failed, $ns skipped for time"; return 1; fi
+    echo "bench3 $MODE: no step failed, $ns skipped for time"
 }
 trap 'log_step "script" "stopped by a signal at $((SECONDS - T0)) s"; finish; exit 143' TERM INT
 
@@ -136,7 +144,7 @@ if [ "$MODE" = check ]; then
         awk '{print $2, $NF}' | sort | uniq -c >>"$RESULTS/tests_summary.txt"
     echo "ncu sections: $(cat "$RESULTS/ncu_args.txt")" >>"$RESULTS/tests_summary.txt"
     finish
-    exit 0
+    exit
 fi
 
 # ---- MODE=bench: alone on the GPU, one step after another ----
@@ -271,4 +279,4 @@ grep -h "^append" "$RESULTS"/bench.log "$RESULTS"/page.log >>"$RESULTS/table.txt
     { print "  " $c["impl"], $c["kv_heads"], $c["batch"], $c["seq_kv"], $c["tiles"], $c["time_ms"], $c["kv_gbps"], $c["ok"] }' \
     "$RESULTS/unsplit.csv" >>"$RESULTS/table.txt"
 finish
-exit 0
+exit
