@@ -173,7 +173,7 @@ if has checks; then
     for name in "${jobs_started[@]}"; do
         rc=$(cat "$C/$name.rc" 2>/dev/null || echo 1)
         case $name in
-        tests) extra="$(grep -c '^=== .*: exit 0$' "$C/tests.log") of $(grep -c '^=== ' "$C/tests.log") test programs passed; $(grep -c '^\[  SKIPPED \]' "$C/tests.log") tests skipped" ;;
+        tests) extra="$(grep -c '^=== .*: exit 0$' "$C/tests.log") of $(grep -c '^=== ' "$C/tests.log") test programs passed; $(awk '/^\[  SKIPPED \] [0-9]+ test/ { n += $4 } END { print n + 0 }' "$C/tests.log") tests skipped" ;;
         memcheck_tests | racecheck) extra="$(grep -c -E 'ERROR SUMMARY: 0 errors|RACECHECK SUMMARY: 0 hazards' "$C/$name.log") runs clean of $(grep -c '^=== ' "$C/$name.log"), $(count '^sanitize_gpu: no CUDA call' "$C/$name.log") without CUDA calls; last: $(errsum "$C/$name.log")" ;;
         memcheck_bench) extra="$(count 'ERROR SUMMARY: 0 errors' "$C/memcheck_bench/bench.log") runs clean, $(count '^sanitize_gpu: no CUDA call' "$C/memcheck_bench/bench.log") without CUDA calls, $(count '^FAILED' "$C/memcheck_bench/bench.log") failed; $(grep -m1 -o '^bench: [0-9]* stages' "$C/memcheck_bench.log" | cut -d' ' -f2-)${BENCH_ONLY:+, only those BENCH_ONLY='$BENCH_ONLY' picks}" ;;
         fa_accuracy) extra=$(tail -n 1 "$C/fa_accuracy.log") ;;
