@@ -60,7 +60,7 @@ if [ -s "$f" ] && grep -q -- '-paged,' "$f"; then
     shape=$(awk -F, -v I="$(col "$f" impl)" -v B="$(col "$f" batch)" -v K="$(col "$f" kv_heads)" \
         -v N="$(col "$f" seq_kv)" 'NR > 1 && $I ~ /-paged$/ { print $B, $K, $N; exit }' "$f")
     read -r pb pk pn <<<"${PAGE_SHAPE:-$shape}"
-    for impl in split-paged split-tc-paged; do
+    for impl in split-paged split-paged-lanes split-tc-paged; do
         awk -F, -v impl="$impl" -v pb="$pb" -v pk="$pk" -v pn="$pn" -v I="$(col "$f" impl)" -v B="$(col "$f" batch)" \
             -v K="$(col "$f" kv_heads)" -v N="$(col "$f" seq_kv)" -v H="$(col "$f" heads)" -v TI="$(col "$f" tiles)" \
             -v G="$(col "$f" kv_gbps)" -v MS="$(col "$f" time_ms)" -v MB="$(col "$f" measured_mb)" \
@@ -71,7 +71,7 @@ if [ -s "$f" ] && grep -q -- '-paged,' "$f"; then
                 p = $TI; sub(/.*:p/, "", p)
                 if (seen[p]++) next
                 print p, $G, last, ($MB ~ num ? $MB : "NaN"), $G * $MS }
-            BEGIN { base = impl; sub(/-paged$/, "", base) }' "$f" | sort -n >"$DIR/page_$impl.dat"
+            BEGIN { base = impl; sub(/-paged(-lanes)?$/, "", base) }' "$f" | sort -n >"$DIR/page_$impl.dat"
     done
     info=$(awk -F, -v N="$(col "$f" device_name)" -v T="$(col "$f" date)" -v C="$(col "$f" commit)" \
                -v DT="$(col "$f" dtype)" -v d="$(col "$f" dim)" -v H="$(col "$f" heads)" -v pb="$pb" -v pk="$pk" -v pn="$pn" '

@@ -21,6 +21,7 @@ set ylabel "GB/s of K/V read (each byte once)"
 set yrange [0:*]
 plot dir.'/page_split-paged.dat' using 1:3 with lines lw 1 dt 2 lc 1 title "07 split (contiguous)", \
      dir.'/page_split-paged.dat' using 1:2 with linespoints lw 2 pt 7 lc 1 title "07 split-paged", \
+     dir.'/page_split-paged-lanes.dat' using 1:2 with linespoints lw 2 pt 5 lc 3 title "07 split-paged-lanes", \
      dir.'/page_split-tc-paged.dat' using 1:3 with lines lw 1 dt 2 lc 2 title "07 split-tc (contiguous)", \
      dir.'/page_split-tc-paged.dat' using 1:2 with linespoints lw 2 pt 7 lc 2 title "07 split-tc-paged"
 set title "paged / contiguous (same run)"
@@ -29,6 +30,7 @@ set yrange [0.5:1.1]
 set arrow 1 from 64, 0.95 to 340, 0.95 nohead dt 3 lc rgb "red"
 set arrow 2 from 12, 0.85 to 20, 0.85 nohead dt 3 lc rgb "red"
 plot dir.'/page_split-paged.dat' using 1:($2 / $3) with linespoints lw 2 pt 7 lc 1 title "split-paged / split", \
+     dir.'/page_split-paged-lanes.dat' using 1:($2 / $3) with linespoints lw 2 pt 5 lc 3 title "split-paged-lanes / split", \
      dir.'/page_split-tc-paged.dat' using 1:($2 / $3) with linespoints lw 2 pt 7 lc 2 title "split-tc-paged / split-tc"
 unset arrow 1
 unset arrow 2
@@ -36,6 +38,7 @@ set title "DRAM bytes measured / K/V bytes"
 set ylabel "bytes read per K/V byte"
 set yrange [0:*]
 plot dir.'/page_split-paged.dat' using 1:($4 / $5) with linespoints lw 2 pt 7 lc 1 title "split-paged", \
+     dir.'/page_split-paged-lanes.dat' using 1:($4 / $5) with linespoints lw 2 pt 5 lc 3 title "split-paged-lanes", \
      dir.'/page_split-tc-paged.dat' using 1:($4 / $5) with linespoints lw 2 pt 7 lc 2 title "split-tc-paged", \
      1 with lines lw 1 dt 2 lc rgb "black" title "each byte once"
 unset multiplot
