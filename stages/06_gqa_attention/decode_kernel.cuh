@@ -14,11 +14,11 @@
  *                     query row `row`, column c (here: O / L to the output).
  *
  * And it reads K/V rows through a row policy KV (kv_source.cuh): kv_contig
- * (the default, [B][Hkv][Nk][d]) or stage 07's kv_paged (pages through a
- * block table). The tile loader asks kv.run(j0) whether the tile's rows are
+ * (the default, [B][Hkv][Nk][d]) or stage 07's kv_paged, kv_paged_lanes (a block table).
+ * The tile loader asks kv.run(j0) whether the tile's rows are
  * one contiguous block (always, for kv_contig; within a page, for kv_paged)
- * and then addresses rows from one base pointer; otherwise (a tile across
- * pages) each thread asks once per page its rows enter.
+ * and then addresses rows from one base pointer; otherwise (a tile across pages) each
+ * thread asks once per page its rows enter, or with LANE_PAGES lane i reads page i.
  *
  * Grid: (query-head blocks, batch, whatever Epi indexes by blockIdx.z). A
  * block serves hpb query heads that share one K/V head (hpb = 1: indexed, or

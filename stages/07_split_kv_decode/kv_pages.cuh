@@ -15,8 +15,8 @@
  * P is a power of two (16 ... 256), so / and % are a shift and a mask. The
  * kernel asks run(j0) for a tile's first key: a 64-key tile inside a page
  * (P >= 64: always, tiles start at multiples of 64) is one block of rows, one
- * table read per thread per tile; in a tile that crosses pages (P < 64) a
- * thread reads the table once per page its rows enter (64 / P times). */
+ * table read per thread per tile; in a tile that crosses pages (P < 64) a thread reads
+ * the table once per page its rows enter (64 / P times); kv_paged_lanes: once a warp. */
 #ifndef STF_STAGE07_KV_PAGES_CUH
 #define STF_STAGE07_KV_PAGES_CUH
 

@@ -346,19 +346,27 @@ static const char *paged_tiles(const attn_shape_t *s, int gpu)
     return fmt("%s:p%zu", split_tiles(s, gpu), s->tune.page);
 }
 
-static const char *paged_describe(const attn_shape_t *s)
+/* The line under the table for both CUDA-core loaders: NAME, the layout
+ * and the table's bytes, then the loader's own clause. */
+static const char *paged_describe_as(const attn_shape_t *s, const char *name, const char *loader, char *buf,
+                                     size_t n)
 {
-    static char buf[640];
     paged_geom_t g;
     paged_geom_of(s, &g);
     const double lookups = paged_model(s) - split_model(s);
-    snprintf(buf, sizeof buf,
-             "split-paged: the split's kernel and split count, K/V read through a block table: pages of %d tokens "
+    snprintf(buf, n,
+             "%s: the split's kernel and split count, K/V read through a block table: pages of %d tokens "
              "[%d pages][Hkv %d][%d][d %d] per pool (%d held + %d free, seeded random order), table %d x %d int32; "
-             "table reads (model) %.4g KB = %.3f%% of the K/V bytes",
-             g.P, g.num_pages, g.hkv, g.P, g.d, g.used, g.num_pages - g.used, g.B, g.max_pages, lookups / 1e3,
-             100.0 * lookups / attn_kv_bytes_once(s));
+             "table reads (model) %.4g KB = %.3f%% of the K/V bytes%s",
+             name, g.P, g.num_pages, g.hkv, g.P, g.d, g.used, g.num_pages - g.used, g.B, g.max_pages, lookups / 1e3,
+             100.0 * lookups / attn_kv_bytes_once(s), loader);
     return buf;
+}
+
+static const char *paged_describe(const attn_shape_t *s)
+{
+    static char buf[640];
+    return paged_describe_as(s, "split-paged", "", buf, sizeof buf);
 }
 
 static int paged_listed(const attn_shape_t *s) { return s->tune.page != 0; }
@@ -374,11 +382,11 @@ const attn_impl_t IMPL_SPLIT_PAGED = {
 static const char *lanes_describe(const attn_shape_t *s)
 {
     static char buf[768];
-    snprintf(buf, sizeof buf,
-             "split-paged-lanes: %s; a tile that crosses pages (P < 64) reads its %d table entries once per warp, "
+    char loader[160];
+    snprintf(loader, sizeof loader, "; a tile that crosses pages (P < 64) reads its %d table entries once per warp, "
              "one per lane, and each row takes its page by shuffle",
-             paged_describe(s) + strlen("split-paged: "), s->tune.page && s->tune.page < 64 ? 64 / (int)s->tune.page : 1);
-    return buf;
+             s->tune.page && s->tune.page < 64 ? 64 / (int)s->tune.page : 1);
+    return paged_describe_as(s, "split-paged-lanes", loader, buf, sizeof buf);
 }
 
 const attn_impl_t IMPL_SPLIT_PAGED_LANES = {
